@@ -1,0 +1,154 @@
+//! The crate's one error type.
+//!
+//! Every variant carries enough context for a user to act: which file or key, where in the file,
+//! and what to do next. Variants are `#[non_exhaustive]` so that new failure kinds can be added
+//! without a breaking change.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::key::ContentKey;
+
+/// Result alias used throughout spillway.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in spillway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    #[error("{op} failed on {}: {source}", path.display())]
+    Io {
+        /// What we were doing ("write", "fsync", "open", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Stored bytes do not decode: a bad magic number, an impossible length, a truncated record.
+    #[error("{what} is corrupted at {location}: {detail}")]
+    Corrupted {
+        /// The structure that failed to decode ("record", "segment header", "index checkpoint").
+        what: &'static str,
+        /// Where: a file and a byte offset.
+        location: String,
+        /// What exactly is wrong.
+        detail: String,
+    },
+
+    /// Stored bytes decode but their checksum does not match.
+    #[error(
+        "checksum mismatch in {what} at {location}: stored {expected:#010x}, computed {got:#010x}"
+    )]
+    ChecksumMismatch {
+        /// The structure whose checksum failed.
+        what: &'static str,
+        /// Where: a file and a byte offset.
+        location: String,
+        /// The checksum stored on disk.
+        expected: u32,
+        /// The checksum computed over the bytes read.
+        got: u32,
+    },
+
+    /// A file written by a newer (or unknown) format version.
+    #[error(
+        "{} uses format version {found}, but this build of spillway reads versions up to {supported}; upgrade spillway to open it",
+        path.display()
+    )]
+    UnsupportedVersion {
+        /// The file concerned.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+
+    /// A path that exists but is not a spillway store.
+    #[error("{} is not a spillway store: {detail}", path.display())]
+    NotAStore {
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// Why we think so.
+        detail: String,
+    },
+
+    /// Another process holds the store open for writing.
+    #[error(
+        "store {} is locked for writing by {holder}; stop that process or open the store read-only",
+        path.display()
+    )]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+        /// Who holds the lock, as recorded in the lock file.
+        holder: String,
+    },
+
+    /// An earlier write or sync failed, so the state of the files is unknown and the store
+    /// refuses further writes. Reads still work; data acknowledged as durable is safe.
+    #[error(
+        "store {} refuses writes after an earlier I/O failure ({cause}); reads still work, reopen the store to recover",
+        path.display()
+    )]
+    Poisoned {
+        /// The store directory.
+        path: PathBuf,
+        /// The failure that poisoned the store.
+        cause: String,
+    },
+
+    /// A write was attempted on a store opened read-only.
+    #[error("store {} is open read-only; open it with write access to change it", path.display())]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+    },
+
+    /// A key that the caller expected is not in the store.
+    #[error("key {key} is not in {store}")]
+    NotFound {
+        /// The key looked up.
+        key: ContentKey,
+        /// The store (its kind and path) that was asked.
+        store: String,
+    },
+
+    /// A value or length beyond what spillway accepts.
+    #[error("{what} of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// A bad argument or configuration value.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Wraps an [`io::Error`] with the operation and path it concerns.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// True for errors that mean stored bytes are damaged (as opposed to I/O or usage errors).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupted { .. } | Error::ChecksumMismatch { .. }
+        )
+    }
+}

@@ -1,0 +1,53 @@
+//! The log store's in-memory index: key → record location, plus live and total bytes per
+//! segment (what compaction needs to choose its victims).
+//!
+//! Invariant: `live[s]` is the sum of `len` over the entries of `map` located in segment `s`,
+//! and `sizes[s]` is the length of segment `s` (for the active segment: bytes appended so far,
+//! pending ones included).
+
+use std::collections::BTreeMap;
+
+use crate::format::checkpoint::Location;
+use crate::key::{ContentKey, KeyMap};
+
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    pub map: KeyMap<Location>,
+    pub live: BTreeMap<u64, u64>,
+    pub sizes: BTreeMap<u64, u64>,
+}
+
+impl Index {
+    /// Points `key` at `loc`; returns where it was before.
+    pub fn insert(&mut self, key: ContentKey, loc: Location) -> Option<Location> {
+        let old = self.map.insert(key, loc);
+        if let Some(o) = old {
+            self.unaccount(o);
+        }
+        *self.live.entry(loc.segment).or_default() += u64::from(loc.len);
+        old
+    }
+
+    /// Forgets `key`; returns where it was.
+    pub fn remove(&mut self, key: &ContentKey) -> Option<Location> {
+        let old = self.map.remove(key);
+        if let Some(o) = old {
+            self.unaccount(o);
+        }
+        old
+    }
+
+    fn unaccount(&mut self, loc: Location) {
+        if let Some(l) = self.live.get_mut(&loc.segment) {
+            *l = l.saturating_sub(u64::from(loc.len));
+        }
+    }
+
+    pub fn live_bytes(&self) -> u64 {
+        self.live.values().sum()
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.sizes.values().sum()
+    }
+}

@@ -1,0 +1,526 @@
+//! [`LogStore`]: the embedded default store, an append-only log of checksummed records in a
+//! directory.
+//!
+//! # Layout
+//! A store directory holds `STORE` (the marker), `LOCK`, `index.ckpt` (the index checkpoint)
+//! and segment files `seg-<id>.log`. `docs/FORMAT.md` gives every byte.
+//!
+//! # Write path
+//! `put_batch` encodes records into the writer's pending buffer and points the index at them:
+//! from then on readers see them ([`Durability::Applied`]). `flush(Written)` writes the pending
+//! bytes to the active segment; `flush(Durable)` then `fdatasync`s it (and the directory when a
+//! segment was created). Concurrent durable flushes are grouped: one caller syncs, the others
+//! find their writes covered and return (group commit). A segment is sealed by syncing it before
+//! the next one is created, so only the last segment can ever have a torn tail.
+//!
+//! # Invariants
+//! - The index maps each live key to the location of its newest put record.
+//! - Sealed segments are never modified; they are only deleted whole by compaction, after a
+//!   durable checkpoint no longer refers to them.
+//! - After any failed write or sync the store is poisoned: writes fail with
+//!   [`Error::Poisoned`], reads go on. Data acknowledged at `Durable` stays intact on disk.
+//! - Lock order: `maintenance` → `writer` → `index` → `segments`; `sync` is taken with no other
+//!   lock held and takes `writer` only briefly.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{Location, LogPosition};
+use crate::format::record::{self, MAX_CHILDREN, MAX_PAYLOAD_LEN, RecordKind};
+use crate::format::segment;
+use crate::key::ContentKey;
+use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
+use crate::vfs::{OsFs, Vfs};
+
+mod compact;
+mod index;
+mod open;
+mod segments;
+mod writer;
+
+pub use compact::CompactionReport;
+pub use open::{RecoveryReport, TornTail};
+
+use index::Index;
+use segments::SegmentReader;
+use writer::Writer;
+
+/// Settings of a [`LogStore`]. `LogStoreOptions::default()` suits most uses.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LogStoreOptions {
+    /// Open without the write lock; every write fails with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Create the store if the directory does not exist or is empty (default `true`).
+    pub create: bool,
+    /// A segment is sealed and a new one started once it would grow past this (default 64 MiB).
+    pub segment_size: u64,
+    /// Pending bytes are handed to the OS once they exceed this (default 1 MiB).
+    pub write_buffer: usize,
+    /// A durable flush writes a new index checkpoint once this many log bytes were appended
+    /// since the last one (default 256 MiB), bounding the scan on the next open.
+    pub checkpoint_every: u64,
+    /// Compaction rewrites sealed segments whose live fraction is below this (default 0.5).
+    pub compact_below: f64,
+    /// Cut the last segment at the first bad record even when valid records follow it
+    /// (default `false`: such damage is reported as corruption, since it is not a torn write).
+    pub truncate_corrupt_tail: bool,
+}
+
+impl Default for LogStoreOptions {
+    fn default() -> Self {
+        LogStoreOptions {
+            read_only: false,
+            create: true,
+            segment_size: 64 << 20,
+            write_buffer: 1 << 20,
+            checkpoint_every: 256 << 20,
+            compact_below: 0.5,
+            truncate_corrupt_tail: false,
+        }
+    }
+}
+
+impl LogStoreOptions {
+    /// Read-only access.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+
+    /// Whether a missing store is created.
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Segment size in bytes (at least 4 KiB).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes.max(4096);
+        self
+    }
+
+    /// Bytes buffered before a write to the OS.
+    pub fn write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buffer = bytes;
+        self
+    }
+
+    /// Log bytes between automatic index checkpoints.
+    pub fn checkpoint_every(mut self, bytes: u64) -> Self {
+        self.checkpoint_every = bytes;
+        self
+    }
+
+    /// Live fraction under which compaction rewrites a segment.
+    pub fn compact_below(mut self, fraction: f64) -> Self {
+        self.compact_below = fraction;
+        self
+    }
+
+    /// Repair mode: cut a damaged last segment at its first bad record.
+    pub fn truncate_corrupt_tail(mut self, yes: bool) -> Self {
+        self.truncate_corrupt_tail = yes;
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    puts: AtomicU64,
+    dedup_hits: AtomicU64,
+    gets: AtomicU64,
+    deletes: AtomicU64,
+    bytes_written: AtomicU64,
+    syncs: AtomicU64,
+}
+
+/// The embedded default store: a crash-safe segment log in a directory.
+pub struct LogStore {
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
+    opts: LogStoreOptions,
+    _lock: Option<Box<dyn Any + Send + Sync>>,
+    index: RwLock<Index>,
+    segments: RwLock<BTreeMap<u64, SegmentReader>>,
+    /// `None` for a read-only store.
+    writer: Option<Mutex<Writer>>,
+    /// Everything before this position is durable. Held by the thread that syncs.
+    durable: Mutex<LogPosition>,
+    maintenance: Mutex<()>,
+    poison: RwLock<Option<String>>,
+    counters: Counters,
+    recovery: RecoveryReport,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.dir)
+            .field("read_only", &self.opts.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Opens (creating if needed) the store in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>) -> Result<LogStore> {
+        LogStore::open_with(dir, LogStoreOptions::default())
+    }
+
+    /// Opens the store in `dir` with `opts`.
+    pub fn open_with(dir: impl AsRef<Path>, opts: LogStoreOptions) -> Result<LogStore> {
+        LogStore::open_on(Arc::new(OsFs), dir.as_ref(), opts)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What recovery found when the store was opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The failure that poisoned the store, if any.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poison.read().clone()
+    }
+
+    /// Flushes everything durably, writes an index checkpoint and releases the lock.
+    pub fn close(self) -> Result<()> {
+        self.close_inner()
+    }
+
+    fn close_inner(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) || self.writer.is_none() {
+            return Ok(());
+        }
+        if self.poison.read().is_some() {
+            return Ok(());
+        }
+        self.flush(Durability::Durable)?;
+        if self.writer_lock()?.lock().since_checkpoint > 0 {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn writer_lock(&self) -> Result<&Mutex<Writer>> {
+        self.writer.as_ref().ok_or_else(|| Error::ReadOnly {
+            path: self.dir.clone(),
+        })
+    }
+
+    /// The writer, or why writes are refused.
+    fn writable(&self) -> Result<&Mutex<Writer>> {
+        let w = self.writer_lock()?;
+        if let Some(cause) = self.poison.read().clone() {
+            return Err(Error::Poisoned {
+                path: self.dir.clone(),
+                cause,
+            });
+        }
+        Ok(w)
+    }
+
+    /// Records an I/O failure: from now on the store refuses writes.
+    fn poison(&self, op: &'static str, path: PathBuf, e: std::io::Error) -> Error {
+        let err = Error::io(op, path, e);
+        let mut p = self.poison.write();
+        if p.is_none() {
+            tracing::error!(store = %self.dir.display(), error = %err, "log store poisoned");
+            *p = Some(err.to_string());
+        }
+        err
+    }
+
+    fn segment_path(&self, id: u64) -> PathBuf {
+        self.dir.join(segment::file_name(id))
+    }
+
+    /// Writes pending bytes to the OS, poisoning the store on failure.
+    fn write_out(&self, w: &mut Writer) -> Result<()> {
+        match w.write_pending() {
+            Ok(n) => {
+                self.counters.bytes_written.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(self.poison("write", self.segment_path(w.active), e)),
+        }
+    }
+
+    /// Appends one encoded record (built by `encode`) to the active segment, sealing it first
+    /// if the record would not fit. Returns the record's location.
+    fn append(
+        &self,
+        w: &mut Writer,
+        len: u64,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Location> {
+        let header = segment::SEGMENT_HEADER_LEN as u64;
+        if w.end() > header && w.end() + len > self.opts.segment_size {
+            self.roll(w)?;
+        }
+        let offset = w.end();
+        let before = w.pending.len();
+        encode(&mut w.pending);
+        debug_assert_eq!((w.pending.len() - before) as u64, len);
+        w.since_checkpoint += len;
+        Ok(Location {
+            segment: w.active,
+            offset,
+            len: len as u32,
+        })
+    }
+
+    /// Seals the active segment (write + sync) and starts the next one.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.write_out(w)?;
+        let old = w.active;
+        if let Err(e) = w.file.sync_data() {
+            return Err(self.poison("fsync", self.segment_path(old), e));
+        }
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        let new = old + 1;
+        let path = self.segment_path(new);
+        let file = self
+            .vfs
+            .open(&path, crate::vfs::OpenMode::Create)
+            .map_err(|e| self.poison("create", path.clone(), e))?;
+        let sealed = self
+            .vfs
+            .map(&self.segment_path(old))
+            .map_err(|e| Error::io("map", self.segment_path(old), e))?;
+        w.active = new;
+        w.file = Arc::clone(&file);
+        w.written_len = 0;
+        w.pending.extend_from_slice(&segment::encode_header(new));
+        w.dir_dirty = true;
+        w.since_checkpoint += segment::SEGMENT_HEADER_LEN as u64;
+        {
+            let mut idx = self.index.write();
+            idx.sizes.insert(new, segment::SEGMENT_HEADER_LEN as u64);
+        }
+        let mut segs = self.segments.write();
+        segs.insert(old, SegmentReader::Mapped(sealed));
+        segs.insert(new, SegmentReader::File(file));
+        Ok(())
+    }
+
+    /// Reads the record at `loc`, from the pending buffer if it has not been written yet.
+    fn read_at(&self, loc: Location, key: &ContentKey) -> Result<Option<Blob>> {
+        if let Some(w) = &self.writer {
+            let w = w.lock();
+            if loc.segment == w.active && loc.offset >= w.written_len {
+                let start = (loc.offset - w.written_len) as usize;
+                let bytes = w.pending[start..start + loc.len as usize].to_vec();
+                drop(w);
+                return segments::blob_from_record_bytes(bytes, &self.dir, loc, key).map(Some);
+            }
+        }
+        let reader = self.segments.read().get(&loc.segment).cloned();
+        match reader {
+            Some(r) => r.read_blob(&self.dir, loc, key).map(Some),
+            // Compaction removed the segment after we looked the key up: look again.
+            None => Ok(None),
+        }
+    }
+
+    fn sync_to(&self, target: LogPosition) -> Result<()> {
+        let mut durable = self.durable.lock();
+        if *durable >= target {
+            return Ok(());
+        }
+        // We are the leader: sync everything written so far, covering the followers queued on
+        // the `durable` lock behind us.
+        let (file, pos, dir_dirty, active) = {
+            let mut w = self.writable()?.lock();
+            self.write_out(&mut w)?;
+            let dirty = std::mem::take(&mut w.dir_dirty);
+            (Arc::clone(&w.file), w.written_position(), dirty, w.active)
+        };
+        if let Err(e) = file.sync_data() {
+            return Err(self.poison("fsync", self.segment_path(active), e));
+        }
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        if dir_dirty {
+            if let Err(e) = self.vfs.sync_dir(&self.dir) {
+                return Err(self.poison("fsync directory", self.dir.clone(), e));
+            }
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        *durable = pos;
+        Ok(())
+    }
+}
+
+impl BlobStore for LogStore {
+    fn put_batch(&self, batch: &[Put<'_>]) -> Result<()> {
+        for p in batch {
+            if p.payload.len() > MAX_PAYLOAD_LEN as usize {
+                return Err(Error::TooLarge {
+                    what: "object payload",
+                    len: p.payload.len() as u64,
+                    limit: u64::from(MAX_PAYLOAD_LEN),
+                });
+            }
+            if p.children.len() > MAX_CHILDREN as usize {
+                return Err(Error::TooLarge {
+                    what: "child key list",
+                    len: (p.children.len() * 16) as u64,
+                    limit: u64::from(MAX_CHILDREN) * 16,
+                });
+            }
+            debug_assert_eq!(p.key, ContentKey::of(p.payload, p.children), "key of a put");
+        }
+        let mut w = self.writable()?.lock();
+        // Only this thread appends while it holds the writer lock, so what is absent now stays
+        // absent until we insert it.
+        let fresh: Vec<&Put<'_>> = {
+            let idx = self.index.read();
+            let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+                batch.len(),
+                crate::key::BuildKeyHasher::default(),
+            );
+            batch
+                .iter()
+                .filter(|p| !idx.map.contains_key(&p.key) && seen.insert(p.key))
+                .collect()
+        };
+        self.counters
+            .dedup_hits
+            .fetch_add((batch.len() - fresh.len()) as u64, Ordering::Relaxed);
+        let mut placed = Vec::with_capacity(fresh.len());
+        for p in fresh {
+            let len = record::record_len(p.children.len(), p.payload.len());
+            let loc = self.append(&mut w, len, |out| {
+                record::encode(out, RecordKind::Put, &p.key, p.children, p.payload)
+            })?;
+            placed.push((p.key, loc));
+        }
+        {
+            let mut idx = self.index.write();
+            for (k, loc) in &placed {
+                idx.insert(*k, *loc);
+            }
+            idx.sizes.insert(w.active, w.end());
+        }
+        self.counters
+            .puts
+            .fetch_add(placed.len() as u64, Ordering::Relaxed);
+        if w.pending.len() >= self.opts.write_buffer {
+            self.write_out(&mut w)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &ContentKey) -> Result<Option<Blob>> {
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        // A miss in `read_at` means compaction moved the record between our lookup and our
+        // read; the index then points at the new place. Compaction finishes a segment before it
+        // removes it, so a few retries always suffice.
+        for _ in 0..8 {
+            let Some(loc) = self.index.read().map.get(key).copied() else {
+                return Ok(None);
+            };
+            if let Some(blob) = self.read_at(loc, key)? {
+                return Ok(Some(blob));
+            }
+        }
+        Err(Error::Corrupted {
+            what: "index",
+            location: self.dir.display().to_string(),
+            detail: format!("key {key} points at a segment that no longer exists"),
+        })
+    }
+
+    fn contains(&self, key: &ContentKey) -> Result<bool> {
+        Ok(self.index.read().map.contains_key(key))
+    }
+
+    fn delete(&self, keys: &[ContentKey]) -> Result<()> {
+        let mut w = self.writable()?.lock();
+        let present: Vec<ContentKey> = {
+            let idx = self.index.read();
+            keys.iter()
+                .filter(|k| idx.map.contains_key(k))
+                .copied()
+                .collect()
+        };
+        let len = record::record_len(0, 0);
+        for k in &present {
+            self.append(&mut w, len, |out| {
+                record::encode(out, RecordKind::Tombstone, k, &[], &[])
+            })?;
+        }
+        let mut idx = self.index.write();
+        for k in &present {
+            idx.remove(k);
+        }
+        idx.sizes.insert(w.active, w.end());
+        self.counters
+            .deletes
+            .fetch_add(present.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn keys(&self) -> Result<Vec<ContentKey>> {
+        Ok(self.index.read().map.keys().copied().collect())
+    }
+
+    fn flush(&self, durability: Durability) -> Result<()> {
+        if durability == Durability::Applied || self.writer.is_none() {
+            return Ok(());
+        }
+        let target = {
+            let mut w = self.writable()?.lock();
+            self.write_out(&mut w)?;
+            w.written_position()
+        };
+        if durability == Durability::Durable {
+            self.sync_to(target)?;
+            if self.writer_lock()?.lock().since_checkpoint >= self.opts.checkpoint_every {
+                self.checkpoint()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> StoreStats {
+        let idx = self.index.read();
+        let c = &self.counters;
+        StoreStats {
+            objects: idx.map.len() as u64,
+            live_bytes: idx.live_bytes(),
+            disk_bytes: idx.disk_bytes(),
+            puts: c.puts.load(Ordering::Relaxed),
+            dedup_hits: c.dedup_hits.load(Ordering::Relaxed),
+            gets: c.gets.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            segments: idx.sizes.len() as u64,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("log store {}", self.dir.display())
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close_inner() {
+            tracing::error!(store = %self.dir.display(), error = %e, "closing the log store failed");
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Reading records out of segments.
+//!
+//! Sealed segments never change, so a writable store memory-maps them and decodes records in
+//! place. The active segment (and every segment of a read-only store, whose files another process
+//! may still be appending to) is read with positioned reads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::checkpoint::Location;
+use crate::format::record::{self, RECORD_HEADER_LEN, RecordKind};
+use crate::key::{ContentKey, KEY_LEN};
+use crate::store::Blob;
+use crate::vfs::{FileView, VfsFile};
+
+#[derive(Clone)]
+pub(super) enum SegmentReader {
+    Mapped(FileView),
+    File(Arc<dyn VfsFile>),
+}
+
+impl std::fmt::Debug for SegmentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SegmentReader::Mapped(v) => write!(f, "Mapped({} bytes)", v.as_ref().as_ref().len()),
+            SegmentReader::File(_) => f.write_str("File"),
+        }
+    }
+}
+
+/// Where a record is, for messages: `seg-….log offset N`.
+pub(super) fn describe(dir: &Path, loc: Location) -> String {
+    format!(
+        "{} offset {}",
+        dir.join(crate::format::segment::file_name(loc.segment)).display(),
+        loc.offset
+    )
+}
+
+impl SegmentReader {
+    /// Reads and checks the record at `loc`, which the index says holds `key`.
+    pub fn read_blob(&self, dir: &Path, loc: Location, key: &ContentKey) -> Result<Blob> {
+        match self {
+            SegmentReader::Mapped(view) => {
+                let bytes: &[u8] = view.as_ref().as_ref();
+                let start = usize::try_from(loc.offset).unwrap_or(usize::MAX);
+                let slice = start
+                    .checked_add(loc.len as usize)
+                    .and_then(|end| bytes.get(start..end))
+                    .ok_or_else(|| Error::Corrupted {
+                        what: "record",
+                        location: describe(dir, loc),
+                        detail: format!("the segment ends at byte {}", bytes.len()),
+                    })?;
+                let r = decode_checked(slice, dir, loc, key)?;
+                Ok(Blob {
+                    children: r.child_keys(),
+                    payload: r.payload.to_vec(),
+                })
+            }
+            SegmentReader::File(file) => {
+                let mut buf = vec![0u8; loc.len as usize];
+                file.read_at(&mut buf, loc.offset)
+                    .map_err(|e| Error::io("read", dir.join(describe(dir, loc)), e))?;
+                blob_from_record_bytes(buf, dir, loc, key)
+            }
+        }
+    }
+}
+
+/// Decodes `bytes` (exactly one record) and checks that it is the put of `key`.
+pub(super) fn decode_checked<'a>(
+    bytes: &'a [u8],
+    dir: &Path,
+    loc: Location,
+    key: &ContentKey,
+) -> Result<record::Record<'a>> {
+    let r = record::decode(bytes).map_err(|e| e.at("record", describe(dir, loc)))?;
+    if r.header.kind != RecordKind::Put || r.header.key != *key {
+        return Err(Error::Corrupted {
+            what: "index",
+            location: describe(dir, loc),
+            detail: format!("expected the put of key {key}, found a {:?} of key {}", r.header.kind, r.header.key),
+        });
+    }
+    Ok(r)
+}
+
+/// Turns an owned record buffer into a blob, reusing the buffer for the payload.
+pub(super) fn blob_from_record_bytes(
+    mut buf: Vec<u8>,
+    dir: &Path,
+    loc: Location,
+    key: &ContentKey,
+) -> Result<Blob> {
+    let children = decode_checked(&buf, dir, loc, key)?.child_keys();
+    buf.drain(..RECORD_HEADER_LEN + children.len() * KEY_LEN);
+    Ok(Blob {
+        children,
+        payload: buf,
+    })
+}

@@ -1,0 +1,143 @@
+//! Stores: where paged-out objects live.
+//!
+//! A store maps [`ContentKey`]s to objects (payload bytes plus the keys of their children) behind
+//! the small, synchronous, object-safe [`BlobStore`] trait. Backends, one per file:
+//!
+//! - [`LogStore`]: the embedded default, an append-only crash-safe segment log in a directory;
+//! - [`MemStore`]: in memory, for tests and as a fast reference.
+//!
+//! Contract every backend keeps (checked for each by the same tests):
+//! - writes are visible to readers as soon as `put_batch` returns ([`Durability::Applied`]),
+//!   before any flush;
+//! - `flush(level)` returns once every write made before it has reached `level`;
+//! - the store is content-addressed: putting a key that is already stored writes nothing;
+//! - a corrupted record is reported as an error naming where it is, never returned as data.
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::key::ContentKey;
+
+pub mod log;
+mod mem;
+
+pub use log::{LogStore, LogStoreOptions, RecoveryReport};
+pub use mem::MemStore;
+
+/// How far a write has travelled, and so which failure it survives.
+///
+/// The levels are ordered: `Applied < Written < Durable`, and reaching one implies the ones
+/// below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Durability {
+    /// In the store's memory and visible to every reader of this store. Survives nothing: a
+    /// crash of this process loses it.
+    Applied,
+    /// Handed to the operating system (`write(2)` returned). Survives a crash or `kill -9` of
+    /// this process; lost if the machine loses power or the kernel crashes before writeback.
+    Written,
+    /// On stable storage: file data `fdatasync`ed and any new file's directory entry `fsync`ed.
+    /// Survives power loss and kernel crashes (given a disk that honours flushes).
+    Durable,
+}
+
+/// An object as stored: its payload and the keys of the objects it refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Blob {
+    /// Keys of the child objects, in the order the payload refers to them.
+    pub children: Vec<ContentKey>,
+    /// The serialized value.
+    pub payload: Vec<u8>,
+}
+
+impl Blob {
+    /// The content key of this object.
+    pub fn key(&self) -> ContentKey {
+        ContentKey::of(&self.payload, &self.children)
+    }
+}
+
+/// One object to store, borrowed from the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Put<'a> {
+    /// The object's key; must equal `ContentKey::of(payload, children)` (checked in debug builds
+    /// and by `verify`).
+    pub key: ContentKey,
+    /// Child keys.
+    pub children: &'a [ContentKey],
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> Put<'a> {
+    /// A put of `payload` with `children`, computing its key.
+    pub fn new(payload: &'a [u8], children: &'a [ContentKey]) -> Put<'a> {
+        Put {
+            key: ContentKey::of(payload, children),
+            children,
+            payload,
+        }
+    }
+}
+
+/// Counters a store keeps; cheap to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Live objects.
+    pub objects: u64,
+    /// Bytes of live records (headers included).
+    pub live_bytes: u64,
+    /// Bytes the store occupies on its medium (live and dead).
+    pub disk_bytes: u64,
+    /// Objects written (puts of keys already stored are not counted).
+    pub puts: u64,
+    /// Puts skipped because the key was already stored.
+    pub dedup_hits: u64,
+    /// Lookups served.
+    pub gets: u64,
+    /// Objects deleted.
+    pub deletes: u64,
+    /// Bytes handed to the OS.
+    pub bytes_written: u64,
+    /// `fsync`/`fdatasync` calls made.
+    pub syncs: u64,
+    /// Segment files.
+    pub segments: u64,
+}
+
+/// A content-addressed object store.
+///
+/// Small, synchronous and object-safe: `Arc<dyn BlobStore>` is how the runtime holds a store.
+pub trait BlobStore: Send + Sync + fmt::Debug {
+    /// Stores a batch of objects. Keys already stored are skipped. On return the objects are
+    /// visible to readers ([`Durability::Applied`]); call [`flush`](Self::flush) for more.
+    fn put_batch(&self, batch: &[Put<'_>]) -> Result<()>;
+
+    /// Reads an object; `Ok(None)` if the key is not stored.
+    fn get(&self, key: &ContentKey) -> Result<Option<Blob>>;
+
+    /// True if the key is stored.
+    fn contains(&self, key: &ContentKey) -> Result<bool>;
+
+    /// Deletes objects; keys not stored are ignored.
+    fn delete(&self, keys: &[ContentKey]) -> Result<()>;
+
+    /// Every stored key, in no particular order (a snapshot).
+    fn keys(&self) -> Result<Vec<ContentKey>>;
+
+    /// Returns once every write made before the call has reached `durability`. Concurrent
+    /// callers share one sync (group commit).
+    fn flush(&self, durability: Durability) -> Result<()>;
+
+    /// Current counters.
+    fn stats(&self) -> StoreStats;
+
+    /// A short description for messages, such as `log store /data/cache`.
+    fn describe(&self) -> String;
+
+    /// Stores one object.
+    fn put(&self, put: Put<'_>) -> Result<()> {
+        self.put_batch(std::slice::from_ref(&put))
+    }
+}

@@ -1,0 +1,424 @@
+//! [`SimFs`]: an in-memory file system for crash tests.
+//!
+//! For every file it keeps two images: `written` (what a reader sees now, as in the page cache)
+//! and `durable` (what survives power loss: the state at the last `sync_data`). Directory entries
+//! likewise exist in a written and a durable namespace; `sync_dir` makes a directory's entries
+//! durable. Every mutating call counts as one *operation*; [`SimFs::fail_at`] makes the N-th
+//! operation fail (a write may be applied partly, as a torn write is) and every later operation
+//! fail too, as if the machine had stopped at that instant. [`SimFs::power_loss_image`] and
+//! [`SimFs::process_crash_image`] then give the file system a restarted process would find.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{FileView, LockOutcome, OpenMode, Vfs, VfsFile};
+
+#[derive(Debug, Default, Clone)]
+struct Inode {
+    written: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    inodes: HashMap<u64, Inode>,
+    next_inode: u64,
+    names: BTreeMap<PathBuf, u64>,
+    durable_names: BTreeMap<PathBuf, u64>,
+    dirs: HashSet<PathBuf>,
+    locks: HashMap<PathBuf, String>,
+    ops: u64,
+    fail_at: Option<u64>,
+    failed: bool,
+    rng: u64,
+}
+
+impl State {
+    /// Counts one mutating operation; errors if the file system has "stopped".
+    fn tick(&mut self) -> io::Result<bool> {
+        if self.failed {
+            return Err(io::Error::other("simulated crash: the file system has stopped"));
+        }
+        self.ops += 1;
+        if self.fail_at == Some(self.ops) {
+            self.failed = true;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // splitmix64: deterministic from the seed, good enough for choosing tear points.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn inode(&self, path: &Path) -> io::Result<u64> {
+        self.names
+            .get(path)
+            .copied()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{}", path.display())))
+    }
+}
+
+fn crashed() -> io::Error {
+    io::Error::other("simulated crash: injected I/O failure")
+}
+
+/// An in-memory file system with written and durable images and failure injection.
+#[derive(Debug, Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct SimFile {
+    state: Arc<Mutex<State>>,
+    inode: u64,
+    writable: bool,
+}
+
+impl SimFs {
+    /// An empty file system.
+    pub fn new() -> SimFs {
+        SimFs::default()
+    }
+
+    /// Makes the `n`-th mutating operation from now (1-based) fail, and every one after it.
+    pub fn fail_at(&self, n: u64) {
+        let mut s = self.state.lock();
+        s.fail_at = Some(s.ops + n);
+    }
+
+    /// Number of mutating operations so far.
+    pub fn ops(&self) -> u64 {
+        self.state.lock().ops
+    }
+
+    /// True once an injected failure has stopped the file system.
+    pub fn has_failed(&self) -> bool {
+        self.state.lock().failed
+    }
+
+    /// The file system after a power loss: only durable names and durable bytes remain, except
+    /// that each file may also keep a prefix of its unsynced appended bytes (disks persist some
+    /// writes before an fsync), chosen from `seed`.
+    pub fn power_loss_image(&self, seed: u64) -> SimFs {
+        let mut s = self.state.lock();
+        s.rng ^= seed;
+        let mut out = State {
+            dirs: s.dirs.clone(),
+            rng: seed,
+            ..State::default()
+        };
+        let durable_names = s.durable_names.clone();
+        for (path, ino) in durable_names {
+            let inode = s.inodes.get(&ino).cloned().unwrap_or_default();
+            let mut data = inode.durable.clone();
+            if inode.written.len() > data.len() && inode.written.starts_with(&data) {
+                let extra = inode.written.len() - data.len();
+                let keep = (s.next_rand() % (extra as u64 + 1)) as usize;
+                data.extend_from_slice(&inode.written[inode.durable.len()..][..keep]);
+            }
+            out.add_file(path, data);
+        }
+        SimFs {
+            state: Arc::new(Mutex::new(out)),
+        }
+    }
+
+    /// The file system after the process was killed: everything written survives (it is in the
+    /// OS page cache), synced or not.
+    pub fn process_crash_image(&self) -> SimFs {
+        let s = self.state.lock();
+        let mut out = State {
+            dirs: s.dirs.clone(),
+            ..State::default()
+        };
+        for (path, ino) in &s.names {
+            let data = s.inodes.get(ino).map(|i| i.written.clone()).unwrap_or_default();
+            out.add_file(path.clone(), data);
+        }
+        SimFs {
+            state: Arc::new(Mutex::new(out)),
+        }
+    }
+
+    /// Overwrites bytes of an existing file in both images (to plant corruption in tests).
+    pub fn corrupt(&self, path: &Path, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let ino = s.inode(path)?;
+        let inode = s.inodes.get_mut(&ino).ok_or_else(crashed)?;
+        for img in [&mut inode.written, &mut inode.durable] {
+            if img.len() < offset + bytes.len() {
+                img.resize(offset + bytes.len(), 0);
+            }
+            img[offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    fn add_file(&mut self, path: PathBuf, data: Vec<u8>) {
+        let ino = self.next_inode;
+        self.next_inode += 1;
+        self.inodes.insert(
+            ino,
+            Inode {
+                written: data.clone(),
+                durable: data,
+            },
+        );
+        self.names.insert(path.clone(), ino);
+        self.durable_names.insert(path, ino);
+    }
+}
+
+impl Vfs for SimFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        // Directory creation is treated as durable: stores fsync the parent themselves only in
+        // the real file system, and tests start from an existing directory.
+        let mut d = Some(dir);
+        while let Some(p) = d {
+            s.dirs.insert(p.to_path_buf());
+            d = p.parent();
+        }
+        Ok(())
+    }
+
+    fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let s = self.state.lock();
+        if !s.dirs.contains(dir) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{}", dir.display())));
+        }
+        Ok(s.names
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .collect())
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>> {
+        let mut s = self.state.lock();
+        let inode = match mode {
+            OpenMode::Read | OpenMode::ReadWrite => s.inode(path)?,
+            OpenMode::Create => {
+                if s.tick()? {
+                    return Err(crashed());
+                }
+                match s.names.get(path).copied() {
+                    Some(ino) => {
+                        if let Some(i) = s.inodes.get_mut(&ino) {
+                            i.written.clear();
+                        }
+                        ino
+                    }
+                    None => {
+                        let ino = s.next_inode;
+                        s.next_inode += 1;
+                        s.inodes.insert(ino, Inode::default());
+                        s.names.insert(path.to_path_buf(), ino);
+                        ino
+                    }
+                }
+            }
+        };
+        Ok(Arc::new(SimFile {
+            state: Arc::clone(&self.state),
+            inode,
+            writable: mode != OpenMode::Read,
+        }))
+    }
+
+    fn map(&self, path: &Path) -> io::Result<FileView> {
+        let s = self.state.lock();
+        let ino = s.inode(path)?;
+        let data = s.inodes.get(&ino).map(|i| i.written.clone()).unwrap_or_default();
+        Ok(Arc::new(data))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        let ino = s.inode(from)?;
+        s.names.remove(from);
+        s.names.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        s.inode(path)?;
+        s.names.remove(path);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        s.durable_names.retain(|p, _| p.parent() != Some(dir));
+        let entries: Vec<_> = s
+            .names
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        s.durable_names.extend(entries);
+        Ok(())
+    }
+
+    fn try_lock(&self, path: &Path, holder: &str) -> io::Result<LockOutcome> {
+        let mut s = self.state.lock();
+        if let Some(h) = s.locks.get(path) {
+            return Ok(LockOutcome::HeldBy(h.clone()));
+        }
+        s.locks.insert(path.to_path_buf(), holder.to_string());
+        Ok(LockOutcome::Acquired(Box::new(SimLock {
+            state: Arc::clone(&self.state),
+            path: path.to_path_buf(),
+        })))
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        self.state.lock().locks.remove(&self.path);
+    }
+}
+
+impl SimFile {
+    fn with<T>(&self, f: impl FnOnce(&mut Inode) -> T) -> io::Result<T> {
+        let mut s = self.state.lock();
+        let inode = s.inodes.get_mut(&self.inode).ok_or_else(crashed)?;
+        Ok(f(inode))
+    }
+
+    fn check_writable(&self) -> io::Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"))
+        }
+    }
+}
+
+impl VfsFile for SimFile {
+    fn len(&self) -> io::Result<u64> {
+        self.with(|i| i.written.len() as u64)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.with(|i| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            match start.checked_add(buf.len()) {
+                Some(end) if end <= i.written.len() => {
+                    buf.copy_from_slice(&i.written[start..end]);
+                    Ok(())
+                }
+                _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file")),
+            }
+        })?
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.check_writable()?;
+        let mut s = self.state.lock();
+        let fail = s.tick()?;
+        // A failing write may land partly: a torn write.
+        let n = if fail {
+            (s.next_rand() % (buf.len() as u64 + 1)) as usize
+        } else {
+            buf.len()
+        };
+        let inode = s.inodes.get_mut(&self.inode).ok_or_else(crashed)?;
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        if inode.written.len() < start + n {
+            inode.written.resize(start + n, 0);
+        }
+        inode.written[start..start + n].copy_from_slice(&buf[..n]);
+        if fail { Err(crashed()) } else { Ok(()) }
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check_writable()?;
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        let inode = s.inodes.get_mut(&self.inode).ok_or_else(crashed)?;
+        inode
+            .written
+            .resize(usize::try_from(len).map_err(io::Error::other)?, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        let inode = s.inodes.get_mut(&self.inode).ok_or_else(crashed)?;
+        inode.durable = inode.written.clone();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_data_and_names_are_lost_on_power_loss() {
+        let fs = SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let f = fs.open(&dir.join("a"), OpenMode::Create).unwrap();
+        f.write_at(b"hello", 0).unwrap();
+        // Neither data nor name synced: the file is gone.
+        assert!(fs.power_loss_image(1).read_dir(dir).unwrap().is_empty());
+        f.sync_data().unwrap();
+        fs.sync_dir(dir).unwrap();
+        f.write_at(b" world", 5).unwrap();
+        let img = fs.power_loss_image(7);
+        let data = img.read_file(&dir.join("a")).unwrap();
+        assert!(data.starts_with(b"hello") && b"hello world".starts_with(&data));
+        // A killed process loses nothing that was written.
+        let img = fs.process_crash_image();
+        assert_eq!(img.read_file(&dir.join("a")).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn failure_injection_stops_everything_after() {
+        let fs = SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let f = fs.open(&dir.join("a"), OpenMode::Create).unwrap();
+        fs.fail_at(2);
+        f.write_at(b"one", 0).unwrap();
+        assert!(f.sync_data().is_err());
+        assert!(fs.has_failed());
+        assert!(f.write_at(b"two", 3).is_err());
+    }
+}
