@@ -42,10 +42,12 @@ mod compact;
 mod index;
 mod open;
 mod segments;
+mod verify;
 mod writer;
 
 pub use compact::CompactionReport;
 pub use open::{RecoveryReport, TornTail};
+pub use verify::{VerifyReport, verify};
 
 use index::Index;
 use segments::SegmentReader;

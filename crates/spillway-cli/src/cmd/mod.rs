@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod compact;
+pub mod demo;
+pub mod inspect;
+pub mod verify;

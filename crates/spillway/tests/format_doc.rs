@@ -1,0 +1,211 @@
+//! Holds the code to `docs/FORMAT.md`: every field table in the document is parsed and checked
+//! against bytes produced by the real encoders, and the document's constants against the code's.
+
+use spillway::ContentKey;
+use spillway::format::checkpoint::{self, Location, LogPosition};
+use spillway::format::record::{self, RecordKind};
+use spillway::format::{marker, segment};
+
+const DOC: &str = include_str!("../../../docs/FORMAT.md");
+
+#[derive(Debug)]
+struct Row {
+    offset: usize,
+    size: usize,
+    field: String,
+}
+
+/// The `nth` field table (offset | size | field) after the heading line that starts with
+/// `heading`. Rows whose offset or size is a formula are skipped.
+fn table(heading: &str, nth: usize) -> Vec<Row> {
+    let start = DOC
+        .lines()
+        .position(|l| l.starts_with(heading))
+        .unwrap_or_else(|| panic!("FORMAT.md has no heading {heading:?}"));
+    let mut tables = Vec::new();
+    let mut current: Option<Vec<Row>> = None;
+    for line in DOC.lines().skip(start + 1) {
+        if line.starts_with("## ") || line.starts_with("### ") {
+            break;
+        }
+        if line.starts_with("| offset | size | field |") {
+            current = Some(Vec::new());
+            continue;
+        }
+        match (&mut current, line.starts_with('|')) {
+            (Some(rows), true) => {
+                let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+                if let (Ok(offset), Ok(size)) = (cells[0].parse(), cells[1].parse()) {
+                    rows.push(Row {
+                        offset,
+                        size,
+                        field: cells[2].to_string(),
+                    });
+                }
+            }
+            (Some(_), false) => tables.push(current.take().unwrap_or_default()),
+            (None, _) => {}
+        }
+    }
+    if let Some(rows) = current {
+        tables.push(rows);
+    }
+    tables
+        .into_iter()
+        .nth(nth)
+        .unwrap_or_else(|| panic!("FORMAT.md: table {nth} after {heading:?} is missing"))
+}
+
+fn le(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b[..bytes.len()].copy_from_slice(bytes);
+    u64::from_le_bytes(b)
+}
+
+/// Checks each documented field against `bytes`. `known` maps a phrase of the field text to the
+/// value the encoder was given.
+fn check(what: &str, rows: &[Row], bytes: &[u8], fixed_len: usize, known: &[(&str, u64)]) {
+    assert!(!rows.is_empty(), "{what}: no rows parsed");
+    let mut expect_offset = 0;
+    for r in rows {
+        assert_eq!(r.offset, expect_offset, "{what}: field {:?} is not contiguous", r.field);
+        expect_offset = r.offset + r.size;
+        let got = &bytes[r.offset..r.offset + r.size];
+        let f = r.field.as_str();
+        if let Some(rest) = f.strip_prefix("magic `") {
+            let magic = rest.trim_end_matches('`');
+            assert_eq!(got, magic.as_bytes(), "{what}: magic");
+        } else if let Some((a, b)) = f
+            .strip_prefix("CRC32C of bytes ")
+            .and_then(|r| r.split_once(".."))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        {
+            assert_eq!(le(got), u64::from(crc32c::crc32c(&bytes[a..b])), "{what}: {f}");
+        } else if f.starts_with("reserved") || f.starts_with("flags, zero") {
+            assert!(got.iter().all(|&b| b == 0), "{what}: {f} not zero");
+        } else if let Some(v) = f.split_once("version (").map(|(_, v)| v) {
+            let v: u64 = v.trim_end_matches(')').parse().expect("version number");
+            assert_eq!(le(got), v, "{what}: {f}");
+        } else if let Some((_, v)) = known.iter().find(|(phrase, _)| f.contains(phrase)) {
+            assert_eq!(le(got), *v, "{what}: {f}");
+        } else if f.starts_with("content key") || f.starts_with("CRC32C of") {
+            // Checked by the caller.
+        } else {
+            panic!("{what}: the test does not know how to check field {f:?}");
+        }
+    }
+    assert_eq!(expect_offset, fixed_len, "{what}: the table's fixed part has the wrong length");
+}
+
+#[test]
+fn store_marker_matches_the_document() {
+    let b = marker::encode(marker::STORE_VERSION);
+    let rows = table("### Store marker", 0);
+    check("marker", &rows, &b, marker::MARKER_LEN, &[]);
+    assert!(rows.iter().any(|r| r.field == format!("store format version ({})", marker::STORE_VERSION)));
+    assert!(DOC.contains(&format!("`{}`", marker::MARKER_FILE)));
+}
+
+#[test]
+fn segment_header_matches_the_document() {
+    let id = 0x0102_0304_0506_0708;
+    let b = segment::encode_header(id);
+    let rows = table("### Segment header", 0);
+    check("segment header", &rows, &b, segment::SEGMENT_HEADER_LEN, &[("segment id", id)]);
+    assert!(DOC.contains(&format!("### Segment header ({} bytes)", segment::SEGMENT_HEADER_LEN)));
+    assert_eq!(segment::file_name(1), "seg-0000000000000001.log");
+    assert!(DOC.contains("`seg-<id>.log`") && DOC.contains("16 lowercase hex digits"));
+}
+
+#[test]
+fn record_matches_the_document() {
+    let children = [ContentKey::of(b"c1", &[]), ContentKey::of(b"c2", &[])];
+    let payload = b"twelve bytes";
+    let key = ContentKey::of(payload, &children);
+    let mut b = Vec::new();
+    record::encode(&mut b, RecordKind::Put, &key, &children, payload);
+    let rows = table("### Record", 0);
+    check(
+        "record",
+        &rows,
+        &b,
+        record::RECORD_HEADER_LEN,
+        &[
+            ("kind: 1 = put", u64::from(record::KIND_PUT)),
+            ("child count", 2),
+            ("payload length", payload.len() as u64),
+        ],
+    );
+    assert!(DOC.contains(&format!("### Record ({}-byte header", record::RECORD_HEADER_LEN)));
+    // The content key field, the body layout and the checksum's coverage.
+    assert_eq!(&b[20..36], key.as_bytes());
+    assert_eq!(&b[36..52], children[0].as_bytes());
+    assert_eq!(&b[36 + 32..], payload);
+    assert_eq!(le(&b[4..8]), u64::from(crc32c::crc32c(&b[8..])));
+    assert!(DOC.contains("CRC32C of bytes 8..end of record"));
+    assert!(DOC.contains(&format!("kind: {} = put, {} = tombstone", record::KIND_PUT, record::KIND_TOMBSTONE)));
+    assert_eq!(record::MAX_CHILDREN, 1_048_576);
+    assert!(DOC.contains("at most 1,048,576"));
+    assert_eq!(record::MAX_PAYLOAD_LEN, 1 << 30);
+    assert!(DOC.contains("at most 1 GiB"));
+}
+
+#[test]
+fn checkpoint_matches_the_document() {
+    let key = ContentKey::of(b"x", &[]);
+    let loc = Location {
+        segment: 7,
+        offset: 4242,
+        len: 99,
+    };
+    let tail = LogPosition {
+        segment: 9,
+        offset: 1234,
+    };
+    let b = checkpoint::encode(tail, [(&key, &loc)].into_iter());
+    let head = table("### Index checkpoint", 0);
+    check(
+        "checkpoint header",
+        &head,
+        &b,
+        checkpoint::CHECKPOINT_HEADER_LEN,
+        &[
+            ("tail segment id", tail.segment),
+            ("tail offset", tail.offset),
+            ("entry count", 1),
+        ],
+    );
+    let entries_crc = &head.iter().find(|r| r.field.contains("entries region")).expect("row").offset;
+    assert_eq!(
+        le(&b[*entries_crc..entries_crc + 4]),
+        u64::from(crc32c::crc32c(&b[checkpoint::CHECKPOINT_HEADER_LEN..]))
+    );
+    let entry = table("### Index checkpoint", 1);
+    check(
+        "checkpoint entry",
+        &entry,
+        &b[checkpoint::CHECKPOINT_HEADER_LEN..],
+        checkpoint::CHECKPOINT_ENTRY_LEN,
+        &[
+            ("segment id", loc.segment),
+            ("record offset", loc.offset),
+            ("record length", u64::from(loc.len)),
+        ],
+    );
+    assert_eq!(&b[checkpoint::CHECKPOINT_HEADER_LEN..][..16], key.as_bytes());
+    assert!(DOC.contains(&format!("`{}`", checkpoint::CHECKPOINT_FILE)));
+    assert!(DOC.contains(&format!("`{}`", checkpoint::CHECKPOINT_TMP_FILE)));
+}
+
+#[test]
+fn content_key_encoding_and_known_answers_match_the_document() {
+    let rows = table("## Content keys", 0);
+    assert_eq!((rows[0].offset, rows[0].size), (0, 16));
+    assert_eq!(&spillway::key::KEY_DOMAIN_TAG[..15], b"spillway-key-v1");
+    assert_eq!(spillway::key::KEY_DOMAIN_TAG[15], 0);
+    assert!(rows[0].field.contains("`spillway-key-v1` followed by one zero byte"));
+    let leaf = ContentKey::of(b"spillway", &[]);
+    let parent = ContentKey::of(b"", &[leaf, leaf]);
+    assert!(DOC.contains(&format!("`{leaf}`")), "leaf key {leaf} not in FORMAT.md");
+    assert!(DOC.contains(&format!("`{parent}`")), "parent key {parent} not in FORMAT.md");
+}
