@@ -19,3 +19,8 @@ pub mod vfs;
 pub use error::{Error, Result};
 pub use key::ContentKey;
 pub use store::{Blob, BlobStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats};
+
+/// The README's examples, compiled and run as doc tests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

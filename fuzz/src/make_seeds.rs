@@ -1,0 +1,55 @@
+//! Writes seed inputs for the fuzz targets from real stores: `cargo run --bin make_seeds` in
+//! `fuzz/`.
+
+use std::path::Path;
+
+use spillway::format::{checkpoint, segment};
+use spillway::vfs::{SimFs, Vfs};
+use spillway::{BlobStore, Durability, LogStore, LogStoreOptions, Put};
+use spillway_fuzz::{DIR, bytes_from_files};
+
+fn main() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let fs = std::sync::Arc::new(SimFs::new());
+    let dir = Path::new(DIR);
+    let opts = LogStoreOptions::default().segment_size(4096);
+    let store = LogStore::open_on(fs.clone(), dir, opts).expect("open");
+    let leaf_a = Put::new(b"leaf a", &[]);
+    let leaf_b = Put::new(b"leaf b", &[]);
+    let children = [leaf_a.key, leaf_b.key];
+    let parent = Put::new(b"parent", &children);
+    store.put_batch(&[leaf_a, leaf_b, parent]).expect("put");
+    for i in 0..40u32 {
+        let payload = vec![i as u8; 100 + i as usize * 7];
+        store.put(Put::new(&payload, &[])).expect("put");
+    }
+    store.delete(&[leaf_b.key]).expect("delete");
+    store.checkpoint().expect("checkpoint");
+    store.put(Put::new(b"after the checkpoint", &[leaf_a.key])).expect("put");
+    store.flush(Durability::Durable).expect("flush");
+    drop(store);
+
+    let read = |name: &str| fs.read_file(&dir.join(name)).ok();
+    let mut segments = Vec::new();
+    for id in 1.. {
+        match read(&segment::file_name(id)) {
+            Some(s) => segments.push(s),
+            None => break,
+        }
+    }
+    let ckpt = read(checkpoint::CHECKPOINT_FILE);
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let d = seeds.join(target);
+        std::fs::create_dir_all(&d).expect("seed dir");
+        std::fs::write(d.join(name), bytes).expect("write seed");
+    };
+    write("recover_log", "store-with-checkpoint", &bytes_from_files(ckpt.as_deref(), &segments[..segments.len().min(4)]));
+    write("recover_log", "store-without-checkpoint", &bytes_from_files(None, &segments[..segments.len().min(4)]));
+    if let Some(c) = &ckpt {
+        write("decode_checkpoint", "checkpoint", c);
+    }
+    let first = &segments[0];
+    write("decode_record", "segment-header", &first[..segment::SEGMENT_HEADER_LEN]);
+    write("decode_record", "records", &first[segment::SEGMENT_HEADER_LEN..]);
+    println!("seeds written under {}", seeds.display());
+}
