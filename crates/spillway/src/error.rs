@@ -129,6 +129,17 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A value failed to serialize or deserialize.
+    #[error("{} {type_name}: {detail}", match key { Some(k) => format!("cannot encode or decode object {k} of type"), None => "cannot encode a new object of type".to_string() })]
+    Codec {
+        /// The Rust type concerned.
+        type_name: &'static str,
+        /// The object's key, if it has one.
+        key: Option<ContentKey>,
+        /// The codec's message.
+        detail: String,
+    },
+
     /// A bad argument or configuration value.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -13,6 +13,7 @@
 pub mod checkpoint;
 pub mod marker;
 pub mod record;
+pub mod roots;
 pub mod segment;
 
 /// Why a structure failed to decode. The caller adds the file and offset.

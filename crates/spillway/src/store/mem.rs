@@ -15,6 +15,7 @@ use crate::key::{ContentKey, KeyMap};
 #[derive(Debug, Default)]
 pub struct MemStore {
     map: RwLock<KeyMap<Arc<Blob>>>,
+    roots: RwLock<std::collections::BTreeMap<String, ContentKey>>,
     puts: AtomicU64,
     dedup_hits: AtomicU64,
     gets: AtomicU64,
@@ -95,5 +96,27 @@ impl BlobStore for MemStore {
 
     fn describe(&self) -> String {
         "memory store".to_string()
+    }
+
+    fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
+        Ok(self.roots.read().iter().map(|(n, k)| (n.clone(), *k)).collect())
+    }
+
+    fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
+        let mut roots = self.roots.write();
+        match key {
+            Some(k) if !self.map.read().contains_key(&k) => Err(crate::Error::NotFound {
+                key: k,
+                store: self.describe(),
+            }),
+            Some(k) => {
+                roots.insert(name.to_string(), k);
+                Ok(())
+            }
+            None => {
+                roots.remove(name);
+                Ok(())
+            }
+        }
     }
 }

@@ -136,6 +136,13 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// A short description for messages, such as `log store /data/cache`.
     fn describe(&self) -> String;
 
+    /// The named roots: names that keep graphs alive across restarts and garbage collection.
+    fn roots(&self) -> Result<Vec<(String, ContentKey)>>;
+
+    /// Sets (`Some`) or removes (`None`) a named root. The store is made durable first, so a
+    /// root never outlives the data it names; the change itself is durable on return.
+    fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()>;
+
     /// Stores one object.
     fn put(&self, put: Put<'_>) -> Result<()> {
         self.put_batch(std::slice::from_ref(&put))

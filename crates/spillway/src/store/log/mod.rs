@@ -41,6 +41,7 @@ use crate::vfs::{OsFs, Vfs};
 mod compact;
 mod index;
 mod open;
+mod roots;
 mod segments;
 mod verify;
 mod writer;
@@ -160,6 +161,7 @@ pub struct LogStore {
     counters: Counters,
     recovery: RecoveryReport,
     closed: std::sync::atomic::AtomicBool,
+    roots: roots::RootsCache,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -516,6 +518,14 @@ impl BlobStore for LogStore {
 
     fn describe(&self) -> String {
         format!("log store {}", self.dir.display())
+    }
+
+    fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
+        self.roots_impl()
+    }
+
+    fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
+        self.set_root_impl(name, key)
     }
 }
 

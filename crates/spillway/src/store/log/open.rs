@@ -164,6 +164,7 @@ impl LogStore {
             counters: Counters::default(),
             recovery: recovered.report,
             closed: AtomicBool::new(false),
+            roots: Default::default(),
         };
         if let Some(t) = &store.recovery.torn_tail {
             tracing::warn!(store = %store.dir.display(), segment = t.segment, offset = t.offset,

@@ -1,0 +1,292 @@
+//! One paged object: the state every handle to it shares.
+//!
+//! Lifecycle (all transitions happen in this file):
+//!
+//! ```text
+//!  insert ──► Resident ──(stored, no guard, chosen by the policy)──► Evicted
+//!                ▲                                                      │
+//!                └────────────── Loading ◄────────(get)─────────────────┘
+//! ```
+//!
+//! - A `Resident` value is pinned while any [`Guard`](super::Guard) holds a clone of its `Arc`:
+//!   eviction requires the slot's `Arc` to be the only one (strong count 1), checked under the
+//!   slot's write lock, so a guard can never outlive its value in memory.
+//! - Only a *stored* entry (its key known and its record in the store) is evicted; a failed
+//!   page-out leaves the value resident.
+//! - `Loading` is held by exactly one thread (single flight); others wait on the entry's
+//!   condition variable (blocking callers) or register a waker (async callers).
+//! - The budget is charged `size` bytes exactly while the entry is `Resident` or `Loading`.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::task::Waker;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::pool::PoolShared;
+use super::value::Pageable;
+use crate::error::{Error, Result};
+use crate::key::ContentKey;
+
+/// Id of an entry in the eviction policy.
+pub(crate) type EntryId = u64;
+
+pub(crate) enum Slot<T: ?Sized> {
+    Resident(Arc<T>),
+    Evicted,
+    Loading,
+}
+
+/// The result of encoding an entry's value.
+pub(crate) enum Encoded {
+    /// Payload and child keys; the key is computed from both.
+    Done {
+        key: ContentKey,
+        children: Vec<ContentKey>,
+        payload: Vec<u8>,
+    },
+    /// Children without keys: encode them first.
+    Missing(Vec<Arc<dyn ErasedEntry>>),
+}
+
+/// What the pool needs of an entry without knowing its value type.
+pub(crate) trait ErasedEntry: Send + Sync {
+    fn id(&self) -> EntryId;
+    fn key(&self) -> Option<ContentKey>;
+    fn is_stored(&self) -> bool;
+    fn mark_stored(&self, key: ContentKey);
+    fn set_key(&self, key: ContentKey);
+    fn encode(&self) -> Result<Encoded>;
+    fn take_hits(&self) -> u8;
+    fn is_pinned(&self) -> bool;
+    /// Drops the value from memory if it is resident, stored and unpinned; returns the bytes
+    /// released.
+    fn try_evict(&self) -> Option<u64>;
+    fn resident_size(&self) -> u64;
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// An entry, shared by every handle to one object.
+pub(crate) struct Entry<T: ?Sized + Pageable> {
+    pub id: EntryId,
+    pub pool: Arc<PoolShared>,
+    pub key: OnceLock<ContentKey>,
+    pub stored: AtomicBool,
+    pub slot: RwLock<Slot<T>>,
+    pub hits: AtomicU8,
+    /// Bytes charged to the budget for this entry (0 when evicted).
+    pub size: AtomicU64,
+    /// Explicit size given at creation, used instead of the deep size.
+    pub fixed_size: Option<u64>,
+    pub load_lock: Mutex<Vec<Waker>>,
+    pub load_cv: Condvar,
+}
+
+impl<T: ?Sized + Pageable> Entry<T> {
+    pub fn size_of(&self, value: &T) -> u64 {
+        self.fixed_size
+            .unwrap_or_else(|| value.deep_size() as u64)
+            .max(1)
+    }
+
+    /// Records an access for the eviction policy: a saturating counter, no lock.
+    #[inline]
+    pub fn hit(&self) {
+        if self.hits.load(Ordering::Relaxed) < 3 {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes every thread and task waiting for the load to finish.
+    pub fn finish_loading(&self) {
+        let wakers = std::mem::take(&mut *self.load_lock.lock());
+        self.load_cv.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Loads the value from the store and decodes it. Called by the one thread that moved the
+    /// slot from `Evicted` to `Loading`.
+    pub fn page_in(self: &Arc<Self>) -> Result<Arc<T>> {
+        let key = *self.key.get().ok_or_else(|| Error::InvalidArgument(
+            "internal: an evicted entry has no key".into(),
+        ))?;
+        let pool = &self.pool;
+        let blob = pool
+            .store
+            .get(&key)?
+            .ok_or_else(|| Error::NotFound {
+                key,
+                store: pool.store.describe(),
+            })?;
+        pool.stats.page_ins.fetch_add(1, Ordering::Relaxed);
+        pool.stats.bytes_read.fetch_add(blob.payload.len() as u64, Ordering::Relaxed);
+        // Make room before decoding: the stored length is a fair estimate of the decoded size.
+        pool.make_room(blob.payload.len() as u64)?;
+        let ctx = crate::codec::DecodeCtx {
+            children: blob.children,
+            hydrator: Arc::clone(pool) as Arc<dyn Any + Send + Sync>,
+        };
+        crate::codec::decode_with(ctx, || T::decode_value(&blob.payload)).map_err(|e| Error::Codec {
+            type_name: T::type_name(),
+            key: Some(key),
+            detail: e.to_string(),
+        })
+    }
+
+    /// The blocking load path: single flight, then a guard.
+    pub fn load_blocking(self: &Arc<Self>) -> Result<Arc<T>> {
+        loop {
+            let mut slot = self.slot.write();
+            match &*slot {
+                Slot::Resident(v) => return Ok(Arc::clone(v)),
+                Slot::Loading => {
+                    drop(slot);
+                    let mut waiters = self.load_lock.lock();
+                    // Re-check under the wait lock: `finish_loading` takes it after changing
+                    // the slot, so the notification cannot be missed.
+                    if matches!(&*self.slot.read(), Slot::Loading) {
+                        self.load_cv.wait(&mut waiters);
+                    }
+                }
+                Slot::Evicted => {
+                    *slot = Slot::Loading;
+                    drop(slot);
+                    let out = self.complete_load(self.page_in());
+                    self.finish_loading();
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Publishes the outcome of a page-in. The caller then calls
+    /// [`finish_loading`](Self::finish_loading) to wake the waiters.
+    pub fn complete_load(self: &Arc<Self>, loaded: Result<Arc<T>>) -> Result<Arc<T>> {
+        let out = match loaded {
+            Ok(value) => {
+                let size = self.size_of(&value);
+                self.size.store(size, Ordering::Relaxed);
+                *self.slot.write() = Slot::Resident(Arc::clone(&value));
+                self.pool.admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
+                Ok(value)
+            }
+            Err(e) => {
+                *self.slot.write() = Slot::Evicted;
+                Err(e)
+            }
+        };
+        out
+    }
+}
+
+impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
+    fn id(&self) -> EntryId {
+        self.id
+    }
+
+    fn key(&self) -> Option<ContentKey> {
+        self.key.get().copied()
+    }
+
+    fn is_stored(&self) -> bool {
+        self.stored.load(Ordering::Acquire)
+    }
+
+    fn mark_stored(&self, key: ContentKey) {
+        let _ = self.key.set(key);
+        self.stored.store(true, Ordering::Release);
+    }
+
+    fn set_key(&self, key: ContentKey) {
+        let _ = self.key.set(key);
+    }
+
+    fn encode(&self) -> Result<Encoded> {
+        let value = match &*self.slot.read() {
+            Slot::Resident(v) => Arc::clone(v),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "internal: encoding entry {} that is not resident",
+                    self.id
+                )));
+            }
+        };
+        let (bytes, ctx) = crate::codec::encode_with(|| value.encode_value());
+        let payload = bytes.map_err(|e| Error::Codec {
+            type_name: T::type_name(),
+            key: self.key(),
+            detail: e.to_string(),
+        })?;
+        if !ctx.missing.is_empty() {
+            let missing = ctx
+                .missing
+                .into_iter()
+                .filter_map(|m| m.downcast::<super::handle::ChildRef>().ok())
+                .map(|c| Arc::clone(&c.0))
+                .collect();
+            return Ok(Encoded::Missing(missing));
+        }
+        let key = ContentKey::of(&payload, &ctx.children);
+        Ok(Encoded::Done {
+            key,
+            children: ctx.children,
+            payload,
+        })
+    }
+
+    fn take_hits(&self) -> u8 {
+        self.hits.swap(0, Ordering::Relaxed)
+    }
+
+    fn is_pinned(&self) -> bool {
+        match &*self.slot.read() {
+            Slot::Resident(v) => Arc::strong_count(v) > 1,
+            _ => false,
+        }
+    }
+
+    fn try_evict(&self) -> Option<u64> {
+        if !self.is_stored() {
+            return None;
+        }
+        let old = {
+            let mut slot = self.slot.write();
+            match &*slot {
+                Slot::Resident(v) if Arc::strong_count(v) == 1 => {
+                    std::mem::replace(&mut *slot, Slot::Evicted)
+                }
+                _ => return None,
+            }
+        };
+        let size = self.size.swap(0, Ordering::Relaxed);
+        self.pool.budget_release(size);
+        super::drop_queue::defer(Box::new(old));
+        Some(size)
+    }
+
+    fn resident_size(&self) -> u64 {
+        self.size.load(Ordering::Relaxed)
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl<T: ?Sized + Pageable> Drop for Entry<T> {
+    fn drop(&mut self) {
+        let size = *self.size.get_mut();
+        if size > 0 {
+            self.pool.budget_release(size);
+        }
+        self.pool.forget(self.id, self.key.get().copied());
+        // Dropping the value may drop the last handles of its children, and theirs in turn: a
+        // long chain would recurse once per link. The queue turns that into a loop.
+        let old = std::mem::replace(self.slot.get_mut(), Slot::Evicted);
+        super::drop_queue::defer(Box::new(old));
+    }
+}

@@ -1,0 +1,230 @@
+//! [`Paged<T>`], the handle users hold, and [`Guard<T>`], the pinned view of its value.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::entry::{Entry, ErasedEntry, Slot};
+use super::pool::PoolShared;
+use super::value::Pageable;
+use crate::error::Result;
+use crate::key::ContentKey;
+
+/// A handle to a value that may be paged out: cheap to clone (a reference count), immutable,
+/// and readable with [`get`](Paged::get).
+pub struct Paged<T: ?Sized + Pageable> {
+    pub(crate) entry: Arc<Entry<T>>,
+}
+
+/// A pinned view of a paged value: while it lives the value stays in memory.
+pub struct Guard<T: ?Sized> {
+    value: Arc<T>,
+}
+
+impl<T: ?Sized> Deref for Guard<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Guard<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.value, f)
+    }
+}
+
+impl<T: ?Sized> Guard<T> {
+    /// The shared value itself; holding it keeps the value pinned like the guard does.
+    pub fn into_arc(self) -> Arc<T> {
+        self.value
+    }
+}
+
+impl<T: ?Sized + Pageable> Clone for Paged<T> {
+    fn clone(&self) -> Self {
+        Paged {
+            entry: Arc::clone(&self.entry),
+        }
+    }
+}
+
+impl<T: ?Sized + Pageable> fmt::Debug for Paged<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.entry.slot.read() {
+            Slot::Resident(_) => "resident",
+            Slot::Evicted => "paged out",
+            Slot::Loading => "loading",
+        };
+        match self.entry.key.get() {
+            Some(k) => write!(f, "Paged<{}>({k}, {state})", T::type_name()),
+            None => write!(f, "Paged<{}>(new, {state})", T::type_name()),
+        }
+    }
+}
+
+impl<T: ?Sized + Pageable> Paged<T> {
+    /// The value, loading it from the store if it was paged out. Concurrent loads of one object
+    /// read and decode it once. Blocks the calling thread during the load; async code uses
+    /// [`get_async`](Self::get_async).
+    #[inline]
+    pub fn get(&self) -> Result<Guard<T>> {
+        if let Slot::Resident(v) = &*self.entry.slot.read() {
+            self.entry.hit();
+            return Ok(Guard {
+                value: Arc::clone(v),
+            });
+        }
+        self.entry.pool.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = self.entry.load_blocking()?;
+        self.entry.hit();
+        Ok(Guard { value })
+    }
+
+    /// Like [`get`](Self::get), for async callers: a load runs on the pool's own I/O threads
+    /// and the task is woken when it finishes, so the executor's threads never block.
+    pub fn get_async(&self) -> GetFuture<T> {
+        GetFuture {
+            entry: Arc::clone(&self.entry),
+            counted_miss: false,
+            result: None,
+        }
+    }
+
+    /// The content key, storing the value's graph first if it was never stored.
+    pub fn key(&self) -> Result<ContentKey> {
+        if let Some(k) = self.entry.key.get() {
+            if self.entry.is_stored() {
+                return Ok(*k);
+            }
+        }
+        self.entry
+            .pool
+            .store_graphs(&[Arc::clone(&self.entry) as Arc<dyn ErasedEntry>])?;
+        self.entry.key.get().copied().ok_or_else(|| {
+            crate::Error::InvalidArgument("internal: stored entry has no key".into())
+        })
+    }
+
+    /// True if both handles refer to the same object in memory.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.entry, &b.entry)
+    }
+
+    /// True if the value is in memory now.
+    pub fn is_resident(&self) -> bool {
+        matches!(&*self.entry.slot.read(), Slot::Resident(_))
+    }
+}
+
+/// The future returned by [`Paged::get_async`].
+pub struct GetFuture<T: ?Sized + Pageable> {
+    entry: Arc<Entry<T>>,
+    counted_miss: bool,
+    /// The outcome of the load this future started, if it started one.
+    result: Option<Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>>,
+}
+
+impl<T: ?Sized + Pageable> fmt::Debug for GetFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GetFuture")
+    }
+}
+
+impl<T: ?Sized + Pageable> Future for GetFuture<T> {
+    type Output = Result<Guard<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(r) = this.result.as_ref().and_then(|cell| cell.lock().take()) {
+            this.result = None;
+            return Poll::Ready(r.map(|value| Guard { value }));
+        }
+        let entry = &this.entry;
+        {
+            let mut slot = entry.slot.write();
+            match &*slot {
+                Slot::Resident(v) => {
+                    entry.hit();
+                    return Poll::Ready(Ok(Guard {
+                        value: Arc::clone(v),
+                    }));
+                }
+                Slot::Evicted => {
+                    *slot = Slot::Loading;
+                    drop(slot);
+                    if !this.counted_miss {
+                        this.counted_miss = true;
+                        entry.pool.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    // Register before spawning so the completion cannot be missed.
+                    entry.load_lock.lock().push(cx.waker().clone());
+                    let e = Arc::clone(entry);
+                    let cell = Arc::new(parking_lot::Mutex::new(None));
+                    this.result = Some(Arc::clone(&cell));
+                    entry.pool.spawn_io(Box::new(move || {
+                        let loaded = e.complete_load(e.page_in());
+                        // The result goes to this future before anyone is woken, so it sees
+                        // an error instead of starting the load again.
+                        *cell.lock() = Some(loaded);
+                        e.finish_loading();
+                    }));
+                    return Poll::Pending;
+                }
+                Slot::Loading => {}
+            }
+        }
+        let mut wakers = entry.load_lock.lock();
+        if matches!(&*entry.slot.read(), Slot::Loading) {
+            wakers.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        drop(wakers);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// A child handle met during an encode: carried in the codec's "missing" list.
+pub(crate) struct ChildRef(pub Arc<dyn ErasedEntry>);
+
+impl<T: ?Sized + Pageable> Serialize for Paged<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let key = if self.entry.is_stored() || self.entry.key.get().is_some() {
+            self.entry.key.get().copied()
+        } else {
+            None
+        };
+        let entry = Arc::clone(&self.entry);
+        match crate::codec::child_index(key, move || {
+            Arc::new(ChildRef(entry as Arc<dyn ErasedEntry>)) as Arc<dyn Any + Send + Sync>
+        }) {
+            Some(idx) => serializer.serialize_u32(idx),
+            None => Err(S::Error::custom(format!(
+                "a spillway handle ({}) can only be serialized by its pool's page-out",
+                std::any::type_name::<Self>()
+            ))),
+        }
+    }
+}
+
+impl<'de, T: ?Sized + Pageable> Deserialize<'de> for Paged<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let idx = u32::deserialize(deserializer)?;
+        let (key, hydrator) = crate::codec::child_key(idx).map_err(D::Error::custom)?;
+        let pool = hydrator
+            .downcast::<PoolShared>()
+            .map_err(|_| D::Error::custom("spillway handle decoded outside a pool"))?;
+        Ok(pool.handle_for_key::<T>(key))
+    }
+}

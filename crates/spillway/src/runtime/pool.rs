@@ -1,0 +1,848 @@
+//! The [`Pool`]: the byte budget, the eviction policy, the registry of objects by key, page-in
+//! and page-out, named roots and garbage collection.
+//!
+//! Invariants:
+//! - `resident` is the sum of the sizes of entries in the `Resident` or `Loading` state (see
+//!   [`entry`](super::entry)); `peak` is its high-water mark.
+//! - Every resident entry is either tracked by the policy or held by an eviction in progress,
+//!   which puts it back if it cannot be evicted.
+//! - The registry maps each key to at most one live entry, so two handles to one key share one
+//!   value in memory.
+//! - No `Arc` of an entry is dropped while the residents lock or a registry shard lock is held
+//!   (dropping the last one takes those locks).
+//! - While a garbage collection is running, every key the pool stores, skips as already stored,
+//!   or hands out a handle for is added to the collection's protected set under `gc_state`, and
+//!   the sweep deletes only under that same lock: nothing in use is ever swept.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::entry::{Encoded, Entry, EntryId, ErasedEntry, Slot};
+use super::handle::Paged;
+use super::stats::{Counters, PoolStats};
+use super::value::Pageable;
+use crate::error::{Error, Result};
+use crate::key::{BuildKeyHasher, ContentKey, KeyMap};
+use crate::memory::{EvictionPolicy, PolicyKind, Pressure, Residents};
+use crate::store::{BlobStore, Durability, LogStore, Put};
+
+const SHARDS: usize = 16;
+/// Page-out writes are grouped into batches of about this many payload bytes.
+const BATCH_BYTES: usize = 4 << 20;
+/// Background page-out starts above this share of the budget ...
+const HIGH_WATER: f64 = 0.85;
+/// ... and stops below this one.
+const LOW_WATER: f64 = 0.75;
+
+type IoJob = Box<dyn FnOnce() + Send>;
+
+struct ResidentSet {
+    policy: Box<dyn EvictionPolicy>,
+    entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
+}
+
+/// What the policy may ask about entries while the residents lock is held.
+struct Lookup<'a> {
+    entries: &'a HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    /// Entries upgraded during the call, dropped only after the lock is released.
+    keep: &'a mut Vec<Arc<dyn ErasedEntry>>,
+}
+
+impl Residents for Lookup<'_> {
+    fn take_hits(&mut self, id: EntryId) -> u8 {
+        match self.entries.get(&id).and_then(Weak::upgrade) {
+            Some(e) => {
+                let h = e.take_hits();
+                self.keep.push(e);
+                h
+            }
+            None => 0,
+        }
+    }
+
+    fn can_evict(&mut self, id: EntryId) -> bool {
+        match self.entries.get(&id).and_then(Weak::upgrade) {
+            Some(e) => {
+                let ok = !e.is_pinned();
+                self.keep.push(e);
+                ok
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct GcState {
+    active: bool,
+    protect: HashSet<ContentKey, BuildKeyHasher>,
+}
+
+/// The part of a pool shared by its handles.
+pub(crate) struct PoolShared {
+    pub(crate) store: Arc<dyn BlobStore>,
+    pub(crate) stats: Counters,
+    limit: u64,
+    resident: AtomicU64,
+    peak: AtomicU64,
+    residents: Mutex<ResidentSet>,
+    registry: Vec<Mutex<KeyMap<Weak<dyn ErasedEntry>>>>,
+    next_id: AtomicU64,
+    signal: Arc<(Mutex<bool>, Condvar)>,
+    io: Mutex<Option<mpsc::Sender<IoJob>>>,
+    last_error: RwLock<Option<String>>,
+    gc_active: AtomicBool,
+    gc_state: Mutex<GcState>,
+    gc_lock: Mutex<()>,
+    /// Stored objects whose last handle was dropped since the last collection.
+    garbage_hint: AtomicU64,
+    gc_after: u64,
+    /// Kept so that a default pool's temporary directory outlives its store.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for PoolShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolShared")
+            .field("store", &self.store.describe())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Pool`]. Every setting has a default a newcomer can use.
+#[derive(Debug, Default)]
+pub struct PoolBuilder {
+    budget: Option<u64>,
+    store: Option<Arc<dyn BlobStore>>,
+    dir: Option<PathBuf>,
+    policy: PolicyKind,
+    io_threads: Option<usize>,
+    gc_after: Option<u64>,
+}
+
+impl PoolBuilder {
+    /// The byte budget for resident values (default: an eighth of the machine's memory).
+    pub fn budget(mut self, bytes: u64) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// Store paged-out values in this store (default: a [`LogStore`] in [`dir`](Self::dir), or
+    /// in a temporary directory removed when the pool is dropped).
+    pub fn store(mut self, store: Arc<dyn BlobStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Open a [`LogStore`] in this directory.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The eviction policy (default S3-FIFO).
+    pub fn policy(mut self, policy: PolicyKind) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Threads that run async page-ins (default 2).
+    pub fn io_threads(mut self, n: usize) -> Self {
+        self.io_threads = Some(n.max(1));
+        self
+    }
+
+    /// Run a garbage collection in the background once this many stored objects lost their last
+    /// handle (default 100,000; 0 turns background collection off).
+    pub fn gc_after(mut self, dropped_objects: u64) -> Self {
+        self.gc_after = Some(dropped_objects);
+        self
+    }
+
+    /// Builds the pool.
+    pub fn build(self) -> Result<Pool> {
+        let limit = match self.budget {
+            Some(0) => return Err(Error::InvalidArgument("a pool's budget must be above 0 bytes".into())),
+            Some(b) => b,
+            None => default_budget(),
+        };
+        let mut tmp = None;
+        let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
+            (Some(s), _) => s,
+            (None, Some(dir)) => Arc::new(LogStore::open(dir)?),
+            (None, None) => {
+                let t = tempfile::Builder::new()
+                    .prefix("spillway-pool-")
+                    .tempdir()
+                    .map_err(|e| Error::io("create temporary directory", std::env::temp_dir(), e))?;
+                let store = LogStore::open(t.path())?;
+                tmp = Some(t);
+                Arc::new(store)
+            }
+        };
+        let (tx, rx) = mpsc::channel::<IoJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let signal = Arc::new((Mutex::new(false), Condvar::new()));
+        let shared = Arc::new(PoolShared {
+            store,
+            stats: Counters::default(),
+            limit,
+            resident: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            residents: Mutex::new(ResidentSet {
+                policy: self.policy.build(),
+                entries: HashMap::new(),
+            }),
+            registry: (0..SHARDS).map(|_| Mutex::new(KeyMap::default())).collect(),
+            next_id: AtomicU64::new(1),
+            signal: Arc::clone(&signal),
+            io: Mutex::new(Some(tx)),
+            last_error: RwLock::new(None),
+            gc_active: AtomicBool::new(false),
+            gc_state: Mutex::new(GcState::default()),
+            gc_lock: Mutex::new(()),
+            garbage_hint: AtomicU64::new(0),
+            gc_after: self.gc_after.unwrap_or(100_000),
+            _tmp: tmp,
+        });
+        let mut threads = Vec::new();
+        for i in 0..self.io_threads.unwrap_or(2) {
+            let rx = Arc::clone(&rx);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("spillway-io-{i}"))
+                    .spawn(move || loop {
+                        let job = rx.lock().recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    })
+                    .map_err(|e| Error::io("spawn thread", "spillway-io", e))?,
+            );
+        }
+        let weak = Arc::downgrade(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("spillway-pageout".into())
+                .spawn(move || background(weak, signal))
+                .map_err(|e| Error::io("spawn thread", "spillway-pageout", e))?,
+        );
+        Ok(Pool {
+            shared,
+            threads,
+        })
+    }
+}
+
+fn default_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(8 << 30);
+    (total / 8).max(64 << 20)
+}
+
+/// The background thread: pages out above the high-water mark, collects garbage when enough
+/// accumulated. Holds the pool only weakly, so it ends when the pool is gone.
+fn background(pool: Weak<PoolShared>, signal: Arc<(Mutex<bool>, Condvar)>) {
+    loop {
+        {
+            let (lock, cv) = &*signal;
+            let mut woken = lock.lock();
+            if !*woken {
+                cv.wait_for(&mut woken, Duration::from_millis(50));
+            }
+            *woken = false;
+        }
+        let Some(p) = pool.upgrade() else { return };
+        if p.io.lock().is_none() {
+            return;
+        }
+        let high = (p.limit as f64 * HIGH_WATER) as u64;
+        let resident = p.resident.load(Ordering::Relaxed);
+        if resident > high {
+            let target = (p.limit as f64 * LOW_WATER) as u64;
+            if let Err(e) = p.evict(resident.saturating_sub(target)) {
+                p.record_error(&e);
+            }
+        }
+        if p.gc_after > 0 && p.garbage_hint.load(Ordering::Relaxed) >= p.gc_after {
+            if let Err(e) = p.gc() {
+                p.record_error(&e);
+            }
+        }
+    }
+}
+
+impl PoolShared {
+    pub(crate) fn record_error(&self, e: &Error) {
+        tracing::warn!(error = %e, "spillway pool: background error");
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.write() = Some(e.to_string());
+    }
+
+    pub(crate) fn spawn_io(&self, job: IoJob) {
+        let sent = match &*self.io.lock() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        };
+        // No I/O threads (the pool is shutting down): run it here rather than strand a waiter.
+        if let Err(job) = sent {
+            job();
+        }
+    }
+
+    pub(crate) fn budget_release(&self, bytes: u64) {
+        self.resident.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    fn pressure(&self) -> Pressure {
+        Pressure::of(self.resident.load(Ordering::Relaxed), self.limit)
+    }
+
+    /// Ensures `bytes` more can be resident, evicting in the calling thread if the budget would
+    /// be passed. A value larger than the whole budget is an error.
+    pub(crate) fn make_room(&self, bytes: u64) -> Result<()> {
+        if bytes > self.limit {
+            return Err(Error::TooLarge {
+                what: "value (deep size) for the pool's budget",
+                len: bytes,
+                limit: self.limit,
+            });
+        }
+        let resident = self.resident.load(Ordering::Relaxed);
+        if resident + bytes > self.limit {
+            // Free a little more than needed so that the next caller does not evict again.
+            let need = resident + bytes - self.limit + self.limit / 32;
+            self.evict(need)?;
+        }
+        Ok(())
+    }
+
+    /// Charges `size` bytes for a newly resident entry and hands it to the policy.
+    pub(crate) fn admit(&self, entry: Arc<dyn ErasedEntry>, size: u64) {
+        let now = self.resident.fetch_add(size, Ordering::Relaxed) + size;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        let ghost = entry.key().map(|k| k.prefix_u64());
+        {
+            let mut rs = self.residents.lock();
+            rs.entries.insert(entry.id(), Arc::downgrade(&entry));
+            rs.policy.insert(entry.id(), size, ghost);
+        }
+        drop(entry);
+        if now as f64 > self.limit as f64 * HIGH_WATER {
+            let (lock, cv) = &*self.signal;
+            *lock.lock() = true;
+            cv.notify_one();
+        }
+    }
+
+    /// Puts an entry that could not be evicted back under the policy's care.
+    fn requeue(&self, entry: &Arc<dyn ErasedEntry>) {
+        let size = entry.resident_size();
+        if size == 0 {
+            return;
+        }
+        let mut rs = self.residents.lock();
+        rs.entries.insert(entry.id(), Arc::downgrade(entry));
+        rs.policy.insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
+    }
+
+    /// An entry is gone (its last handle dropped).
+    pub(crate) fn forget(&self, id: EntryId, key: Option<ContentKey>) {
+        {
+            let mut rs = self.residents.lock();
+            if rs.entries.remove(&id).is_some() {
+                rs.policy.remove(id);
+            }
+        }
+        if let Some(k) = key {
+            let mut shard = self.registry[shard_of(&k)].lock();
+            if shard.get(&k).is_some_and(|w| w.strong_count() == 0) {
+                shard.remove(&k);
+                self.garbage_hint.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pages out at least `bytes` of resident values (fewer if not enough are evictable).
+    pub(crate) fn evict(&self, bytes: u64) -> Result<u64> {
+        let level = self.pressure() as usize;
+        let mut keep = Vec::new();
+        let victims: Vec<Arc<dyn ErasedEntry>> = {
+            let mut rs = self.residents.lock();
+            let ResidentSet { policy, entries } = &mut *rs;
+            let chosen = policy.evict(
+                bytes,
+                &mut Lookup {
+                    entries,
+                    keep: &mut keep,
+                },
+            );
+            chosen
+                .into_iter()
+                .filter_map(|(id, _)| entries.remove(&id).and_then(|w| w.upgrade()))
+                .collect()
+        };
+        drop(keep);
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let stored = self.store_graphs(&victims);
+        let mut freed = 0;
+        for v in &victims {
+            match v.try_evict() {
+                Some(n) => {
+                    freed += n;
+                    self.stats.page_outs.fetch_add(1, Ordering::Relaxed);
+                    self.stats.evictions[level].fetch_add(1, Ordering::Relaxed);
+                }
+                None => self.requeue(v),
+            }
+        }
+        drop(victims);
+        stored.map(|()| freed)
+    }
+
+    /// Stores the graphs under `roots` bottom-up, without recursion: an entry whose children
+    /// have no keys yet is encoded again after them.
+    pub(crate) fn store_graphs(&self, roots: &[Arc<dyn ErasedEntry>]) -> Result<()> {
+        let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
+        let mut batch: Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut in_batch: HashSet<EntryId> = HashSet::new();
+        while let Some(e) = stack.last().cloned() {
+            if e.is_stored() || in_batch.contains(&e.id()) {
+                stack.pop();
+                continue;
+            }
+            match e.encode()? {
+                Encoded::Done {
+                    key,
+                    children,
+                    payload,
+                } => {
+                    stack.pop();
+                    e.set_key(key);
+                    in_batch.insert(e.id());
+                    batch_bytes += payload.len();
+                    batch.push((e, key, children, payload));
+                    if batch_bytes >= BATCH_BYTES {
+                        self.write_batch(&mut batch)?;
+                        batch_bytes = 0;
+                    }
+                }
+                Encoded::Missing(children) => stack.extend(children),
+            }
+        }
+        self.write_batch(&mut batch)
+    }
+
+    fn write_batch(&self, batch: &mut Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut gc = self.gc_state.lock();
+        let mut puts = Vec::with_capacity(batch.len());
+        let mut written = 0;
+        for (_, key, children, payload) in batch.iter() {
+            if gc.active {
+                gc.protect.insert(*key);
+            }
+            if self.store.contains(key)? {
+                self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                written += payload.len() as u64;
+                puts.push(Put {
+                    key: *key,
+                    children,
+                    payload,
+                });
+            }
+        }
+        self.store.put_batch(&puts)?;
+        drop(gc);
+        self.stats.objects_written.fetch_add(puts.len() as u64, Ordering::Relaxed);
+        self.stats.bytes_written.fetch_add(written, Ordering::Relaxed);
+        drop(puts);
+        for (e, key, _, _) in batch.drain(..) {
+            e.mark_stored(key);
+            self.register(&e, key);
+        }
+        Ok(())
+    }
+
+    /// Makes `entry` the registry's entry for `key` unless a live one is there already.
+    fn register(&self, entry: &Arc<dyn ErasedEntry>, key: ContentKey) {
+        let mut shard = self.registry[shard_of(&key)].lock();
+        if shard.get(&key).is_none_or(|w| w.strong_count() == 0) {
+            shard.insert(key, Arc::downgrade(entry));
+        }
+    }
+
+    fn protect(&self, key: ContentKey) {
+        if self.gc_active.load(Ordering::Acquire) {
+            let mut gc = self.gc_state.lock();
+            if gc.active {
+                gc.protect.insert(key);
+            }
+        }
+    }
+
+    /// The handle for a stored key: the live one if the object is in use, else a new one that
+    /// loads on first access.
+    pub(crate) fn handle_for_key<T: ?Sized + Pageable>(self: &Arc<Self>, key: ContentKey) -> Paged<T> {
+        self.protect(key);
+        // Declared before the lock guard so that it is dropped after the guard.
+        let existing: Option<Arc<dyn ErasedEntry>>;
+        let mut shard = self.registry[shard_of(&key)].lock();
+        existing = shard.get(&key).and_then(Weak::upgrade);
+        if let Some(e) = &existing {
+            if let Ok(typed) = Arc::clone(e).as_any().downcast::<Entry<T>>() {
+                return Paged { entry: typed };
+            }
+        }
+        let entry = Arc::new(self.new_entry::<T>(Slot::Evicted, Some(key), None));
+        if existing.is_none() {
+            shard.insert(key, Arc::downgrade(&entry) as Weak<dyn ErasedEntry>);
+        }
+        drop(shard);
+        Paged { entry }
+    }
+
+    fn new_entry<T: ?Sized + Pageable>(
+        self: &Arc<Self>,
+        slot: Slot<T>,
+        key: Option<ContentKey>,
+        fixed_size: Option<u64>,
+    ) -> Entry<T> {
+        let k = std::sync::OnceLock::new();
+        if let Some(key) = key {
+            let _ = k.set(key);
+        }
+        Entry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            pool: Arc::clone(self),
+            key: k,
+            stored: AtomicBool::new(key.is_some()),
+            slot: RwLock::new(slot),
+            hits: Default::default(),
+            size: AtomicU64::new(0),
+            fixed_size,
+            load_lock: Mutex::new(Vec::new()),
+            load_cv: Condvar::new(),
+        }
+    }
+
+    fn insert_arc<T: ?Sized + Pageable>(self: &Arc<Self>, value: Arc<T>, fixed: Option<u64>) -> Result<Paged<T>> {
+        let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
+        self.make_room(size)?;
+        let entry = Arc::new(self.new_entry(Slot::Resident(value), None, fixed));
+        entry.size.store(size, Ordering::Relaxed);
+        self.admit(Arc::clone(&entry) as Arc<dyn ErasedEntry>, size);
+        Ok(Paged { entry })
+    }
+
+    /// Mark and sweep: everything reachable from a named root or a live handle survives.
+    pub(crate) fn gc(&self) -> Result<GcReport> {
+        let _one = self.gc_lock.lock();
+        {
+            let mut gc = self.gc_state.lock();
+            gc.active = true;
+            gc.protect.clear();
+        }
+        self.gc_active.store(true, Ordering::Release);
+        let result = self.gc_inner();
+        self.gc_active.store(false, Ordering::Release);
+        {
+            let mut gc = self.gc_state.lock();
+            gc.active = false;
+            gc.protect.clear();
+        }
+        result
+    }
+
+    fn gc_inner(&self) -> Result<GcReport> {
+        self.garbage_hint.store(0, Ordering::Relaxed);
+        let candidates = self.store.keys()?;
+        let mut marked: HashSet<ContentKey, BuildKeyHasher> = HashSet::default();
+        let mut stack: Vec<ContentKey> = self.store.roots()?.into_iter().map(|(_, k)| k).collect();
+        stack.extend(self.live_keys());
+        while let Some(k) = stack.pop() {
+            if !marked.insert(k) {
+                continue;
+            }
+            if let Some(blob) = self.store.get(&k)? {
+                stack.extend(blob.children.iter().filter(|c| !marked.contains(c)));
+            }
+        }
+        // Sweep under the lock that page-outs and new handles take while a collection runs.
+        let gc = self.gc_state.lock();
+        let mut live_now: HashSet<ContentKey, BuildKeyHasher> = self.live_keys().into_iter().collect();
+        live_now.extend(self.store.roots()?.into_iter().map(|(_, k)| k));
+        let garbage: Vec<ContentKey> = candidates
+            .into_iter()
+            .filter(|k| !marked.contains(k) && !gc.protect.contains(k) && !live_now.contains(k))
+            .collect();
+        self.store.delete(&garbage)?;
+        drop(gc);
+        self.stats.gc_runs.fetch_add(1, Ordering::Relaxed);
+        self.stats.gc_deleted.fetch_add(garbage.len() as u64, Ordering::Relaxed);
+        Ok(GcReport {
+            marked: marked.len() as u64,
+            deleted: garbage.len() as u64,
+        })
+    }
+
+    /// Keys of the objects that have live handles.
+    fn live_keys(&self) -> Vec<ContentKey> {
+        let mut out = Vec::new();
+        for shard in &self.registry {
+            let shard = shard.lock();
+            out.extend(shard.iter().filter(|(_, w)| w.strong_count() > 0).map(|(k, _)| *k));
+        }
+        out
+    }
+}
+
+fn shard_of(key: &ContentKey) -> usize {
+    (key.prefix_u64() % SHARDS as u64) as usize
+}
+
+/// What a garbage collection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Objects found reachable.
+    pub marked: u64,
+    /// Objects deleted.
+    pub deleted: u64,
+}
+
+/// A memory pool of paged values over a store, within a byte budget.
+///
+/// ```
+/// use spillway::Pool;
+///
+/// let pool = Pool::builder().budget(64 << 20).build()?;
+/// let leaf = pool.insert(vec![1u32, 2, 3])?;
+/// let list = pool.insert(vec![leaf.clone(), leaf])?; // a value holding handles
+/// assert_eq!(list.get()?[1].get()?[2], 3);
+/// # Ok::<(), spillway::Error>(())
+/// ```
+pub struct Pool {
+    shared: Arc<PoolShared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+const PERSIST_PREFIX: &str = "spillway.persist.";
+
+impl Pool {
+    /// A pool with every default: a log store in a temporary directory and an eighth of the
+    /// machine's memory as its budget.
+    pub fn new() -> Result<Pool> {
+        Pool::builder().build()
+    }
+
+    /// A builder for a pool with settings.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// Puts a value under the pool's management. Its size is the value's deep size.
+    pub fn insert<T: Pageable>(&self, value: T) -> Result<Paged<T>> {
+        self.take_error()?;
+        self.shared.insert_arc(Arc::new(value), None)
+    }
+
+    /// Like [`insert`](Self::insert), with the size to charge given by the caller.
+    pub fn insert_with_size<T: Pageable>(&self, value: T, bytes: u64) -> Result<Paged<T>> {
+        self.take_error()?;
+        self.shared.insert_arc(Arc::new(value), Some(bytes))
+    }
+
+    /// Puts a boxed value (a trait object, say) under the pool's management.
+    pub fn insert_boxed<T: ?Sized + Pageable>(&self, value: Box<T>) -> Result<Paged<T>> {
+        self.take_error()?;
+        self.shared.insert_arc(Arc::from(value), None)
+    }
+
+    /// A new handle whose value is `f` applied to this one's: values are immutable, so an
+    /// update builds a new value; handles inside it that did not change are shared, and their
+    /// stored data is not written again.
+    pub fn update<T: Pageable + Clone>(&self, handle: &Paged<T>, f: impl FnOnce(&mut T)) -> Result<Paged<T>> {
+        let mut value = T::clone(&*handle.get()?);
+        f(&mut value);
+        self.insert(value)
+    }
+
+    /// A handle for an object already stored under `key` (written by this pool before, by
+    /// another process, or on another machine). Nothing is loaded until the handle is read.
+    pub fn load<T: ?Sized + Pageable>(&self, key: ContentKey) -> Result<Paged<T>> {
+        if !self.shared.store.contains(&key)? {
+            return Err(Error::NotFound {
+                key,
+                store: self.shared.store.describe(),
+            });
+        }
+        Ok(self.shared.handle_for_key(key))
+    }
+
+    /// Stores the graph under `handle` and keeps it stored across restarts, even with no handle
+    /// left, until [`unpersist`](Self::unpersist). Returns its key, for [`load`](Self::load).
+    pub fn persist<T: ?Sized + Pageable>(&self, handle: &Paged<T>) -> Result<ContentKey> {
+        let key = handle.key()?;
+        self.shared.store.set_root(&format!("{PERSIST_PREFIX}{key}"), Some(key))?;
+        Ok(key)
+    }
+
+    /// Lets a persisted graph become garbage again once no handle or root reaches it.
+    pub fn unpersist(&self, key: ContentKey) -> Result<()> {
+        self.shared.store.set_root(&format!("{PERSIST_PREFIX}{key}"), None)
+    }
+
+    /// Names the graph under `handle`: stored durably, it survives restarts and garbage
+    /// collection, and [`root`](Self::root) finds it again.
+    pub fn set_root<T: ?Sized + Pageable>(&self, name: &str, handle: &Paged<T>) -> Result<ContentKey> {
+        if name.starts_with(PERSIST_PREFIX) {
+            return Err(Error::InvalidArgument(format!("root names starting with {PERSIST_PREFIX:?} are reserved")));
+        }
+        let key = handle.key()?;
+        self.shared.store.set_root(name, Some(key))?;
+        Ok(key)
+    }
+
+    /// Removes a named root.
+    pub fn remove_root(&self, name: &str) -> Result<()> {
+        self.shared.store.set_root(name, None)
+    }
+
+    /// The graph named `name`, hydrated lazily; `None` if there is no such root.
+    pub fn root<T: ?Sized + Pageable>(&self, name: &str) -> Result<Option<Paged<T>>> {
+        Ok(self
+            .shared
+            .store
+            .roots()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| self.shared.handle_for_key(k)))
+    }
+
+    /// Names and keys of the named roots.
+    pub fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
+        Ok(self
+            .shared
+            .store
+            .roots()?
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(PERSIST_PREFIX))
+            .collect())
+    }
+
+    /// Deletes stored objects that no live handle, named root or persisted graph reaches.
+    /// Safe while other threads use the pool.
+    pub fn gc(&self) -> Result<GcReport> {
+        self.shared.gc()
+    }
+
+    /// Pages out values until at most `bytes` are resident (pinned values stay).
+    pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
+        let resident = self.shared.resident.load(Ordering::Relaxed);
+        if resident <= bytes {
+            return Ok(0);
+        }
+        self.shared.evict(resident - bytes)
+    }
+
+    /// Makes everything stored so far reach `durability`.
+    pub fn flush(&self, durability: Durability) -> Result<()> {
+        self.shared.store.flush(durability)
+    }
+
+    /// The store under the pool.
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.shared.store
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> PoolStats {
+        let s = &self.shared;
+        let c = &s.stats;
+        let store = s.store.stats();
+        let resident = s.resident.load(Ordering::Relaxed);
+        PoolStats {
+            resident_bytes: resident,
+            budget_bytes: s.limit,
+            peak_resident_bytes: s.peak.load(Ordering::Relaxed),
+            pressure: Pressure::of(resident, s.limit),
+            stored_objects: store.objects,
+            stored_bytes: store.live_bytes,
+            hits: c.hits.get(),
+            misses: c.misses.load(Ordering::Relaxed),
+            page_ins: c.page_ins.load(Ordering::Relaxed),
+            page_outs: c.page_outs.load(Ordering::Relaxed),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            objects_written: c.objects_written.load(Ordering::Relaxed),
+            dedup_hits: c.dedup_hits.load(Ordering::Relaxed),
+            evictions_by_pressure: std::array::from_fn(|i| c.evictions[i].load(Ordering::Relaxed)),
+            gc_runs: c.gc_runs.load(Ordering::Relaxed),
+            gc_deleted: c.gc_deleted.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            last_error: s.last_error.read().clone(),
+        }
+    }
+
+    /// Reports (once) a background error that happened since the last call.
+    fn take_error(&self) -> Result<()> {
+        let _ = self;
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Stop the threads: closing the I/O channel ends the I/O threads, and the background
+        // thread sees it on its next wake-up.
+        self.shared.io.lock().take();
+        {
+            let (lock, cv) = &*self.shared.signal;
+            *lock.lock() = true;
+            cv.notify_all();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Err(e) = self.shared.store.flush(Durability::Written) {
+            tracing::error!(error = %e, "spillway pool: final flush failed");
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Pool>();
+    is::<Paged<Vec<u8>>>();
+    let _: Option<&dyn Any> = None;
+}

@@ -1,0 +1,87 @@
+//! What can be paged: [`Pageable`] values and their deep size.
+
+use std::sync::Arc;
+
+use get_size2::GetSize;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A value that a [`Pool`](super::Pool) can page out and back in.
+///
+/// Implemented for every `T: Serialize + DeserializeOwned + GetSize + Send + Sync + 'static`;
+/// trait objects get it through [`pageable_dyn!`](crate::pageable_dyn).
+pub trait Pageable: Send + Sync + 'static {
+    /// Serializes the value (handles inside it become child indexes).
+    fn encode_value(&self) -> Result<Vec<u8>, postcard::Error>;
+    /// Deserializes a value (child indexes become lazy handles).
+    fn decode_value(bytes: &[u8]) -> Result<Arc<Self>, postcard::Error>;
+    /// Bytes the value occupies in memory, its heap included: what the budget counts.
+    fn deep_size(&self) -> usize;
+    /// The type's name, for error messages.
+    fn type_name() -> &'static str {
+        std::any::type_name::<Self>()
+    }
+}
+
+impl<T> Pageable for T
+where
+    T: Serialize + DeserializeOwned + GetSize + Send + Sync + 'static,
+{
+    fn encode_value(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(self)
+    }
+
+    fn decode_value(bytes: &[u8]) -> Result<Arc<Self>, postcard::Error> {
+        postcard::from_bytes(bytes).map(Arc::new)
+    }
+
+    fn deep_size(&self) -> usize {
+        GetSize::get_size(self)
+    }
+}
+
+/// Deep size of a trait object: implement it (usually through `GetSize`) as a supertrait of a
+/// trait whose objects are paged.
+pub trait DeepSize {
+    /// Bytes the value occupies, heap included.
+    fn deep_size(&self) -> usize;
+}
+
+impl<T: GetSize> DeepSize for T {
+    fn deep_size(&self) -> usize {
+        GetSize::get_size(self)
+    }
+}
+
+/// Makes `dyn Trait` pageable, for a trait declared with `#[typetag::serde]` and `DeepSize` as a
+/// supertrait:
+///
+/// ```ignore
+/// #[typetag::serde]
+/// trait Shape: spillway::DeepSize + Send + Sync { fn area(&self) -> f64; }
+/// spillway::pageable_dyn!(Shape);
+/// let h: Paged<dyn Shape> = pool.insert_dyn(Box::new(Circle { r: 1.0 }))?;
+/// ```
+///
+/// typetag names each implementation by its type name (or `#[typetag::serde(name = "...")]`),
+/// and refuses at startup two implementations registered under one name, so names cannot
+/// collide silently between modules.
+#[macro_export]
+macro_rules! pageable_dyn {
+    ($trait:path) => {
+        impl $crate::Pageable for dyn $trait {
+            fn encode_value(&self) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__postcard::Error> {
+                $crate::__postcard::to_allocvec(self)
+            }
+            fn decode_value(
+                bytes: &[u8],
+            ) -> ::std::result::Result<::std::sync::Arc<Self>, $crate::__postcard::Error> {
+                let b: ::std::boxed::Box<dyn $trait> = $crate::__postcard::from_bytes(bytes)?;
+                ::std::result::Result::Ok(::std::sync::Arc::from(b))
+            }
+            fn deep_size(&self) -> usize {
+                $crate::DeepSize::deep_size(self)
+            }
+        }
+    };
+}
