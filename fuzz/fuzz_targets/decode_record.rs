@@ -11,14 +11,23 @@ fuzz_target!(|data: &[u8]| {
         let len = r.header.record_len() as usize;
         let mut again = Vec::new();
         let children = r.child_keys();
-        record::encode(&mut again, r.header.kind, &r.header.key, &children, r.payload);
+        record::encode(
+            &mut again,
+            r.header.kind,
+            &r.header.key,
+            &children,
+            r.payload,
+        );
         assert_eq!(again, &data[..len], "record re-encodes differently");
         if r.header.kind == RecordKind::Tombstone {
             assert!(r.payload.is_empty() && children.is_empty());
         }
     }
     if let Ok(id) = segment::decode_header(data) {
-        assert_eq!(&segment::encode_header(id)[..], &data[..segment::SEGMENT_HEADER_LEN]);
+        assert_eq!(
+            &segment::encode_header(id)[..],
+            &data[..segment::SEGMENT_HEADER_LEN]
+        );
     }
     if let Ok(v) = marker::decode(data) {
         assert_eq!(&marker::encode(v)[..], data);

@@ -21,9 +21,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let fresh = Put::new(b"written after recovery", &[]);
     store.put(fresh).expect("put after recovery");
-    store.flush(Durability::Durable).expect("durable flush after recovery");
+    store
+        .flush(Durability::Durable)
+        .expect("durable flush after recovery");
     drop(store);
     let store = LogStore::open_on(fs, Path::new(DIR), opts).expect("reopen after recovery");
-    let blob = store.get(&fresh.key).expect("get").expect("the fresh object survives");
+    let blob = store
+        .get(&fresh.key)
+        .expect("get")
+        .expect("the fresh object survives");
     assert_eq!(blob.payload, b"written after recovery");
 });

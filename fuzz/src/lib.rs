@@ -16,7 +16,11 @@ pub fn store_from_bytes(data: &[u8]) -> Arc<SimFs> {
     let fs = Arc::new(SimFs::new());
     let dir = Path::new(DIR);
     let _ = fs.create_dir_all(dir);
-    write(&fs, &dir.join(marker::MARKER_FILE), &marker::encode(marker::STORE_VERSION));
+    write(
+        &fs,
+        &dir.join(marker::MARKER_FILE),
+        &marker::encode(marker::STORE_VERSION),
+    );
     let Some((&flags, mut rest)) = data.split_first() else {
         return fs;
     };
@@ -44,7 +48,10 @@ pub fn store_from_bytes(data: &[u8]) -> Arc<SimFs> {
 /// The inverse of [`store_from_bytes`], used to make seeds from real stores.
 pub fn bytes_from_files(checkpoint: Option<&[u8]>, segments: &[Vec<u8>]) -> Vec<u8> {
     let mut out = vec![u8::from(checkpoint.is_some())];
-    for f in checkpoint.into_iter().chain(segments.iter().map(Vec::as_slice)) {
+    for f in checkpoint
+        .into_iter()
+        .chain(segments.iter().map(Vec::as_slice))
+    {
         out.extend_from_slice(&(f.len() as u32).to_le_bytes());
         out.extend_from_slice(f);
     }

@@ -25,7 +25,9 @@ fn main() {
     }
     store.delete(&[leaf_b.key]).expect("delete");
     store.checkpoint().expect("checkpoint");
-    store.put(Put::new(b"after the checkpoint", &[leaf_a.key])).expect("put");
+    store
+        .put(Put::new(b"after the checkpoint", &[leaf_a.key]))
+        .expect("put");
     store.flush(Durability::Durable).expect("flush");
     drop(store);
 
@@ -43,13 +45,29 @@ fn main() {
         std::fs::create_dir_all(&d).expect("seed dir");
         std::fs::write(d.join(name), bytes).expect("write seed");
     };
-    write("recover_log", "store-with-checkpoint", &bytes_from_files(ckpt.as_deref(), &segments[..segments.len().min(4)]));
-    write("recover_log", "store-without-checkpoint", &bytes_from_files(None, &segments[..segments.len().min(4)]));
+    write(
+        "recover_log",
+        "store-with-checkpoint",
+        &bytes_from_files(ckpt.as_deref(), &segments[..segments.len().min(4)]),
+    );
+    write(
+        "recover_log",
+        "store-without-checkpoint",
+        &bytes_from_files(None, &segments[..segments.len().min(4)]),
+    );
     if let Some(c) = &ckpt {
         write("decode_checkpoint", "checkpoint", c);
     }
     let first = &segments[0];
-    write("decode_record", "segment-header", &first[..segment::SEGMENT_HEADER_LEN]);
-    write("decode_record", "records", &first[segment::SEGMENT_HEADER_LEN..]);
+    write(
+        "decode_record",
+        "segment-header",
+        &first[..segment::SEGMENT_HEADER_LEN],
+    );
+    write(
+        "decode_record",
+        "records",
+        &first[segment::SEGMENT_HEADER_LEN..],
+    );
     println!("seeds written under {}", seeds.display());
 }

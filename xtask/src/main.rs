@@ -62,7 +62,11 @@ fn fuzz(seconds: u64, targets: &[String]) -> Result<(), String> {
             .args(["+nightly", "fuzz", "run", t])
             .arg(&corpus)
             .arg(root().join("fuzz").join("seeds").join(t))
-            .args(["--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=4096"]))?;
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=4096",
+            ]))?;
     }
     Ok(())
 }
@@ -70,7 +74,14 @@ fn fuzz(seconds: u64, targets: &[String]) -> Result<(), String> {
 fn crash_sweep(iters: u64) -> Result<(), String> {
     run(cargo()
         .env("SPILLWAY_CRASH_ITERS", iters.to_string())
-        .args(["test", "--release", "-p", "spillway", "--test", "log_crash_process"])
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "spillway",
+            "--test",
+            "log_crash_process",
+        ])
         .args(["--", "--nocapture"]))
 }
 
@@ -82,7 +93,14 @@ fn bench(args: &[String]) -> Result<(), String> {
 
 fn ci() -> Result<(), String> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo().args(["test", "--workspace"]))?;
     crash_sweep(20)?;
     bench(&["--quick".to_string()])?;
@@ -96,7 +114,9 @@ fn flag(args: &[String], name: &str, default: u64) -> Result<(u64, Vec<String>),
     while let Some(a) = it.next() {
         if a == name {
             let v = it.next().ok_or(format!("{name} needs a value"))?;
-            value = v.parse().map_err(|_| format!("{name}: {v:?} is not a number"))?;
+            value = v
+                .parse()
+                .map_err(|_| format!("{name}: {v:?} is not a number"))?;
         } else {
             rest.push(a.clone());
         }

@@ -3,7 +3,7 @@
 //! The crate is built in layers, each knowing only those below it:
 //!
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys);
-//! 2. [`format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
+//! 2. [`mod@format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
 //!
 //! with the write pipeline, memory manager and paging runtime to come above them.
@@ -18,7 +18,9 @@ pub mod vfs;
 
 pub use error::{Error, Result};
 pub use key::ContentKey;
-pub use store::{Blob, BlobStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats};
+pub use store::{
+    Blob, BlobStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats,
+};
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]

@@ -68,7 +68,11 @@ fn check(what: &str, rows: &[Row], bytes: &[u8], fixed_len: usize, known: &[(&st
     assert!(!rows.is_empty(), "{what}: no rows parsed");
     let mut expect_offset = 0;
     for r in rows {
-        assert_eq!(r.offset, expect_offset, "{what}: field {:?} is not contiguous", r.field);
+        assert_eq!(
+            r.offset, expect_offset,
+            "{what}: field {:?} is not contiguous",
+            r.field
+        );
         expect_offset = r.offset + r.size;
         let got = &bytes[r.offset..r.offset + r.size];
         let f = r.field.as_str();
@@ -80,7 +84,11 @@ fn check(what: &str, rows: &[Row], bytes: &[u8], fixed_len: usize, known: &[(&st
             .and_then(|r| r.split_once(".."))
             .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
         {
-            assert_eq!(le(got), u64::from(crc32c::crc32c(&bytes[a..b])), "{what}: {f}");
+            assert_eq!(
+                le(got),
+                u64::from(crc32c::crc32c(&bytes[a..b])),
+                "{what}: {f}"
+            );
         } else if f.starts_with("reserved") || f.starts_with("flags, zero") {
             assert!(got.iter().all(|&b| b == 0), "{what}: {f} not zero");
         } else if let Some(v) = f.split_once("version (").map(|(_, v)| v) {
@@ -94,7 +102,10 @@ fn check(what: &str, rows: &[Row], bytes: &[u8], fixed_len: usize, known: &[(&st
             panic!("{what}: the test does not know how to check field {f:?}");
         }
     }
-    assert_eq!(expect_offset, fixed_len, "{what}: the table's fixed part has the wrong length");
+    assert_eq!(
+        expect_offset, fixed_len,
+        "{what}: the table's fixed part has the wrong length"
+    );
 }
 
 #[test]
@@ -102,7 +113,10 @@ fn store_marker_matches_the_document() {
     let b = marker::encode(marker::STORE_VERSION);
     let rows = table("### Store marker", 0);
     check("marker", &rows, &b, marker::MARKER_LEN, &[]);
-    assert!(rows.iter().any(|r| r.field == format!("store format version ({})", marker::STORE_VERSION)));
+    assert!(
+        rows.iter()
+            .any(|r| r.field == format!("store format version ({})", marker::STORE_VERSION))
+    );
     assert!(DOC.contains(&format!("`{}`", marker::MARKER_FILE)));
 }
 
@@ -111,8 +125,17 @@ fn segment_header_matches_the_document() {
     let id = 0x0102_0304_0506_0708;
     let b = segment::encode_header(id);
     let rows = table("### Segment header", 0);
-    check("segment header", &rows, &b, segment::SEGMENT_HEADER_LEN, &[("segment id", id)]);
-    assert!(DOC.contains(&format!("### Segment header ({} bytes)", segment::SEGMENT_HEADER_LEN)));
+    check(
+        "segment header",
+        &rows,
+        &b,
+        segment::SEGMENT_HEADER_LEN,
+        &[("segment id", id)],
+    );
+    assert!(DOC.contains(&format!(
+        "### Segment header ({} bytes)",
+        segment::SEGMENT_HEADER_LEN
+    )));
     assert_eq!(segment::file_name(1), "seg-0000000000000001.log");
     assert!(DOC.contains("`seg-<id>.log`") && DOC.contains("16 lowercase hex digits"));
 }
@@ -136,14 +159,21 @@ fn record_matches_the_document() {
             ("payload length", payload.len() as u64),
         ],
     );
-    assert!(DOC.contains(&format!("### Record ({}-byte header", record::RECORD_HEADER_LEN)));
+    assert!(DOC.contains(&format!(
+        "### Record ({}-byte header",
+        record::RECORD_HEADER_LEN
+    )));
     // The content key field, the body layout and the checksum's coverage.
     assert_eq!(&b[20..36], key.as_bytes());
     assert_eq!(&b[36..52], children[0].as_bytes());
     assert_eq!(&b[36 + 32..], payload);
     assert_eq!(le(&b[4..8]), u64::from(crc32c::crc32c(&b[8..])));
     assert!(DOC.contains("CRC32C of bytes 8..end of record"));
-    assert!(DOC.contains(&format!("kind: {} = put, {} = tombstone", record::KIND_PUT, record::KIND_TOMBSTONE)));
+    assert!(DOC.contains(&format!(
+        "kind: {} = put, {} = tombstone",
+        record::KIND_PUT,
+        record::KIND_TOMBSTONE
+    )));
     assert_eq!(record::MAX_CHILDREN, 1_048_576);
     assert!(DOC.contains("at most 1,048,576"));
     assert_eq!(record::MAX_PAYLOAD_LEN, 1 << 30);
@@ -175,7 +205,11 @@ fn checkpoint_matches_the_document() {
             ("entry count", 1),
         ],
     );
-    let entries_crc = &head.iter().find(|r| r.field.contains("entries region")).expect("row").offset;
+    let entries_crc = &head
+        .iter()
+        .find(|r| r.field.contains("entries region"))
+        .expect("row")
+        .offset;
     assert_eq!(
         le(&b[*entries_crc..entries_crc + 4]),
         u64::from(crc32c::crc32c(&b[checkpoint::CHECKPOINT_HEADER_LEN..]))
@@ -192,7 +226,10 @@ fn checkpoint_matches_the_document() {
             ("record length", u64::from(loc.len)),
         ],
     );
-    assert_eq!(&b[checkpoint::CHECKPOINT_HEADER_LEN..][..16], key.as_bytes());
+    assert_eq!(
+        &b[checkpoint::CHECKPOINT_HEADER_LEN..][..16],
+        key.as_bytes()
+    );
     assert!(DOC.contains(&format!("`{}`", checkpoint::CHECKPOINT_FILE)));
     assert!(DOC.contains(&format!("`{}`", checkpoint::CHECKPOINT_TMP_FILE)));
 }
@@ -203,9 +240,19 @@ fn content_key_encoding_and_known_answers_match_the_document() {
     assert_eq!((rows[0].offset, rows[0].size), (0, 16));
     assert_eq!(&spillway::key::KEY_DOMAIN_TAG[..15], b"spillway-key-v1");
     assert_eq!(spillway::key::KEY_DOMAIN_TAG[15], 0);
-    assert!(rows[0].field.contains("`spillway-key-v1` followed by one zero byte"));
+    assert!(
+        rows[0]
+            .field
+            .contains("`spillway-key-v1` followed by one zero byte")
+    );
     let leaf = ContentKey::of(b"spillway", &[]);
     let parent = ContentKey::of(b"", &[leaf, leaf]);
-    assert!(DOC.contains(&format!("`{leaf}`")), "leaf key {leaf} not in FORMAT.md");
-    assert!(DOC.contains(&format!("`{parent}`")), "parent key {parent} not in FORMAT.md");
+    assert!(
+        DOC.contains(&format!("`{leaf}`")),
+        "leaf key {leaf} not in FORMAT.md"
+    );
+    assert!(
+        DOC.contains(&format!("`{parent}`")),
+        "parent key {parent} not in FORMAT.md"
+    );
 }

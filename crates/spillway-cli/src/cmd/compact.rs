@@ -26,7 +26,10 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 
 /// Runs `compact`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
-    let store = LogStore::open_with(&args.dir, LogStoreOptions::default().compact_below(args.below))?;
+    let store = LogStore::open_with(
+        &args.dir,
+        LogStoreOptions::default().compact_below(args.below),
+    )?;
     let r = store.compact()?;
     store.close()?;
     println!(

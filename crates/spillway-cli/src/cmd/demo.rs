@@ -140,7 +140,10 @@ fn walk(store: &dyn BlobStore, g: &Graph, reads: usize, rng: &mut StdRng) -> spi
             Some(blob) if blob.key() == key => {}
             Some(blob) => {
                 bad += 1;
-                eprintln!("mismatch: object {key} read back with content hashing to {}", blob.key());
+                eprintln!(
+                    "mismatch: object {key} read back with content hashing to {}",
+                    blob.key()
+                );
             }
             None => {
                 bad += 1;
@@ -183,7 +186,10 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         })
     };
 
-    println!("spillway demo: {actions} build actions, seed {}, {:?} store", args.seed, args.store);
+    println!(
+        "spillway demo: {actions} build actions, seed {}, {:?} store",
+        args.seed, args.store
+    );
     let store = open(args.store)?;
     let t = Instant::now();
     let graph = build(store.as_ref(), actions, &mut rng)?;
@@ -214,10 +220,19 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     row("payload generated", human(graph.payload_bytes));
     row("stored (live records)", human(s.live_bytes));
     row("on disk", human(s.disk_bytes));
-    row("store rate (objects/s)", format!("{:.0}", actions as f64 / store_secs));
-    row("store rate (MiB/s)", format!("{:.1}", graph.payload_bytes as f64 / store_secs / 1048576.0));
+    row(
+        "store rate (objects/s)",
+        format!("{:.0}", actions as f64 / store_secs),
+    );
+    row(
+        "store rate (MiB/s)",
+        format!("{:.1}", graph.payload_bytes as f64 / store_secs / 1048576.0),
+    );
     row("verified reads", reads.to_string());
-    row("read rate (objects/s)", format!("{:.0}", reads as f64 / read_secs));
+    row(
+        "read rate (objects/s)",
+        format!("{:.0}", reads as f64 / read_secs),
+    );
     row("fsyncs", written.syncs.to_string());
     row("mismatches", bad.to_string());
     if let Some(rss) = peak_rss() {

@@ -21,8 +21,16 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let r = store.recovery();
     println!("store       {}", args.dir.display());
     println!("objects     {}", s.objects);
-    println!("live bytes  {} ({} bytes)", human(s.live_bytes), s.live_bytes);
-    println!("disk bytes  {} ({} bytes)", human(s.disk_bytes), s.disk_bytes);
+    println!(
+        "live bytes  {} ({} bytes)",
+        human(s.live_bytes),
+        s.live_bytes
+    );
+    println!(
+        "disk bytes  {} ({} bytes)",
+        human(s.disk_bytes),
+        s.disk_bytes
+    );
     println!("segments    {}", s.segments);
     let live = if s.disk_bytes == 0 {
         100.0

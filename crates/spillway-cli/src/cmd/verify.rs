@@ -41,7 +41,10 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         println!("problem: {p}");
     }
     if r.dangling_children > 0 {
-        println!("{} objects refer to children that are not stored", r.dangling_children);
+        println!(
+            "{} objects refer to children that are not stored",
+            r.dangling_children
+        );
     }
     if r.is_clean() {
         println!("ok");

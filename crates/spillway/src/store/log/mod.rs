@@ -9,8 +9,9 @@
 //! `put_batch` encodes records into the writer's pending buffer and points the index at them:
 //! from then on readers see them ([`Durability::Applied`]). `flush(Written)` writes the pending
 //! bytes to the active segment; `flush(Durable)` then `fdatasync`s it (and the directory when a
-//! segment was created). Concurrent durable flushes are grouped: one caller syncs, the others
-//! find their writes covered and return (group commit). A segment is sealed by syncing it before
+//! segment was created). Concurrent durable flushes are grouped (group commit): one caller at a
+//! time is the leader, which writes out and syncs everything appended so far; the others wait on
+//! a condition variable and return as soon as a sync covers their writes. A segment is sealed by syncing it before
 //! the next one is created, so only the last segment can ever have a torn tail.
 //!
 //! # Invariants
@@ -19,8 +20,9 @@
 //!   durable checkpoint no longer refers to them.
 //! - After any failed write or sync the store is poisoned: writes fail with
 //!   [`Error::Poisoned`], reads go on. Data acknowledged at `Durable` stays intact on disk.
-//! - Lock order: `maintenance` → `writer` → `index` → `segments`; `sync` is taken with no other
-//!   lock held and takes `writer` only briefly.
+//! - Lock order: `maintenance` → `writer` → `index` → `segments`. The group-commit state
+//!   (`durable`) is taken with no other lock held and is never held while taking another: the
+//!   leader of a sync marks it busy, releases it, then takes `writer` briefly.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{Location, LogPosition};
@@ -144,6 +146,15 @@ struct Counters {
     syncs: AtomicU64,
 }
 
+/// Group-commit state.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Everything before this position is durable.
+    durable: LogPosition,
+    /// A leader is syncing; others wait for it on `durable_changed`.
+    syncing: bool,
+}
+
 /// The embedded default store: a crash-safe segment log in a directory.
 pub struct LogStore {
     dir: PathBuf,
@@ -154,8 +165,10 @@ pub struct LogStore {
     segments: RwLock<BTreeMap<u64, SegmentReader>>,
     /// `None` for a read-only store.
     writer: Option<Mutex<Writer>>,
-    /// Everything before this position is durable. Held by the thread that syncs.
-    durable: Mutex<LogPosition>,
+    /// How far the log is durable, and whether a sync is under way (group commit).
+    durable: Mutex<SyncState>,
+    /// Signalled when a sync ends.
+    durable_changed: Condvar,
     maintenance: Mutex<()>,
     poison: RwLock<Option<String>>,
     counters: Counters,
@@ -200,6 +213,9 @@ impl LogStore {
     }
 
     /// Flushes everything durably, writes an index checkpoint and releases the lock.
+    ///
+    /// A poisoned store returns [`Error::Poisoned`]: writes that were not yet durable when it
+    /// was poisoned may be lost. Dropping the store closes it too, logging any failure.
     pub fn close(self) -> Result<()> {
         self.close_inner()
     }
@@ -208,9 +224,8 @@ impl LogStore {
         if self.closed.swap(true, Ordering::SeqCst) || self.writer.is_none() {
             return Ok(());
         }
-        if self.poison.read().is_some() {
-            return Ok(());
-        }
+        // Refuses (with the first failure named) if the store is poisoned.
+        self.writable()?;
         self.flush(Durability::Durable)?;
         if self.writer_lock()?.lock().since_checkpoint > 0 {
             self.checkpoint()?;
@@ -294,16 +309,17 @@ impl LogStore {
             return Err(self.poison("fsync", self.segment_path(old), e));
         }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        let sealed = self
+            .vfs
+            .map(&self.segment_path(old))
+            .map_err(|e| Error::io("map", self.segment_path(old), e))?;
         let new = old + 1;
         let path = self.segment_path(new);
         let file = self
             .vfs
             .open(&path, crate::vfs::OpenMode::Create)
             .map_err(|e| self.poison("create", path.clone(), e))?;
-        let sealed = self
-            .vfs
-            .map(&self.segment_path(old))
-            .map_err(|e| Error::io("map", self.segment_path(old), e))?;
+        let sealed_len = w.written_len;
         w.active = new;
         w.file = Arc::clone(&file);
         w.written_len = 0;
@@ -312,6 +328,8 @@ impl LogStore {
         w.since_checkpoint += segment::SEGMENT_HEADER_LEN as u64;
         {
             let mut idx = self.index.write();
+            // Records appended to the old segment since the caller last updated its size.
+            idx.sizes.insert(old, sealed_len);
             idx.sizes.insert(new, segment::SEGMENT_HEADER_LEN as u64);
         }
         let mut segs = self.segments.write();
@@ -325,8 +343,16 @@ impl LogStore {
         if let Some(w) = &self.writer {
             let w = w.lock();
             if loc.segment == w.active && loc.offset >= w.written_len {
-                let start = (loc.offset - w.written_len) as usize;
-                let bytes = w.pending[start..start + loc.len as usize].to_vec();
+                let start = usize::try_from(loc.offset - w.written_len).unwrap_or(usize::MAX);
+                let bytes = start
+                    .checked_add(loc.len as usize)
+                    .and_then(|end| w.pending.get(start..end))
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| Error::Corrupted {
+                        what: "index",
+                        location: segments::describe(&self.dir, loc),
+                        detail: format!("the record of key {key} is past the end of the log"),
+                    })?;
                 drop(w);
                 return segments::blob_from_record_bytes(bytes, &self.dir, loc, key).map(Some);
             }
@@ -339,13 +365,42 @@ impl LogStore {
         }
     }
 
+    /// Returns once the log is durable through `target`.
+    ///
+    /// Group commit: one caller at a time is the leader and syncs everything written so far;
+    /// the others wait on a condition variable and return as soon as a sync covered them. They
+    /// never queue behind a leader whose sync they do not need.
     fn sync_to(&self, target: LogPosition) -> Result<()> {
-        let mut durable = self.durable.lock();
-        if *durable >= target {
-            return Ok(());
+        {
+            let mut st = self.durable.lock();
+            loop {
+                if st.durable >= target {
+                    return Ok(());
+                }
+                if !st.syncing {
+                    st.syncing = true;
+                    break;
+                }
+                self.durable_changed.wait(&mut st);
+            }
         }
-        // We are the leader: sync everything written so far, covering the followers queued on
-        // the `durable` lock behind us.
+        let result = self.sync_written();
+        let mut st = self.durable.lock();
+        st.syncing = false;
+        if let Ok(pos) = result {
+            st.durable = st.durable.max(pos);
+        }
+        drop(st);
+        // Waiters that are covered return; one of the others becomes the next leader (and
+        // finds the store poisoned if this sync failed).
+        self.durable_changed.notify_all();
+        result.map(|_| ())
+    }
+
+    /// The leader's part of [`sync_to`](Self::sync_to): writes out pending bytes, syncs the
+    /// active segment (and the directory if a segment was created), and returns the position
+    /// now durable.
+    fn sync_written(&self) -> Result<LogPosition> {
         let (file, pos, dir_dirty, active) = {
             let mut w = self.writable()?.lock();
             self.write_out(&mut w)?;
@@ -362,8 +417,7 @@ impl LogStore {
             }
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        *durable = pos;
-        Ok(())
+        Ok(pos)
     }
 }
 
@@ -485,12 +539,21 @@ impl BlobStore for LogStore {
         if durability == Durability::Applied || self.writer.is_none() {
             return Ok(());
         }
-        let target = {
+        if durability == Durability::Written {
             let mut w = self.writable()?.lock();
-            self.write_out(&mut w)?;
-            w.written_position()
+            return self.write_out(&mut w);
+        }
+        // A durable flush leaves the write to the leader of its sync group: writing here could
+        // block (the kernel may hold back writes to pages under writeback) while holding the
+        // writer lock, and so serialize the very flushes that group commit should merge.
+        let target = {
+            let w = self.writable()?.lock();
+            LogPosition {
+                segment: w.active,
+                offset: w.end(),
+            }
         };
-        if durability == Durability::Durable {
+        {
             self.sync_to(target)?;
             if self.writer_lock()?.lock().since_checkpoint >= self.opts.checkpoint_every {
                 self.checkpoint()?;
@@ -531,6 +594,10 @@ impl BlobStore for LogStore {
 
 impl Drop for LogStore {
     fn drop(&mut self) {
+        if self.poison.read().is_some() {
+            // Already reported when it happened; there is nothing left to flush.
+            return;
+        }
         if let Err(e) = self.close_inner() {
             tracing::error!(store = %self.dir.display(), error = %e, "closing the log store failed");
         }

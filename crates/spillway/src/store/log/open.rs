@@ -6,18 +6,22 @@
 //! is cut there and the cut reported. A bad record anywhere else is corruption and opening fails
 //! with its file and offset, unless the caller asked to cut a damaged tail
 //! ([`LogStoreOptions::truncate_corrupt_tail`]).
+//!
+//! A `STORE` marker shorter than a whole marker (empty, zeros, or a prefix of the real one) in a
+//! directory without segments or checkpoint is what a crash while creating the store leaves
+//! behind; a writable open with `create` set creates the store again instead of failing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::index::Index;
 use super::segments::SegmentReader;
 use super::writer::Writer;
-use super::{Counters, LogStore, LogStoreOptions};
+use super::{Counters, LogStore, LogStoreOptions, SyncState};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
 use crate::format::record::{self, RECORD_MAGIC, RecordKind};
@@ -149,7 +153,6 @@ impl LogStore {
 
         // What recovery found may have survived a process crash in the page cache without
         // being synced: the first durable flush syncs it (and the directory) whatever it holds.
-        let durable = LogPosition::default();
         let store = LogStore {
             dir,
             vfs,
@@ -158,7 +161,8 @@ impl LogStore {
             index: RwLock::new(recovered.index),
             segments: RwLock::new(readers),
             writer: store_writer,
-            durable: Mutex::new(durable),
+            durable: Mutex::new(SyncState::default()),
+            durable_changed: Condvar::new(),
             maintenance: Mutex::new(()),
             poison: RwLock::new(None),
             counters: Counters::default(),
@@ -183,10 +187,19 @@ impl LogStore {
 /// Checks (or, for a new store, writes) the `STORE` marker.
 fn check_marker(vfs: &dyn Vfs, dir: &Path, names: &[String], opts: &LogStoreOptions) -> Result<()> {
     let path = dir.join(marker::MARKER_FILE);
-    if names.iter().any(|n| n == marker::MARKER_FILE) {
-        let bytes = vfs
-            .read_file(&path)
-            .map_err(|e| Error::io("read", &path, e))?;
+    let existing = if names.iter().any(|n| n == marker::MARKER_FILE) {
+        Some(
+            vfs.read_file(&path)
+                .map_err(|e| Error::io("read", &path, e))?,
+        )
+    } else {
+        None
+    };
+    // A crash while the store was being created: create it again (read-only: not a store).
+    let interrupted = existing
+        .as_deref()
+        .is_some_and(|b| interrupted_creation(b, names));
+    if let Some(bytes) = existing.filter(|_| !interrupted) {
         return match marker::decode(&bytes) {
             Ok(v) if v <= marker::STORE_VERSION => Ok(()),
             Ok(v) => Err(Error::UnsupportedVersion {
@@ -201,7 +214,10 @@ fn check_marker(vfs: &dyn Vfs, dir: &Path, names: &[String], opts: &LogStoreOpti
             Err(e) => Err(e.at("store marker", path.display().to_string())),
         };
     }
-    let foreign: Vec<&String> = names.iter().filter(|n| *n != LOCK_FILE).collect();
+    let foreign: Vec<&String> = names
+        .iter()
+        .filter(|n| *n != LOCK_FILE && !(interrupted && *n == marker::MARKER_FILE))
+        .collect();
     if !foreign.is_empty() || opts.read_only || !opts.create {
         return Err(Error::NotAStore {
             path: dir.to_path_buf(),
@@ -227,6 +243,20 @@ fn check_marker(vfs: &dyn Vfs, dir: &Path, names: &[String], opts: &LogStoreOpti
     vfs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;
     Ok(())
+}
+
+/// True if `marker` is what a crash while creating the store leaves behind: a short marker
+/// (empty, zeros, or a prefix of the real one) in a directory without any log file. Such a
+/// directory holds no data, so creating the store again loses nothing.
+fn interrupted_creation(marker_bytes: &[u8], names: &[String]) -> bool {
+    let full = marker::encode(marker::STORE_VERSION);
+    marker_bytes.len() < marker::MARKER_LEN
+        && (full.starts_with(marker_bytes) || marker_bytes.iter().all(|&b| b == 0))
+        && !names.iter().any(|n| {
+            segment::parse_file_name(n).is_some()
+                || n == checkpoint::CHECKPOINT_FILE
+                || n == checkpoint::CHECKPOINT_TMP_FILE
+        })
 }
 
 struct Recovered {
@@ -433,12 +463,7 @@ fn valid_record_after(data: &[u8], from: usize) -> bool {
 }
 
 /// Applies a recovery cut and sets up the writer on the last segment (or a new first one).
-fn prepare_writer(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    ids: &[u64],
-    rec: &mut Recovered,
-) -> Result<Writer> {
+fn prepare_writer(vfs: &dyn Vfs, dir: &Path, ids: &[u64], rec: &mut Recovered) -> Result<Writer> {
     let seg_path = |id: u64| -> PathBuf { dir.join(segment::file_name(id)) };
     if let Some(cut) = rec.cut {
         let path = seg_path(cut.segment);

@@ -60,7 +60,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
         report.segments += 1;
         report.bytes += data.len() as u64;
         if let Err(e) = segment::decode_header(&data) {
-            report.problems.push(format!("{}: segment header: {e}", path.display()));
+            report
+                .problems
+                .push(format!("{}: segment header: {e}", path.display()));
             continue;
         }
         let mut pos = segment::SEGMENT_HEADER_LEN;

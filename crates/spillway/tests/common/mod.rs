@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests: deterministic objects and small store options.
+
+#![allow(dead_code)]
+
+use spillway::{Blob, ContentKey, LogStoreOptions, Put};
+
+/// An object to store: payload, children and the key they give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Obj {
+    pub key: ContentKey,
+    pub payload: Vec<u8>,
+    pub children: Vec<ContentKey>,
+}
+
+impl Obj {
+    pub fn new(payload: Vec<u8>, children: Vec<ContentKey>) -> Obj {
+        Obj {
+            key: ContentKey::of(&payload, &children),
+            payload,
+            children,
+        }
+    }
+
+    /// An object whose bytes follow from `seed` alone, so another process can rebuild it.
+    pub fn generated(seed: u64, len: usize, children: Vec<ContentKey>) -> Obj {
+        Obj::new(bytes(seed, len), children)
+    }
+
+    pub fn put(&self) -> Put<'_> {
+        Put::new(&self.payload, &self.children)
+    }
+
+    pub fn blob(&self) -> Blob {
+        Blob {
+            children: self.children.clone(),
+            payload: self.payload.clone(),
+        }
+    }
+}
+
+/// `len` pseudo-random bytes determined by `seed` (splitmix64).
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ len as u64;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Options that make segments roll and compaction run after a few kilobytes.
+pub fn small_opts(segment_size: u64) -> LogStoreOptions {
+    LogStoreOptions::default()
+        .segment_size(segment_size)
+        .write_buffer(2048)
+        .compact_below(0.9)
+}
+
+/// An iteration count from the environment, for long sweeps.
+pub fn env_count(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -1,0 +1,191 @@
+//! Out-of-process crash test: a child process writes to a `LogStore`, printing each write once
+//! `flush(Durable)` has acknowledged it; the parent kills it with SIGKILL at a random moment,
+//! reopens the store and checks every acknowledged write (and delete).
+//!
+//! The child is this test binary run again with `SPILLWAY_CRASH_CHILD` set, selecting the
+//! ignored `crash_child` test, so it works under `cargo test` and `cargo nextest run` alike.
+//! `SPILLWAY_CRASH_ITERS=n` sets the number of kills (default 5).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{Obj, env_count};
+use rand::Rng;
+use spillway::{BlobStore, Durability, LogStore, LogStoreOptions};
+
+const CHILD_ENV: &str = "SPILLWAY_CRASH_CHILD";
+
+fn opts() -> LogStoreOptions {
+    LogStoreOptions::default()
+        .segment_size(16 << 10)
+        .write_buffer(4096)
+        .checkpoint_every(64 << 10)
+        .compact_below(0.9)
+}
+
+/// Object `i` of the child's (deterministic) workload.
+fn object(i: u64) -> Obj {
+    let children = if i.is_multiple_of(3) || i < 2 {
+        Vec::new()
+    } else {
+        vec![object(i - 1).key]
+    };
+    Obj::generated(i, (i as usize * 37) % 1500, children)
+}
+
+/// Iteration `i` writes objects `3i .. 3i+3` and, from iteration 2 on, deletes object `3i - 5`.
+fn written(i: u64) -> std::ops::Range<u64> {
+    3 * i..3 * i + 3
+}
+
+fn deleted(i: u64) -> Option<u64> {
+    (i >= 2).then(|| 3 * i - 5)
+}
+
+#[test]
+#[ignore = "the child process of kill_9_loses_no_acknowledged_write"]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let store = LogStore::open_with(Path::new(&dir), opts()).expect("child: open");
+    let start: u64 = std::env::var("SPILLWAY_CRASH_START")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut out = std::io::stdout();
+    for i in start.. {
+        let objs: Vec<Obj> = written(i).map(object).collect();
+        let puts: Vec<_> = objs.iter().map(Obj::put).collect();
+        store.put_batch(&puts).expect("child: put");
+        if let Some(d) = deleted(i) {
+            store.delete(&[object(d).key]).expect("child: delete");
+        }
+        store.flush(Durability::Durable).expect("child: flush");
+        writeln!(out, "ACK {i}")
+            .and_then(|()| out.flush())
+            .expect("child: stdout");
+        if i % 16 == 15 {
+            store.compact().expect("child: compact");
+        }
+    }
+}
+
+/// Runs the child until a random moment after its first acknowledgement; returns the last
+/// acknowledged iteration, if any.
+fn run_child(dir: &Path, start: u64, rng: &mut impl Rng) -> Option<u64> {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .env("SPILLWAY_CRASH_START", start.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut last = None;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(i) = line.strip_prefix("ACK ") {
+                let i: u64 = i.trim().parse().expect("ack line");
+                if last.is_none() {
+                    let _ = tx.send(());
+                }
+                last = Some(i);
+            }
+        }
+        last
+    });
+    // Wait for the child to get going (or to die), then let it run a little longer.
+    let _ = rx.recv_timeout(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..250)));
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("wait");
+    let last = reader.join().expect("reader thread");
+    assert!(
+        last.is_some() || status.code().is_none(),
+        "the child exited on its own: {status}"
+    );
+    last
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let iters = env_count("SPILLWAY_CRASH_ITERS", 5);
+    let mut rng = rand::rng();
+    for iter in 0..iters {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        // The child continues where the previous run of this store was killed, so later kills
+        // also hit stores that have been recovered before.
+        let mut next = 0;
+        for round in 0..2 {
+            let last = run_child(&dir, next, &mut rng);
+            // Killed before its first acknowledgement: nothing to check yet.
+            let Some(last) = last else { continue };
+            eprintln!(
+                "iteration {iter}.{round}: killed after acknowledging {}..={last}",
+                next
+            );
+            let store = LogStore::open_with(&dir, opts())
+                .unwrap_or_else(|e| panic!("iteration {iter}.{round}: reopen: {e}"));
+            for i in 0..=last {
+                for k in written(i) {
+                    let o = object(k);
+                    // Deleted by an acknowledged later iteration, or not at all.
+                    let deleted_at = (k + 5)
+                        .is_multiple_of(3)
+                        .then_some((k + 5) / 3)
+                        .filter(|&d| d >= 2);
+                    let got = store.get(&o.key).expect("get");
+                    match deleted_at {
+                        Some(d) if d <= last => {
+                            assert_eq!(
+                                got, None,
+                                "iteration {iter}.{round}: object {k} deleted at {d}"
+                            )
+                        }
+                        Some(d) if d == last + 1 => {
+                            if let Some(b) = got {
+                                assert_eq!(b, o.blob(), "iteration {iter}.{round}: object {k}");
+                            }
+                        }
+                        _ => assert_eq!(
+                            got,
+                            Some(o.blob()),
+                            "iteration {iter}.{round}: object {k} acknowledged at {i}"
+                        ),
+                    }
+                }
+            }
+            // Nothing the child never wrote.
+            let max_key = 3 * (last + 2);
+            let known: std::collections::HashSet<_> = (0..max_key).map(|k| object(k).key).collect();
+            for k in store.keys().expect("keys") {
+                assert!(
+                    known.contains(&k),
+                    "iteration {iter}.{round}: unknown key {k}"
+                );
+            }
+            drop(store);
+            next = last + 1;
+        }
+    }
+}
