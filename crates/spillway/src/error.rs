@@ -140,6 +140,13 @@ pub enum Error {
         detail: String,
     },
 
+    /// A page-out in the background failed; the values concerned stay in memory.
+    #[error("an earlier page-out failed ({cause}); the values concerned stay in memory")]
+    PageOut {
+        /// The failure.
+        cause: String,
+    },
+
     /// A bad argument or configuration value.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -6,15 +6,23 @@
 //! 2. [`mod@format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
 //!
-//! with the write pipeline, memory manager and paging runtime to come above them.
+//! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
+//! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.
 
 #![warn(missing_docs)]
 
+pub mod codec;
 pub mod error;
 pub mod format;
 pub mod key;
+pub mod memory;
+pub mod runtime;
 pub mod store;
 pub mod vfs;
+
+#[doc(hidden)]
+pub use postcard as __postcard;
+pub use runtime::{DeepSize, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats};
 
 pub use error::{Error, Result};
 pub use key::ContentKey;

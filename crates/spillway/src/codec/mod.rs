@@ -22,6 +22,7 @@ use crate::key::ContentKey;
 
 /// What a handle found while its parent was being encoded.
 #[derive(Default)]
+#[expect(missing_debug_implementations, reason = "holds type-erased handles")]
 pub struct EncodeCtx {
     /// Keys of the children, in the order their indexes were handed out.
     pub children: Vec<ContentKey>,
@@ -31,6 +32,7 @@ pub struct EncodeCtx {
 }
 
 /// What a handle needs while its parent is being decoded.
+#[expect(missing_debug_implementations, reason = "holds the type-erased pool")]
 pub struct DecodeCtx {
     /// Keys of the children, indexed by the numbers in the payload.
     pub children: Vec<ContentKey>,

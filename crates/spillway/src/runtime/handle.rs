@@ -81,6 +81,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
     pub fn get(&self) -> Result<Guard<T>> {
         if let Slot::Resident(v) = &*self.entry.slot.read() {
             self.entry.hit();
+            self.entry.pool.stats.hits.incr();
             return Ok(Guard {
                 value: Arc::clone(v),
             });
@@ -228,3 +229,7 @@ impl<'de, T: ?Sized + Pageable> Deserialize<'de> for Paged<T> {
         Ok(pool.handle_for_key::<T>(key))
     }
 }
+
+/// A handle counts as its pointer: the value it refers to is charged to the budget separately,
+/// and only while it is resident.
+impl<T: ?Sized + Pageable> get_size2::GetSize for Paged<T> {}

@@ -99,6 +99,8 @@ pub(crate) struct PoolShared {
     signal: Arc<(Mutex<bool>, Condvar)>,
     io: Mutex<Option<mpsc::Sender<IoJob>>>,
     last_error: RwLock<Option<String>>,
+    /// A background error not yet reported to a caller.
+    unreported: Mutex<Option<String>>,
     gc_active: AtomicBool,
     gc_state: Mutex<GcState>,
     gc_lock: Mutex<()>,
@@ -207,6 +209,7 @@ impl PoolBuilder {
             signal: Arc::clone(&signal),
             io: Mutex::new(Some(tx)),
             last_error: RwLock::new(None),
+            unreported: Mutex::new(None),
             gc_active: AtomicBool::new(false),
             gc_state: Mutex::new(GcState::default()),
             gc_lock: Mutex::new(()),
@@ -293,6 +296,7 @@ impl PoolShared {
         tracing::warn!(error = %e, "spillway pool: background error");
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.write() = Some(e.to_string());
+        *self.unreported.lock() = Some(e.to_string());
     }
 
     pub(crate) fn spawn_io(&self, job: IoJob) {
@@ -815,8 +819,10 @@ impl Pool {
 
     /// Reports (once) a background error that happened since the last call.
     fn take_error(&self) -> Result<()> {
-        let _ = self;
-        Ok(())
+        match self.shared.unreported.lock().take() {
+            Some(cause) => Err(Error::PageOut { cause }),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,0 +1,19 @@
+//! The paging runtime: [`Pool`], [`Paged<T>`] handles and [`Guard`]s.
+//!
+//! A pool holds values in memory up to a byte budget. Values are immutable and reached through
+//! handles; when the budget is exceeded the coldest unpinned values (chosen by the eviction
+//! policy of [`memory`](crate::memory)) are stored, bottom-up as a Merkle DAG, and dropped from
+//! memory, to come back on their next access. See [`entry`] for an object's lifecycle and
+//! [`pool`] for the invariants the pool keeps.
+
+mod drop_queue;
+pub(crate) mod entry;
+mod handle;
+pub(crate) mod pool;
+mod stats;
+mod value;
+
+pub use handle::{GetFuture, Guard, Paged};
+pub use pool::{GcReport, Pool, PoolBuilder};
+pub use stats::PoolStats;
+pub use value::{DeepSize, Pageable};
