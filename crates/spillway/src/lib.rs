@@ -5,14 +5,16 @@
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys);
 //! 2. [`format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
+//! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //!
-//! with the write pipeline, memory manager and paging runtime to come above them.
+//! with the write pipeline and paging runtime to come.
 
 #![warn(missing_docs)]
 
 pub mod error;
 pub mod format;
 pub mod key;
+pub mod memory;
 pub mod store;
 pub mod vfs;
 
