@@ -15,5 +15,11 @@
 //! through the policy, then subtract from the budget what it wrote out and dropped).
 
 mod budget;
+mod lru;
+mod policy;
+mod s3fifo;
 
 pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
+pub use lru::Lru;
+pub use policy::{EntryId, EvictionPolicy, PolicyKind, Residents};
+pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};
