@@ -28,18 +28,20 @@
 //! A one-time scan therefore flows through small and out without disturbing main, while
 //! entries hit more than once stay in main as long as they keep being hit.
 //!
-//! Entries that [`Residents::can_evict`] refuses (pinned, or not writable now) are put back at
-//! the tail of their queue unchanged. A queue is given up for the rest of a call once it has
-//! refused as many entries in a row as it holds, and the whole call is bounded by a fixed number
-//! of steps proportional to the queue lengths, so `evict` terminates even if everything is pinned
-//! or the runtime keeps reporting hits.
+//! Entries that [`Residents::can_evict`] refuses (pinned, or not writable now) are held aside
+//! for the rest of the call and put back at the tail of their queue at its end, unchanged, so
+//! each is asked about once per call. A call ends when enough bytes are freed, when both queues
+//! are used up, or after a number of steps proportional to the queue lengths (enough for every
+//! entry to spend its frequency and leave), so `evict` terminates even if everything is pinned or
+//! the runtime keeps reporting hits.
 //!
 //! Removal is lazy: [`EvictionPolicy::remove`] forgets the entry in the map at once and leaves
 //! its queue slot behind as a tombstone, recognised by a stamp that does not match the entry's
 //! current one. Tombstones are skipped when they reach a head and swept in one pass when they
 //! outnumber the live entries, so removal is amortised O(1).
 //!
-//! Invariants: every tracked entry has exactly one queue slot whose stamp matches its own;
+//! Invariants (between calls): every tracked entry has exactly one queue slot whose stamp
+//! matches its own;
 //! `small_bytes`/`main_bytes` and `small_len`/`main_len` are the sums and counts of the tracked
 //! entries in each queue; every id in the ghost set has a slot in the ghost FIFO with its stamp.
 
@@ -259,8 +261,8 @@ enum Step {
     Moved,
     /// An entry was evicted.
     Evicted(EntryId, u64),
-    /// The runtime refused to let the head go.
-    Refused,
+    /// The runtime refused to let the head go; it is out of its queue until re-enqueued.
+    Refused(EntryId),
 }
 
 impl S3Fifo {
@@ -278,8 +280,7 @@ impl S3Fifo {
             return Some(Step::Moved);
         }
         if !residents.can_evict(id) {
-            self.enqueue(id);
-            return Some(Step::Refused);
+            return Some(Step::Refused(id));
         }
         let meta = self.take_out(id)?;
         if let Some(g) = meta.ghost {
@@ -298,8 +299,7 @@ impl S3Fifo {
             return Some(Step::Moved);
         }
         if !residents.can_evict(id) {
-            self.enqueue(id);
-            return Some(Step::Refused);
+            return Some(Step::Refused(id));
         }
         let meta = self.take_out(id)?;
         Some(Step::Evicted(id, meta.bytes))
@@ -353,23 +353,24 @@ impl EvictionPolicy for S3Fifo {
     fn evict(&mut self, bytes: u64, residents: &mut dyn Residents) -> Vec<(EntryId, u64)> {
         let mut victims = Vec::new();
         let mut freed = 0u64;
-        // An entry needs at most one step in small and MAX_FREQ + 1 in main to leave, and each
-        // of those rounds may pass every other slot once: this bound lets every evictable entry
-        // go while keeping the call finite whatever the runtime answers.
-        let mut steps = (self.small.len() + self.main.len() + 1) * (usize::from(MAX_FREQ) + 4);
-        let (mut small_refused, mut main_refused) = (0usize, 0usize);
+        // Refused entries are held aside until the end of the call, so that each is looked at
+        // once per call and a queue full of pinned entries is simply used up.
+        let mut held: Vec<EntryId> = Vec::new();
+        let (mut small_done, mut main_done) = (false, false);
+        // An entry leaves after at most one step in small and MAX_FREQ + 1 in main; the bound
+        // allows that for every slot and keeps the call finite even if the runtime reports hits
+        // on every question.
+        let mut steps = (self.small.len() + self.main.len() + 1) * (usize::from(MAX_FREQ) + 3);
         while freed < bytes && steps > 0 {
             steps -= 1;
-            let small_usable = self.small_len > 0 && small_refused < self.small_len;
-            let main_usable = self.main_len > 0 && main_refused < self.main_len;
-            let from_small = match (small_usable, main_usable) {
-                (false, false) => break,
-                (true, false) => true,
-                (false, true) => false,
-                (true, true) => {
+            let from_small = match (small_done, main_done) {
+                (true, true) => break,
+                (false, true) => true,
+                (true, false) => false,
+                (false, false) => {
                     let tracked = u128::from(self.small_bytes + self.main_bytes);
                     let share = u128::from(self.small_bytes) * 100;
-                    share >= tracked * u128::from(self.config.small_percent)
+                    self.main_len == 0 || share >= tracked * u128::from(self.config.small_percent)
                 }
             };
             let step = if from_small {
@@ -377,26 +378,22 @@ impl EvictionPolicy for S3Fifo {
             } else {
                 self.step_main(residents)
             };
-            match (step, from_small) {
-                (None, _) => break,
-                (Some(Step::Refused), true) => small_refused += 1,
-                (Some(Step::Refused), false) => main_refused += 1,
-                (Some(Step::Moved), true) => {
-                    // Promotion changes both queues.
-                    small_refused = 0;
-                    main_refused = 0;
+            match step {
+                None if from_small => small_done = true,
+                None => main_done = true,
+                Some(Step::Moved) => {
+                    // A promotion gives main new work.
+                    main_done = false;
                 }
-                (Some(Step::Moved), false) => main_refused = 0,
-                (Some(Step::Evicted(id, size)), from_small) => {
-                    if from_small {
-                        small_refused = 0;
-                    } else {
-                        main_refused = 0;
-                    }
+                Some(Step::Refused(id)) => held.push(id),
+                Some(Step::Evicted(id, size)) => {
                     freed = freed.saturating_add(size);
                     victims.push((id, size));
                 }
             }
+        }
+        for id in held {
+            self.enqueue(id);
         }
         self.sweep_if_needed();
         victims
