@@ -29,13 +29,31 @@ impl Residents for Fake {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Insert { id: EntryId, bytes: u64, ghost: Option<u64> },
-    Resize { id: EntryId, bytes: u64 },
-    Remove { id: EntryId },
-    Access { id: EntryId, hits: u8 },
-    Pin { id: EntryId },
-    Unpin { id: EntryId },
-    Evict { bytes: u64 },
+    Insert {
+        id: EntryId,
+        bytes: u64,
+        ghost: Option<u64>,
+    },
+    Resize {
+        id: EntryId,
+        bytes: u64,
+    },
+    Remove {
+        id: EntryId,
+    },
+    Access {
+        id: EntryId,
+        hits: u8,
+    },
+    Pin {
+        id: EntryId,
+    },
+    Unpin {
+        id: EntryId,
+    },
+    Evict {
+        bytes: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -71,8 +89,7 @@ impl LruModel {
     }
 
     fn touch(&mut self, id: EntryId) {
-        if let Some(at) = self.position(id) {
-            let e = self.order.remove(at).unwrap();
+        if let Some(e) = self.position(id).and_then(|at| self.order.remove(at)) {
             self.order.push_back(e);
         }
     }
@@ -83,7 +100,9 @@ impl LruModel {
         let mut steps = self.order.len();
         while freed < bytes && steps > 0 {
             steps -= 1;
-            let (id, size) = self.order.pop_front().unwrap();
+            let Some((id, size)) = self.order.pop_front() else {
+                break;
+            };
             if pinned.contains(&id) {
                 self.order.push_back((id, size));
             } else {
@@ -196,11 +215,19 @@ fn check_contract(mut policy: Box<dyn EvictionPolicy>, ops: Vec<Op>) -> Result<(
                 for (id, size) in victims {
                     prop_assert!(!rt.pinned.contains(&id), "pinned entry {id} evicted");
                     let tracked = live.remove(&id);
-                    prop_assert_eq!(tracked, Some(size), "victim {} was not tracked with that size", id);
+                    prop_assert_eq!(
+                        tracked,
+                        Some(size),
+                        "victim {} was not tracked with that size",
+                        id
+                    );
                     freed += size;
                 }
                 if evictable >= bytes {
-                    prop_assert!(freed >= bytes, "freed {freed} of {bytes} with {evictable} evictable");
+                    prop_assert!(
+                        freed >= bytes,
+                        "freed {freed} of {bytes} with {evictable} evictable"
+                    );
                 }
             }
         }

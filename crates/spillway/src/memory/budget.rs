@@ -116,7 +116,9 @@ impl BudgetConfig {
 
     fn validate(&self) -> Result<(), BudgetError> {
         if self.limit == 0 {
-            return Err(BudgetError::InvalidConfig("the limit must be at least one byte"));
+            return Err(BudgetError::InvalidConfig(
+                "the limit must be at least one byte",
+            ));
         }
         let (m, h, c) = (
             self.moderate_percent,
@@ -140,7 +142,9 @@ pub enum BudgetError {
     #[error("invalid memory budget: {0}")]
     InvalidConfig(&'static str),
     /// The reservation would pass the hard limit: evict at least `must_free` bytes and retry.
-    #[error("reserving {bytes} bytes would pass the memory limit; free at least {must_free} bytes first")]
+    #[error(
+        "reserving {bytes} bytes would pass the memory limit; free at least {must_free} bytes first"
+    )]
     OverLimit {
         /// The bytes asked for.
         bytes: u64,

@@ -206,7 +206,8 @@ impl S3Fifo {
     fn sweep_if_needed(&mut self) {
         if self.tombstones > MIN_SWEEP && self.tombstones > self.entries.len() {
             let entries = &self.entries;
-            let live = |&(id, stamp): &(EntryId, u64)| entries.get(&id).is_some_and(|m| m.stamp == stamp);
+            let live =
+                |&(id, stamp): &(EntryId, u64)| entries.get(&id).is_some_and(|m| m.stamp == stamp);
             self.small.retain(live);
             self.main.retain(live);
             self.tombstones = 0;
@@ -442,7 +443,11 @@ mod tests {
         r.hits.insert(0, 1);
         r.hits.insert(1, 2);
         let v = p.evict(10, &mut r);
-        assert_eq!(v, [(2, 10)], "0 and 1 were reused and go to main; 2 is the first victim");
+        assert_eq!(
+            v,
+            [(2, 10)],
+            "0 and 1 were reused and go to main; 2 is the first victim"
+        );
         let s = p.stats();
         assert_eq!((s.main_len, s.small_len, s.promotions), (2, 7, 2));
         assert_eq!(s.ghosts, 1);
