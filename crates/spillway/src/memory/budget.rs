@@ -534,6 +534,32 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_try_reserve_never_passes_the_hard_limit() {
+        let b = budget(10_000);
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for i in 0..20_000u64 {
+                        if let Ok(r) = b.try_reserve(1 + (i + t) % 500) {
+                            held.push(r);
+                        }
+                        assert!(b.resident() <= b.hard_limit());
+                        if held.len() > 8 {
+                            drop(held.swap_remove((i as usize) % held.len()));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(b.resident(), 0);
+    }
+
+    #[test]
     fn concurrent_reserve_and_release_keep_the_count_exact() {
         let b = budget(1 << 20);
         let threads: Vec<_> = (0..4u64)

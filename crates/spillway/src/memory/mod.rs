@@ -21,5 +21,5 @@ mod s3fifo;
 
 pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
 pub use lru::Lru;
-pub use policy::{EntryId, EvictionPolicy, PolicyKind, Residents};
+pub use policy::{EntryId, EvictionPolicy, PolicyKind, Residents, UnknownPolicy};
 pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};
