@@ -5,7 +5,6 @@
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys);
 //! 2. [`mod@format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
-//!
 //! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.
 

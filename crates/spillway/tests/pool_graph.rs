@@ -45,8 +45,8 @@ fn diamond_round_trip_shares_the_child() {
             children: vec![shared.clone()],
         })
         .unwrap();
-    let ka = a.key().unwrap();
-    let kb = b.key().unwrap();
+    let ka = pool.persist(&a).unwrap();
+    let kb = pool.persist(&b).unwrap();
     assert_ne!(ka, kb);
     // Both parents stored, the shared child once.
     assert_eq!(pool.stats().objects_written, 3);
@@ -86,7 +86,8 @@ fn a_million_node_list_pages_out_and_in_without_recursion() {
         head = Some(pool.insert(Link { value, next: head }).unwrap());
     }
     let head = head.unwrap();
-    let key = head.key().unwrap();
+    // A root keeps the stored list alive once the last handle is gone.
+    let key = pool.set_root("list", &head).unwrap();
     drop(head);
     let mut cur: Paged<Link> = pool.load(key).unwrap();
     let mut expect = n;
@@ -123,7 +124,7 @@ fn wide_fan_out_round_trips() {
             children: leaves,
         })
         .unwrap();
-    let key = root.key().unwrap();
+    let key = pool.persist(&root).unwrap();
     drop(root);
     pool.shrink_to(0).unwrap();
     let root: Paged<Node> = pool.load(key).unwrap();

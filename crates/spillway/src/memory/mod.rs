@@ -1,25 +1,25 @@
-//! TEMPORARY placeholder for the memory layer (replaced by the memory-layer branch).
-pub mod policy;
-pub use policy::{EntryId, EvictionPolicy, PolicyKind, Residents};
+//! Memory: the byte budget and the eviction policies that keep resident values within it.
+//!
+//! This layer is pure bookkeeping: synchronous, no I/O, no knowledge of values or stores. The
+//! paging runtime drives it:
+//!
+//! - [`Budget`] counts resident bytes against a hard limit, reports a [`Pressure`] level, and
+//!   hands out [`Reservation`]s for page-ins; [`Budget::try_reserve`] refuses to pass the hard
+//!   limit and says how much must be evicted first.
+//! - An [`EvictionPolicy`] orders the resident entries and picks victims by bytes:
+//!   [`S3Fifo`] (the default, scan-resistant) or [`Lru`] (for comparison), chosen with
+//!   [`PolicyKind`].
+//!
+//! Invariant the runtime relies on: the budget never evicts and the policy never accounts; the
+//! runtime keeps the two in step (insert into the policy and add to the budget together; evict
+//! through the policy, then subtract from the budget what it wrote out and dropped).
 
-/// Pressure levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum Pressure {
-    /// < 70 %.
-    #[default]
-    Normal,
-    /// < 85 %.
-    Moderate,
-    /// < 95 %.
-    High,
-    /// ≥ 95 %.
-    Critical,
-}
+mod budget;
+mod lru;
+mod policy;
+mod s3fifo;
 
-impl Pressure {
-    /// Level for resident/limit.
-    pub fn of(resident: u64, limit: u64) -> Pressure {
-        let f = resident as f64 / limit.max(1) as f64;
-        if f < 0.70 { Pressure::Normal } else if f < 0.85 { Pressure::Moderate } else if f < 0.95 { Pressure::High } else { Pressure::Critical }
-    }
-}
+pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
+pub use lru::Lru;
+pub use policy::{EntryId, EvictionPolicy, PolicyKind, Residents, UnknownPolicy};
+pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};

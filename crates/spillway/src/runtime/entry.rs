@@ -124,17 +124,29 @@ impl<T: ?Sized + Pageable> Entry<T> {
             })?;
         pool.stats.page_ins.fetch_add(1, Ordering::Relaxed);
         pool.stats.bytes_read.fetch_add(blob.payload.len() as u64, Ordering::Relaxed);
-        // Make room before decoding: the stored length is a fair estimate of the decoded size.
-        pool.make_room(blob.payload.len() as u64)?;
+        // Reserve before decoding: the stored length is a fair estimate of the decoded size;
+        // the reservation is corrected once the value's real size is known.
+        let estimate = pool.reserve(blob.payload.len() as u64)?;
         let ctx = crate::codec::DecodeCtx {
             children: blob.children,
             hydrator: Arc::clone(pool) as Arc<dyn Any + Send + Sync>,
         };
-        crate::codec::decode_with(ctx, || T::decode_value(&blob.payload)).map_err(|e| Error::Codec {
+        let value = crate::codec::decode_with(ctx, || T::decode_value(&blob.payload)).map_err(|e| Error::Codec {
             type_name: T::type_name(),
             key: Some(key),
             detail: e.to_string(),
-        })
+        })?;
+        let size = self.size_of(&value);
+        let charged = if size > estimate.bytes() {
+            let extra = pool.reserve(size - estimate.bytes())?;
+            estimate.commit() + extra.commit()
+        } else {
+            let mut r = estimate;
+            r.resize(size);
+            r.commit()
+        };
+        self.size.store(charged, Ordering::Relaxed);
+        Ok(value)
     }
 
     /// The blocking load path: single flight, then a guard.
@@ -168,8 +180,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
     pub fn complete_load(self: &Arc<Self>, loaded: Result<Arc<T>>) -> Result<Arc<T>> {
         let out = match loaded {
             Ok(value) => {
-                let size = self.size_of(&value);
-                self.size.store(size, Ordering::Relaxed);
+                let size = self.size.load(Ordering::Relaxed);
                 *self.slot.write() = Slot::Resident(Arc::clone(&value));
                 self.pool.admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
                 Ok(value)

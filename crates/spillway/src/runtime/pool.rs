@@ -14,7 +14,6 @@
 //!   or hands out a handle for is added to the collection's protected set under `gc_state`, and
 //!   the sweep deletes only under that same lock: nothing in use is ever swept.
 
-use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,16 +30,15 @@ use super::stats::{Counters, PoolStats};
 use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::{BuildKeyHasher, ContentKey, KeyMap};
-use crate::memory::{EvictionPolicy, PolicyKind, Pressure, Residents};
+use crate::memory::{Budget, BudgetError, EvictionPolicy, PolicyKind, Reservation, Residents};
 use crate::store::{BlobStore, Durability, LogStore, Put};
 
 const SHARDS: usize = 16;
 /// Page-out writes are grouped into batches of about this many payload bytes.
 const BATCH_BYTES: usize = 4 << 20;
-/// Background page-out starts above this share of the budget ...
-const HIGH_WATER: f64 = 0.85;
-/// ... and stops below this one.
-const LOW_WATER: f64 = 0.75;
+/// Background page-out frees this share of the budget beyond the soft limit, so that it does
+/// not wake for every small allocation.
+const HYSTERESIS: f64 = 0.05;
 
 type IoJob = Box<dyn FnOnce() + Send>;
 
@@ -90,8 +88,7 @@ struct GcState {
 pub(crate) struct PoolShared {
     pub(crate) store: Arc<dyn BlobStore>,
     pub(crate) stats: Counters,
-    limit: u64,
-    resident: AtomicU64,
+    budget: Arc<Budget>,
     peak: AtomicU64,
     residents: Mutex<ResidentSet>,
     registry: Vec<Mutex<KeyMap<Weak<dyn ErasedEntry>>>>,
@@ -115,7 +112,7 @@ impl std::fmt::Debug for PoolShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolShared")
             .field("store", &self.store.describe())
-            .field("limit", &self.limit)
+            .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
 }
@@ -172,11 +169,9 @@ impl PoolBuilder {
 
     /// Builds the pool.
     pub fn build(self) -> Result<Pool> {
-        let limit = match self.budget {
-            Some(0) => return Err(Error::InvalidArgument("a pool's budget must be above 0 bytes".into())),
-            Some(b) => b,
-            None => default_budget(),
-        };
+        let limit = self.budget.unwrap_or_else(default_budget);
+        let budget = Budget::with_limit(limit)
+            .map_err(|e| Error::InvalidArgument(format!("pool budget of {limit} bytes: {e}")))?;
         let mut tmp = None;
         let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
             (Some(s), _) => s,
@@ -197,8 +192,7 @@ impl PoolBuilder {
         let shared = Arc::new(PoolShared {
             store,
             stats: Counters::default(),
-            limit,
-            resident: AtomicU64::new(0),
+            budget: Arc::new(budget),
             peak: AtomicU64::new(0),
             residents: Mutex::new(ResidentSet {
                 policy: self.policy.build(),
@@ -275,11 +269,10 @@ fn background(pool: Weak<PoolShared>, signal: Arc<(Mutex<bool>, Condvar)>) {
         if p.io.lock().is_none() {
             return;
         }
-        let high = (p.limit as f64 * HIGH_WATER) as u64;
-        let resident = p.resident.load(Ordering::Relaxed);
-        if resident > high {
-            let target = (p.limit as f64 * LOW_WATER) as u64;
-            if let Err(e) = p.evict(resident.saturating_sub(target)) {
+        let over = p.budget.over_soft_limit();
+        if over > 0 {
+            let extra = (p.budget.hard_limit() as f64 * HYSTERESIS) as u64;
+            if let Err(e) = p.evict(over + extra) {
                 p.record_error(&e);
             }
         }
@@ -311,36 +304,45 @@ impl PoolShared {
     }
 
     pub(crate) fn budget_release(&self, bytes: u64) {
-        self.resident.fetch_sub(bytes, Ordering::Relaxed);
+        self.budget.sub(bytes);
     }
 
-    fn pressure(&self) -> Pressure {
-        Pressure::of(self.resident.load(Ordering::Relaxed), self.limit)
-    }
-
-    /// Ensures `bytes` more can be resident, evicting in the calling thread if the budget would
-    /// be passed. A value larger than the whole budget is an error.
-    pub(crate) fn make_room(&self, bytes: u64) -> Result<()> {
-        if bytes > self.limit {
-            return Err(Error::TooLarge {
-                what: "value (deep size) for the pool's budget",
-                len: bytes,
-                limit: self.limit,
-            });
+    /// Reserves `bytes` of the budget, paging out in the calling thread while the reservation
+    /// would pass the hard limit. A value larger than the whole budget is an error. If nothing
+    /// more can be paged out (every resident value is pinned), the reservation is granted past
+    /// the limit rather than failing a read: the overshoot shows in the peak.
+    pub(crate) fn reserve(&self, bytes: u64) -> Result<Reservation> {
+        for _ in 0..8 {
+            match self.budget.try_reserve(bytes) {
+                Ok(r) => return Ok(self.note_peak(r)),
+                Err(BudgetError::TooLarge { bytes, limit }) => {
+                    return Err(Error::TooLarge {
+                        what: "value (deep size) for the pool's budget",
+                        len: bytes,
+                        limit,
+                    });
+                }
+                Err(BudgetError::OverLimit { must_free, .. }) => {
+                    // Free a little more than needed so that the next caller does not evict
+                    // again at once.
+                    let slack = self.budget.hard_limit() / 64;
+                    if self.evict(must_free + slack)? == 0 {
+                        break;
+                    }
+                }
+                Err(e) => return Err(Error::InvalidArgument(e.to_string())),
+            }
         }
-        let resident = self.resident.load(Ordering::Relaxed);
-        if resident + bytes > self.limit {
-            // Free a little more than needed so that the next caller does not evict again.
-            let need = resident + bytes - self.limit + self.limit / 32;
-            self.evict(need)?;
-        }
-        Ok(())
+        Ok(self.note_peak(self.budget.reserve(bytes)))
     }
 
-    /// Charges `size` bytes for a newly resident entry and hands it to the policy.
+    fn note_peak(&self, r: Reservation) -> Reservation {
+        self.peak.fetch_max(self.budget.resident(), Ordering::Relaxed);
+        r
+    }
+
+    /// Hands a newly resident entry, already charged to the budget, to the policy.
     pub(crate) fn admit(&self, entry: Arc<dyn ErasedEntry>, size: u64) {
-        let now = self.resident.fetch_add(size, Ordering::Relaxed) + size;
-        self.peak.fetch_max(now, Ordering::Relaxed);
         let ghost = entry.key().map(|k| k.prefix_u64());
         {
             let mut rs = self.residents.lock();
@@ -348,7 +350,8 @@ impl PoolShared {
             rs.policy.insert(entry.id(), size, ghost);
         }
         drop(entry);
-        if now as f64 > self.limit as f64 * HIGH_WATER {
+        let _ = size;
+        if self.budget.over_soft_limit() > 0 {
             let (lock, cv) = &*self.signal;
             *lock.lock() = true;
             cv.notify_one();
@@ -385,7 +388,7 @@ impl PoolShared {
 
     /// Pages out at least `bytes` of resident values (fewer if not enough are evictable).
     pub(crate) fn evict(&self, bytes: u64) -> Result<u64> {
-        let level = self.pressure() as usize;
+        let level = self.budget.pressure().index();
         let mut keep = Vec::new();
         let victims: Vec<Arc<dyn ErasedEntry>> = {
             let mut rs = self.residents.lock();
@@ -554,9 +557,9 @@ impl PoolShared {
 
     fn insert_arc<T: ?Sized + Pageable>(self: &Arc<Self>, value: Arc<T>, fixed: Option<u64>) -> Result<Paged<T>> {
         let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
-        self.make_room(size)?;
+        let reservation = self.reserve(size)?;
         let entry = Arc::new(self.new_entry(Slot::Resident(value), None, fixed));
-        entry.size.store(size, Ordering::Relaxed);
+        entry.size.store(reservation.commit(), Ordering::Relaxed);
         self.admit(Arc::clone(&entry) as Arc<dyn ErasedEntry>, size);
         Ok(Paged { entry })
     }
@@ -584,23 +587,20 @@ impl PoolShared {
         self.garbage_hint.store(0, Ordering::Relaxed);
         let candidates = self.store.keys()?;
         let mut marked: HashSet<ContentKey, BuildKeyHasher> = HashSet::default();
-        let mut stack: Vec<ContentKey> = self.store.roots()?.into_iter().map(|(_, k)| k).collect();
-        stack.extend(self.live_keys());
-        while let Some(k) = stack.pop() {
-            if !marked.insert(k) {
-                continue;
-            }
-            if let Some(blob) = self.store.get(&k)? {
-                stack.extend(blob.children.iter().filter(|c| !marked.contains(c)));
-            }
-        }
+        let mut starts: Vec<ContentKey> = self.store.roots()?.into_iter().map(|(_, k)| k).collect();
+        starts.extend(self.live_keys());
+        self.mark(starts, &mut marked)?;
         // Sweep under the lock that page-outs and new handles take while a collection runs.
+        // What became live during the marking (new handles, new roots, writes) is marked now,
+        // with everything under it.
         let gc = self.gc_state.lock();
-        let mut live_now: HashSet<ContentKey, BuildKeyHasher> = self.live_keys().into_iter().collect();
-        live_now.extend(self.store.roots()?.into_iter().map(|(_, k)| k));
+        let mut late: Vec<ContentKey> = self.live_keys();
+        late.extend(self.store.roots()?.into_iter().map(|(_, k)| k));
+        late.extend(gc.protect.iter().copied());
+        self.mark(late, &mut marked)?;
         let garbage: Vec<ContentKey> = candidates
             .into_iter()
-            .filter(|k| !marked.contains(k) && !gc.protect.contains(k) && !live_now.contains(k))
+            .filter(|k| !marked.contains(k))
             .collect();
         self.store.delete(&garbage)?;
         drop(gc);
@@ -610,6 +610,19 @@ impl PoolShared {
             marked: marked.len() as u64,
             deleted: garbage.len() as u64,
         })
+    }
+
+    /// Marks everything reachable from `stack` (walking child keys in the store).
+    fn mark(&self, mut stack: Vec<ContentKey>, marked: &mut HashSet<ContentKey, BuildKeyHasher>) -> Result<()> {
+        while let Some(k) = stack.pop() {
+            if !marked.insert(k) {
+                continue;
+            }
+            if let Some(blob) = self.store.get(&k)? {
+                stack.extend(blob.children.iter().filter(|c| !marked.contains(c)));
+            }
+        }
+        Ok(())
     }
 
     /// Keys of the objects that have live handles.
@@ -703,13 +716,15 @@ impl Pool {
     /// A handle for an object already stored under `key` (written by this pool before, by
     /// another process, or on another machine). Nothing is loaded until the handle is read.
     pub fn load<T: ?Sized + Pageable>(&self, key: ContentKey) -> Result<Paged<T>> {
+        // The handle first (which protects the key from a running collection), then the check.
+        let handle = self.shared.handle_for_key(key);
         if !self.shared.store.contains(&key)? {
             return Err(Error::NotFound {
                 key,
                 store: self.shared.store.describe(),
             });
         }
-        Ok(self.shared.handle_for_key(key))
+        Ok(handle)
     }
 
     /// Stores the graph under `handle` and keeps it stored across restarts, even with no handle
@@ -771,7 +786,7 @@ impl Pool {
 
     /// Pages out values until at most `bytes` are resident (pinned values stay).
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
-        let resident = self.shared.resident.load(Ordering::Relaxed);
+        let resident = self.shared.budget.resident();
         if resident <= bytes {
             return Ok(0);
         }
@@ -793,12 +808,12 @@ impl Pool {
         let s = &self.shared;
         let c = &s.stats;
         let store = s.store.stats();
-        let resident = s.resident.load(Ordering::Relaxed);
+        let resident = s.budget.resident();
         PoolStats {
             resident_bytes: resident,
-            budget_bytes: s.limit,
+            budget_bytes: s.budget.hard_limit(),
             peak_resident_bytes: s.peak.load(Ordering::Relaxed),
-            pressure: Pressure::of(resident, s.limit),
+            pressure: s.budget.pressure_at(resident),
             stored_objects: store.objects,
             stored_bytes: store.live_bytes,
             hits: c.hits.get(),
@@ -850,5 +865,4 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Pool>();
     is::<Paged<Vec<u8>>>();
-    let _: Option<&dyn Any> = None;
 }

@@ -58,7 +58,7 @@ pub(crate) struct Counters {
 }
 
 /// A snapshot of a pool's counters.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PoolStats {
     /// Bytes of values in memory, as the budget counts them.

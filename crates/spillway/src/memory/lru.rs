@@ -1,0 +1,245 @@
+//! [`Lru`]: least-recently-used eviction by bytes, kept to compare S3-FIFO against.
+//!
+//! Entries sit in one doubly linked list from least to most recently used; the links are
+//! indexes into a slab (`Vec` plus a free list), and a hash map finds an entry's slot, so every
+//! operation is O(1) without unsafe code. An insert and every recorded access move the entry to
+//! the most-recently-used end; `evict` takes from the least-recently-used end. An entry that
+//! [`Residents::can_evict`] refuses is in use, so it is moved to the most-recently-used end,
+//! and the walk looks at each entry at most once per call.
+//!
+//! Invariants: the map and the list hold the same ids; `bytes` is the sum of the listed sizes;
+//! free slots are never linked.
+
+use std::collections::HashMap;
+
+use super::policy::{EntryId, EvictionPolicy, Residents};
+
+const NIL: usize = usize::MAX;
+
+#[derive(Debug, Clone)]
+struct Node {
+    id: EntryId,
+    bytes: u64,
+    prev: usize,
+    next: usize,
+}
+
+/// Least-recently-used eviction by bytes.
+#[derive(Debug, Default)]
+pub struct Lru {
+    nodes: Vec<Node>,
+    free: Vec<usize>,
+    slots: HashMap<EntryId, usize>,
+    /// Least recently used.
+    head: usize,
+    /// Most recently used.
+    tail: usize,
+    bytes: u64,
+}
+
+impl Lru {
+    /// An empty LRU.
+    pub fn new() -> Lru {
+        Lru {
+            head: NIL,
+            tail: NIL,
+            ..Lru::default()
+        }
+    }
+
+    /// Tracked ids from least to most recently used (for tests and diagnostics).
+    pub fn order(&self) -> Vec<EntryId> {
+        let mut out = Vec::with_capacity(self.slots.len());
+        let mut at = self.head;
+        while at != NIL {
+            out.push(self.nodes[at].id);
+            at = self.nodes[at].next;
+        }
+        out
+    }
+
+    fn unlink(&mut self, at: usize) {
+        let (prev, next) = (self.nodes[at].prev, self.nodes[at].next);
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.nodes[prev].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.nodes[next].prev = prev;
+        }
+        self.nodes[at].prev = NIL;
+        self.nodes[at].next = NIL;
+    }
+
+    fn push_back(&mut self, at: usize) {
+        self.nodes[at].prev = self.tail;
+        self.nodes[at].next = NIL;
+        if self.tail == NIL {
+            self.head = at;
+        } else {
+            self.nodes[self.tail].next = at;
+        }
+        self.tail = at;
+    }
+
+    fn touch(&mut self, at: usize) {
+        if self.tail != at {
+            self.unlink(at);
+            self.push_back(at);
+        }
+    }
+
+    fn free_slot(&mut self, at: usize) {
+        self.unlink(at);
+        self.bytes -= self.nodes[at].bytes;
+        self.free.push(at);
+    }
+}
+
+impl EvictionPolicy for Lru {
+    fn insert(&mut self, id: EntryId, bytes: u64, _ghost: Option<u64>) {
+        if let Some(&at) = self.slots.get(&id) {
+            self.bytes = self.bytes - self.nodes[at].bytes + bytes;
+            self.nodes[at].bytes = bytes;
+            self.touch(at);
+            return;
+        }
+        let node = Node {
+            id,
+            bytes,
+            prev: NIL,
+            next: NIL,
+        };
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.nodes[at] = node;
+                at
+            }
+            None => {
+                self.nodes.push(node);
+                self.nodes.len() - 1
+            }
+        };
+        self.slots.insert(id, at);
+        self.bytes += bytes;
+        self.push_back(at);
+    }
+
+    fn resize(&mut self, id: EntryId, bytes: u64) {
+        if let Some(&at) = self.slots.get(&id) {
+            self.bytes = self.bytes - self.nodes[at].bytes + bytes;
+            self.nodes[at].bytes = bytes;
+        }
+    }
+
+    fn remove(&mut self, id: EntryId) {
+        if let Some(at) = self.slots.remove(&id) {
+            self.free_slot(at);
+        }
+    }
+
+    fn record_accesses(&mut self, ids: &[EntryId]) {
+        for id in ids {
+            if let Some(&at) = self.slots.get(id) {
+                self.touch(at);
+            }
+        }
+    }
+
+    fn wants_access_log(&self) -> bool {
+        true
+    }
+
+    fn evict(&mut self, bytes: u64, residents: &mut dyn Residents) -> Vec<(EntryId, u64)> {
+        let mut victims = Vec::new();
+        let mut freed = 0u64;
+        // Each entry is looked at at most once: refused ones go to the back, behind the rest.
+        let mut budget = self.slots.len();
+        while freed < bytes && budget > 0 && self.head != NIL {
+            budget -= 1;
+            let at = self.head;
+            let id = self.nodes[at].id;
+            if residents.can_evict(id) {
+                let size = self.nodes[at].bytes;
+                self.slots.remove(&id);
+                self.free_slot(at);
+                freed = freed.saturating_add(size);
+                victims.push((id, size));
+            } else {
+                self.touch(at);
+            }
+        }
+        victims
+    }
+
+    fn tracked_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn contains(&self, id: EntryId) -> bool {
+        self.slots.contains_key(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pinned(Vec<EntryId>);
+
+    impl Residents for Pinned {
+        fn take_hits(&mut self, _id: EntryId) -> u8 {
+            0
+        }
+        fn can_evict(&mut self, id: EntryId) -> bool {
+            !self.0.contains(&id)
+        }
+    }
+
+    #[test]
+    fn evicts_least_recently_used_first() {
+        let mut lru = Lru::new();
+        for id in 1..=4 {
+            lru.insert(id, 10, None);
+        }
+        lru.record_accesses(&[1, 3]);
+        assert_eq!(lru.order(), [2, 4, 1, 3]);
+        let v = lru.evict(15, &mut Pinned(vec![]));
+        assert_eq!(v, [(2, 10), (4, 10)]);
+        assert_eq!(lru.tracked_bytes(), 20);
+        assert_eq!(lru.len(), 2);
+    }
+
+    #[test]
+    fn pinned_entries_are_skipped_and_kept() {
+        let mut lru = Lru::new();
+        for id in 1..=3 {
+            lru.insert(id, 10, None);
+        }
+        let v = lru.evict(100, &mut Pinned(vec![1, 2, 3]));
+        assert!(v.is_empty());
+        assert_eq!(lru.len(), 3);
+        let v = lru.evict(10, &mut Pinned(vec![1]));
+        assert_eq!(v, [(2, 10)]);
+        assert_eq!(lru.order(), [3, 1]);
+    }
+
+    #[test]
+    fn slots_are_reused_after_remove() {
+        let mut lru = Lru::new();
+        lru.insert(1, 5, None);
+        lru.insert(2, 5, None);
+        lru.remove(1);
+        lru.insert(3, 7, None);
+        assert_eq!(lru.nodes.len(), 2);
+        assert_eq!(lru.order(), [2, 3]);
+        assert_eq!(lru.tracked_bytes(), 12);
+    }
+}
