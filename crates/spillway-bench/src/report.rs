@@ -1,0 +1,518 @@
+//! Turning samples into the Markdown report: medians with min–max over runs, fractions of the
+//! measured limits, and ratios against the targets.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contender::ContenderId;
+use crate::limits::Limits;
+use crate::machine::Machine;
+use crate::workload::{Measurement, Workload, format_size, group_digits};
+
+/// The published figures of `pagable` 0.3.3's SQLite storage from the peer notes (single thread,
+/// warm page cache). Not measured by this harness; the targets are ten times them.
+mod peer_reference {
+    pub const PUTS_128: f64 = 105_000.0;
+    pub const GETS_128: f64 = 79_000.0;
+    pub const PUT_MBS_16K: f64 = 181.0;
+    pub const GET_MBS_16K: f64 = 240.0;
+}
+
+/// Targets: 10× the peer reference at 128 B; a 16 KiB put at 80 % of sequential write + fsync.
+const TARGET_PUTS_128: f64 = 10.0 * peer_reference::PUTS_128;
+const TARGET_GETS_128: f64 = 10.0 * peer_reference::GETS_128;
+const TARGET_PUT_FRACTION_16K: f64 = 0.8;
+
+/// Markers between which a regenerated report replaces an existing file's content, so that
+/// hand-written text around them survives.
+pub const BEGIN_MARKER: &str = "<!-- spillway-bench:begin (generated; do not edit by hand) -->";
+pub const END_MARKER: &str = "<!-- spillway-bench:end -->";
+
+/// One child's measurement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    pub run: usize,
+    pub workload: Workload,
+    pub contender: ContenderId,
+    pub m: Measurement,
+}
+
+/// Everything a run of the harness produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub command: String,
+    pub date: String,
+    pub machine: Machine,
+    pub runs: usize,
+    pub batch: usize,
+    pub batch_bytes: usize,
+    pub workloads: Vec<Workload>,
+    pub contenders: Vec<ContenderId>,
+    /// Limits measured at the start of each run, by run index.
+    pub limits: Vec<Limits>,
+    pub samples: Vec<Sample>,
+}
+
+/// Median, min and max of some values.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn spread(values: &[f64]) -> Option<Spread> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    })
+}
+
+/// `1.23 M`, `456 k`, `78`.
+fn count_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0} k", v / 1e3)
+    } else if v >= 1e3 {
+        format!("{:.1} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Megabytes (10^6 bytes) with sensible precision.
+fn mb(v: f64) -> String {
+    let v = v / 1e6;
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn percent(v: f64) -> String {
+    format!("{:.0} %", v * 100.0)
+}
+
+fn micros(v: f64) -> String {
+    format!("{:.0} µs", v * 1e6)
+}
+
+fn millis(v: f64) -> String {
+    if v >= 0.1 {
+        format!("{:.0} ms", v * 1e3)
+    } else {
+        format!("{:.1} ms", v * 1e3)
+    }
+}
+
+fn mib(v: f64) -> String {
+    format!("{:.0} MiB", v / f64::from(1u32 << 20))
+}
+
+/// `median (min–max)`, or just the median for a single run.
+fn cell(values: &[f64], fmt: impl Fn(f64) -> String) -> String {
+    match spread(values) {
+        None => "–".to_string(),
+        Some(s) if values.len() == 1 || s.min == s.max => fmt(s.median),
+        Some(s) => format!("{} ({}–{})", fmt(s.median), fmt(s.min), fmt(s.max)),
+    }
+}
+
+impl Report {
+    fn samples_of(&self, w: Workload, c: ContenderId) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.workload == w && s.contender == c)
+            .collect()
+    }
+
+    fn per_sample(&self, w: Workload, c: ContenderId, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+        self.samples_of(w, c).into_iter().map(f).collect()
+    }
+
+    fn limit(&self, f: impl Fn(&Limits) -> f64) -> Vec<f64> {
+        self.limits.iter().map(f).collect()
+    }
+
+    /// Put bytes/s of a sample over the sequential write + fsync bandwidth of its own run.
+    fn put_fraction_of_seq_write(&self, s: &Sample) -> f64 {
+        match self.limits.get(s.run) {
+            Some(l) if l.seq_write_fsync > 0.0 => {
+                s.workload.bytes() as f64 / s.m.put_secs / l.seq_write_fsync
+            }
+            _ => f64::NAN,
+        }
+    }
+
+    /// The report as Markdown, between the begin and end markers.
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "{BEGIN_MARKER}");
+        let _ = writeln!(o);
+        let _ = writeln!(o, "Generated by `{}` on {}.", self.command, self.date);
+        let _ = writeln!(o);
+        let _ = writeln!(o, "**Machine:** {}.", self.machine.summary());
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{} run(s); in each run the limits are measured first, then every workload against \
+             every contender, each contender in its own child process, in an order rotated from \
+             run to run. Cells show the median over runs and, in parentheses, min–max. MB = 10^6 \
+             bytes of payload. Batches of {} objects per `put_batch` (at most {} of payload). \
+             Put time covers computing the keys, `put_batch` and one flush at the contender's \
+             level at the end; get time covers single-threaded gets in a random order, every one \
+             checked against the bytes put (after its chunk's timer stops).",
+            self.runs,
+            self.batch,
+            format_size(self.batch_bytes)
+        );
+        let _ = writeln!(o);
+        self.limits_table(&mut o);
+        self.main_table(&mut o);
+        self.details_table(&mut o);
+        self.targets_table(&mut o);
+        self.peer_table(&mut o);
+        let _ = writeln!(o, "{END_MARKER}");
+        o
+    }
+
+    fn limits_table(&self, o: &mut String) {
+        if self.limits.is_empty() {
+            let _ = writeln!(o, "_Physical limits were not measured in this run._\n");
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "### Physical limits (this run, bench directory's disk)\n"
+        );
+        let _ = writeln!(o, "| limit | median (min–max) |");
+        let _ = writeln!(o, "|---|---|");
+        type Row = (&'static str, Vec<f64>, fn(f64) -> String);
+        let rows: [Row; 6] = [
+            ("memcpy", self.limit(|l| l.memcpy), |v| {
+                format!("{} MB/s", mb(v))
+            }),
+            ("BLAKE3, 1 KiB inputs", self.limit(|l| l.blake3_1k), |v| {
+                format!("{} MB/s", mb(v))
+            }),
+            ("BLAKE3, 1 MiB inputs", self.limit(|l| l.blake3_1m), |v| {
+                format!("{} MB/s", mb(v))
+            }),
+            (
+                "sequential write (1 MiB chunks) + one fdatasync",
+                self.limit(|l| l.seq_write_fsync),
+                |v| format!("{} MB/s", mb(v)),
+            ),
+            (
+                "4 KiB append + fdatasync, median latency",
+                self.limit(|l| l.fsync_4k_median),
+                micros,
+            ),
+            (
+                "4 KiB append + fdatasync, p99 latency",
+                self.limit(|l| l.fsync_4k_p99),
+                micros,
+            ),
+        ];
+        for (name, values, fmt) in rows {
+            let _ = writeln!(o, "| {name} | {} |", cell(&values, fmt));
+        }
+        let _ = writeln!(o);
+    }
+
+    fn main_table(&self, o: &mut String) {
+        let _ = writeln!(o, "### Throughput\n");
+        let _ = writeln!(
+            o,
+            "| workload | contender | flushed to | put obj/s | put MB/s | put ÷ seq. write | get obj/s | get MB/s | peak RSS |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        for &w in &self.workloads {
+            for &c in &self.contenders {
+                if self.samples_of(w, c).is_empty() {
+                    continue;
+                }
+                let n = w.count as f64;
+                let bytes = w.bytes() as f64;
+                let frac = if c.uses_disk() && !self.limits.is_empty() {
+                    cell(
+                        &self.per_sample(w, c, |s| self.put_fraction_of_seq_write(s)),
+                        percent,
+                    )
+                } else {
+                    "–".to_string()
+                };
+                let _ = writeln!(
+                    o,
+                    "| {w} | {} | {} | {} | {} | {frac} | {} | {} | {} |",
+                    c.name(),
+                    c.level_label(),
+                    cell(&self.per_sample(w, c, |s| n / s.m.put_secs), count_rate),
+                    cell(&self.per_sample(w, c, |s| bytes / s.m.put_secs), mb),
+                    cell(&self.per_sample(w, c, |s| n / s.m.get_secs), count_rate),
+                    cell(&self.per_sample(w, c, |s| bytes / s.m.get_secs), mb),
+                    cell(&self.per_sample(w, c, |s| s.m.peak_rss_bytes as f64), mib),
+                );
+            }
+        }
+        let _ = writeln!(o);
+    }
+
+    fn details_table(&self, o: &mut String) {
+        let _ = writeln!(o, "### Details (medians)\n");
+        let _ = writeln!(
+            o,
+            "| workload | contender | open | final flush | close | syncs | bytes written | segments | RSS after puts: anon / file | RSS after gets: anon / file | mismatches + missing |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+        for &w in &self.workloads {
+            for &c in &self.contenders {
+                let samples = self.samples_of(w, c);
+                if samples.is_empty() {
+                    continue;
+                }
+                let med = |f: &dyn Fn(&Sample) -> f64| {
+                    spread(&samples.iter().map(|s| f(s)).collect::<Vec<_>>())
+                        .map_or(f64::NAN, |s| s.median)
+                };
+                let counter = |name: &str| -> String {
+                    let v: Vec<f64> = samples
+                        .iter()
+                        .filter_map(|s| s.m.counters.get(name).map(|&x| x as f64))
+                        .collect();
+                    match spread(&v) {
+                        Some(s) if name == "bytes_written" => mib(s.median),
+                        Some(s) => format!("{:.0}", s.median),
+                        None => "–".to_string(),
+                    }
+                };
+                let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
+                let _ = writeln!(
+                    o,
+                    "| {w} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {bad} |",
+                    c.name(),
+                    millis(med(&|s| s.m.open_secs)),
+                    millis(med(&|s| s.m.flush_secs)),
+                    millis(med(&|s| s.m.close_secs)),
+                    counter("syncs"),
+                    counter("bytes_written"),
+                    counter("segments"),
+                    mib(med(&|s| s.m.rss_after_put.anon as f64)),
+                    mib(med(&|s| s.m.rss_after_put.file as f64)),
+                    mib(med(&|s| s.m.rss_after_get.anon as f64)),
+                    mib(med(&|s| s.m.rss_after_get.file as f64)),
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "\n`syncs`, `bytes written` and `segments` are the store's own counters after the get \
+             phase, before `close` (which adds a durable flush and an index checkpoint). Peak RSS \
+             (`VmHWM`) counts file pages the process has mapped (memory-mapped segments, shown \
+             as `file`) as well as its own memory (`anon`); the harness itself holds the keys \
+             (16 B each) and one batch of payloads.\n"
+        );
+    }
+
+    fn targets_table(&self, o: &mut String) {
+        let w128 = self.workloads.iter().copied().find(|w| w.size == 128);
+        let w16k = self.workloads.iter().copied().find(|w| w.size == 16 << 10);
+        let disk: Vec<ContenderId> = self
+            .contenders
+            .iter()
+            .copied()
+            .filter(|c| c.uses_disk())
+            .collect();
+        if disk.is_empty() || (w128.is_none() && w16k.is_none()) {
+            return;
+        }
+        let _ = writeln!(o, "### Against the targets (medians)\n");
+        let _ = write!(o, "| target |");
+        for c in &disk {
+            let _ = write!(o, " {} |", c.name());
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "|---|{}", "---|".repeat(disk.len()));
+        let verdict = |ratio: f64| if ratio >= 1.0 { "met" } else { "not met" };
+        if let Some(w) = w128 {
+            let n = w.count as f64;
+            let _ = write!(
+                o,
+                "| puts/s at 128 B ≥ {} |",
+                group_digits(TARGET_PUTS_128 as u64)
+            );
+            for &c in &disk {
+                let v = spread(&self.per_sample(w, c, |s| n / s.m.put_secs));
+                let _ = match v {
+                    Some(v) => write!(
+                        o,
+                        " {} = {:.2}× target, {} |",
+                        count_rate(v.median),
+                        v.median / TARGET_PUTS_128,
+                        verdict(v.median / TARGET_PUTS_128)
+                    ),
+                    None => write!(o, " – |"),
+                };
+            }
+            let _ = writeln!(o);
+            let _ = write!(
+                o,
+                "| gets/s at 128 B ≥ {} |",
+                group_digits(TARGET_GETS_128 as u64)
+            );
+            for &c in &disk {
+                let v = spread(&self.per_sample(w, c, |s| n / s.m.get_secs));
+                let _ = match v {
+                    Some(v) => write!(
+                        o,
+                        " {} = {:.2}× target, {} |",
+                        count_rate(v.median),
+                        v.median / TARGET_GETS_128,
+                        verdict(v.median / TARGET_GETS_128)
+                    ),
+                    None => write!(o, " – |"),
+                };
+            }
+            let _ = writeln!(o);
+        }
+        if let Some(w) = w16k
+            && !self.limits.is_empty()
+        {
+            let _ = write!(
+                o,
+                "| 16 KiB put ≥ {} of seq. write + fsync |",
+                percent(TARGET_PUT_FRACTION_16K)
+            );
+            for &c in &disk {
+                let v = spread(&self.per_sample(w, c, |s| self.put_fraction_of_seq_write(s)));
+                let _ = match v {
+                    Some(v) => write!(
+                        o,
+                        " {} = {:.2}× target, {} |",
+                        percent(v.median),
+                        v.median / TARGET_PUT_FRACTION_16K,
+                        verdict(v.median / TARGET_PUT_FRACTION_16K)
+                    ),
+                    None => write!(o, " – |"),
+                };
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(
+            o,
+            "\nThe 128 B targets are ten times the peer reference figures below. Target sizes \
+             apply to the default workloads; a run with other counts still shows the ratio.\n"
+        );
+    }
+
+    fn peer_table(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "### Reference figures from the peer notes, not measured in this run\n"
+        );
+        let _ = writeln!(
+            o,
+            "`pagable` 0.3.3, SQLite storage (`synchronous=OFF`, `journal_mode=OFF`: no \
+             durability), single thread, warm page cache, as recorded in the peer notes on a \
+             machine of the same kind. They are **not** a side-by-side measurement; that comes \
+             when the peer contenders join this harness.\n"
+        );
+        let _ = writeln!(o, "| workload | put | get |");
+        let _ = writeln!(o, "|---|---|---|");
+        let _ = writeln!(
+            o,
+            "| 1,000,000 × 128 B | ~{} obj/s | ~{} obj/s |",
+            count_rate(peer_reference::PUTS_128),
+            count_rate(peer_reference::GETS_128)
+        );
+        let _ = writeln!(
+            o,
+            "| 50,000 × 16 KiB | ~{:.0} MB/s | ~{:.0} MB/s |",
+            peer_reference::PUT_MBS_16K,
+            peer_reference::GET_MBS_16K
+        );
+        let _ = writeln!(o);
+    }
+}
+
+/// Puts `generated` (which carries its own markers) into `existing`: between the markers if
+/// `existing` has them, otherwise `generated` alone.
+pub fn splice(existing: Option<&str>, generated: &str) -> String {
+    if let Some(text) = existing
+        && let (Some(b), Some(e)) = (text.find(BEGIN_MARKER), text.find(END_MARKER))
+        && b < e
+    {
+        let after = &text[e + END_MARKER.len()..];
+        let after = after.strip_prefix('\n').unwrap_or(after);
+        return format!("{}{generated}{after}", &text[..b]);
+    }
+    generated.to_string()
+}
+
+/// Today's UTC date as `YYYY-MM-DD`.
+pub fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_median_min_max() {
+        let s = spread(&[3.0, 1.0, 2.0]).map(|s| (s.median, s.min, s.max));
+        assert_eq!(s, Some((2.0, 1.0, 3.0)));
+        let s = spread(&[4.0, 1.0, 2.0, 3.0]).map(|s| s.median);
+        assert_eq!(s, Some(2.5));
+        assert!(spread(&[]).is_none());
+    }
+
+    #[test]
+    fn splice_keeps_hand_written_text() {
+        let old = format!("intro\n{BEGIN_MARKER}\nold\n{END_MARKER}\nreading\n");
+        let new = format!("{BEGIN_MARKER}\nnew\n{END_MARKER}\n");
+        assert_eq!(
+            splice(Some(&old), &new),
+            format!("intro\n{BEGIN_MARKER}\nnew\n{END_MARKER}\nreading\n")
+        );
+        assert_eq!(splice(Some("no markers"), &new), new);
+        assert_eq!(splice(None, &new), new);
+    }
+
+    #[test]
+    fn formats() {
+        assert_eq!(count_rate(1_234_000.0), "1.23 M");
+        assert_eq!(count_rate(79_000.0), "79 k");
+        assert_eq!(cell(&[1e6, 2e6, 3e6], mb), "2.0 (1.0–3.0)");
+        assert_eq!(today_utc().len(), 10);
+    }
+}
