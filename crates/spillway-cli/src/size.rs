@@ -1,12 +1,5 @@
 //! Byte sizes on the command line: `64MiB`, `1.5GiB`, `500kB`, `4096`.
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the demo takes --budget once the paging runtime lands"
-    )
-)]
 /// Parses a size such as `64MiB` (binary units: KiB, MiB, GiB, TiB; decimal: kB, MB, GB, TB;
 /// a bare number is bytes).
 pub fn parse_size(s: &str) -> Result<u64, String> {

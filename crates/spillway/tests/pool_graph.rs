@@ -143,13 +143,21 @@ fn budget_holds_under_ten_times_the_data() {
         .map(|i| pool.insert(vec![i; 256]).unwrap())
         .collect();
     let s = pool.stats();
-    assert!(s.peak_resident_bytes <= budget, "peak {} over budget {budget}", s.peak_resident_bytes);
+    assert!(
+        s.peak_resident_bytes <= budget,
+        "peak {} over budget {budget}",
+        s.peak_resident_bytes
+    );
     assert!(s.page_outs > 0);
     for (i, h) in handles.iter().enumerate().rev() {
         assert_eq!(h.get().unwrap()[0], i as u32);
     }
     let s = pool.stats();
-    assert!(s.peak_resident_bytes <= budget, "peak {} over budget {budget}", s.peak_resident_bytes);
+    assert!(
+        s.peak_resident_bytes <= budget,
+        "peak {} over budget {budget}",
+        s.peak_resident_bytes
+    );
     assert!(s.page_ins > 0);
 }
 
@@ -165,7 +173,9 @@ fn pinned_values_are_not_evicted() {
     let pool = pool(64 << 10);
     let pinned = pool.insert(vec![1u8; 16 << 10]).unwrap();
     let guard = pinned.get().unwrap();
-    let _others: Vec<_> = (0..64).map(|i| pool.insert(vec![i as u8; 4 << 10]).unwrap()).collect();
+    let _others: Vec<_> = (0..64)
+        .map(|i| pool.insert(vec![i as u8; 4 << 10]).unwrap())
+        .collect();
     assert!(pinned.is_resident());
     assert_eq!(guard[0], 1);
 }

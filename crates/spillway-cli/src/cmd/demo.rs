@@ -1,36 +1,44 @@
 //! `spillway demo`: the main job.
 //!
-//! Builds a dependency graph of build actions (each action's output plus the keys of the
-//! actions it depends on, with popular shared toolchain nodes and repeated actions that dedup),
-//! stores it bottom-up in a store, closes and reopens the store, then reads it back with a
-//! skewed access pattern and checks every object against its content key.
+//! Builds the dependency graph of a large build (actions with their outputs, each depending on
+//! earlier actions and on one of a few shared toolchains; some actions repeated exactly, which
+//! content addressing stores once) in a [`Pool`] whose budget is a fraction of the data, names
+//! it as a root, walks it with a skewed access pattern, then reopens the store and walks it
+//! again from the root. Every value read back is checked twice: against its content key (the
+//! bytes it encodes to hash to the key its handle has) and against the generator (its output is
+//! the one generated for its id).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use get_size2::GetSize;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use spillway::{BlobStore, ContentKey, Durability, LogStore, MemStore, Put};
+use serde::{Deserialize, Serialize};
+use spillway::{ContentKey, MemStore, Paged, Pool, PoolStats};
 
-use crate::size::human;
+use crate::size::{human, parse_size};
 
 /// Which store backend the demo runs on.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StoreKind {
     /// The embedded crash-safe log store (the default).
     Log,
-    /// An in-memory store (nothing survives the run).
+    /// An in-memory store (paged-out values stay in RAM; nothing survives the run).
     Mem,
 }
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Size multiplier: scale 1 is 100,000 build actions (about 110 MiB of payload).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Memory budget for resident values, such as 64MiB or 1GiB.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    budget: u64,
+    /// Size multiplier: the graph holds about 12 × budget × scale bytes of action outputs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     scale: u32,
     /// Seed of the generated graph and of the access pattern.
     #[arg(long, default_value_t = 1)]
@@ -43,115 +51,181 @@ pub struct Args {
     store: StoreKind,
 }
 
-struct Graph {
-    keys: Vec<ContentKey>,
-    payload_bytes: u64,
+/// A compiler or SDK: large, shared by many actions.
+#[derive(Serialize, Deserialize, GetSize)]
+struct Toolchain {
+    name: String,
+    image: Vec<u8>,
+}
+
+/// One build action: its command, its output, and what it depends on.
+#[derive(Serialize, Deserialize, GetSize)]
+struct Action {
+    id: u64,
+    command: String,
+    output: Vec<u8>,
+    toolchain: Paged<Toolchain>,
+    deps: Vec<Paged<Action>>,
+}
+
+/// The list of every action, named as the graph's root.
+#[derive(Serialize, Deserialize, GetSize)]
+struct Build {
+    actions: Vec<Paged<Action>>,
+}
+
+const ROOT: &str = "demo/build";
+const TOOLCHAINS: u64 = 8;
+
+/// What action `id` outputs: a pure function of the seed and the id.
+fn output_of(seed: u64, id: u64) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let len = if rng.random_ratio(1, 100) {
+        rng.random_range(64 << 10..256 << 10)
+    } else {
+        rng.random_range(1 << 10..16 << 10)
+    };
+    let mut out = vec![0u8; len];
+    rng.fill_bytes(&mut out);
+    out
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template(&format!(
-        "{what:>8} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+        "{what:>9} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
     )) {
         pb.set_style(style.progress_chars("=> "));
     }
     pb
 }
 
-/// Generates the graph and stores it; returns the key of every action in creation order.
-fn build(store: &dyn BlobStore, actions: usize, rng: &mut StdRng) -> spillway::Result<Graph> {
-    let toolchains = 64.min(actions.max(1));
-    let mut keys: Vec<ContentKey> = Vec::with_capacity(actions);
-    let mut payloads: Vec<(Vec<u8>, Vec<ContentKey>)> = Vec::with_capacity(1000);
-    let mut payload_bytes = 0u64;
-    let pb = bar(actions as u64, "store");
-    for i in 0..actions {
-        // One action in ten repeats an earlier one exactly (same command, same inputs): same
-        // key, stored once.
-        let repeat = i > toolchains && rng.random_ratio(1, 10);
-        let (payload, children) = if repeat {
-            let j = rng.random_range(toolchains..i);
-            // Rebuild the earlier action's content deterministically from its index.
-            action_content(j, &keys, toolchains, &mut StdRng::seed_from_u64(j as u64))
+struct Built {
+    actions: Vec<Paged<Action>>,
+    /// The id whose content each action has (a repeated action has an earlier id's content).
+    content_id: Vec<u64>,
+    output_bytes: u64,
+}
+
+/// Generates the graph into the pool.
+fn build(pool: &Pool, seed: u64, target_bytes: u64) -> spillway::Result<Built> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let toolchains: Vec<Paged<Toolchain>> = (0..TOOLCHAINS)
+        .map(|t| {
+            pool.insert(Toolchain {
+                name: format!("toolchain-{t}"),
+                image: output_of(seed ^ 0x7001, t).repeat(16),
+            })
+        })
+        .collect::<spillway::Result<_>>()?;
+    let mut actions: Vec<Paged<Action>> = Vec::new();
+    let mut content_id = Vec::new();
+    let mut deps_of: Vec<Vec<usize>> = Vec::new();
+    let mut output_bytes = 0u64;
+    let pb = bar(target_bytes, "build");
+    while output_bytes < target_bytes {
+        let i = actions.len();
+        // One action in ten repeats an earlier one exactly: same command, same inputs, same
+        // output, hence the same key, stored once.
+        let (cid, deps) = if i > 100 && rng.random_ratio(1, 10) {
+            let j = rng.random_range(0..i);
+            (content_id[j], deps_of[j].clone())
         } else {
-            action_content(i, &keys, toolchains, &mut StdRng::seed_from_u64(i as u64))
+            let mut deps = Vec::new();
+            for _ in 0..rng.random_range(0..4usize) {
+                if i > 0 {
+                    // Mostly recent actions (a module's own objects), sometimes far back (a
+                    // shared library).
+                    let back = if rng.random_ratio(3, 4) {
+                        rng.random_range(1..=i.min(200))
+                    } else {
+                        rng.random_range(1..=i)
+                    };
+                    deps.push(i - back);
+                }
+            }
+            (i as u64, deps)
         };
-        keys.push(ContentKey::of(&payload, &children));
-        payload_bytes += payload.len() as u64;
-        payloads.push((payload, children));
-        if payloads.len() == 1000 || i + 1 == actions {
-            let batch: Vec<Put<'_>> = payloads.iter().map(|(p, c)| Put::new(p, c)).collect();
-            store.put_batch(&batch)?;
-            pb.inc(payloads.len() as u64);
-            payloads.clear();
-        }
+        let output = output_of(seed, cid);
+        output_bytes += output.len() as u64;
+        let action = Action {
+            id: cid,
+            command: format!("cc -O2 -c unit_{cid}.c -o unit_{cid}.o"),
+            output,
+            toolchain: toolchains[(cid % TOOLCHAINS) as usize].clone(),
+            deps: deps.iter().map(|&d| actions[d].clone()).collect(),
+        };
+        actions.push(pool.insert(action)?);
+        content_id.push(cid);
+        deps_of.push(deps);
+        pb.set_position(output_bytes.min(target_bytes));
     }
     pb.finish_and_clear();
-    Ok(Graph {
-        keys,
-        payload_bytes,
+    Ok(Built {
+        actions,
+        content_id,
+        output_bytes,
     })
 }
 
-/// The output and dependencies of action `i`, a pure function of `i` and the earlier keys.
-fn action_content(
-    i: usize,
-    keys: &[ContentKey],
-    toolchains: usize,
-    rng: &mut StdRng,
-) -> (Vec<u8>, Vec<ContentKey>) {
-    let mut children = Vec::new();
-    if i >= toolchains {
-        // Every action uses one of the popular toolchain nodes, plus up to three recent inputs.
-        children.push(keys[rng.random_range(0..toolchains)]);
-        for _ in 0..rng.random_range(0..4) {
-            let back = rng.random_range(1..=i.min(5000));
-            children.push(keys[i - back]);
-        }
+/// Checks one action read back: its encoding hashes to its key, and its content is the one
+/// generated for its id.
+fn check(handle: &Paged<Action>, expect_id: u64, seed: u64) -> spillway::Result<bool> {
+    let key = handle.key()?;
+    let value = handle.get()?;
+    let (payload, ctx) = spillway::codec::encode(&*value);
+    let payload = payload.map_err(|e| spillway::Error::Codec {
+        type_name: "Action",
+        key: Some(key),
+        detail: e.to_string(),
+    })?;
+    let hashes_to_key = ContentKey::of(&payload, &ctx.children) == key;
+    let generated = value.id == expect_id && value.output == output_of(seed, expect_id);
+    if !hashes_to_key {
+        eprintln!("object {key}: its content no longer hashes to its key");
     }
-    // Most outputs are small, a few are large (a linked binary, a bundle).
-    let len = if rng.random_ratio(1, 100) {
-        rng.random_range(16 << 10..64 << 10)
-    } else {
-        rng.random_range(200..1600)
-    };
-    let mut payload = format!("action {i}: cc -c unit_{i}.c -o unit_{i}.o\n").into_bytes();
-    let start = payload.len();
-    payload.resize(start + len, 0);
-    rng.fill_bytes(&mut payload[start..]);
-    (payload, children)
+    if !generated {
+        eprintln!(
+            "object {key}: action {} does not hold the output generated for action {expect_id}",
+            value.id
+        );
+    }
+    Ok(hashes_to_key && generated)
 }
 
-/// Reads `reads` objects with a skewed pattern (a hot tenth of the graph gets most reads) and
-/// checks each against its key. Returns the number of mismatches.
-fn walk(store: &dyn BlobStore, g: &Graph, reads: usize, rng: &mut StdRng) -> spillway::Result<u64> {
-    let n = g.keys.len();
+/// Reads `reads` actions with a skewed pattern (nine reads in ten go to a hot tenth of the
+/// graph), each with its direct dependencies; returns the number of bad values.
+fn walk(
+    actions: &[Paged<Action>],
+    content_id: &[u64],
+    seed: u64,
+    reads: u64,
+    rng: &mut StdRng,
+    what: &str,
+) -> spillway::Result<u64> {
+    let n = actions.len();
     let hot = (n / 10).max(1);
+    let hot_start = rng.random_range(0..=n - hot);
     let mut bad = 0;
-    let pb = bar(reads as u64, "verify");
+    let pb = bar(reads, what);
     for r in 0..reads {
         let i = if rng.random_ratio(9, 10) {
-            n - 1 - rng.random_range(0..hot)
+            hot_start + rng.random_range(0..hot)
         } else {
             rng.random_range(0..n)
         };
-        let key = g.keys[i];
-        match store.get(&key)? {
-            Some(blob) if blob.key() == key => {}
-            Some(blob) => {
+        if !check(&actions[i], content_id[i], seed)? {
+            bad += 1;
+        }
+        let deps: Vec<Paged<Action>> = actions[i].get()?.deps.clone();
+        for d in &deps {
+            let id = d.get()?.id;
+            if !check(d, id, seed)? {
                 bad += 1;
-                eprintln!(
-                    "mismatch: object {key} read back with content hashing to {}",
-                    blob.key()
-                );
-            }
-            None => {
-                bad += 1;
-                eprintln!("missing: object {key} is not in the store");
             }
         }
-        if r % 1024 == 0 {
-            pb.set_position(r as u64);
+        if r % 256 == 0 {
+            pb.set_position(r);
         }
     }
     pb.finish_and_clear();
@@ -165,9 +239,30 @@ fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Runs the demo; exits 0 only if every object read back matched its key.
+fn open_pool(
+    args: &Args,
+    dir: &std::path::Path,
+    mem: &Option<Arc<MemStore>>,
+) -> spillway::Result<Pool> {
+    let builder = Pool::builder().budget(args.budget);
+    match mem {
+        Some(m) => builder.store(Arc::clone(m) as _),
+        None => builder.dir(dir),
+    }
+    .gc_after(0)
+    .build()
+}
+
+fn print_table(rows: &[(&str, String)]) {
+    println!("| {:<32} | {:>20} |", "measure", "value");
+    println!("|{:-<34}|{:->22}|", "", "");
+    for (k, v) in rows {
+        println!("| {k:<32} | {v:>20} |");
+    }
+}
+
+/// Runs the demo; exits 0 only if every value read back matched.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
-    let actions = args.scale as usize * 100_000;
     let tmp;
     let dir = match &args.dir {
         Some(d) => d.clone(),
@@ -178,74 +273,145 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
             tmp.path().join("store")
         }
     };
-    let mut rng = StdRng::seed_from_u64(args.seed);
-    let open = |kind: StoreKind| -> spillway::Result<Arc<dyn BlobStore>> {
-        Ok(match kind {
-            StoreKind::Log => Arc::new(LogStore::open(&dir)?),
-            StoreKind::Mem => Arc::new(MemStore::new()),
-        })
-    };
-
+    let mem = (args.store == StoreKind::Mem).then(|| Arc::new(MemStore::new()));
+    let target = args
+        .budget
+        .saturating_mul(12)
+        .saturating_mul(u64::from(args.scale));
     println!(
-        "spillway demo: {actions} build actions, seed {}, {:?} store",
-        args.seed, args.store
+        "spillway demo: budget {}, graph of about {} of build outputs, seed {}, {:?} store",
+        human(args.budget),
+        human(target),
+        args.seed,
+        args.store
     );
-    let store = open(args.store)?;
-    let t = Instant::now();
-    let graph = build(store.as_ref(), actions, &mut rng)?;
-    store.flush(Durability::Durable)?;
-    let store_secs = t.elapsed().as_secs_f64();
-    let written = store.stats();
 
-    // Reopen: everything must come back from disk.
-    let store = match args.store {
-        StoreKind::Log => {
-            drop(store);
-            open(args.store)?
+    let pool = open_pool(&args, &dir, &mem)?;
+    let t = Instant::now();
+    let built = build(&pool, args.seed, target)?;
+    let manifest = pool.insert(Build {
+        actions: built.actions.clone(),
+    })?;
+    pool.set_root(ROOT, &manifest)?;
+    drop(manifest);
+    let build_secs = t.elapsed().as_secs_f64();
+    let n = built.actions.len() as u64;
+
+    let mut rng = StdRng::seed_from_u64(args.seed ^ 0xdead_beef);
+    let t = Instant::now();
+    let reads = n;
+    let mut bad = walk(
+        &built.actions,
+        &built.content_id,
+        args.seed,
+        reads,
+        &mut rng,
+        "walk",
+    )?;
+    let walk_secs = t.elapsed().as_secs_f64();
+    let first: PoolStats = pool.stats();
+    drop(built.actions);
+    drop(pool);
+
+    // Reopen: the graph comes back lazily from its root.
+    let t = Instant::now();
+    let pool = open_pool(&args, &dir, &mem)?;
+    let manifest: Paged<Build> = match pool.root(ROOT)? {
+        Some(m) => m,
+        None => {
+            eprintln!("the root {ROOT:?} is missing after reopening the store");
+            return Ok(ExitCode::FAILURE);
         }
-        StoreKind::Mem => store,
     };
-    let t = Instant::now();
-    let reads = actions * 2;
-    let bad = walk(store.as_ref(), &graph, reads, &mut rng)?;
-    let read_secs = t.elapsed().as_secs_f64();
-    let s = store.stats();
+    let actions = manifest.get()?.actions.clone();
+    let reopen_reads = (n / 4).max(1);
+    bad += walk(
+        &actions,
+        &built.content_id,
+        args.seed,
+        reopen_reads,
+        &mut rng,
+        "reopened",
+    )?;
+    let reopen_secs = t.elapsed().as_secs_f64();
+    let second = pool.stats();
+    drop(actions);
+    drop(manifest);
 
-    let row = |k: &str, v: String| println!("| {k:<28} | {v:>22} |");
-    println!("| {:<28} | {:>22} |", "measure", "value");
-    println!("|{:-<30}|{:->24}|", "", "");
-    row("actions generated", actions.to_string());
-    row("distinct objects stored", s.objects.to_string());
-    row("dedup hits", written.dedup_hits.to_string());
-    row("payload generated", human(graph.payload_bytes));
-    row("stored (live records)", human(s.live_bytes));
-    row("on disk", human(s.disk_bytes));
-    row(
-        "store rate (objects/s)",
-        format!("{:.0}", actions as f64 / store_secs),
-    );
-    row(
-        "store rate (MiB/s)",
-        format!("{:.1}", graph.payload_bytes as f64 / store_secs / 1048576.0),
-    );
-    row("verified reads", reads.to_string());
-    row(
-        "read rate (objects/s)",
-        format!("{:.0}", reads as f64 / read_secs),
-    );
-    row("fsyncs", written.syncs.to_string());
-    row("mismatches", bad.to_string());
-    if let Some(rss) = peak_rss() {
-        row("peak RSS", human(rss));
+    let rss = peak_rss();
+    let mut rows = vec![
+        ("budget", human(first.budget_bytes)),
+        ("actions", n.to_string()),
+        ("action outputs generated", human(built.output_bytes)),
+        ("stored objects", first.stored_objects.to_string()),
+        ("stored bytes (live records)", human(first.stored_bytes)),
+        (
+            "stored / budget",
+            format!(
+                "{:.1}x",
+                first.stored_bytes as f64 / first.budget_bytes as f64
+            ),
+        ),
+        (
+            "dedup ratio",
+            format!("{:.1}%", 100.0 * first.dedup_ratio()),
+        ),
+        (
+            "peak resident (budget count)",
+            human(first.peak_resident_bytes.max(second.peak_resident_bytes)),
+        ),
+        ("page-outs", first.page_outs.to_string()),
+        ("page-ins", (first.page_ins + second.page_ins).to_string()),
+        (
+            "hit ratio (walk)",
+            format!("{:.1}%", 100.0 * first.hit_ratio()),
+        ),
+        (
+            "evictions n/m/h/c",
+            format!(
+                "{}/{}/{}/{}",
+                first.evictions_by_pressure[0],
+                first.evictions_by_pressure[1],
+                first.evictions_by_pressure[2],
+                first.evictions_by_pressure[3]
+            ),
+        ),
+        (
+            "build rate",
+            format!(
+                "{:.1} MiB/s",
+                built.output_bytes as f64 / build_secs / 1048576.0
+            ),
+        ),
+        (
+            "walk rate (actions + deps)",
+            format!(
+                "{:.0} reads/s",
+                (first.hits + first.misses) as f64 / walk_secs
+            ),
+        ),
+        ("reopen + walk", format!("{reopen_secs:.2} s")),
+        ("mismatches", bad.to_string()),
+    ];
+    if let Some(rss) = rss {
+        rows.push(("peak RSS", human(rss)));
+        rows.push((
+            "peak RSS / budget",
+            format!("{:.2}", rss as f64 / args.budget as f64),
+        ));
+    }
+    print_table(&rows);
+    if let Some(e) = first.last_error.or(second.last_error) {
+        println!("background error seen: {e}");
     }
     if args.dir.is_some() {
         println!("store kept in {}", dir.display());
     }
     if bad == 0 {
-        println!("ok: every object read back matched its content key");
+        println!("ok: every value read back matched its content key and its generator");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("FAILED: {bad} objects did not match");
+        println!("FAILED: {bad} values did not match");
         Ok(ExitCode::FAILURE)
     }
 }

@@ -74,7 +74,10 @@ pub fn decode_with<R>(ctx: DecodeCtx, f: impl FnOnce() -> R) -> R {
 
 /// For a handle being serialized: records `key` (or, if `None`, the handle itself as missing)
 /// and returns the index to write. `None` if no encode is in progress on this thread.
-pub fn child_index(key: Option<ContentKey>, handle: impl FnOnce() -> Arc<dyn Any + Send + Sync>) -> Option<u32> {
+pub fn child_index(
+    key: Option<ContentKey>,
+    handle: impl FnOnce() -> Arc<dyn Any + Send + Sync>,
+) -> Option<u32> {
     ENCODE.with(|c| {
         let mut c = c.borrow_mut();
         let ctx = c.as_mut()?;

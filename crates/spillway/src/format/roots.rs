@@ -58,7 +58,10 @@ pub fn decode(b: &[u8]) -> Result<Vec<(String, ContentKey)>, DecodeError> {
     let count = le_u32(b, 12) as usize;
     // Each root takes at least 2 + 16 bytes: bound the count by the bytes present.
     if count > (body.len() - ROOTS_HEADER_LEN) / (2 + KEY_LEN) {
-        return Err(DecodeError::Invalid(format!("{count} roots cannot fit in {} bytes", body.len())));
+        return Err(DecodeError::Invalid(format!(
+            "{count} roots cannot fit in {} bytes",
+            body.len()
+        )));
     }
     let mut roots = Vec::with_capacity(count);
     let mut pos = ROOTS_HEADER_LEN;
@@ -84,7 +87,10 @@ pub fn decode(b: &[u8]) -> Result<Vec<(String, ContentKey)>, DecodeError> {
         roots.push((name, ContentKey::from_bytes(k)));
     }
     if pos != body.len() {
-        return Err(DecodeError::Invalid(format!("{} bytes after the last root", body.len() - pos)));
+        return Err(DecodeError::Invalid(format!(
+            "{} bytes after the last root",
+            body.len() - pos
+        )));
     }
     Ok(roots)
 }

@@ -111,19 +111,18 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// Loads the value from the store and decodes it. Called by the one thread that moved the
     /// slot from `Evicted` to `Loading`.
     pub fn page_in(self: &Arc<Self>) -> Result<Arc<T>> {
-        let key = *self.key.get().ok_or_else(|| Error::InvalidArgument(
-            "internal: an evicted entry has no key".into(),
-        ))?;
+        let key = *self.key.get().ok_or_else(|| {
+            Error::InvalidArgument("internal: an evicted entry has no key".into())
+        })?;
         let pool = &self.pool;
-        let blob = pool
-            .store
-            .get(&key)?
-            .ok_or_else(|| Error::NotFound {
-                key,
-                store: pool.store.describe(),
-            })?;
+        let blob = pool.store.get(&key)?.ok_or_else(|| Error::NotFound {
+            key,
+            store: pool.store.describe(),
+        })?;
         pool.stats.page_ins.fetch_add(1, Ordering::Relaxed);
-        pool.stats.bytes_read.fetch_add(blob.payload.len() as u64, Ordering::Relaxed);
+        pool.stats
+            .bytes_read
+            .fetch_add(blob.payload.len() as u64, Ordering::Relaxed);
         // Reserve before decoding: the stored length is a fair estimate of the decoded size;
         // the reservation is corrected once the value's real size is known.
         let estimate = pool.reserve(blob.payload.len() as u64)?;
@@ -131,11 +130,14 @@ impl<T: ?Sized + Pageable> Entry<T> {
             children: blob.children,
             hydrator: Arc::clone(pool) as Arc<dyn Any + Send + Sync>,
         };
-        let value = crate::codec::decode_with(ctx, || T::decode_value(&blob.payload)).map_err(|e| Error::Codec {
-            type_name: T::type_name(),
-            key: Some(key),
-            detail: e.to_string(),
-        })?;
+        let value =
+            crate::codec::decode_with(ctx, || T::decode_value(&blob.payload)).map_err(|e| {
+                Error::Codec {
+                    type_name: T::type_name(),
+                    key: Some(key),
+                    detail: e.to_string(),
+                }
+            })?;
         let size = self.size_of(&value);
         let charged = if size > estimate.bytes() {
             let extra = pool.reserve(size - estimate.bytes())?;
@@ -182,7 +184,8 @@ impl<T: ?Sized + Pageable> Entry<T> {
             Ok(value) => {
                 let size = self.size.load(Ordering::Relaxed);
                 *self.slot.write() = Slot::Resident(Arc::clone(&value));
-                self.pool.admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
+                self.pool
+                    .admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
                 Ok(value)
             }
             Err(e) => {

@@ -86,7 +86,11 @@ impl<T: ?Sized + Pageable> Paged<T> {
                 value: Arc::clone(v),
             });
         }
-        self.entry.pool.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.entry
+            .pool
+            .stats
+            .misses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let value = self.entry.load_blocking()?;
         self.entry.hit();
         Ok(Guard { value })
@@ -166,7 +170,11 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     drop(slot);
                     if !this.counted_miss {
                         this.counted_miss = true;
-                        entry.pool.stats.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        entry
+                            .pool
+                            .stats
+                            .misses
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     // Register before spawning so the completion cannot be missed.
                     entry.load_lock.lock().push(cx.waker().clone());

@@ -31,7 +31,7 @@ use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::{BuildKeyHasher, ContentKey, KeyMap};
 use crate::memory::{Budget, BudgetError, EvictionPolicy, PolicyKind, Reservation, Residents};
-use crate::store::{BlobStore, Durability, LogStore, Put};
+use crate::store::{BlobStore, Durability, LogStore, LogStoreOptions, Put};
 
 const SHARDS: usize = 16;
 /// Page-out writes are grouped into batches of about this many payload bytes.
@@ -175,13 +175,15 @@ impl PoolBuilder {
         let mut tmp = None;
         let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
             (Some(s), _) => s,
-            (None, Some(dir)) => Arc::new(LogStore::open(dir)?),
+            (None, Some(dir)) => Arc::new(LogStore::open_with(dir, pool_store_options())?),
             (None, None) => {
                 let t = tempfile::Builder::new()
                     .prefix("spillway-pool-")
                     .tempdir()
-                    .map_err(|e| Error::io("create temporary directory", std::env::temp_dir(), e))?;
-                let store = LogStore::open(t.path())?;
+                    .map_err(|e| {
+                        Error::io("create temporary directory", std::env::temp_dir(), e)
+                    })?;
+                let store = LogStore::open_with(t.path(), pool_store_options())?;
                 tmp = Some(t);
                 Arc::new(store)
             }
@@ -217,11 +219,13 @@ impl PoolBuilder {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("spillway-io-{i}"))
-                    .spawn(move || loop {
-                        let job = rx.lock().recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => break,
+                    .spawn(move || {
+                        loop {
+                            let job = rx.lock().recv();
+                            match job {
+                                Ok(job) => job(),
+                                Err(_) => break,
+                            }
                         }
                     })
                     .map_err(|e| Error::io("spawn thread", "spillway-io", e))?,
@@ -234,11 +238,14 @@ impl PoolBuilder {
                 .spawn(move || background(weak, signal))
                 .map_err(|e| Error::io("spawn thread", "spillway-pageout", e))?,
         );
-        Ok(Pool {
-            shared,
-            threads,
-        })
+        Ok(Pool { shared, threads })
     }
+}
+
+/// A pool reads its log store with `pread`, so that the page cache does not count in the
+/// process's resident set, which users compare with the budget.
+fn pool_store_options() -> LogStoreOptions {
+    LogStoreOptions::default().map_sealed(false)
 }
 
 fn default_budget() -> u64 {
@@ -337,7 +344,8 @@ impl PoolShared {
     }
 
     fn note_peak(&self, r: Reservation) -> Reservation {
-        self.peak.fetch_max(self.budget.resident(), Ordering::Relaxed);
+        self.peak
+            .fetch_max(self.budget.resident(), Ordering::Relaxed);
         r
     }
 
@@ -366,7 +374,8 @@ impl PoolShared {
         }
         let mut rs = self.residents.lock();
         rs.entries.insert(entry.id(), Arc::downgrade(entry));
-        rs.policy.insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
+        rs.policy
+            .insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
     }
 
     /// An entry is gone (its last handle dropped).
@@ -429,7 +438,8 @@ impl PoolShared {
     /// have no keys yet is encoded again after them.
     pub(crate) fn store_graphs(&self, roots: &[Arc<dyn ErasedEntry>]) -> Result<()> {
         let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
-        let mut batch: Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)> = Vec::new();
+        let mut batch: Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)> =
+            Vec::new();
         let mut batch_bytes = 0;
         let mut in_batch: HashSet<EntryId> = HashSet::new();
         while let Some(e) = stack.last().cloned() {
@@ -459,7 +469,10 @@ impl PoolShared {
         self.write_batch(&mut batch)
     }
 
-    fn write_batch(&self, batch: &mut Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)>) -> Result<()> {
+    fn write_batch(
+        &self,
+        batch: &mut Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)>,
+    ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -483,8 +496,12 @@ impl PoolShared {
         }
         self.store.put_batch(&puts)?;
         drop(gc);
-        self.stats.objects_written.fetch_add(puts.len() as u64, Ordering::Relaxed);
-        self.stats.bytes_written.fetch_add(written, Ordering::Relaxed);
+        self.stats
+            .objects_written
+            .fetch_add(puts.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_written
+            .fetch_add(written, Ordering::Relaxed);
         drop(puts);
         for (e, key, _, _) in batch.drain(..) {
             e.mark_stored(key);
@@ -512,7 +529,10 @@ impl PoolShared {
 
     /// The handle for a stored key: the live one if the object is in use, else a new one that
     /// loads on first access.
-    pub(crate) fn handle_for_key<T: ?Sized + Pageable>(self: &Arc<Self>, key: ContentKey) -> Paged<T> {
+    pub(crate) fn handle_for_key<T: ?Sized + Pageable>(
+        self: &Arc<Self>,
+        key: ContentKey,
+    ) -> Paged<T> {
         self.protect(key);
         // Declared before the lock guard so that it is dropped after the guard.
         let existing: Option<Arc<dyn ErasedEntry>>;
@@ -555,7 +575,11 @@ impl PoolShared {
         }
     }
 
-    fn insert_arc<T: ?Sized + Pageable>(self: &Arc<Self>, value: Arc<T>, fixed: Option<u64>) -> Result<Paged<T>> {
+    fn insert_arc<T: ?Sized + Pageable>(
+        self: &Arc<Self>,
+        value: Arc<T>,
+        fixed: Option<u64>,
+    ) -> Result<Paged<T>> {
         let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
         let reservation = self.reserve(size)?;
         let entry = Arc::new(self.new_entry(Slot::Resident(value), None, fixed));
@@ -605,7 +629,9 @@ impl PoolShared {
         self.store.delete(&garbage)?;
         drop(gc);
         self.stats.gc_runs.fetch_add(1, Ordering::Relaxed);
-        self.stats.gc_deleted.fetch_add(garbage.len() as u64, Ordering::Relaxed);
+        self.stats
+            .gc_deleted
+            .fetch_add(garbage.len() as u64, Ordering::Relaxed);
         Ok(GcReport {
             marked: marked.len() as u64,
             deleted: garbage.len() as u64,
@@ -613,7 +639,11 @@ impl PoolShared {
     }
 
     /// Marks everything reachable from `stack` (walking child keys in the store).
-    fn mark(&self, mut stack: Vec<ContentKey>, marked: &mut HashSet<ContentKey, BuildKeyHasher>) -> Result<()> {
+    fn mark(
+        &self,
+        mut stack: Vec<ContentKey>,
+        marked: &mut HashSet<ContentKey, BuildKeyHasher>,
+    ) -> Result<()> {
         while let Some(k) = stack.pop() {
             if !marked.insert(k) {
                 continue;
@@ -630,7 +660,12 @@ impl PoolShared {
         let mut out = Vec::new();
         for shard in &self.registry {
             let shard = shard.lock();
-            out.extend(shard.iter().filter(|(_, w)| w.strong_count() > 0).map(|(k, _)| *k));
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(_, w)| w.strong_count() > 0)
+                    .map(|(k, _)| *k),
+            );
         }
         out
     }
@@ -707,7 +742,11 @@ impl Pool {
     /// A new handle whose value is `f` applied to this one's: values are immutable, so an
     /// update builds a new value; handles inside it that did not change are shared, and their
     /// stored data is not written again.
-    pub fn update<T: Pageable + Clone>(&self, handle: &Paged<T>, f: impl FnOnce(&mut T)) -> Result<Paged<T>> {
+    pub fn update<T: Pageable + Clone>(
+        &self,
+        handle: &Paged<T>,
+        f: impl FnOnce(&mut T),
+    ) -> Result<Paged<T>> {
         let mut value = T::clone(&*handle.get()?);
         f(&mut value);
         self.insert(value)
@@ -731,20 +770,30 @@ impl Pool {
     /// left, until [`unpersist`](Self::unpersist). Returns its key, for [`load`](Self::load).
     pub fn persist<T: ?Sized + Pageable>(&self, handle: &Paged<T>) -> Result<ContentKey> {
         let key = handle.key()?;
-        self.shared.store.set_root(&format!("{PERSIST_PREFIX}{key}"), Some(key))?;
+        self.shared
+            .store
+            .set_root(&format!("{PERSIST_PREFIX}{key}"), Some(key))?;
         Ok(key)
     }
 
     /// Lets a persisted graph become garbage again once no handle or root reaches it.
     pub fn unpersist(&self, key: ContentKey) -> Result<()> {
-        self.shared.store.set_root(&format!("{PERSIST_PREFIX}{key}"), None)
+        self.shared
+            .store
+            .set_root(&format!("{PERSIST_PREFIX}{key}"), None)
     }
 
     /// Names the graph under `handle`: stored durably, it survives restarts and garbage
     /// collection, and [`root`](Self::root) finds it again.
-    pub fn set_root<T: ?Sized + Pageable>(&self, name: &str, handle: &Paged<T>) -> Result<ContentKey> {
+    pub fn set_root<T: ?Sized + Pageable>(
+        &self,
+        name: &str,
+        handle: &Paged<T>,
+    ) -> Result<ContentKey> {
         if name.starts_with(PERSIST_PREFIX) {
-            return Err(Error::InvalidArgument(format!("root names starting with {PERSIST_PREFIX:?} are reserved")));
+            return Err(Error::InvalidArgument(format!(
+                "root names starting with {PERSIST_PREFIX:?} are reserved"
+            )));
         }
         let key = handle.key()?;
         self.shared.store.set_root(name, Some(key))?;

@@ -70,7 +70,9 @@ impl<T: GetSize> DeepSize for T {
 macro_rules! pageable_dyn {
     ($trait:path) => {
         impl $crate::Pageable for dyn $trait {
-            fn encode_value(&self) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__postcard::Error> {
+            fn encode_value(
+                &self,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__postcard::Error> {
                 $crate::__postcard::to_allocvec(self)
             }
             fn decode_value(

@@ -99,7 +99,12 @@ impl BlobStore for MemStore {
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
-        Ok(self.roots.read().iter().map(|(n, k)| (n.clone(), *k)).collect())
+        Ok(self
+            .roots
+            .read()
+            .iter()
+            .map(|(n, k)| (n.clone(), *k))
+            .collect())
     }
 
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {

@@ -73,6 +73,11 @@ pub struct LogStoreOptions {
     pub checkpoint_every: u64,
     /// Compaction rewrites sealed segments whose live fraction is below this (default 0.5).
     pub compact_below: f64,
+    /// Read sealed segments through a memory map (default `true`): the fastest reads, but the
+    /// pages read count in the process's resident set (as reclaimable file pages). With `false`
+    /// reads use `pread`, and the page cache stays outside the process's RSS: the choice of the
+    /// paging runtime, whose users watch RSS against a budget.
+    pub map_sealed: bool,
     /// Cut the last segment at the first bad record even when valid records follow it
     /// (default `false`: such damage is reported as corruption, since it is not a torn write).
     pub truncate_corrupt_tail: bool,
@@ -88,6 +93,7 @@ impl Default for LogStoreOptions {
             checkpoint_every: 256 << 20,
             compact_below: 0.5,
             truncate_corrupt_tail: false,
+            map_sealed: true,
         }
     }
 }
@@ -126,6 +132,12 @@ impl LogStoreOptions {
     /// Live fraction under which compaction rewrites a segment.
     pub fn compact_below(mut self, fraction: f64) -> Self {
         self.compact_below = fraction;
+        self
+    }
+
+    /// Whether sealed segments are read through a memory map.
+    pub fn map_sealed(mut self, yes: bool) -> Self {
+        self.map_sealed = yes;
         self
     }
 
@@ -309,10 +321,15 @@ impl LogStore {
             return Err(self.poison("fsync", self.segment_path(old), e));
         }
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-        let sealed = self
-            .vfs
-            .map(&self.segment_path(old))
-            .map_err(|e| Error::io("map", self.segment_path(old), e))?;
+        let sealed = if self.opts.map_sealed {
+            SegmentReader::Mapped(
+                self.vfs
+                    .map(&self.segment_path(old))
+                    .map_err(|e| Error::io("map", self.segment_path(old), e))?,
+            )
+        } else {
+            SegmentReader::File(Arc::clone(&w.file))
+        };
         let new = old + 1;
         let path = self.segment_path(new);
         let file = self
@@ -333,7 +350,7 @@ impl LogStore {
             idx.sizes.insert(new, segment::SEGMENT_HEADER_LEN as u64);
         }
         let mut segs = self.segments.write();
-        segs.insert(old, SegmentReader::Mapped(sealed));
+        segs.insert(old, sealed);
         segs.insert(new, SegmentReader::File(file));
         Ok(())
     }

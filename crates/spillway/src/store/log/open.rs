@@ -135,7 +135,7 @@ impl LogStore {
             let path = dir.join(segment::file_name(id));
             let reader = if Some(id) == active {
                 continue;
-            } else if opts.read_only {
+            } else if opts.read_only || !opts.map_sealed {
                 SegmentReader::File(
                     vfs.open(&path, OpenMode::Read)
                         .map_err(|e| Error::io("open", &path, e))?,
