@@ -21,7 +21,7 @@ fn pool(budget: u64) -> Pool {
         .budget(budget)
         .store(Arc::new(MemStore::new()))
         .build()
-        .unwrap()
+        .expect("a pool over a memory store")
 }
 
 #[test]

@@ -180,7 +180,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// Publishes the outcome of a page-in. The caller then calls
     /// [`finish_loading`](Self::finish_loading) to wake the waiters.
     pub fn complete_load(self: &Arc<Self>, loaded: Result<Arc<T>>) -> Result<Arc<T>> {
-        let out = match loaded {
+        match loaded {
             Ok(value) => {
                 let size = self.size.load(Ordering::Relaxed);
                 *self.slot.write() = Slot::Resident(Arc::clone(&value));
@@ -192,8 +192,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 *self.slot.write() = Slot::Evicted;
                 Err(e)
             }
-        };
-        out
+        }
     }
 }
 

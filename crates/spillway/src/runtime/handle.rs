@@ -108,10 +108,10 @@ impl<T: ?Sized + Pageable> Paged<T> {
 
     /// The content key, storing the value's graph first if it was never stored.
     pub fn key(&self) -> Result<ContentKey> {
-        if let Some(k) = self.entry.key.get() {
-            if self.entry.is_stored() {
-                return Ok(*k);
-            }
+        if let Some(k) = self.entry.key.get()
+            && self.entry.is_stored()
+        {
+            return Ok(*k);
         }
         self.entry
             .pool
@@ -132,12 +132,15 @@ impl<T: ?Sized + Pageable> Paged<T> {
     }
 }
 
+/// Where an I/O thread leaves the outcome of a load for the future that started it.
+type LoadCell<T> = Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>;
+
 /// The future returned by [`Paged::get_async`].
 pub struct GetFuture<T: ?Sized + Pageable> {
     entry: Arc<Entry<T>>,
     counted_miss: bool,
     /// The outcome of the load this future started, if it started one.
-    result: Option<Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>>,
+    result: Option<LoadCell<T>>,
 }
 
 impl<T: ?Sized + Pageable> fmt::Debug for GetFuture<T> {

@@ -42,6 +42,9 @@ const HYSTERESIS: f64 = 0.05;
 
 type IoJob = Box<dyn FnOnce() + Send>;
 
+/// An encoded object waiting to be written: the entry, its key, child keys and payload.
+type Pending = (Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>);
+
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
     entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
@@ -283,10 +286,11 @@ fn background(pool: Weak<PoolShared>, signal: Arc<(Mutex<bool>, Condvar)>) {
                 p.record_error(&e);
             }
         }
-        if p.gc_after > 0 && p.garbage_hint.load(Ordering::Relaxed) >= p.gc_after {
-            if let Err(e) = p.gc() {
-                p.record_error(&e);
-            }
+        if p.gc_after > 0
+            && p.garbage_hint.load(Ordering::Relaxed) >= p.gc_after
+            && let Err(e) = p.gc()
+        {
+            p.record_error(&e);
         }
     }
 }
@@ -438,8 +442,7 @@ impl PoolShared {
     /// have no keys yet is encoded again after them.
     pub(crate) fn store_graphs(&self, roots: &[Arc<dyn ErasedEntry>]) -> Result<()> {
         let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
-        let mut batch: Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)> =
-            Vec::new();
+        let mut batch: Vec<Pending> = Vec::new();
         let mut batch_bytes = 0;
         let mut in_batch: HashSet<EntryId> = HashSet::new();
         while let Some(e) = stack.last().cloned() {
@@ -469,10 +472,7 @@ impl PoolShared {
         self.write_batch(&mut batch)
     }
 
-    fn write_batch(
-        &self,
-        batch: &mut Vec<(Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>)>,
-    ) -> Result<()> {
+    fn write_batch(&self, batch: &mut Vec<Pending>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -538,10 +538,10 @@ impl PoolShared {
         let existing: Option<Arc<dyn ErasedEntry>>;
         let mut shard = self.registry[shard_of(&key)].lock();
         existing = shard.get(&key).and_then(Weak::upgrade);
-        if let Some(e) = &existing {
-            if let Ok(typed) = Arc::clone(e).as_any().downcast::<Entry<T>>() {
-                return Paged { entry: typed };
-            }
+        if let Some(e) = &existing
+            && let Ok(typed) = Arc::clone(e).as_any().downcast::<Entry<T>>()
+        {
+            return Paged { entry: typed };
         }
         let entry = Arc::new(self.new_entry::<T>(Slot::Evicted, Some(key), None));
         if existing.is_none() {

@@ -50,13 +50,13 @@ impl LogStore {
             )));
         }
         self.writable()?;
-        if let Some(k) = key {
-            if !self.contains(&k)? {
-                return Err(Error::NotFound {
-                    key: k,
-                    store: self.describe(),
-                });
-            }
+        if let Some(k) = key
+            && !self.contains(&k)?
+        {
+            return Err(Error::NotFound {
+                key: k,
+                store: self.describe(),
+            });
         }
         // The graph first, then the name that keeps it.
         self.flush(Durability::Durable)?;
