@@ -167,6 +167,40 @@ struct SyncState {
     syncing: bool,
 }
 
+/// The writer's progress, published for lock-free readers: the active segment id and the bytes
+/// of it already written to the file. Both change under the writer lock; a reader trusts a
+/// (segment, length) pair only if the segment id is the same before and after it reads the
+/// length, and falls back to the writer lock otherwise.
+#[derive(Debug, Default)]
+struct Published {
+    active: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Published {
+    fn publish(&self, active: u64, written: u64) {
+        if self.active.load(Ordering::Relaxed) != active {
+            // A new segment: reset the length first, so that no reader pairs the new id with
+            // the old segment's length.
+            self.written.store(0, Ordering::Release);
+            self.active.store(active, Ordering::Release);
+        }
+        self.written.store(written, Ordering::Release);
+    }
+
+    /// True if the bytes of `segment` up to `end` are known to be in the file.
+    fn covers(&self, segment: u64, end: u64) -> bool {
+        let a1 = self.active.load(Ordering::Acquire);
+        if segment != a1 {
+            // A sealed segment: always in the file.
+            return segment < a1;
+        }
+        let written = self.written.load(Ordering::Acquire);
+        let a2 = self.active.load(Ordering::Acquire);
+        a1 == a2 && end <= written
+    }
+}
+
 /// The embedded default store: a crash-safe segment log in a directory.
 pub struct LogStore {
     dir: PathBuf,
@@ -186,6 +220,8 @@ pub struct LogStore {
     counters: Counters,
     recovery: RecoveryReport,
     closed: std::sync::atomic::AtomicBool,
+    /// The active segment and how much of it is in the file, readable without the writer lock.
+    written: Published,
     roots: roots::RootsCache,
 }
 
@@ -283,6 +319,7 @@ impl LogStore {
         match w.write_pending() {
             Ok(n) => {
                 self.counters.bytes_written.fetch_add(n, Ordering::Relaxed);
+                self.written.publish(w.active, w.written_len);
                 Ok(())
             }
             Err(e) => Err(self.poison("write", self.segment_path(w.active), e)),
@@ -352,12 +389,18 @@ impl LogStore {
         let mut segs = self.segments.write();
         segs.insert(old, sealed);
         segs.insert(new, SegmentReader::File(file));
+        drop(segs);
+        // Only now, with both segments readable, may readers learn that `new` is active.
+        self.written.publish(new, 0);
         Ok(())
     }
 
     /// Reads the record at `loc`, from the pending buffer if it has not been written yet.
     fn read_at(&self, loc: Location, key: &ContentKey) -> Result<Option<Blob>> {
-        if let Some(w) = &self.writer {
+        // Records already handed to the OS are read without the writer lock, so that reads do
+        // not queue behind a writer in the middle of a `write(2)`.
+        let in_file = self.written.covers(loc.segment, loc.offset + u64::from(loc.len));
+        if let (Some(w), false) = (&self.writer, in_file) {
             let w = w.lock();
             if loc.segment == w.active && loc.offset >= w.written_len {
                 let start = usize::try_from(loc.offset - w.written_len).unwrap_or(usize::MAX);

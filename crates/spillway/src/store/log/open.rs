@@ -169,7 +169,12 @@ impl LogStore {
             recovery: recovered.report,
             closed: AtomicBool::new(false),
             roots: Default::default(),
+            written: Default::default(),
         };
+        if let Some(w) = &store.writer {
+            let w = w.lock();
+            store.written.publish(w.active, w.written_len);
+        }
         if let Some(t) = &store.recovery.torn_tail {
             tracing::warn!(store = %store.dir.display(), segment = t.segment, offset = t.offset,
                 bytes_cut = t.bytes_cut, reason = %t.reason, "cut a torn log tail");
