@@ -28,6 +28,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Rewrite mostly-dead segments of a store and give their space back.
     Compact(cmd::compact::Args),
+    /// Delete stored objects that no named root reaches.
+    Gc(cmd::gc::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Compact(a) => cmd::compact::run(a),
+        Command::Gc(a) => cmd::gc::run(a),
     };
     match result {
         Ok(code) => code,

@@ -51,6 +51,14 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         r.records_replayed,
         human(r.bytes_scanned)
     );
+    let roots = store.roots()?;
+    println!("roots       {}", roots.len());
+    for (name, key) in roots.iter().take(20) {
+        println!("  {key}  {name}");
+    }
+    if roots.len() > 20 {
+        println!("  ... and {} more", roots.len() - 20);
+    }
     if let Some(t) = &r.torn_tail {
         println!(
             "torn tail   segment {} offset {}: {} bytes after it would be cut when opened for writing ({})",

@@ -2,5 +2,6 @@
 
 pub mod compact;
 pub mod demo;
+pub mod gc;
 pub mod inspect;
 pub mod verify;

@@ -114,6 +114,10 @@ impl LogStore {
         let mut recovered = recover(vfs.as_ref(), &dir, &ids, &opts)?;
 
         let store_writer = if opts.read_only {
+            // Nothing is cut or written: the segments count as they are.
+            for (&id, &len) in &recovered.lens {
+                recovered.index.sizes.insert(id, len);
+            }
             None
         } else {
             if names.iter().any(|n| n == checkpoint::CHECKPOINT_TMP_FILE) {

@@ -1,0 +1,32 @@
+//! `spillway gc DIR`: delete stored objects that no named root (or persisted graph) reaches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use spillway::Pool;
+
+use crate::size::human;
+
+/// Arguments of `gc`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The store directory.
+    dir: PathBuf,
+}
+
+/// Runs `gc`. Offline, no handle is live, so only roots keep objects.
+pub fn run(args: Args) -> spillway::Result<ExitCode> {
+    let pool = Pool::builder().dir(&args.dir).gc_after(0).build()?;
+    let before = pool.store().stats();
+    let report = pool.gc()?;
+    pool.store().flush(spillway::Durability::Durable)?;
+    let after = pool.store().stats();
+    println!(
+        "kept {} objects reachable from {} roots, deleted {} ({} of live records freed; run `spillway compact` to give the disk space back)",
+        report.marked,
+        pool.store().roots()?.len(),
+        report.deleted,
+        human(before.live_bytes.saturating_sub(after.live_bytes))
+    );
+    Ok(ExitCode::SUCCESS)
+}

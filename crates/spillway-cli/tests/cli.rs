@@ -1,0 +1,93 @@
+//! The `spillway` binary end to end: exit codes and what it prints.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn spillway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args(args)
+        .output()
+        .expect("run the spillway binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn demo_verifies_everything_and_keeps_the_store_for_inspection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let d = dir.to_str().unwrap();
+    let o = spillway(&["demo", "--budget", "1MiB", "--seed", "7", "--dir", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("mismatches") && out.contains("ok: every value"),
+        "{out}"
+    );
+
+    let o = spillway(&["inspect", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("demo/build"), "{}", text(&o));
+
+    let o = spillway(&["verify", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    let o = spillway(&["gc", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("deleted 0"),
+        "everything is reachable from the root: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["demo", "--budget", "12XB"][..],
+        &["demo", "--scale", "0"],
+        &["demo", "--store", "floppy"],
+        &["no-such-command"],
+    ] {
+        let o = spillway(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+    }
+}
+
+#[test]
+fn a_corrupted_store_fails_verification_with_the_place_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let d = dir.to_str().unwrap();
+    let o = spillway(&["demo", "--budget", "1MiB", "--dir", d]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Flip one payload byte in the middle of the first segment.
+    let seg = dir.join("seg-0000000000000001.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let o = spillway(&["verify", d]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("seg-0000000000000001.log offset"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("notes.txt"), "hello").unwrap();
+    let o = spillway(&["inspect", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("is not a spillway store"), "{}", text(&o));
+    assert!(Path::new(&tmp.path().join("notes.txt")).exists());
+}
