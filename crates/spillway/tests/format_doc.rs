@@ -263,14 +263,23 @@ fn roots_file_matches_the_document() {
     let key = ContentKey::of(b"graph", &[]);
     let b = roots::encode(&[("build".to_string(), key)]);
     let head = table("### Named roots", 0);
-    check("roots header", &head, &b, roots::ROOTS_HEADER_LEN, &[("root count", 1)]);
+    check(
+        "roots header",
+        &head,
+        &b,
+        roots::ROOTS_HEADER_LEN,
+        &[("root count", 1)],
+    );
     let entry = table("### Named roots", 1);
     let body = &b[roots::ROOTS_HEADER_LEN..];
     assert_eq!((entry[0].offset, entry[0].size), (0, 2));
     assert_eq!(le(&body[..2]), 5);
     assert_eq!(&body[2..7], b"build");
     assert_eq!(&body[7..23], key.as_bytes());
-    assert_eq!(le(&b[b.len() - 4..]), u64::from(crc32c::crc32c(&b[..b.len() - 4])));
+    assert_eq!(
+        le(&b[b.len() - 4..]),
+        u64::from(crc32c::crc32c(&b[..b.len() - 4]))
+    );
     assert_eq!(roots::MAX_ROOT_NAME, 1024);
     assert!(DOC.contains("name length `m` (at most 1024)"));
     assert!(DOC.contains(&format!("`{}`", roots::ROOTS_FILE)));

@@ -20,9 +20,19 @@ pub(crate) fn defer(value: Box<dyn Any>) {
         return;
     }
     DRAINING.with(|d| d.set(true));
+    // Reset even if a user's `Drop` panics: otherwise every later drop on this thread would
+    // only queue, and nothing would be freed again.
+    let _draining = Draining;
     drop(value);
     while let Some(next) = QUEUE.with(|q| q.borrow_mut().pop()) {
         drop(next);
     }
-    DRAINING.with(|d| d.set(false));
+}
+
+struct Draining;
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        DRAINING.with(|d| d.set(false));
+    }
 }

@@ -15,7 +15,16 @@
 //!   page-out leaves the value resident.
 //! - `Loading` is held by exactly one thread (single flight); others wait on the entry's
 //!   condition variable (blocking callers) or register a waker (async callers).
-//! - The budget is charged `size` bytes exactly while the entry is `Resident` or `Loading`.
+//! - A load ends (`Loading` → `Resident` or back to `Evicted`) only under the entry's wait lock,
+//!   which also counts finished loads and keeps the last failure: a caller that saw `Loading`
+//!   under that lock is woken by exactly that load's end and gets its value or its error; it
+//!   never starts a load of its own for a load that failed while it waited.
+//! - The budget is charged `size` bytes exactly while the entry is `Resident` or `Loading`;
+//!   `size` is set by the loader before the load ends and taken back to zero under the slot's
+//!   write lock by the eviction that ends `Resident`, so an eviction and a following page-in
+//!   never release each other's bytes.
+//! - A guard keeps its value in memory even after the last handle is gone; the budget stops
+//!   counting the value when the entry is dropped (the guard's owner holds it).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -47,8 +56,10 @@ pub(crate) enum Encoded {
         children: Vec<ContentKey>,
         payload: Vec<u8>,
     },
-    /// Children without keys: encode them first.
+    /// Children not stored yet: encode them first.
     Missing(Vec<Arc<dyn ErasedEntry>>),
+    /// Another thread stored the entry (and may have evicted it) meanwhile: nothing to do.
+    Stored,
 }
 
 /// What the pool needs of an entry without knowing its value type.
@@ -57,6 +68,8 @@ pub(crate) trait ErasedEntry: Send + Sync {
     fn key(&self) -> Option<ContentKey>;
     fn is_stored(&self) -> bool;
     fn mark_stored(&self, key: ContentKey);
+    /// Marks the entry as counted in the registry; false if it already was.
+    fn mark_registered(&self) -> bool;
     fn set_key(&self, key: ContentKey);
     fn encode(&self) -> Result<Encoded>;
     fn take_hits(&self) -> u8;
@@ -80,8 +93,112 @@ pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub size: AtomicU64,
     /// Explicit size given at creation, used instead of the deep size.
     pub fixed_size: Option<u64>,
-    pub load_lock: Mutex<Vec<Waker>>,
+    /// Waiters for a load, and its outcome; see [`LoadWait`].
+    pub load_lock: Mutex<LoadWait>,
     pub load_cv: Condvar,
+    /// True once the entry is counted in the pool's registry under its key.
+    pub registered: AtomicBool,
+}
+
+/// What callers waiting for a page-in share, under the entry's wait lock.
+#[derive(Default)]
+pub(crate) struct LoadWait {
+    /// Async callers to wake when the load ends.
+    pub wakers: Vec<Waker>,
+    /// Loads ended so far; a waiter compares it with the value it saw when it began to wait.
+    pub finished: u64,
+    /// The error of the last load, if it failed.
+    pub failure: Option<Error>,
+}
+
+impl LoadWait {
+    /// The outcome for a caller that began to wait when `finished` was `seen`: `None` while the
+    /// load it waits for runs, `Some(Ok)` once it succeeded (read the slot), `Some(Err)` if a
+    /// load failed since.
+    pub fn outcome(&self, seen: u64) -> Option<Result<()>> {
+        if self.finished == seen {
+            return None;
+        }
+        Some(match &self.failure {
+            Some(e) => Err(duplicate(e)),
+            None => Ok(()),
+        })
+    }
+}
+
+/// A copy of `e` for each caller that waited on the load that failed with it.
+pub(crate) fn duplicate(e: &Error) -> Error {
+    match e {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        Error::Corrupted {
+            what,
+            location,
+            detail,
+        } => Error::Corrupted {
+            what,
+            location: location.clone(),
+            detail: detail.clone(),
+        },
+        Error::ChecksumMismatch {
+            what,
+            location,
+            expected,
+            got,
+        } => Error::ChecksumMismatch {
+            what,
+            location: location.clone(),
+            expected: *expected,
+            got: *got,
+        },
+        Error::UnsupportedVersion {
+            path,
+            found,
+            supported,
+        } => Error::UnsupportedVersion {
+            path: path.clone(),
+            found: *found,
+            supported: *supported,
+        },
+        Error::NotAStore { path, detail } => Error::NotAStore {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        Error::Locked { path, holder } => Error::Locked {
+            path: path.clone(),
+            holder: holder.clone(),
+        },
+        Error::Poisoned { path, cause } => Error::Poisoned {
+            path: path.clone(),
+            cause: cause.clone(),
+        },
+        Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
+        Error::NotFound { key, store } => Error::NotFound {
+            key: *key,
+            store: store.clone(),
+        },
+        Error::TooLarge { what, len, limit } => Error::TooLarge {
+            what,
+            len: *len,
+            limit: *limit,
+        },
+        Error::Codec {
+            type_name,
+            key,
+            detail,
+        } => Error::Codec {
+            type_name,
+            key: *key,
+            detail: detail.clone(),
+        },
+        Error::PageOut { cause } => Error::PageOut {
+            cause: cause.clone(),
+        },
+        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+    }
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
@@ -96,15 +213,6 @@ impl<T: ?Sized + Pageable> Entry<T> {
     pub fn hit(&self) {
         if self.hits.load(Ordering::Relaxed) < 3 {
             self.hits.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Wakes every thread and task waiting for the load to finish.
-    pub fn finish_loading(&self) {
-        let wakers = std::mem::take(&mut *self.load_lock.lock());
-        self.load_cv.notify_all();
-        for w in wakers {
-            w.wake();
         }
     }
 
@@ -159,40 +267,61 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 Slot::Resident(v) => return Ok(Arc::clone(v)),
                 Slot::Loading => {
                     drop(slot);
-                    let mut waiters = self.load_lock.lock();
-                    // Re-check under the wait lock: `finish_loading` takes it after changing
-                    // the slot, so the notification cannot be missed.
-                    if matches!(&*self.slot.read(), Slot::Loading) {
-                        self.load_cv.wait(&mut waiters);
+                    let mut wait = self.load_lock.lock();
+                    // Re-check under the wait lock: a load ends only under it, so if the slot
+                    // is still `Loading` the end of this load is counted after `seen`.
+                    if !matches!(&*self.slot.read(), Slot::Loading) {
+                        continue;
+                    }
+                    let seen = wait.finished;
+                    loop {
+                        match wait.outcome(seen) {
+                            None => self.load_cv.wait(&mut wait),
+                            Some(Err(e)) => return Err(e),
+                            Some(Ok(())) => break,
+                        }
                     }
                 }
                 Slot::Evicted => {
                     *slot = Slot::Loading;
                     drop(slot);
-                    let out = self.complete_load(self.page_in());
-                    self.finish_loading();
-                    return out;
+                    return self.finish_load(self.page_in(), |r| r);
                 }
             }
         }
     }
 
-    /// Publishes the outcome of a page-in. The caller then calls
-    /// [`finish_loading`](Self::finish_loading) to wake the waiters.
-    pub fn complete_load(self: &Arc<Self>, loaded: Result<Arc<T>>) -> Result<Arc<T>> {
-        match loaded {
-            Ok(value) => {
-                let size = self.size.load(Ordering::Relaxed);
-                *self.slot.write() = Slot::Resident(Arc::clone(&value));
-                self.pool
-                    .admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
-                Ok(value)
-            }
-            Err(e) => {
-                *self.slot.write() = Slot::Evicted;
-                Err(e)
-            }
+    /// Ends a load with its outcome: publishes the value (or puts the slot back to `Evicted`),
+    /// hands the entry to the policy, passes the outcome to `deliver` (the loader's own
+    /// caller), and only then wakes every thread and task that waited.
+    pub fn finish_load<R>(
+        self: &Arc<Self>,
+        loaded: Result<Arc<T>>,
+        deliver: impl FnOnce(Result<Arc<T>>) -> R,
+    ) -> R {
+        let wakers = {
+            let mut wait = self.load_lock.lock();
+            let mut slot = self.slot.write();
+            *slot = match &loaded {
+                Ok(value) => Slot::Resident(Arc::clone(value)),
+                Err(_) => Slot::Evicted,
+            };
+            drop(slot);
+            wait.finished += 1;
+            wait.failure = loaded.as_ref().err().map(duplicate);
+            std::mem::take(&mut wait.wakers)
+        };
+        if loaded.is_ok() {
+            let size = self.size.load(Ordering::Relaxed);
+            self.pool
+                .admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
         }
+        let out = deliver(loaded);
+        self.load_cv.notify_all();
+        for w in wakers {
+            w.wake();
+        }
+        out
     }
 }
 
@@ -214,6 +343,10 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
         self.stored.store(true, Ordering::Release);
     }
 
+    fn mark_registered(&self) -> bool {
+        !self.registered.swap(true, Ordering::AcqRel)
+    }
+
     fn set_key(&self, key: ContentKey) {
         let _ = self.key.set(key);
     }
@@ -221,6 +354,8 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     fn encode(&self) -> Result<Encoded> {
         let value = match &*self.slot.read() {
             Slot::Resident(v) => Arc::clone(v),
+            // Only a stored entry leaves `Resident`: another page-out got there first.
+            _ if self.is_stored() => return Ok(Encoded::Stored),
             _ => {
                 return Err(Error::InvalidArgument(format!(
                     "internal: encoding entry {} that is not resident",
@@ -266,16 +401,18 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
         if !self.is_stored() {
             return None;
         }
-        let old = {
+        let (old, size) = {
             let mut slot = self.slot.write();
             match &*slot {
-                Slot::Resident(v) if Arc::strong_count(v) == 1 => {
-                    std::mem::replace(&mut *slot, Slot::Evicted)
-                }
+                // The size is taken under the lock: once the lock is released a page-in may
+                // start and charge the entry again.
+                Slot::Resident(v) if Arc::strong_count(v) == 1 => (
+                    std::mem::replace(&mut *slot, Slot::Evicted),
+                    self.size.swap(0, Ordering::Relaxed),
+                ),
                 _ => return None,
             }
         };
-        let size = self.size.swap(0, Ordering::Relaxed);
         self.pool.budget_release(size);
         super::drop_queue::defer(Box::new(old));
         Some(size)
@@ -296,7 +433,9 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         if size > 0 {
             self.pool.budget_release(size);
         }
-        self.pool.forget(self.id, self.key.get().copied());
+        let registered = *self.registered.get_mut();
+        self.pool
+            .forget(self.id, self.key.get().copied().filter(|_| registered));
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.
         let old = std::mem::replace(self.slot.get_mut(), Slot::Evicted);

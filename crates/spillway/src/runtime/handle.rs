@@ -103,6 +103,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
             entry: Arc::clone(&self.entry),
             counted_miss: false,
             result: None,
+            waiting: None,
         }
     }
 
@@ -136,11 +137,19 @@ impl<T: ?Sized + Pageable> Paged<T> {
 type LoadCell<T> = Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>;
 
 /// The future returned by [`Paged::get_async`].
+///
+/// Polling never blocks on I/O: a load runs on the pool's I/O threads. The future that moves the
+/// entry from `Evicted` to `Loading` gets the outcome through its own cell, filled before any
+/// waiter is woken; a future that finds a load running waits for that load's end (see
+/// [`LoadWait`](super::entry::LoadWait)) and gets its error if it failed, rather than starting
+/// another.
 pub struct GetFuture<T: ?Sized + Pageable> {
     entry: Arc<Entry<T>>,
     counted_miss: bool,
     /// The outcome of the load this future started, if it started one.
     result: Option<LoadCell<T>>,
+    /// Loads finished when this future began to wait for someone else's load.
+    waiting: Option<u64>,
 }
 
 impl<T: ?Sized + Pageable> fmt::Debug for GetFuture<T> {
@@ -154,12 +163,64 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(r) = this.result.as_ref().and_then(|cell| cell.lock().take()) {
-            this.result = None;
-            return Poll::Ready(r.map(|value| Guard { value }));
-        }
         let entry = &this.entry;
-        {
+        if let Some(cell) = this.result.clone() {
+            let taken = cell.lock().take();
+            if let Some(r) = taken {
+                this.result = None;
+                return Poll::Ready(r.map(|value| Guard { value }));
+            }
+            // Our load still runs (a spurious poll): wait for it again.
+            let wait = entry.load_lock.lock();
+            if cell.lock().is_none() {
+                let mut wait = wait;
+                if matches!(&*entry.slot.read(), Slot::Loading) {
+                    wait.wakers.push(cx.waker().clone());
+                } else {
+                    // Ended, its outcome not yet in the cell: that takes a moment.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+            drop(wait);
+            let r = cell.lock().take();
+            this.result = None;
+            if let Some(r) = r {
+                return Poll::Ready(r.map(|value| Guard { value }));
+            }
+        }
+        if let Some(seen) = this.waiting {
+            let mut wait = entry.load_lock.lock();
+            match wait.outcome(seen) {
+                None => {
+                    wait.wakers.push(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Some(Err(e)) => {
+                    this.waiting = None;
+                    return Poll::Ready(Err(e));
+                }
+                Some(Ok(())) => this.waiting = None,
+            }
+        }
+        loop {
+            if let Slot::Resident(v) = &*entry.slot.read() {
+                entry.hit();
+                if !this.counted_miss {
+                    entry.pool.stats.hits.incr();
+                }
+                return Poll::Ready(Ok(Guard {
+                    value: Arc::clone(v),
+                }));
+            }
+            if !this.counted_miss {
+                this.counted_miss = true;
+                entry
+                    .pool
+                    .stats
+                    .misses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut slot = entry.slot.write();
             match &*slot {
                 Slot::Resident(v) => {
@@ -171,39 +232,30 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                 Slot::Evicted => {
                     *slot = Slot::Loading;
                     drop(slot);
-                    if !this.counted_miss {
-                        this.counted_miss = true;
-                        entry
-                            .pool
-                            .stats
-                            .misses
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    // Register before spawning so the completion cannot be missed.
-                    entry.load_lock.lock().push(cx.waker().clone());
+                    // Registered before the job is spawned, so its end cannot be missed.
+                    entry.load_lock.lock().wakers.push(cx.waker().clone());
                     let e = Arc::clone(entry);
                     let cell = Arc::new(parking_lot::Mutex::new(None));
                     this.result = Some(Arc::clone(&cell));
                     entry.pool.spawn_io(Box::new(move || {
-                        let loaded = e.complete_load(e.page_in());
-                        // The result goes to this future before anyone is woken, so it sees
-                        // an error instead of starting the load again.
-                        *cell.lock() = Some(loaded);
-                        e.finish_loading();
+                        // The outcome goes to this future before anyone is woken.
+                        e.finish_load(e.page_in(), |loaded| *cell.lock() = Some(loaded));
                     }));
                     return Poll::Pending;
                 }
-                Slot::Loading => {}
+                Slot::Loading => {
+                    drop(slot);
+                    let mut wait = entry.load_lock.lock();
+                    // A load ends only under the wait lock: if it still runs, its end is
+                    // counted after `finished` as read now.
+                    if matches!(&*entry.slot.read(), Slot::Loading) {
+                        this.waiting = Some(wait.finished);
+                        wait.wakers.push(cx.waker().clone());
+                        return Poll::Pending;
+                    }
+                }
             }
         }
-        let mut wakers = entry.load_lock.lock();
-        if matches!(&*entry.slot.read(), Slot::Loading) {
-            wakers.push(cx.waker().clone());
-            return Poll::Pending;
-        }
-        drop(wakers);
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -212,7 +264,9 @@ pub(crate) struct ChildRef(pub Arc<dyn ErasedEntry>);
 
 impl<T: ?Sized + Pageable> Serialize for Paged<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let key = if self.entry.is_stored() || self.entry.key.get().is_some() {
+        // A child's key is written only if its record is stored, or about to be by the batch
+        // this thread is writing (children before parents); otherwise it is stored first.
+        let key = if self.entry.is_stored() || super::pool::in_current_batch(self.entry.id) {
             self.entry.key.get().copied()
         } else {
             None

@@ -4,15 +4,27 @@
 //! Invariants:
 //! - `resident` is the sum of the sizes of entries in the `Resident` or `Loading` state (see
 //!   [`entry`](super::entry)); `peak` is its high-water mark.
-//! - Every resident entry is either tracked by the policy or held by an eviction in progress,
-//!   which puts it back if it cannot be evicted.
-//! - The registry maps each key to at most one live entry, so two handles to one key share one
-//!   value in memory.
+//! - Every resident entry is either tracked by the policy, held by an eviction in progress
+//!   (which puts it back if it cannot be evicted), or about to be admitted by the page-in that
+//!   just made it resident.
+//! - The registry maps each key to one live entry (the one [`load`](Pool::load) and page-in
+//!   hand out, so two handles to one key share one value in memory) and counts *every* live
+//!   entry stored under that key: a second copy inserted with equal content is counted too, so
+//!   the key stays live for collection until the last of them is dropped.
+//! - An entry is counted in the registry (and marked stored) under `gc_state`, in the same
+//!   critical section that writes or dedups its record: a collection either sees the write in
+//!   its protected set or sees the entry among the live keys.
 //! - No `Arc` of an entry is dropped while the residents lock or a registry shard lock is held
 //!   (dropping the last one takes those locks).
 //! - While a garbage collection is running, every key the pool stores, skips as already stored,
 //!   or hands out a handle for is added to the collection's protected set under `gc_state`, and
 //!   the sweep deletes only under that same lock: nothing in use is ever swept.
+//! - A reservation passes the hard limit only when nothing can be paged out: no evictable entry
+//!   is left and no other thread is in the middle of an eviction (whose victims it holds).
+//!
+//! Lock order: `gc_lock` → `gc_state` → registry shard; an entry's wait lock → its slot lock;
+//! the residents lock → an entry's slot lock (through the policy's questions). Values are
+//! dropped outside every lock.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -24,7 +36,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::entry::{Encoded, Entry, EntryId, ErasedEntry, Slot};
+use super::entry::{Encoded, Entry, EntryId, ErasedEntry, LoadWait, Slot};
 use super::handle::Paged;
 use super::stats::{Counters, PoolStats};
 use super::value::Pageable;
@@ -44,6 +56,11 @@ type IoJob = Box<dyn FnOnce() + Send>;
 
 /// An encoded object waiting to be written: the entry, its key, child keys and payload.
 type Pending = (Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>);
+
+/// The registry's record for one key: every live entry stored under it, usually one (more if
+/// equal values were inserted separately). `load` and page-in hand out the first one of the
+/// right type. The record goes when the last of them is dropped.
+type Registered = Vec<(EntryId, Weak<dyn ErasedEntry>)>;
 
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
@@ -94,8 +111,10 @@ pub(crate) struct PoolShared {
     budget: Arc<Budget>,
     peak: AtomicU64,
     residents: Mutex<ResidentSet>,
-    registry: Vec<Mutex<KeyMap<Weak<dyn ErasedEntry>>>>,
+    registry: Vec<Mutex<KeyMap<Registered>>>,
     next_id: AtomicU64,
+    /// Evictions in progress that hold victims taken out of the policy.
+    evicting: AtomicU64,
     signal: Arc<(Mutex<bool>, Condvar)>,
     io: Mutex<Option<mpsc::Sender<IoJob>>>,
     last_error: RwLock<Option<String>>,
@@ -205,6 +224,7 @@ impl PoolBuilder {
             }),
             registry: (0..SHARDS).map(|_| Mutex::new(KeyMap::default())).collect(),
             next_id: AtomicU64::new(1),
+            evicting: AtomicU64::new(0),
             signal: Arc::clone(&signal),
             io: Mutex::new(Some(tx)),
             last_error: RwLock::new(None),
@@ -322,8 +342,12 @@ impl PoolShared {
     /// would pass the hard limit. A value larger than the whole budget is an error. If nothing
     /// more can be paged out (every resident value is pinned), the reservation is granted past
     /// the limit rather than failing a read: the overshoot shows in the peak.
+    ///
+    /// An eviction that finds nothing to evict while another thread's eviction holds victims
+    /// waits for that one rather than passing the limit: its victims are about to be freed.
     pub(crate) fn reserve(&self, bytes: u64) -> Result<Reservation> {
-        for _ in 0..8 {
+        // Bounded only as a safety net against a pathological schedule.
+        for _ in 0..100_000 {
             match self.budget.try_reserve(bytes) {
                 Ok(r) => return Ok(self.note_peak(r)),
                 Err(BudgetError::TooLarge { bytes, limit }) => {
@@ -338,7 +362,10 @@ impl PoolShared {
                     // again at once.
                     let slack = self.budget.hard_limit() / 64;
                     if self.evict(must_free + slack)? == 0 {
-                        break;
+                        if self.evicting.load(Ordering::Acquire) == 0 {
+                            break;
+                        }
+                        std::thread::yield_now();
                     }
                 }
                 Err(e) => return Err(Error::InvalidArgument(e.to_string())),
@@ -382,7 +409,8 @@ impl PoolShared {
             .insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
     }
 
-    /// An entry is gone (its last handle dropped).
+    /// An entry is gone (its last handle dropped); `key` is its key if it was counted in the
+    /// registry.
     pub(crate) fn forget(&self, id: EntryId, key: Option<ContentKey>) {
         {
             let mut rs = self.residents.lock();
@@ -392,9 +420,12 @@ impl PoolShared {
         }
         if let Some(k) = key {
             let mut shard = self.registry[shard_of(&k)].lock();
-            if shard.get(&k).is_some_and(|w| w.strong_count() == 0) {
-                shard.remove(&k);
-                self.garbage_hint.fetch_add(1, Ordering::Relaxed);
+            if let Some(r) = shard.get_mut(&k) {
+                r.retain(|(i, _)| *i != id);
+                if r.is_empty() {
+                    shard.remove(&k);
+                    self.garbage_hint.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -403,7 +434,7 @@ impl PoolShared {
     pub(crate) fn evict(&self, bytes: u64) -> Result<u64> {
         let level = self.budget.pressure().index();
         let mut keep = Vec::new();
-        let victims: Vec<Arc<dyn ErasedEntry>> = {
+        let (victims, _in_flight): (Vec<Arc<dyn ErasedEntry>>, _) = {
             let mut rs = self.residents.lock();
             let ResidentSet { policy, entries } = &mut *rs;
             let chosen = policy.evict(
@@ -413,10 +444,14 @@ impl PoolShared {
                     keep: &mut keep,
                 },
             );
-            chosen
+            let victims: Vec<_> = chosen
                 .into_iter()
                 .filter_map(|(id, _)| entries.remove(&id).and_then(|w| w.upgrade()))
-                .collect()
+                .collect();
+            // Counted under the residents lock, so that a thread whose eviction found nothing
+            // because these victims were taken sees this one in flight.
+            let in_flight = (!victims.is_empty()).then(|| InFlight::new(&self.evicting));
+            (victims, in_flight)
         };
         drop(keep);
         if victims.is_empty() {
@@ -444,9 +479,9 @@ impl PoolShared {
         let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
         let mut batch: Vec<Pending> = Vec::new();
         let mut batch_bytes = 0;
-        let mut in_batch: HashSet<EntryId> = HashSet::new();
+        let _batch = BatchScope::enter();
         while let Some(e) = stack.last().cloned() {
-            if e.is_stored() || in_batch.contains(&e.id()) {
+            if e.is_stored() || in_current_batch(e.id()) {
                 stack.pop();
                 continue;
             }
@@ -458,7 +493,7 @@ impl PoolShared {
                 } => {
                     stack.pop();
                     e.set_key(key);
-                    in_batch.insert(e.id());
+                    IN_BATCH.with(|b| b.borrow_mut().insert(e.id()));
                     batch_bytes += payload.len();
                     batch.push((e, key, children, payload));
                     if batch_bytes >= BATCH_BYTES {
@@ -467,6 +502,9 @@ impl PoolShared {
                     }
                 }
                 Encoded::Missing(children) => stack.extend(children),
+                Encoded::Stored => {
+                    stack.pop();
+                }
             }
         }
         self.write_batch(&mut batch)
@@ -476,9 +514,10 @@ impl PoolShared {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut gc = self.gc_state.lock();
+        let gc = self.gc_state.lock();
         let mut puts = Vec::with_capacity(batch.len());
         let mut written = 0;
+        let mut gc = gc;
         for (_, key, children, payload) in batch.iter() {
             if gc.active {
                 gc.protect.insert(*key);
@@ -495,7 +534,6 @@ impl PoolShared {
             }
         }
         self.store.put_batch(&puts)?;
-        drop(gc);
         self.stats
             .objects_written
             .fetch_add(puts.len() as u64, Ordering::Relaxed);
@@ -503,19 +541,28 @@ impl PoolShared {
             .bytes_written
             .fetch_add(written, Ordering::Relaxed);
         drop(puts);
-        for (e, key, _, _) in batch.drain(..) {
-            e.mark_stored(key);
-            self.register(&e, key);
+        // Still under `gc_state`: a collection that starts after the write sees the entries
+        // among the live keys.
+        for (e, key, _, _) in batch.iter() {
+            e.mark_stored(*key);
+            self.register(e, *key);
         }
+        drop(gc);
+        batch.clear();
         Ok(())
     }
 
-    /// Makes `entry` the registry's entry for `key` unless a live one is there already.
+    /// Counts `entry` as a live entry of `key`, once; it becomes the entry handed out for the
+    /// key unless a live one is there already.
     fn register(&self, entry: &Arc<dyn ErasedEntry>, key: ContentKey) {
-        let mut shard = self.registry[shard_of(&key)].lock();
-        if shard.get(&key).is_none_or(|w| w.strong_count() == 0) {
-            shard.insert(key, Arc::downgrade(entry));
+        if !entry.mark_registered() {
+            return;
         }
+        let mut shard = self.registry[shard_of(&key)].lock();
+        shard
+            .entry(key)
+            .or_default()
+            .push((entry.id(), Arc::downgrade(entry)));
     }
 
     fn protect(&self, key: ContentKey) {
@@ -535,18 +582,21 @@ impl PoolShared {
     ) -> Paged<T> {
         self.protect(key);
         // Declared before the lock guard so that it is dropped after the guard.
-        let existing: Option<Arc<dyn ErasedEntry>>;
+        let mut existing: Vec<Arc<dyn ErasedEntry>> = Vec::new();
         let mut shard = self.registry[shard_of(&key)].lock();
-        existing = shard.get(&key).and_then(Weak::upgrade);
-        if let Some(e) = &existing
-            && let Ok(typed) = Arc::clone(e).as_any().downcast::<Entry<T>>()
-        {
-            return Paged { entry: typed };
+        let r = shard.entry(key).or_default();
+        for (_, w) in r.iter() {
+            let Some(e) = w.upgrade() else { continue };
+            // On a type mismatch the `Err` drops a clone: `existing` keeps the entry alive.
+            existing.push(Arc::clone(&e));
+            if let Ok(typed) = e.as_any().downcast::<Entry<T>>() {
+                return Paged { entry: typed };
+            }
         }
+        // No live entry of this type: a new one, counted like any other.
         let entry = Arc::new(self.new_entry::<T>(Slot::Evicted, Some(key), None));
-        if existing.is_none() {
-            shard.insert(key, Arc::downgrade(&entry) as Weak<dyn ErasedEntry>);
-        }
+        entry.registered.store(true, Ordering::Release);
+        r.push((entry.id, Arc::downgrade(&entry) as Weak<dyn ErasedEntry>));
         drop(shard);
         Paged { entry }
     }
@@ -570,8 +620,9 @@ impl PoolShared {
             hits: Default::default(),
             size: AtomicU64::new(0),
             fixed_size,
-            load_lock: Mutex::new(Vec::new()),
+            load_lock: Mutex::new(LoadWait::default()),
             load_cv: Condvar::new(),
+            registered: AtomicBool::new(false),
         }
     }
 
@@ -660,14 +711,55 @@ impl PoolShared {
         let mut out = Vec::new();
         for shard in &self.registry {
             let shard = shard.lock();
-            out.extend(
-                shard
-                    .iter()
-                    .filter(|(_, w)| w.strong_count() > 0)
-                    .map(|(k, _)| *k),
-            );
+            // Records go when their last live entry does: every key here is live.
+            out.extend(shard.keys().copied());
         }
         out
+    }
+}
+
+thread_local! {
+    /// Entries encoded into the batch that this thread is storing, keys known but not written
+    /// yet. A parent encoded in the same batch may refer to them by key, since the batch writes
+    /// children before parents; a parent encoded by another thread may not, since that thread's
+    /// batch might fail and never write them.
+    static IN_BATCH: std::cell::RefCell<HashSet<EntryId>> = std::cell::RefCell::default();
+}
+
+/// True if the entry is in this thread's batch (see `IN_BATCH`).
+pub(crate) fn in_current_batch(id: EntryId) -> bool {
+    IN_BATCH.with(|b| b.borrow().contains(&id))
+}
+
+/// Clears this thread's batch set when a `store_graphs` call ends, however it ends.
+struct BatchScope;
+
+impl BatchScope {
+    fn enter() -> BatchScope {
+        IN_BATCH.with(|b| b.borrow_mut().clear());
+        BatchScope
+    }
+}
+
+impl Drop for BatchScope {
+    fn drop(&mut self) {
+        IN_BATCH.with(|b| b.borrow_mut().clear());
+    }
+}
+
+/// Counts an eviction in progress for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicU64) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -833,13 +925,22 @@ impl Pool {
         self.shared.gc()
     }
 
-    /// Pages out values until at most `bytes` are resident (pinned values stay).
+    /// Pages out values until at most `bytes` are resident (pinned values stay); returns the
+    /// bytes freed.
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
-        let resident = self.shared.budget.resident();
-        if resident <= bytes {
-            return Ok(0);
+        let mut freed = 0;
+        loop {
+            let resident = self.shared.budget.resident();
+            if resident <= bytes {
+                return Ok(freed);
+            }
+            // The policy does a bounded amount of work per call: call again until it frees
+            // nothing more.
+            match self.shared.evict(resident - bytes)? {
+                0 => return Ok(freed),
+                n => freed += n,
+            }
         }
-        self.shared.evict(resident - bytes)
     }
 
     /// Makes everything stored so far reach `durability`.

@@ -53,19 +53,24 @@ impl<T: GetSize> DeepSize for T {
     }
 }
 
-/// Makes `dyn Trait` pageable, for a trait declared with `#[typetag::serde]` and `DeepSize` as a
-/// supertrait:
+/// Makes `dyn Trait` pageable, for a trait declared with `#[typetag::serde]` (typetag is a
+/// dependency of the crate that declares the trait, not of spillway) and `DeepSize + Send + Sync`
+/// as supertraits:
 ///
 /// ```ignore
 /// #[typetag::serde]
 /// trait Shape: spillway::DeepSize + Send + Sync { fn area(&self) -> f64; }
 /// spillway::pageable_dyn!(Shape);
-/// let h: Paged<dyn Shape> = pool.insert_dyn(Box::new(Circle { r: 1.0 }))?;
+/// let h: Paged<dyn Shape> = pool.insert_boxed(Box::new(Circle { r: 1.0 }) as Box<dyn Shape>)?;
 /// ```
 ///
-/// typetag names each implementation by its type name (or `#[typetag::serde(name = "...")]`),
-/// and refuses at startup two implementations registered under one name, so names cannot
-/// collide silently between modules.
+/// The implementation does not overlap the blanket one for sized types (a trait object is never
+/// `Sized`), and the orphan rule allows it because the trait object type is local to the crate
+/// that declares the trait.
+///
+/// typetag names each implementation by its type name, so two types of one name in different
+/// modules would collide: give them distinct names with `#[typetag::serde(name = "...")]`
+/// (typetag refuses two implementations registered under one name when it first deserializes).
 #[macro_export]
 macro_rules! pageable_dyn {
     ($trait:path) => {

@@ -399,7 +399,9 @@ impl LogStore {
     fn read_at(&self, loc: Location, key: &ContentKey) -> Result<Option<Blob>> {
         // Records already handed to the OS are read without the writer lock, so that reads do
         // not queue behind a writer in the middle of a `write(2)`.
-        let in_file = self.written.covers(loc.segment, loc.offset + u64::from(loc.len));
+        let in_file = self
+            .written
+            .covers(loc.segment, loc.offset + u64::from(loc.len));
         if let (Some(w), false) = (&self.writer, in_file) {
             let w = w.lock();
             if loc.segment == w.active && loc.offset >= w.written_len {
