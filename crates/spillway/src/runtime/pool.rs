@@ -361,11 +361,22 @@ impl PoolShared {
                     // Free a little more than needed so that the next caller does not evict
                     // again at once.
                     let slack = self.budget.hard_limit() / 64;
-                    if self.evict(must_free + slack)? == 0 {
-                        if self.evicting.load(Ordering::Acquire) == 0 {
+                    match self.evict(must_free + slack) {
+                        Ok(0) => {
+                            if self.evicting.load(Ordering::Acquire) == 0 {
+                                break;
+                            }
+                            std::thread::yield_now();
+                        }
+                        Ok(_) => {}
+                        // The store failed: the values that were to be paged out stay
+                        // resident, and so does this one, past the limit, rather than being
+                        // lost. The error reaches the caller through the stats and the next
+                        // call that does not take a value (flush, gc, roots, shrink).
+                        Err(e) => {
+                            self.record_error(&e);
                             break;
                         }
-                        std::thread::yield_now();
                     }
                 }
                 Err(e) => return Err(Error::InvalidArgument(e.to_string())),
@@ -815,19 +826,16 @@ impl Pool {
 
     /// Puts a value under the pool's management. Its size is the value's deep size.
     pub fn insert<T: Pageable>(&self, value: T) -> Result<Paged<T>> {
-        self.take_error()?;
         self.shared.insert_arc(Arc::new(value), None)
     }
 
     /// Like [`insert`](Self::insert), with the size to charge given by the caller.
     pub fn insert_with_size<T: Pageable>(&self, value: T, bytes: u64) -> Result<Paged<T>> {
-        self.take_error()?;
         self.shared.insert_arc(Arc::new(value), Some(bytes))
     }
 
     /// Puts a boxed value (a trait object, say) under the pool's management.
     pub fn insert_boxed<T: ?Sized + Pageable>(&self, value: Box<T>) -> Result<Paged<T>> {
-        self.take_error()?;
         self.shared.insert_arc(Arc::from(value), None)
     }
 
@@ -861,6 +869,7 @@ impl Pool {
     /// Stores the graph under `handle` and keeps it stored across restarts, even with no handle
     /// left, until [`unpersist`](Self::unpersist). Returns its key, for [`load`](Self::load).
     pub fn persist<T: ?Sized + Pageable>(&self, handle: &Paged<T>) -> Result<ContentKey> {
+        self.take_error()?;
         let key = handle.key()?;
         self.shared
             .store
@@ -882,6 +891,7 @@ impl Pool {
         name: &str,
         handle: &Paged<T>,
     ) -> Result<ContentKey> {
+        self.take_error()?;
         if name.starts_with(PERSIST_PREFIX) {
             return Err(Error::InvalidArgument(format!(
                 "root names starting with {PERSIST_PREFIX:?} are reserved"
@@ -922,12 +932,14 @@ impl Pool {
     /// Deletes stored objects that no live handle, named root or persisted graph reaches.
     /// Safe while other threads use the pool.
     pub fn gc(&self) -> Result<GcReport> {
+        self.take_error()?;
         self.shared.gc()
     }
 
     /// Pages out values until at most `bytes` are resident (pinned values stay); returns the
     /// bytes freed.
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
+        self.take_error()?;
         let mut freed = 0;
         loop {
             let resident = self.shared.budget.resident();
@@ -945,6 +957,7 @@ impl Pool {
 
     /// Makes everything stored so far reach `durability`.
     pub fn flush(&self, durability: Durability) -> Result<()> {
+        self.take_error()?;
         self.shared.store.flush(durability)
     }
 
@@ -982,7 +995,9 @@ impl Pool {
         }
     }
 
-    /// Reports (once) a background error that happened since the last call.
+    /// Reports (once) a page-out error that happened since the last call: in the background, or
+    /// while making room for an insert or a page-in (which then went ahead past the budget
+    /// rather than lose the value). Calls that take a value never fail this way.
     fn take_error(&self) -> Result<()> {
         match self.shared.unreported.lock().take() {
             Some(cause) => Err(Error::PageOut { cause }),
