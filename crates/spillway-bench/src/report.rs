@@ -5,24 +5,12 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cases::Case;
 use crate::contender::ContenderId;
 use crate::limits::Limits;
 use crate::machine::Machine;
-use crate::workload::{Measurement, Workload, format_size, group_digits};
-
-/// The published figures of `pagable` 0.3.3's SQLite storage from the peer notes (single thread,
-/// warm page cache). Not measured by this harness; the targets are ten times them.
-mod peer_reference {
-    pub const PUTS_128: f64 = 105_000.0;
-    pub const GETS_128: f64 = 79_000.0;
-    pub const PUT_MBS_16K: f64 = 181.0;
-    pub const GET_MBS_16K: f64 = 240.0;
-}
-
-/// Targets: 10× the peer reference at 128 B; a 16 KiB put at 80 % of sequential write + fsync.
-const TARGET_PUTS_128: f64 = 10.0 * peer_reference::PUTS_128;
-const TARGET_GETS_128: f64 = 10.0 * peer_reference::GETS_128;
-const TARGET_PUT_FRACTION_16K: f64 = 0.8;
+use crate::shared::{Kind, Measurement, Spec};
+use crate::workload::{format_size, group_digits};
 
 /// Markers between which a regenerated report replaces an existing file's content, so that
 /// hand-written text around them survives.
@@ -33,8 +21,11 @@ pub const END_MARKER: &str = "<!-- spillway-bench:end -->";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     pub run: usize,
-    pub workload: Workload,
+    /// The case's id.
+    pub case: String,
     pub contender: ContenderId,
+    /// The spec the contender ran (its count may be capped).
+    pub spec: Spec,
     pub m: Measurement,
 }
 
@@ -47,22 +38,24 @@ pub struct Report {
     pub runs: usize,
     pub batch: usize,
     pub batch_bytes: usize,
-    pub workloads: Vec<Workload>,
-    pub contenders: Vec<ContenderId>,
+    pub warmup: bool,
+    pub cases: Vec<Case>,
     /// Limits measured at the start of each run, by run index.
     pub limits: Vec<Limits>,
     pub samples: Vec<Sample>,
+    /// Children that failed to run.
+    pub errors: Vec<String>,
 }
 
 /// Median, min and max of some values.
 #[derive(Debug, Clone, Copy)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
-fn spread(values: &[f64]) -> Option<Spread> {
+pub fn spread(values: &[f64]) -> Option<Spread> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -112,14 +105,6 @@ fn micros(v: f64) -> String {
     format!("{:.0} µs", v * 1e6)
 }
 
-fn millis(v: f64) -> String {
-    if v >= 0.1 {
-        format!("{:.0} ms", v * 1e3)
-    } else {
-        format!("{:.1} ms", v * 1e3)
-    }
-}
-
 fn mib(v: f64) -> String {
     format!("{:.0} MiB", v / f64::from(1u32 << 20))
 }
@@ -133,16 +118,42 @@ fn cell(values: &[f64], fmt: impl Fn(f64) -> String) -> String {
     }
 }
 
+/// The spillway contender each peer is compared with, pair by pair.
+fn reference(kind: Kind) -> ContenderId {
+    match kind {
+        Kind::Kv => ContenderId::SpillwayLogWritten,
+        _ => ContenderId::SpillwayPoolS3fifo,
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if a.is_finite() && b.is_finite() && b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".to_string()
+    }
+}
+
+fn hit_ratio(m: &Measurement) -> f64 {
+    let (h, x) = (m.counter("hits") as f64, m.counter("misses") as f64);
+    if h + x > 0.0 { h / (h + x) } else { f64::NAN }
+}
+
 impl Report {
-    fn samples_of(&self, w: Workload, c: ContenderId) -> Vec<&Sample> {
+    pub fn samples_of(&self, case: &str, c: ContenderId) -> Vec<&Sample> {
         self.samples
             .iter()
-            .filter(|s| s.workload == w && s.contender == c)
+            .filter(|s| s.case == case && s.contender == c)
             .collect()
     }
 
-    fn per_sample(&self, w: Workload, c: ContenderId, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
-        self.samples_of(w, c).into_iter().map(f).collect()
+    pub fn per_sample(&self, case: &str, c: ContenderId, f: impl Fn(&Sample) -> f64) -> Vec<f64> {
+        self.samples_of(case, c).into_iter().map(f).collect()
+    }
+
+    /// The median of `f` over the samples of `c` in `case`.
+    pub fn median(&self, case: &str, c: ContenderId, f: impl Fn(&Sample) -> f64) -> f64 {
+        spread(&self.per_sample(case, c, f)).map_or(f64::NAN, |s| s.median)
     }
 
     fn limit(&self, f: impl Fn(&Limits) -> f64) -> Vec<f64> {
@@ -153,10 +164,14 @@ impl Report {
     fn put_fraction_of_seq_write(&self, s: &Sample) -> f64 {
         match self.limits.get(s.run) {
             Some(l) if l.seq_write_fsync > 0.0 => {
-                s.workload.bytes() as f64 / s.m.put_secs / l.seq_write_fsync
+                (s.spec.count * s.spec.size as u64) as f64 / s.m.put_secs / l.seq_write_fsync
             }
             _ => f64::NAN,
         }
+    }
+
+    fn cases_of(&self, kind: Kind) -> impl Iterator<Item = &Case> {
+        self.cases.iter().filter(move |c| c.spec.kind == kind)
     }
 
     /// The report as Markdown, between the begin and end markers.
@@ -172,21 +187,35 @@ impl Report {
             o,
             "{} run(s); in each run the limits are measured first, then every workload against \
              every contender, each contender in its own child process, in an order rotated from \
-             run to run. Cells show the median over runs and, in parentheses, min–max. MB = 10^6 \
-             bytes of payload. Batches of {} objects per `put_batch` (at most {} of payload). \
-             Put time covers computing the keys, `put_batch` and one flush at the contender's \
-             level at the end; get time covers single-threaded gets in a random order, every one \
-             checked against the bytes put (after its chunk's timer stops).",
+             run to run{}. Cells show the median over runs and, in parentheses, min–max. MB = \
+             10^6 bytes of payload. Ratios compare spillway with each peer pair by pair \
+             (spillway ÷ peer for rates, so above 1 means spillway is faster). Peak RSS is the \
+             child's `VmHWM`, the harness's own bookkeeping included (keys, handles, one batch).",
             self.runs,
-            self.batch,
-            format_size(self.batch_bytes)
+            if self.warmup {
+                "; before each workload an untimed child writes and deletes about as much data \
+                 (at most 256 MiB) through the log store, so that the first contender follows \
+                 the same kind of disk activity as the others"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(o);
         self.limits_table(&mut o);
-        self.main_table(&mut o);
-        self.details_table(&mut o);
+        self.kv_tables(&mut o);
+        self.graph_table(&mut o);
+        self.cache_tables(&mut o);
+        self.sweep_table(&mut o);
+        self.rss_table(&mut o);
+        self.runtime_tables(&mut o);
         self.targets_table(&mut o);
-        self.peer_table(&mut o);
+        if !self.errors.is_empty() {
+            let _ = writeln!(o, "### Children that failed\n");
+            for e in &self.errors {
+                let _ = writeln!(o, "- {e}");
+            }
+            let _ = writeln!(o);
+        }
         let _ = writeln!(o, "{END_MARKER}");
         o
     }
@@ -235,217 +264,482 @@ impl Report {
         let _ = writeln!(o);
     }
 
-    fn main_table(&self, o: &mut String) {
-        let _ = writeln!(o, "### Throughput\n");
-        let _ = writeln!(
-            o,
-            "| workload | contender | flushed to | put obj/s | put MB/s | put ÷ seq. write | get obj/s | get MB/s | peak RSS |"
-        );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
-        for &w in &self.workloads {
-            for &c in &self.contenders {
-                if self.samples_of(w, c).is_empty() {
+    fn kv_tables(&self, o: &mut String) {
+        for case in self.cases_of(Kind::Kv) {
+            let r = reference(Kind::Kv);
+            let _ = writeln!(o, "### {}\n", case.title);
+            let _ = writeln!(
+                o,
+                "Peers with a memory budget (file_backed's item capacity, foyer's memory) get 10 % \
+                 of the data ({}).\n",
+                format_size(case.spec.budget as usize)
+            );
+            let _ = writeln!(
+                o,
+                "| contender | objects | end of puts | put obj/s | put MB/s | put ÷ seq. write | get obj/s | get MB/s | spillway ÷ it: put / get | peak RSS | lost / wrong |"
+            );
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+            let ref_put = self.median(&case.id, r, |s| s.spec.count as f64 / s.m.put_secs);
+            let ref_get = self.median(&case.id, r, |s| s.spec.count as f64 / s.m.get_secs);
+            for &c in &case.contenders {
+                let samples = self.samples_of(&case.id, c);
+                if samples.is_empty() {
                     continue;
                 }
-                let n = w.count as f64;
-                let bytes = w.bytes() as f64;
+                let put = |s: &Sample| s.spec.count as f64 / s.m.put_secs;
+                let get = |s: &Sample| s.spec.count as f64 / s.m.get_secs;
                 let frac = if c.uses_disk() && !self.limits.is_empty() {
                     cell(
-                        &self.per_sample(w, c, |s| self.put_fraction_of_seq_write(s)),
+                        &self.per_sample(&case.id, c, |s| self.put_fraction_of_seq_write(s)),
                         percent,
                     )
                 } else {
                     "–".to_string()
                 };
+                let ratios = if c == r || c.is_spillway() {
+                    "–".to_string()
+                } else {
+                    format!(
+                        "{} / {}",
+                        ratio(ref_put, self.median(&case.id, c, put)),
+                        ratio(ref_get, self.median(&case.id, c, get))
+                    )
+                };
+                let lost: u64 = samples.iter().map(|s| s.m.counter("lost")).sum();
+                let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
                 let _ = writeln!(
                     o,
-                    "| {w} | {} | {} | {} | {} | {frac} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {frac} | {} | {} | {ratios} | {} | {lost} / {bad} |",
                     c.name(),
+                    group_digits(case.spec_for(c).count),
                     c.level_label(),
-                    cell(&self.per_sample(w, c, |s| n / s.m.put_secs), count_rate),
-                    cell(&self.per_sample(w, c, |s| bytes / s.m.put_secs), mb),
-                    cell(&self.per_sample(w, c, |s| n / s.m.get_secs), count_rate),
-                    cell(&self.per_sample(w, c, |s| bytes / s.m.get_secs), mb),
-                    cell(&self.per_sample(w, c, |s| s.m.peak_rss_bytes as f64), mib),
+                    cell(&self.per_sample(&case.id, c, put), count_rate),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| (s.spec.count * s.spec.size as u64)
+                            as f64
+                            / s.m.put_secs),
+                        mb
+                    ),
+                    cell(&self.per_sample(&case.id, c, get), count_rate),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| (s.spec.count * s.spec.size as u64)
+                            as f64
+                            / s.m.get_secs),
+                        mb
+                    ),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| s.m.peak_rss_bytes as f64),
+                        mib
+                    ),
                 );
             }
+            let _ = writeln!(o);
         }
-        let _ = writeln!(o);
     }
 
-    fn details_table(&self, o: &mut String) {
-        let _ = writeln!(o, "### Details (medians)\n");
-        let _ = writeln!(
-            o,
-            "| workload | contender | open | final flush | close | syncs | bytes written | segments | RSS after puts: anon / file | RSS after gets: anon / file | mismatches + missing |"
-        );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
-        for &w in &self.workloads {
-            for &c in &self.contenders {
-                let samples = self.samples_of(w, c);
+    fn graph_table(&self, o: &mut String) {
+        for case in self.cases_of(Kind::Graph) {
+            let r = reference(Kind::Graph);
+            let _ = writeln!(o, "### {}\n", case.title);
+            let _ = writeln!(
+                o,
+                "| contender | page-out nodes/s | walk nodes/s | spillway ÷ it: page-out / walk | objects stored | RSS before page-out | peak RSS | missing / wrong |"
+            );
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+            let out = |s: &Sample| s.spec.count as f64 / s.m.put_secs;
+            let walk = |s: &Sample| s.spec.count as f64 / s.m.get_secs;
+            let (ro, rw) = (
+                self.median(&case.id, r, out),
+                self.median(&case.id, r, walk),
+            );
+            for &c in &case.contenders {
+                let samples = self.samples_of(&case.id, c);
                 if samples.is_empty() {
                     continue;
                 }
-                let med = |f: &dyn Fn(&Sample) -> f64| {
-                    spread(&samples.iter().map(|s| f(s)).collect::<Vec<_>>())
-                        .map_or(f64::NAN, |s| s.median)
-                };
-                let counter = |name: &str| -> String {
-                    let v: Vec<f64> = samples
-                        .iter()
-                        .filter_map(|s| s.m.counters.get(name).map(|&x| x as f64))
-                        .collect();
-                    match spread(&v) {
-                        Some(s) if name == "bytes_written" => mib(s.median),
-                        Some(s) => format!("{:.0}", s.median),
-                        None => "–".to_string(),
-                    }
+                let ratios = if c == r {
+                    "–".to_string()
+                } else {
+                    format!(
+                        "{} / {}",
+                        ratio(ro, self.median(&case.id, c, out)),
+                        ratio(rw, self.median(&case.id, c, walk))
+                    )
                 };
                 let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
                 let _ = writeln!(
                     o,
-                    "| {w} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {bad} |",
+                    "| {} | {} | {} | {ratios} | {} | {} | {} | {bad} |",
                     c.name(),
-                    millis(med(&|s| s.m.open_secs)),
-                    millis(med(&|s| s.m.flush_secs)),
-                    millis(med(&|s| s.m.close_secs)),
-                    counter("syncs"),
-                    counter("bytes_written"),
-                    counter("segments"),
-                    mib(med(&|s| s.m.rss_after_put.anon as f64)),
-                    mib(med(&|s| s.m.rss_after_put.file as f64)),
-                    mib(med(&|s| s.m.rss_after_get.anon as f64)),
-                    mib(med(&|s| s.m.rss_after_get.file as f64)),
+                    cell(&self.per_sample(&case.id, c, out), count_rate),
+                    cell(&self.per_sample(&case.id, c, walk), count_rate),
+                    group_digits(
+                        self.median(&case.id, c, |s| s.m.counter("stored_objects") as f64) as u64
+                    ),
+                    mib(self.median(&case.id, c, |s| s.m.rss_after_put.anon as f64)),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| s.m.peak_rss_bytes as f64),
+                        mib
+                    ),
                 );
             }
+            let _ = writeln!(o);
         }
+    }
+
+    fn cache_rows(&self, o: &mut String, case: &Case) {
+        let r = reference(case.spec.kind);
         let _ = writeln!(
             o,
-            "\n`syncs`, `bytes written` and `segments` are the store's own counters after the get \
-             phase, before `close` (which adds a durable flush and an index checkpoint). Peak RSS \
-             (`VmHWM`) counts file pages the process has mapped (memory-mapped segments, shown \
-             as `file`) as well as its own memory (`anon`); the harness itself holds the keys \
-             (16 B each) and one batch of payloads.\n"
+            "| contender | ops/s | hit ratio | lost | spillway ÷ it: ops/s | load obj/s | peak RSS | peak RSS ÷ budget | wrong |"
         );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+        let ops = |s: &Sample| s.m.counter("ops") as f64 / s.m.get_secs;
+        let rops = self.median(&case.id, r, ops);
+        for &c in &case.contenders {
+            let samples = self.samples_of(&case.id, c);
+            if samples.is_empty() {
+                continue;
+            }
+            let lost: u64 = samples.iter().map(|s| s.m.counter("lost")).sum();
+            let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {lost} | {} | {} | {} | {:.1} | {bad} |",
+                c.name(),
+                cell(&self.per_sample(&case.id, c, ops), count_rate),
+                cell(&self.per_sample(&case.id, c, |s| hit_ratio(&s.m)), percent),
+                if c == r {
+                    "–".to_string()
+                } else {
+                    ratio(rops, self.median(&case.id, c, ops))
+                },
+                cell(
+                    &self.per_sample(&case.id, c, |s| s.spec.count as f64 / s.m.put_secs),
+                    count_rate
+                ),
+                cell(
+                    &self.per_sample(&case.id, c, |s| s.m.peak_rss_bytes as f64),
+                    mib
+                ),
+                self.median(&case.id, c, |s| s.m.peak_rss_bytes as f64) / case.spec.budget as f64,
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    fn cache_tables(&self, o: &mut String) {
+        for case in self.cases.iter().filter(|c| {
+            (c.spec.kind == Kind::Zipf && !c.id.contains("budget")) || c.spec.kind == Kind::Mixed
+        }) {
+            let _ = writeln!(o, "### {}\n", case.title);
+            let _ = writeln!(
+                o,
+                "{} operations after loading the data set; budget {}. A hit is a read served \
+                 from memory; foyer's `lost` are reads of objects it dropped (counted as misses).\n",
+                group_digits(case.spec.ops),
+                format_size(case.spec.budget as usize)
+            );
+            self.cache_rows(o, case);
+        }
+    }
+
+    fn sweep_table(&self, o: &mut String) {
+        let sweep: Vec<&Case> = self
+            .cases
+            .iter()
+            .filter(|c| c.spec.kind == Kind::Zipf && c.id.contains("budget"))
+            .collect();
+        let Some(first) = sweep.first() else { return };
+        let _ = writeln!(
+            o,
+            "### W4 sweep: hit ratio and ops/s against the budget (1 thread, {} reads)\n",
+            group_digits(first.spec.ops)
+        );
+        let _ = write!(o, "| contender |");
+        for c in &sweep {
+            let _ = write!(
+                o,
+                " {} % |",
+                (c.spec.budget as f64 * 100.0 / c.bytes() as f64).round()
+            );
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "|---|{}", "---|".repeat(sweep.len()));
+        for &c in &first.contenders {
+            let _ = write!(o, "| {} |", c.name());
+            for case in &sweep {
+                let _ = write!(
+                    o,
+                    " {} hits, {} ops/s |",
+                    percent(self.median(&case.id, c, |s| hit_ratio(&s.m))),
+                    count_rate(
+                        self.median(&case.id, c, |s| s.m.counter("ops") as f64 / s.m.get_secs)
+                    )
+                );
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o);
+    }
+
+    fn rss_table(&self, o: &mut String) {
+        for case in self.cases_of(Kind::Rss) {
+            let _ = writeln!(o, "### {}\n", case.title);
+            let _ = writeln!(
+                o,
+                "| contender | insert obj/s | peak RSS | peak RSS ÷ budget | RSS after inserts: anon | wrong |"
+            );
+            let _ = writeln!(o, "|---|---|---|---|---|---|");
+            for &c in &case.contenders {
+                let samples = self.samples_of(&case.id, c);
+                if samples.is_empty() {
+                    continue;
+                }
+                let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {bad} |",
+                    c.name(),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| s.spec.count as f64 / s.m.put_secs),
+                        count_rate
+                    ),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| s.m.peak_rss_bytes as f64),
+                        mib
+                    ),
+                    cell(
+                        &self.per_sample(&case.id, c, |s| s.m.peak_rss_bytes as f64
+                            / case.spec.budget as f64),
+                        |v| format!("{v:.2}")
+                    ),
+                    mib(self.median(&case.id, c, |s| s.m.rss_after_put.anon as f64)),
+                );
+            }
+            let _ = writeln!(o);
+        }
+    }
+
+    fn runtime_tables(&self, o: &mut String) {
+        let p = ContenderId::SpillwayPoolS3fifo;
+        let r1: Vec<&Case> = self.cases_of(Kind::ResidentGet).collect();
+        if !r1.is_empty() {
+            let _ = writeln!(
+                o,
+                "### R1: resident `Paged::get` against `Arc` (ns per read)\n"
+            );
+            let _ = writeln!(
+                o,
+                "| threads | `Paged::get` (guard made and dropped) | `Arc` deref | `Arc::clone` + deref + drop | get ÷ clone |"
+            );
+            let _ = writeln!(o, "|---|---|---|---|---|");
+            for c in r1 {
+                let v = |name: &'static str| self.per_sample(&c.id, p, move |s| s.m.value(name));
+                let ns = |x: f64| format!("{x:.1}");
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} |",
+                    c.spec.threads,
+                    cell(&v("ns_paged_get"), ns),
+                    cell(&v("ns_arc_deref"), ns),
+                    cell(&v("ns_arc_clone"), ns),
+                    ratio(
+                        self.median(&c.id, p, |s| s.m.value("ns_paged_get")),
+                        self.median(&c.id, p, |s| s.m.value("ns_arc_clone"))
+                    ),
+                );
+            }
+            let _ = writeln!(
+                o,
+                "\nEach thread reads 1,024 resident values in a fixed random order; with 2 threads \
+                 both read the same values, so the reference counts are shared.\n"
+            );
+        }
+        let r2: Vec<&Case> = self.cases_of(Kind::Paging).collect();
+        if !r2.is_empty() {
+            let _ = writeln!(o, "### R2: page-out and page-in through the pool\n");
+            let _ = writeln!(
+                o,
+                "| values | page-out obj/s | page-out MB/s | page-in obj/s | page-in MB/s | peak RSS |"
+            );
+            let _ = writeln!(o, "|---|---|---|---|---|---|");
+            for c in r2 {
+                let n = c.spec.count as f64;
+                let b = c.bytes() as f64;
+                let _ = writeln!(
+                    o,
+                    "| {} × {} | {} | {} | {} | {} | {} |",
+                    group_digits(c.spec.count),
+                    format_size(c.spec.size),
+                    cell(&self.per_sample(&c.id, p, |s| n / s.m.put_secs), count_rate),
+                    cell(&self.per_sample(&c.id, p, |s| b / s.m.put_secs), mb),
+                    cell(&self.per_sample(&c.id, p, |s| n / s.m.get_secs), count_rate),
+                    cell(&self.per_sample(&c.id, p, |s| b / s.m.get_secs), mb),
+                    cell(
+                        &self.per_sample(&c.id, p, |s| s.m.peak_rss_bytes as f64),
+                        mib
+                    ),
+                );
+            }
+            let _ = writeln!(
+                o,
+                "\nPage-out = computing every value's key and storing it (`Paged::key`), then \
+                 `Pool::shrink_to(0)`; page-in = one `get` per value in a random order, each a \
+                 store read and a decode.\n"
+            );
+        }
+        for c in self.cases_of(Kind::Handles) {
+            let _ = writeln!(o, "### {}\n", c.title);
+            let _ = writeln!(o, "| figure | value |");
+            let _ = writeln!(o, "|---|---|");
+            let v = |name: &'static str| self.median(&c.id, p, move |s| s.m.value(name));
+            let _ = writeln!(
+                o,
+                "| RSS (anon) delta ÷ handles, all evicted | {:.0} B |",
+                v("bytes_per_handle")
+            );
+            let _ = writeln!(
+                o,
+                "| the same without the harness's `Vec` of handles | {:.0} B |",
+                v("bytes_per_handle_without_vec")
+            );
+            let _ = writeln!(
+                o,
+                "| `size_of::<Paged<T>>()` | {:.0} B |",
+                v("size_of_handle")
+            );
+            let _ = writeln!(
+                o,
+                "| handles evicted | {} |",
+                group_digits(self.median(&c.id, p, |s| s.m.counter("evicted") as f64) as u64)
+            );
+            let _ = writeln!(o);
+        }
     }
 
     fn targets_table(&self, o: &mut String) {
-        let w128 = self.workloads.iter().copied().find(|w| w.size == 128);
-        let w16k = self.workloads.iter().copied().find(|w| w.size == 16 << 10);
-        let disk: Vec<ContenderId> = self
-            .contenders
+        let mut rows: Vec<(String, f64, String)> = Vec::new();
+        let sp = ContenderId::SpillwayLogWritten;
+        if let Some(w1) = self.cases_of(Kind::Kv).find(|c| c.spec.size <= 1024) {
+            let pg = ContenderId::PagableSqlite;
+            let put = |s: &Sample| s.spec.count as f64 / s.m.put_secs;
+            let get = |s: &Sample| s.spec.count as f64 / s.m.get_secs;
+            for (what, f) in [("put", &put as &dyn Fn(&Sample) -> f64), ("get", &get)] {
+                let r = self.median(&w1.id, sp, f) / self.median(&w1.id, pg, f);
+                if r.is_finite() {
+                    rows.push((
+                        format!("{}: spillway ≥ 10× pagable-sqlite objects/s, {what}", w1.id),
+                        r / 10.0,
+                        format!("{r:.1}×"),
+                    ));
+                }
+            }
+        }
+        for case in self.cases_of(Kind::Kv) {
+            for fb in [ContenderId::FileBackedFbstore, ContenderId::FileBackedRedb] {
+                let get = |s: &Sample| s.spec.count as f64 / s.m.get_secs;
+                let put = |s: &Sample| s.spec.count as f64 / s.m.put_secs;
+                for (what, f) in [("put", &put as &dyn Fn(&Sample) -> f64), ("get", &get)] {
+                    let r = self.median(&case.id, sp, f) / self.median(&case.id, fb, f);
+                    if r.is_finite() {
+                        rows.push((
+                            format!("{}: spillway ≥ 5× {} ({what})", case.id, fb.name()),
+                            r / 5.0,
+                            format!("{r:.1}×"),
+                        ));
+                    }
+                }
+            }
+        }
+        for case in self
+            .cases
             .iter()
-            .copied()
-            .filter(|c| c.uses_disk())
-            .collect();
-        if disk.is_empty() || (w128.is_none() && w16k.is_none()) {
+            .filter(|c| c.spec.kind == Kind::Zipf && !c.id.contains("budget"))
+        {
+            let p = ContenderId::SpillwayPoolS3fifo;
+            let f = ContenderId::Foyer;
+            let ops = |s: &Sample| s.m.counter("ops") as f64 / s.m.get_secs;
+            let r = self.median(&case.id, p, ops) / self.median(&case.id, f, ops);
+            let hp = self.median(&case.id, p, |s| hit_ratio(&s.m));
+            let hf = self.median(&case.id, f, |s| hit_ratio(&s.m));
+            if r.is_finite() {
+                rows.push((
+                    format!("{}: pool ≥ 1.0× foyer ops/s", case.id),
+                    r,
+                    format!("{r:.2}×"),
+                ));
+                rows.push((
+                    format!("{}: pool hit ratio ≥ foyer's", case.id),
+                    if hf > 0.0 { hp / hf } else { f64::INFINITY },
+                    format!("{} vs {}", percent(hp), percent(hf)),
+                ));
+            }
+        }
+        if let Some(w2) = self
+            .cases_of(Kind::Kv)
+            .find(|c| c.spec.size == 16 << 10)
+            .filter(|_| !self.limits.is_empty())
+        {
+            for c in [
+                ContenderId::SpillwayLogWritten,
+                ContenderId::SpillwayLogDurable,
+            ] {
+                let v = self.median(&w2.id, c, |s| self.put_fraction_of_seq_write(s));
+                if v.is_finite() {
+                    rows.push((
+                        format!("{}: {} put ≥ 80 % of seq. write + fsync", w2.id, c.name()),
+                        v / 0.8,
+                        percent(v),
+                    ));
+                }
+            }
+        }
+        for case in self.cases_of(Kind::Rss) {
+            let p = ContenderId::SpillwayPoolS3fifo;
+            let peak = self.median(&case.id, p, |s| s.m.peak_rss_bytes as f64);
+            let budget = case.spec.budget as f64;
+            // Fixed overhead: the process with its libraries, the harness's handles and the
+            // store index, allowed up to 32 MiB.
+            let allowed = 1.1 * budget + f64::from(32u32 << 20);
+            if peak.is_finite() {
+                rows.push((
+                    format!("{}: pool peak RSS ≤ 1.1 × budget + 32 MiB", case.id),
+                    allowed / peak,
+                    format!("{} vs {} allowed", mib(peak), mib(allowed)),
+                ));
+            }
+            for c in [
+                ContenderId::FileBackedFbstore,
+                ContenderId::FileBackedRedb,
+                ContenderId::PagableSqlite,
+            ] {
+                let v = self.median(&case.id, c, |s| s.m.peak_rss_bytes as f64);
+                if v.is_finite() {
+                    rows.push((
+                        format!("{}: {} peak RSS (for comparison)", case.id, c.name()),
+                        f64::NAN,
+                        format!("{} = {:.2} × budget", mib(v), v / budget),
+                    ));
+                }
+            }
+        }
+        if rows.is_empty() {
             return;
         }
         let _ = writeln!(o, "### Against the targets (medians)\n");
-        let _ = write!(o, "| target |");
-        for c in &disk {
-            let _ = write!(o, " {} |", c.name());
-        }
-        let _ = writeln!(o);
-        let _ = writeln!(o, "|---|{}", "---|".repeat(disk.len()));
-        let verdict = |ratio: f64| if ratio >= 1.0 { "met" } else { "not met" };
-        if let Some(w) = w128 {
-            let n = w.count as f64;
-            let _ = write!(
-                o,
-                "| puts/s at 128 B ≥ {} |",
-                group_digits(TARGET_PUTS_128 as u64)
-            );
-            for &c in &disk {
-                let v = spread(&self.per_sample(w, c, |s| n / s.m.put_secs));
-                let _ = match v {
-                    Some(v) => write!(
-                        o,
-                        " {} = {:.2}× target, {} |",
-                        count_rate(v.median),
-                        v.median / TARGET_PUTS_128,
-                        verdict(v.median / TARGET_PUTS_128)
-                    ),
-                    None => write!(o, " – |"),
-                };
-            }
-            let _ = writeln!(o);
-            let _ = write!(
-                o,
-                "| gets/s at 128 B ≥ {} |",
-                group_digits(TARGET_GETS_128 as u64)
-            );
-            for &c in &disk {
-                let v = spread(&self.per_sample(w, c, |s| n / s.m.get_secs));
-                let _ = match v {
-                    Some(v) => write!(
-                        o,
-                        " {} = {:.2}× target, {} |",
-                        count_rate(v.median),
-                        v.median / TARGET_GETS_128,
-                        verdict(v.median / TARGET_GETS_128)
-                    ),
-                    None => write!(o, " – |"),
-                };
-            }
-            let _ = writeln!(o);
-        }
-        if let Some(w) = w16k
-            && !self.limits.is_empty()
-        {
-            let _ = write!(
-                o,
-                "| 16 KiB put ≥ {} of seq. write + fsync |",
-                percent(TARGET_PUT_FRACTION_16K)
-            );
-            for &c in &disk {
-                let v = spread(&self.per_sample(w, c, |s| self.put_fraction_of_seq_write(s)));
-                let _ = match v {
-                    Some(v) => write!(
-                        o,
-                        " {} = {:.2}× target, {} |",
-                        percent(v.median),
-                        v.median / TARGET_PUT_FRACTION_16K,
-                        verdict(v.median / TARGET_PUT_FRACTION_16K)
-                    ),
-                    None => write!(o, " – |"),
-                };
-            }
-            let _ = writeln!(o);
-        }
-        let _ = writeln!(
-            o,
-            "\nThe 128 B targets are ten times the peer reference figures below. Target sizes \
-             apply to the default workloads; a run with other counts still shows the ratio.\n"
-        );
-    }
-
-    fn peer_table(&self, o: &mut String) {
-        let _ = writeln!(
-            o,
-            "### Reference figures from the peer notes, not measured in this run\n"
-        );
-        let _ = writeln!(
-            o,
-            "`pagable` 0.3.3, SQLite storage (`synchronous=OFF`, `journal_mode=OFF`: no \
-             durability), single thread, warm page cache, as recorded in the peer notes on a \
-             machine of the same kind. They are **not** a side-by-side measurement; that comes \
-             when the peer contenders join this harness.\n"
-        );
-        let _ = writeln!(o, "| workload | put | get |");
+        let _ = writeln!(o, "| target | measured | verdict |");
         let _ = writeln!(o, "|---|---|---|");
-        let _ = writeln!(
-            o,
-            "| 1,000,000 × 128 B | ~{} obj/s | ~{} obj/s |",
-            count_rate(peer_reference::PUTS_128),
-            count_rate(peer_reference::GETS_128)
-        );
-        let _ = writeln!(
-            o,
-            "| 50,000 × 16 KiB | ~{:.0} MB/s | ~{:.0} MB/s |",
-            peer_reference::PUT_MBS_16K,
-            peer_reference::GET_MBS_16K
-        );
+        for (what, score, shown) in rows {
+            let verdict = if score.is_nan() {
+                "–".to_string()
+            } else if score >= 1.0 {
+                "met".to_string()
+            } else {
+                format!("not met ({:.0} % of target)", score * 100.0)
+            };
+            let _ = writeln!(o, "| {what} | {shown} | {verdict} |");
+        }
         let _ = writeln!(o);
     }
 }

@@ -15,9 +15,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
-use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 use spillway::ContentKey;
 
@@ -33,11 +33,6 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Total payload bytes.
-    pub fn bytes(&self) -> u64 {
-        self.count * self.size as u64
-    }
-
     /// Objects per `put_batch`: `batch`, but no more than `batch_bytes` of payload (at least one).
     pub fn batch_len(&self, batch: usize, batch_bytes: usize) -> usize {
         batch.min(batch_bytes / self.size.max(1)).max(1)
@@ -110,63 +105,16 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
-/// Everything a child needs to run one measurement.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Job {
-    pub contender: ContenderId,
-    pub workload: Workload,
-    /// Objects per `put_batch` (already capped by bytes).
-    pub batch: usize,
-    pub seed: u64,
-    /// Empty directory the contender owns.
-    pub dir: std::path::PathBuf,
-}
-
-/// What a child reports, as one JSON line on stdout.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Measurement {
-    pub open_secs: f64,
-    /// Keys, `put_batch` calls and the final flush.
-    pub put_secs: f64,
-    /// The final flush alone (included in `put_secs`).
-    pub flush_secs: f64,
-    pub get_secs: f64,
-    pub close_secs: f64,
-    /// Gets that returned `None`.
-    pub missing: u64,
-    /// Gets that returned other bytes than were put.
-    pub mismatches: u64,
-    /// Peak resident set of the child (VmHWM), bytes. It counts file pages mapped by the
-    /// process as well as its own memory.
-    pub peak_rss_bytes: u64,
-    /// The child's resident set after the put phase.
-    pub rss_after_put: Rss,
-    /// The child's resident set after the get phase (before `close`).
-    pub rss_after_get: Rss,
-    /// The contender's own counters.
-    pub counters: std::collections::BTreeMap<String, u64>,
-}
-
-impl Measurement {
-    pub fn failed(&self) -> bool {
-        self.missing > 0 || self.mismatches > 0
-    }
-}
-
-/// Fills `out` with the payload of object `index`.
-fn payload(seed: u64, index: u64, out: &mut [u8]) {
-    let mut rng = SmallRng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    rng.fill_bytes(out);
-}
+pub use crate::shared::{Job, Measurement, Rss, payload, peak_rss_bytes};
 
 /// Runs `job` in this process and measures it.
-pub fn run(job: &Job) -> anyhow::Result<Measurement> {
-    let Workload { count, size } = job.workload;
-    let level = job.contender.flush_level();
+pub fn run(job: &Job, id: ContenderId) -> anyhow::Result<Measurement> {
+    let (count, size) = (job.spec.count, job.spec.size);
+    let level = id.flush_level();
     let mut m = Measurement::default();
 
     let t = Instant::now();
-    let mut store = contender::open(job.contender, &job.dir)?;
+    let mut store = contender::open(id, &job.dir)?;
     m.open_secs = t.elapsed().as_secs_f64();
 
     // Put phase.
@@ -234,37 +182,29 @@ pub fn run(job: &Job) -> anyhow::Result<Measurement> {
     Ok(m)
 }
 
-/// This process's resident set, split as `/proc/self/status` splits it, in bytes.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Rss {
-    /// Anonymous memory: the heap and stacks (`RssAnon`).
-    pub anon: u64,
-    /// File pages mapped into the process, such as memory-mapped segments (`RssFile`); they
-    /// belong to the page cache and the kernel can drop clean ones under pressure.
-    pub file: u64,
-}
-
-impl Rss {
-    pub fn now() -> Rss {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        Rss {
-            anon: status_field(&status, "RssAnon:").unwrap_or(0),
-            file: status_field(&status, "RssFile:").unwrap_or(0),
-        }
+/// A W1/W2 job.
+pub fn kv_job(
+    id: ContenderId,
+    count: u64,
+    size: usize,
+    batch: usize,
+    seed: u64,
+    dir: std::path::PathBuf,
+) -> Job {
+    Job {
+        contender: id.name().to_string(),
+        spec: crate::shared::Spec {
+            kind: crate::shared::Kind::Kv,
+            count,
+            size,
+            budget: 0,
+            threads: 1,
+            ops: 0,
+        },
+        batch,
+        seed,
+        dir,
     }
-}
-
-/// A `kB` field of `/proc/self/status`, in bytes.
-fn status_field(status: &str, name: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(name))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// This process's peak resident set size (`VmHWM` in `/proc/self/status`), in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status_field(&status, "VmHWM:")
 }
 
 #[cfg(test)]
@@ -307,17 +247,15 @@ mod tests {
     #[test]
     fn mem_contender_round_trips() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let job = Job {
-            contender: ContenderId::SpillwayMem,
-            workload: Workload {
-                count: 500,
-                size: 100,
-            },
-            batch: 64,
-            seed: 7,
-            dir: dir.path().to_path_buf(),
-        };
-        let m = run(&job)?;
+        let job = kv_job(
+            ContenderId::SpillwayMem,
+            500,
+            100,
+            64,
+            7,
+            dir.path().to_path_buf(),
+        );
+        let m = run(&job, ContenderId::SpillwayMem)?;
         assert!(!m.failed());
         Ok(())
     }
@@ -325,17 +263,15 @@ mod tests {
     #[test]
     fn log_contender_round_trips() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let job = Job {
-            contender: ContenderId::SpillwayLogDurable,
-            workload: Workload {
-                count: 300,
-                size: 5000,
-            },
-            batch: 50,
-            seed: 9,
-            dir: dir.path().join("store"),
-        };
-        let m = run(&job)?;
+        let job = kv_job(
+            ContenderId::SpillwayLogDurable,
+            300,
+            5000,
+            50,
+            9,
+            dir.path().join("store"),
+        );
+        let m = run(&job, ContenderId::SpillwayLogDurable)?;
         assert!(!m.failed(), "{m:?}");
         assert!(m.peak_rss_bytes > 0);
         Ok(())

@@ -6,8 +6,9 @@
 //! objects its own way keeps a map from our key to its own and pays for that map, as a user would.
 //!
 //! Adding a contender: a file here implementing [`Contender`], a variant of [`ContenderId`], and
-//! an arm in [`open`]. Peers that cannot share this workspace's dependency graph (see the peer
-//! notes) will run as their own executables behind the same child protocol.
+//! an arm in [`open`]. Peers run as their own executables (the projects under `bench-peers/`,
+//! each with its own lock file, since their dependency graphs cannot share this workspace's)
+//! behind the same child protocol: a job as JSON in, one line of measurement JSON out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +19,7 @@ use spillway::ContentKey;
 
 mod spillway_log;
 mod spillway_mem;
+pub mod spillway_pool;
 
 /// How far the flush at the end of the put phase must carry the writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,10 +55,6 @@ pub trait Contender {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
 )]
 #[serde(rename_all = "kebab-case")]
-#[expect(
-    clippy::enum_variant_names,
-    reason = "only spillway's own stores so far; the peers join this enum later"
-)]
 pub enum ContenderId {
     /// spillway's `LogStore`, flushed to `Durability::Written` after the puts.
     SpillwayLogWritten,
@@ -64,6 +62,22 @@ pub enum ContenderId {
     SpillwayLogDurable,
     /// spillway's `MemStore`: no I/O at all, the reference for the harness's own overhead.
     SpillwayMem,
+    /// spillway's `Pool` with S3-FIFO eviction over its default `LogStore`.
+    SpillwayPoolS3fifo,
+    /// spillway's `Pool` with LRU eviction.
+    SpillwayPoolLru,
+    /// `pagable` 0.3.3 with its SQLite storage (no journal, no sync).
+    PagableSqlite,
+    /// `file_backed` 0.6 `FBPool` over `FBStore` (a file per item), raw codec.
+    FileBackedFbstore,
+    /// The same with the crate's shipped bincode codec.
+    FileBackedFbstoreBincode,
+    /// `file_backed` 0.6 `FBPool` over `RedbStore`, raw codec.
+    FileBackedRedb,
+    /// `foyer` 0.22 hybrid cache: memory budget plus a disk device.
+    Foyer,
+    /// SQLite through `rusqlite`: WAL, `synchronous=NORMAL`, a transaction per batch.
+    Sqlite,
 }
 
 impl ContenderId {
@@ -73,29 +87,67 @@ impl ContenderId {
             ContenderId::SpillwayLogWritten => "spillway-log-written",
             ContenderId::SpillwayLogDurable => "spillway-log-durable",
             ContenderId::SpillwayMem => "spillway-mem",
+            ContenderId::SpillwayPoolS3fifo => "spillway-pool-s3fifo",
+            ContenderId::SpillwayPoolLru => "spillway-pool-lru",
+            ContenderId::PagableSqlite => "pagable-sqlite",
+            ContenderId::FileBackedFbstore => "file-backed-fbstore",
+            ContenderId::FileBackedFbstoreBincode => "file-backed-fbstore-bincode",
+            ContenderId::FileBackedRedb => "file-backed-redb",
+            ContenderId::Foyer => "foyer",
+            ContenderId::Sqlite => "sqlite",
         }
     }
 
-    /// The level the put phase ends with.
+    /// The contender named `name`.
+    pub fn from_name(name: &str) -> Option<ContenderId> {
+        ContenderId::all().into_iter().find(|c| c.name() == name)
+    }
+
+    /// The level the put phase ends with (spillway's own stores).
     pub fn flush_level(self) -> FlushLevel {
         match self {
-            ContenderId::SpillwayLogWritten | ContenderId::SpillwayMem => FlushLevel::Written,
             ContenderId::SpillwayLogDurable => FlushLevel::Durable,
+            _ => FlushLevel::Written,
         }
     }
 
-    /// What the level means for this contender, for the table.
+    /// What the end of the put phase guarantees for this contender, for the tables.
     pub fn level_label(self) -> &'static str {
         match self {
             ContenderId::SpillwayLogWritten => "Written",
             ContenderId::SpillwayLogDurable => "Durable",
             ContenderId::SpillwayMem => "none (memory)",
+            ContenderId::SpillwayPoolS3fifo | ContenderId::SpillwayPoolLru => "Applied",
+            ContenderId::PagableSqlite => "written (no journal, no sync)",
+            ContenderId::FileBackedFbstore
+            | ContenderId::FileBackedFbstoreBincode
+            | ContenderId::FileBackedRedb => "evicted items written; resident ones in memory only",
+            ContenderId::Foyer => "cache: evicted entries written, some dropped",
+            ContenderId::Sqlite => "committed (WAL, synchronous=NORMAL)",
         }
     }
 
     /// True if the contender writes to disk, so that comparing it with disk limits makes sense.
     pub fn uses_disk(self) -> bool {
         !matches!(self, ContenderId::SpillwayMem)
+    }
+
+    /// The peer project (under `bench-peers/`) whose executable runs this contender, if any.
+    pub fn peer_project(self) -> Option<&'static str> {
+        match self {
+            ContenderId::PagableSqlite => Some("pagable"),
+            ContenderId::FileBackedFbstore
+            | ContenderId::FileBackedFbstoreBincode
+            | ContenderId::FileBackedRedb => Some("file_backed"),
+            ContenderId::Foyer => Some("foyer"),
+            ContenderId::Sqlite => Some("sqlite"),
+            _ => None,
+        }
+    }
+
+    /// True for spillway's own contenders.
+    pub fn is_spillway(self) -> bool {
+        self.peer_project().is_none()
     }
 
     /// All contenders, in table order.
@@ -111,5 +163,9 @@ pub fn open(id: ContenderId, dir: &Path) -> anyhow::Result<Box<dyn Contender>> {
             Box::new(spillway_log::LogContender::open(dir)?)
         }
         ContenderId::SpillwayMem => Box::new(spillway_mem::MemContender::new()),
+        other => anyhow::bail!(
+            "{} is not a key-value contender of this process",
+            other.name()
+        ),
     })
 }
