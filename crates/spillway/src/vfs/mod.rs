@@ -62,6 +62,13 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>>;
     /// Maps a file that will not change any more, for zero-copy reads.
     fn map(&self, path: &Path) -> io::Result<FileView>;
+    /// Maps the first `len` bytes of a file that is still growing by appends, for zero-copy
+    /// reads of the part already written. `None` if this file system cannot (the caller then
+    /// reads with `read_at`). The caller must never read the view past the file's current end.
+    fn map_growing(&self, path: &Path, len: u64) -> io::Result<Option<FileView>> {
+        let _ = (path, len);
+        Ok(None)
+    }
     /// Renames a file, replacing any file at `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.

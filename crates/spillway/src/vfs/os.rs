@@ -58,6 +58,19 @@ impl Vfs for OsFs {
         Ok(Arc::new(map))
     }
 
+    fn map_growing(&self, path: &Path, len: u64) -> io::Result<Option<FileView>> {
+        let file = File::open(path)?;
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        // SAFETY: as for `map`, the file is a segment of a store whose exclusive lock this
+        // process holds; spillway only appends to it, and truncates segments only while
+        // opening, before any mapping exists. The mapping may extend past the end of the file
+        // (touching those pages would raise SIGBUS), but the store reads only bytes it has
+        // already written, which lie inside the file.
+        #[expect(unsafe_code, reason = "memory-mapped reads of the written part of the active segment")]
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
+        Ok(Some(Arc::new(map)))
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)
     }

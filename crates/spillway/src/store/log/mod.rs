@@ -167,6 +167,23 @@ struct SyncState {
     syncing: bool,
 }
 
+fn active_reader(
+    vfs: &dyn Vfs,
+    opts: &LogStoreOptions,
+    path: &Path,
+    file: Arc<dyn crate::vfs::VfsFile>,
+) -> Result<SegmentReader> {
+    if opts.map_sealed && !opts.read_only {
+        if let Some(view) = vfs
+            .map_growing(path, opts.segment_size)
+            .map_err(|e| Error::io("map", path, e))?
+        {
+            return Ok(SegmentReader::Active(file, view));
+        }
+    }
+    Ok(SegmentReader::File(file))
+}
+
 /// The writer's progress, published for lock-free readers: the active segment id and the bytes
 /// of it already written to the file. Both change under the writer lock; a reader trusts a
 /// (segment, length) pair only if the segment id is the same before and after it reads the
@@ -388,11 +405,17 @@ impl LogStore {
         }
         let mut segs = self.segments.write();
         segs.insert(old, sealed);
-        segs.insert(new, SegmentReader::File(file));
+        segs.insert(new, self.active_reader(&path, file)?);
         drop(segs);
         // Only now, with both segments readable, may readers learn that `new` is active.
         self.written.publish(new, 0);
         Ok(())
+    }
+
+    /// The reader of a new active segment: mapped ahead of its end when sealed segments are
+    /// mapped too, else positioned reads.
+    fn active_reader(&self, path: &Path, file: Arc<dyn crate::vfs::VfsFile>) -> Result<SegmentReader> {
+        active_reader(self.vfs.as_ref(), &self.opts, path, file)
     }
 
     /// Reads the record at `loc`, from the pending buffer if it has not been written yet.

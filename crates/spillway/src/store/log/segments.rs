@@ -18,6 +18,11 @@ use crate::vfs::{FileView, VfsFile};
 pub(super) enum SegmentReader {
     Mapped(FileView),
     File(Arc<dyn VfsFile>),
+    /// The active segment, mapped ahead of its end: records wholly inside the mapping are read
+    /// from it, others with positioned reads. Readers only ever ask for bytes already written
+    /// to the file (see `Published` in the store), so the mapping is never read past the end
+    /// of the file.
+    Active(Arc<dyn VfsFile>, FileView),
 }
 
 impl std::fmt::Debug for SegmentReader {
@@ -25,6 +30,7 @@ impl std::fmt::Debug for SegmentReader {
         match self {
             SegmentReader::Mapped(v) => write!(f, "Mapped({} bytes)", v.as_ref().as_ref().len()),
             SegmentReader::File(_) => f.write_str("File"),
+            SegmentReader::Active(_, v) => write!(f, "Active(mapped {} bytes)", v.as_ref().as_ref().len()),
         }
     }
 }
@@ -43,7 +49,12 @@ impl SegmentReader {
     /// Reads and checks the record at `loc`, which the index says holds `key`.
     pub fn read_blob(&self, dir: &Path, loc: Location, key: &ContentKey) -> Result<Blob> {
         match self {
-            SegmentReader::Mapped(view) => {
+            SegmentReader::Active(file, view)
+                if loc.offset + u64::from(loc.len) > view.as_ref().as_ref().len() as u64 =>
+            {
+                SegmentReader::File(Arc::clone(file)).read_blob(dir, loc, key)
+            }
+            SegmentReader::Mapped(view) | SegmentReader::Active(_, view) => {
                 let bytes: &[u8] = view.as_ref().as_ref();
                 let start = usize::try_from(loc.offset).unwrap_or(usize::MAX);
                 let slice = start
