@@ -82,6 +82,10 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
 }
 
 /// An open file.
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "a file's length is an I/O call, not a collection size"
+)]
 pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
