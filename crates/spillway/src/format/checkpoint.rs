@@ -105,7 +105,9 @@ pub fn decode(b: &[u8]) -> Result<Checkpoint, DecodeError> {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     if le_u32(b, 12) != 0 {
-        return Err(DecodeError::Invalid("reserved header bytes are not zero".into()));
+        return Err(DecodeError::Invalid(
+            "reserved header bytes are not zero".into(),
+        ));
     }
     let count = le_u64(b, 32);
     let body_len = (b.len() - CHECKPOINT_HEADER_LEN) as u64;
@@ -183,7 +185,10 @@ mod tests {
             assert!(decode(&c).is_err(), "flip at {i} not detected");
         }
         for len in 0..b.len() {
-            assert!(decode(&b[..len]).is_err(), "truncation to {len} not detected");
+            assert!(
+                decode(&b[..len]).is_err(),
+                "truncation to {len} not detected"
+            );
         }
     }
 }

@@ -78,7 +78,10 @@ impl std::fmt::Display for DecodeError {
             DecodeError::BadMagic => write!(f, "bad magic number"),
             DecodeError::UnsupportedVersion(v) => write!(f, "unsupported format version {v}"),
             DecodeError::Checksum { expected, got } => {
-                write!(f, "checksum mismatch: stored {expected:#010x}, computed {got:#010x}")
+                write!(
+                    f,
+                    "checksum mismatch: stored {expected:#010x}, computed {got:#010x}"
+                )
             }
             DecodeError::Invalid(s) => write!(f, "{s}"),
             DecodeError::TooLarge { what, len, limit } => {

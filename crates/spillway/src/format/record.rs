@@ -141,7 +141,9 @@ pub fn decode_header(b: &[u8]) -> Result<RecordHeader, DecodeError> {
         k => return Err(DecodeError::Invalid(format!("unknown record kind {k}"))),
     };
     if b[9] != 0 || le_u16(b, 10) != 0 {
-        return Err(DecodeError::Invalid("reserved record bytes are not zero".into()));
+        return Err(DecodeError::Invalid(
+            "reserved record bytes are not zero".into(),
+        ));
     }
     let child_count = le_u32(b, 12);
     let payload_len = le_u32(b, 16);
@@ -238,7 +240,10 @@ mod tests {
     fn every_truncation_is_detected() {
         let (b, _, _) = sample();
         for len in 0..b.len() {
-            assert!(matches!(decode(&b[..len]), Err(DecodeError::Truncated { .. })));
+            assert!(matches!(
+                decode(&b[..len]),
+                Err(DecodeError::Truncated { .. })
+            ));
         }
     }
 
@@ -246,9 +251,15 @@ mod tests {
     fn absurd_lengths_are_rejected_before_reading_the_body() {
         let (mut b, _, _) = sample();
         b[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_header(&b), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode_header(&b),
+            Err(DecodeError::TooLarge { .. })
+        ));
         let (mut b, _, _) = sample();
         b[12..16].copy_from_slice(&(MAX_CHILDREN + 1).to_le_bytes());
-        assert!(matches!(decode_header(&b), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode_header(&b),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 }

@@ -57,7 +57,9 @@ pub fn decode_header(b: &[u8]) -> Result<u64, DecodeError> {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     if le_u32(b, 12) != 0 || le_u32(b, 24) != 0 {
-        return Err(DecodeError::Invalid("reserved header bytes are not zero".into()));
+        return Err(DecodeError::Invalid(
+            "reserved header bytes are not zero".into(),
+        ));
     }
     Ok(le_u64(b, 16))
 }

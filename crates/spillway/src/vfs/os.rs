@@ -50,7 +50,10 @@ impl Vfs for OsFs {
         // only unlinks whole files, which leaves existing mappings valid), so the mapped bytes do
         // not change under us. A foreign process modifying the store's files breaks this, as it
         // breaks every memory-mapped database; `docs/FORMAT.md` states the assumption.
-        #[expect(unsafe_code, reason = "memory-mapped reads of immutable sealed segments")]
+        #[expect(
+            unsafe_code,
+            reason = "memory-mapped reads of immutable sealed segments"
+        )]
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Arc::new(map))
     }

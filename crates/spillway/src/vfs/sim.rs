@@ -41,7 +41,9 @@ impl State {
     /// Counts one mutating operation; errors if the file system has "stopped".
     fn tick(&mut self) -> io::Result<bool> {
         if self.failed {
-            return Err(io::Error::other("simulated crash: the file system has stopped"));
+            return Err(io::Error::other(
+                "simulated crash: the file system has stopped",
+            ));
         }
         self.ops += 1;
         if self.fail_at == Some(self.ops) {
@@ -143,7 +145,11 @@ impl SimFs {
             ..State::default()
         };
         for (path, ino) in &s.names {
-            let data = s.inodes.get(ino).map(|i| i.written.clone()).unwrap_or_default();
+            let data = s
+                .inodes
+                .get(ino)
+                .map(|i| i.written.clone())
+                .unwrap_or_default();
             out.add_file(path.clone(), data);
         }
         SimFs {
@@ -198,7 +204,10 @@ impl Vfs for SimFs {
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
         let s = self.state.lock();
         if !s.dirs.contains(dir) {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{}", dir.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}", dir.display()),
+            ));
         }
         Ok(s.names
             .keys()
@@ -242,7 +251,11 @@ impl Vfs for SimFs {
     fn map(&self, path: &Path) -> io::Result<FileView> {
         let s = self.state.lock();
         let ino = s.inode(path)?;
-        let data = s.inodes.get(&ino).map(|i| i.written.clone()).unwrap_or_default();
+        let data = s
+            .inodes
+            .get(&ino)
+            .map(|i| i.written.clone())
+            .unwrap_or_default();
         Ok(Arc::new(data))
     }
 
@@ -319,7 +332,10 @@ impl SimFile {
         if self.writable {
             Ok(())
         } else {
-            Err(io::Error::new(io::ErrorKind::PermissionDenied, "file opened read-only"))
+            Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "file opened read-only",
+            ))
         }
     }
 }
@@ -337,7 +353,10 @@ impl VfsFile for SimFile {
                     buf.copy_from_slice(&i.written[start..end]);
                     Ok(())
                 }
-                _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past end of file")),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read past end of file",
+                )),
             }
         })?
     }

@@ -122,7 +122,10 @@ impl LogStore {
         let path = self.segment_path(victim);
         let view = match self.segments.read().get(&victim) {
             Some(SegmentReader::Mapped(v)) => v.clone(),
-            _ => self.vfs.map(&path).map_err(|e| Error::io("map", &path, e))?,
+            _ => self
+                .vfs
+                .map(&path)
+                .map_err(|e| Error::io("map", &path, e))?,
         };
         let data: &[u8] = view.as_ref().as_ref();
         let mut pos = segment::SEGMENT_HEADER_LEN;

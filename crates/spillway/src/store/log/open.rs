@@ -432,12 +432,7 @@ fn valid_record_after(data: &[u8], from: usize) -> bool {
 }
 
 /// Applies a recovery cut and sets up the writer on the last segment (or a new first one).
-fn prepare_writer(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    ids: &[u64],
-    rec: &mut Recovered,
-) -> Result<Writer> {
+fn prepare_writer(vfs: &dyn Vfs, dir: &Path, ids: &[u64], rec: &mut Recovered) -> Result<Writer> {
     let seg_path = |id: u64| -> PathBuf { dir.join(segment::file_name(id)) };
     if let Some(cut) = rec.cut {
         let path = seg_path(cut.segment);

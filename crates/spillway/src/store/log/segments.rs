@@ -33,7 +33,8 @@ impl std::fmt::Debug for SegmentReader {
 pub(super) fn describe(dir: &Path, loc: Location) -> String {
     format!(
         "{} offset {}",
-        dir.join(crate::format::segment::file_name(loc.segment)).display(),
+        dir.join(crate::format::segment::file_name(loc.segment))
+            .display(),
         loc.offset
     )
 }
@@ -81,7 +82,10 @@ pub(super) fn decode_checked<'a>(
         return Err(Error::Corrupted {
             what: "index",
             location: describe(dir, loc),
-            detail: format!("expected the put of key {key}, found a {:?} of key {}", r.header.kind, r.header.key),
+            detail: format!(
+                "expected the put of key {key}, found a {:?} of key {}",
+                r.header.kind, r.header.key
+            ),
         });
     }
     Ok(r)
