@@ -71,12 +71,13 @@ fn next_work<D: Freeze, S>(shared: &Shared<D, S>) -> Work<D::Batch> {
         let written = marks.get(Durability::Written);
         let durable = marks.get(Durability::Durable);
         let wanted = marks.demand(Durability::Durable);
-        let sync_wanted =
-            (wanted > durable && written > durable && (j.queue.is_empty() || wanted <= written))
-                || (j.closing
-                    && j.queue.is_empty()
-                    && shared.config.sync_on_shutdown
-                    && written > durable);
+        // One sync once everything demanded is written: syncing a part earlier would serve
+        // nobody (waiters need the highest demanded epoch or less, and that is on its way).
+        let sync_wanted = (wanted > durable && written >= wanted)
+            || (j.closing
+                && j.queue.is_empty()
+                && written > durable
+                && (shared.config.sync_on_shutdown || wanted > durable));
         if sync_wanted {
             return Work::Sync;
         }
