@@ -206,6 +206,8 @@ fn writers_progress_is_seen_whole(
         assert!(r.join().unwrap() > 0);
     }
     let db = Arc::into_inner(db).unwrap();
+    // The writers' last writes may still be queued: a flush covers them.
+    db.flush(false).unwrap();
     let final_view = db.view();
     for w in 0..writers as u64 {
         let hi = (0..4)

@@ -9,7 +9,6 @@
 //! commit). A trigger that fires while [`Config::max_frozen`](super::Config::max_frozen) batches
 //! are in flight makes the writer wait, applying nothing, until one is stored.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,14 +34,13 @@ struct Writer<'a, D: Freeze, S> {
     /// Clock time of the current delta's first write.
     opened_at: Option<Duration>,
     size: usize,
-    /// Writes taken from the channels and not yet applied (the size trigger fired mid-batch).
-    pending: VecDeque<Msg<D>>,
 }
 
 enum Action<M> {
     Freeze(Vec<FlushRequest>),
     Answer(Vec<FlushRequest>),
-    Apply,
+    /// Apply writes; `true`: from paused channels too (shutdown).
+    Apply(bool),
     Reject(Vec<M>, Vec<FlushRequest>),
     Exit,
 }
@@ -80,7 +78,6 @@ pub(crate) fn run<D: Freeze, S>(shared: &Shared<D, S>, cell: DeltaCell<D>) {
         first: Epoch::FIRST,
         next: Epoch::FIRST,
         opened_at: None,
-        pending: VecDeque::new(),
     };
     loop {
         match w.next_action() {
@@ -92,7 +89,7 @@ pub(crate) fn run<D: Freeze, S>(shared: &Shared<D, S>, cell: DeltaCell<D>) {
                 let last = Epoch::new(w.next.get() - 1);
                 w.answer(requests, last);
             }
-            Action::Apply => w.apply(),
+            Action::Apply(include_paused) => w.apply(include_paused),
             Action::Reject(msgs, requests) => {
                 // Dropping the tickets rejects them with the pipeline's error.
                 drop(msgs);
@@ -150,8 +147,7 @@ impl<D: Freeze, S> Writer<'_, D, S> {
         loop {
             if sh.marks.ended().is_some() && !s.shutdown {
                 // Failed: refuse everything until shut down.
-                let mut msgs: Vec<_> = self.pending.drain(..).collect();
-                msgs.extend(s.drain_all());
+                let msgs = s.drain_all();
                 let requests = std::mem::take(&mut s.flush_requests);
                 if !msgs.is_empty() || !requests.is_empty() {
                     sh.inbox.space.notify_all();
@@ -164,8 +160,7 @@ impl<D: Freeze, S> Writer<'_, D, S> {
             if failed {
                 // Shutting down after a failure: hand the applied writes back as a batch
                 // (without waiting for room), refuse the rest.
-                let mut msgs: Vec<_> = self.pending.drain(..).collect();
-                msgs.extend(s.drain_all());
+                let msgs = s.drain_all();
                 let requests = std::mem::take(&mut s.flush_requests);
                 if !msgs.is_empty() || !requests.is_empty() {
                     return Action::Reject(msgs, requests);
@@ -184,7 +179,6 @@ impl<D: Freeze, S> Writer<'_, D, S> {
             let room = s.in_flight < cfg.max_frozen;
             let demanded = sh.marks.demand(Durability::Written) >= self.first;
             let requests_ready = !s.flush_requests.is_empty()
-                && self.pending.is_empty()
                 && s.flush_requests
                     .iter()
                     .all(|r| s.targets_reached(&r.targets));
@@ -192,7 +186,7 @@ impl<D: Freeze, S> Writer<'_, D, S> {
                 && (self.size >= cfg.freeze_bytes
                     || deadline.is_some_and(|d| now >= d)
                     || requests_ready
-                    || (s.shutdown && !s.has_writes(true) && self.pending.is_empty())
+                    || (s.shutdown && !s.has_writes(true))
                     || (demanded && s.in_flight == 0));
             if trigger {
                 if room {
@@ -207,17 +201,8 @@ impl<D: Freeze, S> Writer<'_, D, S> {
                 if requests_ready {
                     return Action::Answer(std::mem::take(&mut s.flush_requests));
                 }
-                if !self.pending.is_empty() || s.has_writes(s.shutdown) {
-                    let want = cfg.writer_batch.saturating_sub(self.pending.len());
-                    let include_paused = s.shutdown;
-                    for _ in 0..want {
-                        match s.pop(include_paused) {
-                            Some(m) => self.pending.push_back(m),
-                            None => break,
-                        }
-                    }
-                    sh.inbox.space.notify_all();
-                    return Action::Apply;
+                if s.has_writes(s.shutdown) {
+                    return Action::Apply(s.shutdown);
                 }
                 if s.shutdown && self.is_empty() {
                     return Action::Exit;
@@ -236,16 +221,22 @@ impl<D: Freeze, S> Writer<'_, D, S> {
         }
     }
 
-    fn apply(&mut self) {
-        let freeze_bytes = self.shared.config.freeze_bytes;
-        let mut done = Vec::with_capacity(self.pending.len());
+    /// Applies up to a batch of writes, taking them from the channels one at a time so that
+    /// a write stays in its channel (and counts against its capacity) until it is applied.
+    fn apply(&mut self, include_paused: bool) {
+        let sh = self.shared;
+        let freeze_bytes = sh.config.freeze_bytes;
+        let mut done = Vec::with_capacity(sh.config.writer_batch.min(1024));
         {
             let mut cell = self.cell.write();
             let CellState::Live(delta) = &mut *cell else {
                 unreachable!("the writer's current delta is always live");
             };
-            while self.size < freeze_bytes {
-                let Some(m) = self.pending.pop_front() else {
+            // An empty delta takes at least one write, whatever its size says.
+            while (self.size < freeze_bytes || self.next == self.first)
+                && done.len() < sh.config.writer_batch
+            {
+                let Some(m) = sh.inbox.state.lock().pop(include_paused) else {
                     break;
                 };
                 let epoch = self.next;
@@ -255,10 +246,11 @@ impl<D: Freeze, S> Writer<'_, D, S> {
                 done.push((m.ticket, epoch, result));
             }
         }
+        sh.inbox.space.notify_all();
         if let Some((_, last, _)) = done.last() {
-            self.shared.marks.advance(Durability::Applied, *last);
+            sh.marks.advance(Durability::Applied, *last);
             if self.opened_at.is_none() {
-                self.opened_at = Some(self.shared.clock.now());
+                self.opened_at = Some(sh.clock.now());
             }
         }
         for (ticket, epoch, result) in done {
