@@ -1,6 +1,11 @@
 //! Backpressure: a full channel hands the write back (`try_write`, `write_timeout`) or makes a
 //! plain `write` wait; the frozen batches waiting for storage are bounded; pause and resume.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
 mod write_support;
 
 use std::sync::mpsc;

@@ -1,6 +1,11 @@
 //! Epochs: handed out from 1 without gaps, in apply order; stored in contiguous ranges, in
 //! order; watermarks never run ahead of each other.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
 mod write_support;
 
 use std::collections::BTreeSet;

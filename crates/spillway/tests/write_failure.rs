@@ -2,6 +2,11 @@
 //! never passes fails the pipeline, ends every wait with the error, and hands back every
 //! applied write at shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
 mod write_support;
 
 use std::time::Duration;

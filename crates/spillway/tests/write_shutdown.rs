@@ -1,6 +1,11 @@
 //! Shutdown: every queued write is applied (paused channels included), every batch stored,
 //! storage synced; afterwards writes are refused, waits end, subscribers are told.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
 mod write_support;
 
 use spillway::write::{Config, Epoch, ManualClock, RejectReason, SubscriptionError};

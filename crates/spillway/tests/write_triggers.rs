@@ -1,6 +1,11 @@
 //! Each freeze trigger on its own: size, interval (on a manual clock, without sleeping),
 //! explicit flush, a waiter's demand, shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
 mod write_support;
 
 use std::time::Duration;

@@ -2,6 +2,11 @@
 //! are told when they lag; readers never see a torn view while writers, freezes and flushes
 //! run.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
 mod write_support;
 
 use std::sync::Arc;

@@ -65,12 +65,16 @@ impl<D: Freeze, S> Shared<D, S> {
     /// the level it was on its way to.
     pub(crate) fn fail(&self, first: Epoch, cause: Error) {
         tracing::error!(pipeline = %self.name, first = first.get(), error = %cause, "write pipeline failed");
-        self.marks.fail(first, Arc::new(cause));
-        let mut s = self.inbox.state.lock();
-        s.stopped = true;
-        drop(s);
+        // Stopped and failed together, under the inbox lock: whoever sees the failure and
+        // then sends a write finds the channels stopped, and a refused write finds the failure.
+        let wakers = {
+            let mut s = self.inbox.state.lock();
+            s.stopped = true;
+            self.marks.fail(first, Arc::new(cause))
+        };
         self.inbox.writer.notify_all();
         self.inbox.space.notify_all();
+        wakers.into_iter().for_each(std::task::Waker::wake);
     }
 }
 

@@ -149,13 +149,19 @@ impl Watermarks {
         self.wake(s);
     }
 
-    /// Ends the pipeline with a failure: every wait not yet satisfied gets the error.
-    pub(crate) fn fail(&self, first: Epoch, cause: Arc<Error>) {
+    /// Ends the pipeline with a failure: every wait not yet satisfied gets the error. Blocked
+    /// waiters are woken at once; the async wakers are returned, to be woken by the caller
+    /// once it has released its own locks (a waker may poll on the spot).
+    #[must_use = "the returned wakers must be woken"]
+    pub(crate) fn fail(&self, first: Epoch, cause: Arc<Error>) -> Vec<Waker> {
         let mut s = self.state.lock();
         if s.end.is_none() {
             s.end = Some(End::Failed { first, cause });
         }
-        self.wake(s);
+        let wakers = std::mem::take(&mut s.wakers);
+        drop(s);
+        self.changed.notify_all();
+        wakers.into_values().collect()
     }
 
     /// Ends the pipeline normally: waits not yet satisfied now never will be.
@@ -377,7 +383,9 @@ mod tests {
         m.fail(
             Epoch::new(3),
             Arc::new(Error::InvalidArgument("disk gone".into())),
-        );
+        )
+        .into_iter()
+        .for_each(Waker::wake);
         assert!(matches!(
             blocked.join().unwrap(),
             Err(Error::WriteFailed { first: 3, .. })

@@ -85,6 +85,11 @@ pub struct Disk {
     pub fail_next: u64,
     /// Fail every write attempt.
     pub fail_always: bool,
+    /// At most this many `fail_next` failures per batch (so that a test can stay within the
+    /// retry policy however its injections fall).
+    pub fail_cap_per_batch: Option<u64>,
+    /// The batch being attempted and how many times it failed.
+    pub attempts: Option<(Epoch, u64)>,
     /// Fail every sync.
     pub fail_sync: bool,
     /// While true, `write` blocks (to hold a batch in flight).
@@ -142,9 +147,15 @@ impl Flusher for TestFlusher {
             }
         }
         d.at_gate -= 1;
-        if d.fail_always || d.fail_next > 0 {
+        let failed_before = match d.attempts {
+            Some((first, n)) if first == epochs.first() => n,
+            _ => 0,
+        };
+        let capped = d.fail_cap_per_batch.is_some_and(|cap| failed_before >= cap);
+        if d.fail_always || (d.fail_next > 0 && !capped) {
             d.fail_next = d.fail_next.saturating_sub(1);
             d.failures += 1;
+            d.attempts = Some((epochs.first(), failed_before + 1));
             self.cell.changed.notify_all();
             return Err(Error::io(
                 "write",
