@@ -149,6 +149,16 @@ pub enum Error {
         cause: std::sync::Arc<Error>,
     },
 
+    /// A background thread of spillway panicked (a bug, ours or in a user-supplied delta or
+    /// flusher); what it was doing is abandoned and reported to everyone who waited on it.
+    #[error("the {thread} thread panicked; {consequence}")]
+    ThreadPanicked {
+        /// Which thread.
+        thread: String,
+        /// What the panic means for the caller.
+        consequence: &'static str,
+    },
+
     /// A write pipeline was shut down (or its writer thread stopped), so it takes no more writes.
     #[error("write pipeline {pipeline} is shut down and takes no more writes")]
     Closed {

@@ -315,10 +315,10 @@ where
         if let Some(thread) = panicked {
             self.shared.fail(
                 self.shared.marks.get(Durability::Written).next(),
-                Error::InvalidArgument(format!(
-                    "the {thread} thread of pipeline {} panicked",
-                    self.shared.name
-                )),
+                Error::ThreadPanicked {
+                    thread: format!("{thread} thread of pipeline {}", self.shared.name),
+                    consequence: "the pipeline stopped",
+                },
             );
         }
         self.shared.marks.close();

@@ -29,10 +29,10 @@ impl<D: Freeze, S> Drop for PanicGuard<'_, D, S> {
             let first = self.0.marks.get(Durability::Written).next();
             self.0.fail(
                 first,
-                Error::InvalidArgument(format!(
-                    "the flush thread of pipeline {} panicked",
-                    self.0.name
-                )),
+                Error::ThreadPanicked {
+                    thread: format!("flush thread of pipeline {}", self.0.name),
+                    consequence: "the batches not stored are handed back by shutdown",
+                },
             );
         }
     }
@@ -91,37 +91,60 @@ fn next_work<D: Freeze, S>(shared: &Shared<D, S>) -> Work<D::Batch> {
     }
 }
 
+/// A batch being stored: put back at the front of the queue if the store does not complete
+/// (failure or panic), so that shutdown hands it back.
+struct Held<'a, D: Freeze, S> {
+    shared: &'a Shared<D, S>,
+    job: Option<Job<D::Batch>>,
+}
+
+impl<D: Freeze, S> Drop for Held<'_, D, S> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.shared.jobs.lock().queue.push_front(job);
+        }
+    }
+}
+
 /// Stores one batch, with retries; false if the pipeline failed.
 fn store<D, F>(shared: &Shared<D, F::Snapshot>, flusher: &mut F, job: Job<D::Batch>) -> bool
 where
     D: Freeze,
     F: Flusher<Batch = D::Batch>,
 {
+    let epochs = job.epochs;
+    let mut held = Held {
+        shared,
+        job: Some(job),
+    };
     let mut retry = 0;
     let snapshot = loop {
-        match flusher.write(&job.batch, job.epochs) {
+        let Some(job) = held.job.as_ref() else {
+            unreachable!("the held job is only taken once stored");
+        };
+        match flusher.write(&job.batch, epochs) {
             Ok(s) => break s,
             Err(e) => {
                 retry += 1;
                 match shared.config.retry.backoff_before(retry) {
                     Some(wait) => {
-                        tracing::warn!(pipeline = %shared.name, epochs = %job.epochs, retry, error = %e, "flush failed; retrying");
+                        tracing::warn!(pipeline = %shared.name, epochs = %epochs, retry, error = %e, "flush failed; retrying");
                         backoff(shared, wait);
                     }
                     None => {
-                        let first = job.epochs.first();
-                        shared.jobs.lock().queue.push_front(job);
-                        shared.fail(first, e);
+                        drop(held);
+                        shared.fail(epochs.first(), e);
                         return false;
                     }
                 }
             }
         }
     };
+    held.job = None;
     shared
         .views
-        .publish(|v| v.after_store(job.epochs, Arc::new(snapshot)));
-    shared.marks.advance(Durability::Written, job.epochs.last());
+        .publish(|v| v.after_store(epochs, Arc::new(snapshot)));
+    shared.marks.advance(Durability::Written, epochs.last());
     shared.inbox.state.lock().in_flight -= 1;
     shared.inbox.writer.notify_all();
     true

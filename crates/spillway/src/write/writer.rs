@@ -50,18 +50,28 @@ struct ExitGuard<'a, D: Freeze, S>(&'a Shared<D, S>);
 
 impl<D: Freeze, S> Drop for ExitGuard<'_, D, S> {
     fn drop(&mut self) {
+        let sh = self.0;
         if std::thread::panicking() {
-            let first = self.0.marks.get(Durability::Applied).next();
-            self.0.fail(
+            // The current delta is lost with the thread: its writes never reach storage.
+            let first = sh.marks.get(Durability::Written).next();
+            sh.fail(
                 first,
-                Error::InvalidArgument(format!(
-                    "the writer thread of pipeline {} panicked",
-                    self.0.name
-                )),
+                Error::ThreadPanicked {
+                    thread: format!("writer of pipeline {}", sh.name),
+                    consequence: "writes not yet frozen are lost; frozen batches are handed back by shutdown",
+                },
             );
         }
-        self.0.jobs.lock().closing = true;
-        self.0.poke_flusher();
+        // Nobody will answer a flush request any more.
+        let requests = std::mem::take(&mut sh.inbox.state.lock().flush_requests);
+        for r in requests {
+            let e = sh.marks.ended().unwrap_or_else(|| Error::Closed {
+                pipeline: sh.name.to_string(),
+            });
+            reply(&r, Err(e));
+        }
+        sh.jobs.lock().closing = true;
+        sh.poke_flusher();
     }
 }
 

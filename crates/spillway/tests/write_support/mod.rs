@@ -14,6 +14,9 @@ use spillway::write::{
 };
 use spillway::{Error, Result};
 
+/// Writing this key makes the delta panic.
+pub const PANIC_KEY: u64 = u64::MAX;
+
 /// A write: set `key` to `value`.
 pub type Put = (u64, u64);
 
@@ -36,6 +39,7 @@ impl Delta for Table {
     type Applied = Epoch;
 
     fn apply(&mut self, epoch: Epoch, (k, v): Put) -> Epoch {
+        assert_ne!(k, PANIC_KEY, "injected panic in the delta");
         self.writes.push((epoch, k, v));
         self.map.insert(k, v);
         epoch
@@ -96,6 +100,8 @@ pub struct Disk {
     pub gate_closed: bool,
     /// Writes that are blocked at the gate right now.
     pub at_gate: u64,
+    /// Panic in the next write.
+    pub panic_next: bool,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +153,10 @@ impl Flusher for TestFlusher {
             }
         }
         d.at_gate -= 1;
+        if std::mem::take(&mut d.panic_next) {
+            drop(d);
+            panic!("injected panic in the flusher");
+        }
         let failed_before = match d.attempts {
             Some((first, n)) if first == epochs.first() => n,
             _ => 0,
