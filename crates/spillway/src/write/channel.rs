@@ -360,3 +360,113 @@ enum Wait {
     Forever,
     Until(Instant),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (Arc<Inbox<u32, ()>>, Arc<Watermarks>) {
+        (
+            Arc::new(Inbox::new()),
+            Arc::new(Watermarks::new("t".into(), Box::new(|_| {}))),
+        )
+    }
+
+    fn open(
+        inbox: &Arc<Inbox<u32, ()>>,
+        marks: &Arc<Watermarks>,
+        cap: usize,
+    ) -> WriteChannel<u32, ()> {
+        WriteChannel::open(
+            inbox.clone(),
+            marks.clone(),
+            Arc::from("t"),
+            "c".into(),
+            cap,
+        )
+    }
+
+    #[test]
+    fn the_writer_takes_from_channels_round_robin_and_skips_paused_ones() {
+        let (inbox, marks) = setup();
+        let a = open(&inbox, &marks, 8);
+        let b = open(&inbox, &marks, 8);
+        let c = open(&inbox, &marks, 8);
+        for w in [1, 2, 3] {
+            a.try_write(w).unwrap();
+        }
+        b.try_write(10).unwrap();
+        c.try_write(20).unwrap();
+        c.pause();
+        let mut s = inbox.state.lock();
+        let order: Vec<u32> = std::iter::from_fn(|| s.pop(false).map(|m| m.write)).collect();
+        assert_eq!(order, vec![1, 10, 2, 3]);
+        assert!(!s.has_writes(false));
+        assert!(s.has_writes(true));
+        assert_eq!(s.pop(true).map(|m| m.write), Some(20));
+    }
+
+    #[test]
+    fn flush_targets_are_reached_once_every_queued_write_is_taken() {
+        let (inbox, marks) = setup();
+        let a = open(&inbox, &marks, 8);
+        let b = open(&inbox, &marks, 8);
+        a.try_write(1).unwrap();
+        a.try_write(2).unwrap();
+        b.try_write(3).unwrap();
+        let targets = inbox.state.lock().flush_targets();
+        assert_eq!(targets, vec![2, 1]);
+        // Written after the request: not needed for it.
+        a.try_write(4).unwrap();
+        let mut s = inbox.state.lock();
+        assert!(!s.targets_reached(&targets));
+        s.pop(false);
+        s.pop(false);
+        assert!(!s.targets_reached(&targets));
+        s.pop(false);
+        assert!(s.targets_reached(&targets));
+        drop(s);
+        // A paused channel does not hold a flush up.
+        b.try_write(5).unwrap();
+        let targets = inbox.state.lock().flush_targets();
+        b.pause();
+        let mut s = inbox.state.lock();
+        s.pop(false);
+        assert!(s.targets_reached(&targets));
+    }
+
+    #[test]
+    fn full_and_stopped_channels_hand_the_write_back() {
+        let (inbox, marks) = setup();
+        let a = open(&inbox, &marks, 1);
+        a.try_write(1).unwrap();
+        let full = a.try_write(2).unwrap_err();
+        assert!(matches!(full.reason, RejectReason::Full));
+        assert_eq!(full.to_string(), "write channel is full");
+        assert_eq!(full.into_inner(), 2);
+        inbox.state.lock().stopped = true;
+        inbox.space.notify_all();
+        let stopped = a.write(3).unwrap_err();
+        assert!(matches!(
+            stopped.reason,
+            RejectReason::Stopped(Error::Closed { .. })
+        ));
+        assert_eq!(a.queued(), 1);
+        assert_eq!(a.name(), "c");
+    }
+
+    #[test]
+    fn a_dropped_write_rejects_its_handle() {
+        let (inbox, marks) = setup();
+        let a = open(&inbox, &marks, 4);
+        let h = a.try_write(1).unwrap();
+        let msgs = inbox.state.lock().drain_all();
+        marks.close();
+        drop(msgs);
+        assert!(matches!(
+            h.wait(crate::Durability::Applied),
+            Err(Error::Closed { .. })
+        ));
+        assert_eq!(h.epoch(), None);
+    }
+}

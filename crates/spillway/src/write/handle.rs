@@ -222,3 +222,73 @@ impl<R> fmt::Debug for HandleWait<R> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn marks() -> Arc<Watermarks> {
+        Arc::new(Watermarks::new("t".into(), Box::new(|_| {})))
+    }
+
+    #[test]
+    fn an_applied_ticket_gives_its_epoch_and_result_once() {
+        let m = marks();
+        let (h, tx) = ticket::<&str>(m.clone());
+        assert_eq!(h.epoch(), None);
+        assert_eq!(
+            h.wait_timeout(Durability::Applied, Duration::ZERO).unwrap(),
+            None
+        );
+        m.advance(Durability::Applied, Epoch::new(7));
+        tx.applied(Epoch::new(7), "old value");
+        assert_eq!(h.epoch(), Some(Epoch::new(7)));
+        assert_eq!(h.wait(Durability::Applied).unwrap(), Epoch::new(7));
+        assert_eq!(h.take_result(), Some("old value"));
+        assert_eq!(h.take_result(), None);
+    }
+
+    #[test]
+    fn the_async_wait_follows_the_ticket_then_the_watermark() {
+        let m = marks();
+        let (h, tx) = ticket::<()>(m.clone());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = h.wait_async(Durability::Written);
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        m.advance(Durability::Applied, Epoch::new(1));
+        tx.applied(Epoch::new(1), ());
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "applying wakes the waiter"
+        );
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        m.advance(Durability::Written, Epoch::new(1));
+        assert_eq!(count.0.load(Ordering::SeqCst), 2, "the watermark wakes it");
+        assert!(matches!(
+            Pin::new(&mut fut).poll(&mut cx),
+            Poll::Ready(Ok(e)) if e == Epoch::new(1)
+        ));
+    }
+
+    #[test]
+    fn a_ticket_dropped_unapplied_ends_its_waits() {
+        let m = marks();
+        let (h, tx) = ticket::<()>(m.clone());
+        let waiter = std::thread::spawn(move || h.wait(Durability::Durable));
+        m.close();
+        drop(tx);
+        assert!(matches!(waiter.join().unwrap(), Err(Error::Closed { .. })));
+    }
+}

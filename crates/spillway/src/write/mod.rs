@@ -40,6 +40,13 @@
 //! batch). So an acknowledged write is either stored or handed back with an error, never
 //! dropped silently.
 //!
+//! A panic in user code is a bug, but it still strands nobody: a panic in
+//! [`Flusher::write`] fails the pipeline and the batch it held is handed back like any other;
+//! a panic in [`Delta::apply`] or [`Freeze::freeze`] takes the current delta down with the
+//! writer thread (its writes are lost, and their waiters get
+//! [`Error::ThreadPanicked`](crate::Error::ThreadPanicked) as the cause), while the batches
+//! already frozen are handed back.
+//!
 //! # Time
 //!
 //! Timers read a [`Clock`]. [`SystemClock`] is real time; with a [`ManualClock`] the interval

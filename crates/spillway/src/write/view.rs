@@ -405,3 +405,122 @@ impl<D: Freeze, S> Views<D, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::write::{Delta, Frozen};
+
+    #[derive(Default)]
+    struct Log(Vec<u64>);
+
+    impl Delta for Log {
+        type Write = u64;
+        type Applied = ();
+        fn apply(&mut self, _epoch: Epoch, w: u64) {
+            self.0.push(w);
+        }
+        fn size_bytes(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    impl Freeze for Log {
+        type Batch = ();
+        type FrozenView = Vec<u64>;
+        fn freeze(self) -> Frozen<Self> {
+            Frozen {
+                batch: (),
+                view: self.0,
+                next: Log::default(),
+            }
+        }
+    }
+
+    fn cell(items: &[u64]) -> DeltaCell<Log> {
+        Arc::new(RwLock::new(CellState::Live(Log(items.to_vec()))))
+    }
+
+    fn contents(v: &View<Log, Vec<u64>>) -> Vec<u64> {
+        let read = v.read();
+        let mut layers: Vec<Vec<u64>> = read
+            .layers()
+            .map(|l| match l {
+                Layer::Live(d) => d.0.clone(),
+                Layer::Frozen(f) => f.clone(),
+            })
+            .collect();
+        layers.reverse();
+        let mut out = read.snapshot().clone();
+        out.extend(layers.into_iter().flatten());
+        out
+    }
+
+    fn range(a: u64, b: u64) -> EpochRange {
+        EpochRange::new(Epoch::new(a), Epoch::new(b)).unwrap()
+    }
+
+    #[test]
+    fn freeze_and_store_keep_the_layers_adjacent_and_each_write_once() {
+        let first_cell = cell(&[1, 2]);
+        let v0 = View::first(first_cell.clone(), Arc::new(Vec::new()));
+        assert_eq!(contents(&v0), vec![1, 2]);
+
+        // Freeze epochs 1..=2 the way the writer does.
+        let frozen = Arc::new(vec![1, 2]);
+        *first_cell.write() = CellState::Frozen(frozen.clone());
+        let v1 = v0.after_freeze(FrozenLayer::new(range(1, 2), frozen), cell(&[3]));
+        assert_eq!(v1.seq(), 1);
+        assert_eq!(v1.current_first(), Epoch::new(3));
+        assert_eq!(contents(&v1), vec![1, 2, 3]);
+        // The old view reads the frozen delta where its live one was.
+        assert_eq!(contents(&v0), vec![1, 2]);
+
+        let v2 = v1.after_store(range(1, 2), Arc::new(vec![1, 2]));
+        assert_eq!(v2.snapshot_epoch(), Epoch::new(2));
+        assert!(v2.frozen().is_empty());
+        assert_eq!(contents(&v2), vec![1, 2, 3]);
+        assert_eq!(contents(&v1), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_subscriber_that_overflows_is_told_how_much_it_missed_then_stops() {
+        let views = Views::new(View::first(cell(&[]), Arc::new(Vec::<u64>::new())));
+        let sub = views.subscribe(2);
+        let next = |v: &View<Log, Vec<u64>>| v.after_store_for_test();
+        views.publish(next);
+        views.publish(next);
+        views.publish(next);
+        assert_eq!(
+            sub.recv().err(),
+            Some(SubscriptionError::Lagged { missed: 3 })
+        );
+        views.publish(next);
+        assert_eq!(
+            sub.try_recv().err(),
+            Some(SubscriptionError::Lagged { missed: 3 })
+        );
+        let fresh = views.subscribe(2);
+        views.publish(next);
+        assert_eq!(fresh.recv().map(|v| v.seq()), Ok(5));
+        views.close();
+        assert_eq!(fresh.recv().err(), Some(SubscriptionError::Closed));
+    }
+
+    impl View<Log, Vec<u64>> {
+        /// The same view with the next number (what any publish does to subscribers).
+        fn after_store_for_test(&self) -> View<Log, Vec<u64>> {
+            let i = &self.inner;
+            View {
+                inner: Arc::new(ViewInner {
+                    seq: i.seq + 1,
+                    current: i.current.clone(),
+                    current_first: i.current_first,
+                    frozen: i.frozen.clone(),
+                    snapshot: i.snapshot.clone(),
+                    snapshot_epoch: i.snapshot_epoch,
+                }),
+            }
+        }
+    }
+}
