@@ -122,6 +122,7 @@ where
         let Some(job) = held.job.as_ref() else {
             unreachable!("the held job is only taken once stored");
         };
+        let started = shared.clock.now();
         match flusher.write(&job.batch, epochs) {
             Ok(s) => break s,
             Err(e) => {
@@ -129,7 +130,7 @@ where
                 match shared.config.retry.backoff_before(retry) {
                     Some(wait) => {
                         tracing::warn!(pipeline = %shared.name, epochs = %epochs, retry, error = %e, "flush failed; retrying");
-                        backoff(shared, wait);
+                        backoff(shared, started.saturating_add(wait));
                     }
                     None => {
                         drop(held);
@@ -171,12 +172,8 @@ where
     }
 }
 
-/// Waits `wait` on the pipeline's clock (a manual clock wakes us when it moves).
-fn backoff<D: Freeze, S>(shared: &Shared<D, S>, wait: std::time::Duration) {
-    if wait.is_zero() {
-        return;
-    }
-    let deadline = shared.clock.now().saturating_add(wait);
+/// Waits until `deadline` on the pipeline's clock (a manual clock wakes us when it moves).
+fn backoff<D: Freeze, S>(shared: &Shared<D, S>, deadline: std::time::Duration) {
     let mut j = shared.jobs.lock();
     while shared.clock.now() < deadline {
         match shared.clock.real_wait(deadline) {

@@ -36,7 +36,9 @@ pub trait Flusher: Send + 'static {
 
 /// What to do when [`Flusher::write`] fails: try the same batch again up to `max_retries`
 /// times, waiting `backoff` before the first retry and twice as long before each next one (up
-/// to `max_backoff`); then give up and fail the pipeline.
+/// to `max_backoff`); then give up and fail the pipeline. Each wait counts on the pipeline's
+/// clock from the start of the failed attempt, so an attempt that took longer than the wait
+/// is retried at once.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Retries after the first attempt; 0 fails the pipeline on the first error.

@@ -136,9 +136,12 @@ impl<R> WriteHandle<R> {
 
     /// Blocks until the write has reached `level`; returns its epoch.
     pub fn wait(&self, level: Durability) -> Result<Epoch> {
-        let epoch = self
-            .wait_applied(None)?
-            .ok_or_else(|| Error::InvalidArgument("unbounded wait timed out".into()))?;
+        // Without a deadline `wait_applied` only returns with an epoch or an error.
+        let epoch = loop {
+            if let Some(e) = self.wait_applied(None)? {
+                break e;
+            }
+        };
         self.marks.wait(level, epoch, None)?;
         Ok(epoch)
     }

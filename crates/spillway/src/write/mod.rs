@@ -24,8 +24,12 @@
 //! - Backpressure is bounded everywhere: each channel holds at most its capacity, at most
 //!   [`Config::max_frozen`] frozen batches wait for storage (beyond that the writer stops
 //!   applying writes and the channels fill up), and a subscriber's queue is bounded.
-//! - Nobody waits forever: every wait ends with the level reached or an error, and every
-//!   queued write is applied (by shutdown at the latest) or handed back/rejected.
+//! - Nobody waits forever on the pipeline: every wait ends with the level reached or an
+//!   error, and every queued write is applied (by shutdown at the latest) or refused to its
+//!   handle. Two waits are in the caller's hands: a write parked in a paused channel waits for
+//!   a resume (or shutdown), and a flusher that blocks holds everything behind it.
+//! - Read your writes: once a handle reports `Applied`, every view taken afterwards shows the
+//!   write (until a newer write to the same data).
 //!
 //! # Failure
 //!

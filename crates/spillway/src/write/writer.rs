@@ -258,10 +258,12 @@ impl<D: Freeze, S> Writer<'_, D, S> {
         }
         sh.inbox.space.notify_all();
         if let Some((_, last, _)) = done.last() {
-            sh.marks.advance(Durability::Applied, *last);
+            // The timer starts before anyone can see the write applied, so that a clock moved
+            // after an `Applied` wait counts towards it.
             if self.opened_at.is_none() {
                 self.opened_at = Some(sh.clock.now());
             }
+            sh.marks.advance(Durability::Applied, *last);
         }
         for (ticket, epoch, result) in done {
             ticket.applied(epoch, result);
