@@ -151,7 +151,7 @@ pub enum Error {
 
     /// A background thread of spillway panicked (a bug, ours or in a user-supplied delta or
     /// flusher); what it was doing is abandoned and reported to everyone who waited on it.
-    #[error("the {thread} thread panicked; {consequence}")]
+    #[error("a background thread ({thread}) panicked; {consequence}")]
     ThreadPanicked {
         /// Which thread.
         thread: String,
