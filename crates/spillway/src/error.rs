@@ -150,6 +150,44 @@ pub enum Error {
     /// A bad argument or configuration value.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// A write pipeline gave up flushing a batch after its retries, so the writes from `first`
+    /// on never reached storage. The pipeline refuses further writes; the writes it still holds
+    /// are handed back by its shutdown.
+    #[error(
+        "write pipeline {pipeline} failed to store the writes from epoch {first} on ({cause}); it refuses further writes, shut it down to recover the unflushed batches"
+    )]
+    WriteFailed {
+        /// The pipeline's name.
+        pipeline: String,
+        /// The first epoch that did not reach storage.
+        first: u64,
+        /// The flush or sync error that made it give up.
+        #[source]
+        cause: std::sync::Arc<Error>,
+    },
+
+    /// A background thread of spillway panicked (a bug, ours or in a user-supplied delta or
+    /// flusher); what it was doing is abandoned and reported to everyone who waited on it.
+    #[error("a background thread ({thread}) panicked; {consequence}")]
+    ThreadPanicked {
+        /// Which thread.
+        thread: String,
+        /// What the panic means for the caller.
+        consequence: &'static str,
+    },
+
+    /// An error that several callers share: the failure of one page-in that they all waited
+    /// on. Displays as the error itself.
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
+
+    /// A write pipeline was shut down (or its writer thread stopped), so it takes no more writes.
+    #[error("write pipeline {pipeline} is shut down and takes no more writes")]
+    Closed {
+        /// The pipeline's name.
+        pipeline: String,
+    },
 }
 
 impl Error {
@@ -164,9 +202,17 @@ impl Error {
 
     /// True for errors that mean stored bytes are damaged (as opposed to I/O or usage errors).
     pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            Error::Corrupted { .. } | Error::ChecksumMismatch { .. }
-        )
+        match self {
+            Error::Shared(e) => e.is_corruption(),
+            e => matches!(e, Error::Corrupted { .. } | Error::ChecksumMismatch { .. }),
+        }
+    }
+
+    /// The error itself, seen through [`Error::Shared`] wrappers.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Shared(e) => e.root(),
+            e => e,
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys);
 //! 2. [`mod@format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
+//! 4. [`write`]: the write pipeline (deltas, freeze, background flush, epochs, durability
+//!    waits, consistent views, backpressure);
 //! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.
 
@@ -18,6 +20,7 @@ pub mod memory;
 pub mod runtime;
 pub mod store;
 pub mod vfs;
+pub mod write;
 
 #[doc(hidden)]
 pub use postcard as __postcard;

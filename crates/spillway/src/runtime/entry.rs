@@ -108,7 +108,7 @@ pub(crate) struct LoadWait {
     /// Loads ended so far; a waiter compares it with the value it saw when it began to wait.
     pub finished: u64,
     /// The error of the last load, if it failed.
-    pub failure: Option<Error>,
+    pub failure: Option<Arc<Error>>,
 }
 
 impl LoadWait {
@@ -126,79 +126,9 @@ impl LoadWait {
     }
 }
 
-/// A copy of `e` for each caller that waited on the load that failed with it.
-pub(crate) fn duplicate(e: &Error) -> Error {
-    match e {
-        Error::Io { op, path, source } => Error::Io {
-            op,
-            path: path.clone(),
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        Error::Corrupted {
-            what,
-            location,
-            detail,
-        } => Error::Corrupted {
-            what,
-            location: location.clone(),
-            detail: detail.clone(),
-        },
-        Error::ChecksumMismatch {
-            what,
-            location,
-            expected,
-            got,
-        } => Error::ChecksumMismatch {
-            what,
-            location: location.clone(),
-            expected: *expected,
-            got: *got,
-        },
-        Error::UnsupportedVersion {
-            path,
-            found,
-            supported,
-        } => Error::UnsupportedVersion {
-            path: path.clone(),
-            found: *found,
-            supported: *supported,
-        },
-        Error::NotAStore { path, detail } => Error::NotAStore {
-            path: path.clone(),
-            detail: detail.clone(),
-        },
-        Error::Locked { path, holder } => Error::Locked {
-            path: path.clone(),
-            holder: holder.clone(),
-        },
-        Error::Poisoned { path, cause } => Error::Poisoned {
-            path: path.clone(),
-            cause: cause.clone(),
-        },
-        Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
-        Error::NotFound { key, store } => Error::NotFound {
-            key: *key,
-            store: store.clone(),
-        },
-        Error::TooLarge { what, len, limit } => Error::TooLarge {
-            what,
-            len: *len,
-            limit: *limit,
-        },
-        Error::Codec {
-            type_name,
-            key,
-            detail,
-        } => Error::Codec {
-            type_name,
-            key: *key,
-            detail: detail.clone(),
-        },
-        Error::PageOut { cause } => Error::PageOut {
-            cause: cause.clone(),
-        },
-        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-    }
+/// The error for a caller that waited on a load that failed with `e`.
+pub(crate) fn duplicate(e: &Arc<Error>) -> Error {
+    Error::Shared(Arc::clone(e))
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
@@ -299,6 +229,11 @@ impl<T: ?Sized + Pageable> Entry<T> {
         loaded: Result<Arc<T>>,
         deliver: impl FnOnce(Result<Arc<T>>) -> R,
     ) -> R {
+        // The loader and every waiter get the same failure, shared.
+        let loaded = loaded.map_err(|e| match e {
+            Error::Shared(shared) => Error::Shared(shared),
+            other => Error::Shared(Arc::new(other)),
+        });
         let wakers = {
             let mut wait = self.load_lock.lock();
             let mut slot = self.slot.write();
@@ -308,7 +243,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
             };
             drop(slot);
             wait.finished += 1;
-            wait.failure = loaded.as_ref().err().map(duplicate);
+            wait.failure = match &loaded {
+                Err(Error::Shared(shared)) => Some(Arc::clone(shared)),
+                _ => None,
+            };
             std::mem::take(&mut wait.wakers)
         };
         if loaded.is_ok() {

@@ -66,7 +66,10 @@ impl Vfs for OsFs {
         // opening, before any mapping exists. The mapping may extend past the end of the file
         // (touching those pages would raise SIGBUS), but the store reads only bytes it has
         // already written, which lie inside the file.
-        #[expect(unsafe_code, reason = "memory-mapped reads of the written part of the active segment")]
+        #[expect(
+            unsafe_code,
+            reason = "memory-mapped reads of the written part of the active segment"
+        )]
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(&file)? };
         Ok(Some(Arc::new(map)))
     }

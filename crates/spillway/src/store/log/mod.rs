@@ -173,13 +173,13 @@ fn active_reader(
     path: &Path,
     file: Arc<dyn crate::vfs::VfsFile>,
 ) -> Result<SegmentReader> {
-    if opts.map_sealed && !opts.read_only {
-        if let Some(view) = vfs
+    if opts.map_sealed
+        && !opts.read_only
+        && let Some(view) = vfs
             .map_growing(path, opts.segment_size)
             .map_err(|e| Error::io("map", path, e))?
-        {
-            return Ok(SegmentReader::Active(file, view));
-        }
+    {
+        return Ok(SegmentReader::Active(file, view));
     }
     Ok(SegmentReader::File(file))
 }
@@ -414,7 +414,11 @@ impl LogStore {
 
     /// The reader of a new active segment: mapped ahead of its end when sealed segments are
     /// mapped too, else positioned reads.
-    fn active_reader(&self, path: &Path, file: Arc<dyn crate::vfs::VfsFile>) -> Result<SegmentReader> {
+    fn active_reader(
+        &self,
+        path: &Path,
+        file: Arc<dyn crate::vfs::VfsFile>,
+    ) -> Result<SegmentReader> {
         active_reader(self.vfs.as_ref(), &self.opts, path, file)
     }
 

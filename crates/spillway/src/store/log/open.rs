@@ -152,7 +152,10 @@ impl LogStore {
         if let Some(w) = &store_writer {
             let w = w.lock();
             let path = dir.join(segment::file_name(w.active));
-            readers.insert(w.active, super::active_reader(vfs.as_ref(), &opts, &path, Arc::clone(&w.file))?);
+            readers.insert(
+                w.active,
+                super::active_reader(vfs.as_ref(), &opts, &path, Arc::clone(&w.file))?,
+            );
             recovered.index.sizes.insert(w.active, w.end());
         }
 

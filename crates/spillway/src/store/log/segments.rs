@@ -30,7 +30,9 @@ impl std::fmt::Debug for SegmentReader {
         match self {
             SegmentReader::Mapped(v) => write!(f, "Mapped({} bytes)", v.as_ref().as_ref().len()),
             SegmentReader::File(_) => f.write_str("File"),
-            SegmentReader::Active(_, v) => write!(f, "Active(mapped {} bytes)", v.as_ref().as_ref().len()),
+            SegmentReader::Active(_, v) => {
+                write!(f, "Active(mapped {} bytes)", v.as_ref().as_ref().len())
+            }
         }
     }
 }

@@ -1,0 +1,375 @@
+//! [`Coordinator`]: owns the writer thread and the flush thread of one pipeline, and is where
+//! users open channels, read views, flush, wait and shut down.
+//!
+//! Invariants:
+//! - exactly one writer thread applies writes and freezes, and exactly one flush thread stores
+//!   batches, oldest first, so epochs reach storage as a growing prefix;
+//! - frozen batches not yet stored are at most [`Config::max_frozen`];
+//! - every batch frozen is either stored or, after a failure, handed back by
+//!   [`Coordinator::shutdown`] in [`Shutdown::unflushed`]: no applied write is dropped silently;
+//! - after a failure the coordinator refuses writes and flushes with the failure, and every
+//!   wait that had not been satisfied ends with it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::channel::{FlushRequest, Inbox, WriteChannel};
+use super::clock::Clock;
+use super::config::Config;
+use super::delta::Freeze;
+use super::epoch::{Epoch, EpochRange};
+use super::flusher::Flusher;
+use super::view::{CellState, Subscription, View, Views};
+use super::watermark::{EpochWait, Watermarks};
+use super::{flush, writer};
+use crate::error::{Error, Result};
+use crate::store::Durability;
+
+/// A frozen batch waiting for (or in) its flush.
+pub(crate) struct Job<B> {
+    pub(crate) epochs: EpochRange,
+    pub(crate) batch: B,
+}
+
+pub(crate) struct JobState<B> {
+    pub(crate) queue: VecDeque<Job<B>>,
+    /// The writer has exited: store what is queued, then exit.
+    pub(crate) closing: bool,
+}
+
+/// State shared by the coordinator, its two threads and (through narrower handles) the
+/// channels and write handles.
+pub(crate) struct Shared<D: Freeze, S> {
+    pub(crate) name: Arc<str>,
+    pub(crate) config: Config,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) inbox: Arc<Inbox<D::Write, D::Applied>>,
+    pub(crate) marks: Arc<Watermarks>,
+    pub(crate) views: Views<D, S>,
+    pub(crate) jobs: Mutex<JobState<D::Batch>>,
+    pub(crate) jobs_changed: Condvar,
+}
+
+impl<D: Freeze, S> Shared<D, S> {
+    /// Wakes the flush thread (under its lock, so that no wake-up is lost).
+    pub(crate) fn poke_flusher(&self) {
+        let _j = self.jobs.lock();
+        self.jobs_changed.notify_all();
+    }
+
+    /// Puts the pipeline in its failed state: `first` is the first epoch that did not reach
+    /// the level it was on its way to.
+    pub(crate) fn fail(&self, first: Epoch, cause: Error) {
+        tracing::error!(pipeline = %self.name, first = first.get(), error = %cause, "write pipeline failed");
+        // Stopped and failed together, under the inbox lock: whoever sees the failure and
+        // then sends a write finds the channels stopped, and a refused write finds the failure.
+        let wakers = {
+            let mut s = self.inbox.state.lock();
+            s.stopped = true;
+            self.marks.fail(first, Arc::new(cause))
+        };
+        self.inbox.writer.notify_all();
+        self.inbox.space.notify_all();
+        wakers.into_iter().for_each(std::task::Waker::wake);
+    }
+}
+
+/// A frozen batch that was never stored because the pipeline failed, handed back by
+/// [`Coordinator::shutdown`].
+#[derive(Debug)]
+pub struct Unflushed<B> {
+    /// The epochs of its writes.
+    pub epochs: EpochRange,
+    /// The batch.
+    pub batch: B,
+}
+
+/// What [`Coordinator::shutdown`] returns.
+#[derive(Debug)]
+pub struct Shutdown<B, F> {
+    /// `Ok` if every applied write was stored (and synced, if so configured); otherwise the
+    /// failure.
+    pub result: Result<()>,
+    /// The batches not stored, oldest first; empty when `result` is `Ok`.
+    pub unflushed: Vec<Unflushed<B>>,
+    /// The flusher, back to the caller (`None` if its thread panicked).
+    pub flusher: Option<F>,
+}
+
+/// A write pipeline: writes come in through [`WriteChannel`]s, are applied to a delta by one
+/// writer thread, frozen and stored by a flush thread, and read through [`View`]s.
+pub struct Coordinator<D: Freeze, F: Flusher<Batch = D::Batch>> {
+    shared: Arc<Shared<D, F::Snapshot>>,
+    writer: Option<JoinHandle<()>>,
+    flusher: Option<JoinHandle<F>>,
+}
+
+impl<D, F> Coordinator<D, F>
+where
+    D: Freeze,
+    F: Flusher<Batch = D::Batch>,
+{
+    /// Starts a pipeline whose first delta is `delta`, storing through `flusher`, with
+    /// `snapshot` as what readers see of storage until the first flush.
+    pub fn start(delta: D, flusher: F, snapshot: F::Snapshot, config: Config) -> Result<Self> {
+        config.check()?;
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let cell = Arc::new(RwLock::new(CellState::Live(delta)));
+        let views = Views::new(View::first(cell.clone(), Arc::new(snapshot)));
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared<D, F::Snapshot>>| {
+            let w = weak.clone();
+            let marks = Watermarks::new(
+                name.to_string(),
+                Box::new(move |level| {
+                    if let Some(sh) = w.upgrade() {
+                        match level {
+                            Durability::Durable => {
+                                sh.poke_flusher();
+                                sh.inbox.poke();
+                            }
+                            _ => sh.inbox.poke(),
+                        }
+                    }
+                }),
+            );
+            Shared {
+                name: name.clone(),
+                clock: config.clock.clone(),
+                config,
+                inbox: Arc::new(Inbox::new()),
+                marks: Arc::new(marks),
+                views,
+                jobs: Mutex::new(JobState {
+                    queue: VecDeque::new(),
+                    closing: false,
+                }),
+                jobs_changed: Condvar::new(),
+            }
+        });
+        let weak = Arc::downgrade(&shared);
+        shared.clock.watch(Arc::new(move || {
+            if let Some(sh) = weak.upgrade() {
+                sh.inbox.poke();
+                sh.poke_flusher();
+            }
+        }));
+
+        let flush_shared = shared.clone();
+        let flusher = std::thread::Builder::new()
+            .name(format!("{name}-flush"))
+            .spawn(move || flush::run(&flush_shared, flusher))
+            .map_err(|e| Error::io("spawn the flush thread of", name.to_string(), e))?;
+        let writer_shared = shared.clone();
+        let writer = match std::thread::Builder::new()
+            .name(format!("{name}-writer"))
+            .spawn(move || writer::run(&writer_shared, cell))
+        {
+            Ok(w) => w,
+            Err(e) => {
+                shared.jobs.lock().closing = true;
+                shared.poke_flusher();
+                let _ = flusher.join();
+                return Err(Error::io("spawn the writer thread of", name.to_string(), e));
+            }
+        };
+        Ok(Coordinator {
+            shared,
+            writer: Some(writer),
+            flusher: Some(flusher),
+        })
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Opens a new named channel holding at most `capacity` queued writes (at least 1).
+    pub fn channel(
+        &self,
+        name: impl Into<String>,
+        capacity: usize,
+    ) -> WriteChannel<D::Write, D::Applied> {
+        WriteChannel::open(
+            self.shared.inbox.clone(),
+            self.shared.marks.clone(),
+            self.shared.name.clone(),
+            name.into(),
+            capacity,
+        )
+    }
+
+    /// The current view.
+    pub fn view(&self) -> View<D, F::Snapshot> {
+        self.shared.views.load()
+    }
+
+    /// A feed of every view published from now on.
+    pub fn subscribe(&self) -> Subscription<D, F::Snapshot> {
+        self.shared
+            .views
+            .subscribe(self.shared.config.subscriber_capacity)
+    }
+
+    /// The last epoch that has reached `level` (every epoch up to it has).
+    pub fn watermark(&self, level: Durability) -> Epoch {
+        self.shared.marks.get(level)
+    }
+
+    /// Blocks until `epoch` has reached `level`. Waiting for `Written` or `Durable` makes the
+    /// pipeline freeze and store (or sync) it even if no trigger fires.
+    pub fn wait_for(&self, epoch: Epoch, level: Durability) -> Result<()> {
+        self.shared.marks.wait(level, epoch, None).map(|_| ())
+    }
+
+    /// The async face of [`wait_for`](Self::wait_for).
+    pub fn wait_for_async(&self, epoch: Epoch, level: Durability) -> EpochWait {
+        EpochWait::new(self.shared.marks.clone(), level, epoch)
+    }
+
+    /// Asks the writer to freeze, and returns the last epoch that the flush covers once the
+    /// writer has frozen it. The flush covers every write applied before, and every write
+    /// queued at the call in a channel that is not paused (so a producer's earlier writes are
+    /// covered). Does not wait for storage: wait for the epoch for that.
+    pub fn request_flush(&self, durable: bool) -> Result<Epoch> {
+        let reply = Arc::new((Mutex::new(None), Condvar::new()));
+        {
+            let mut s = self.shared.inbox.state.lock();
+            if s.stopped {
+                drop(s);
+                return Err(self.ended());
+            }
+            let targets = s.flush_targets();
+            s.flush_requests.push(FlushRequest {
+                durable,
+                targets,
+                reply: reply.clone(),
+            });
+            self.shared.inbox.writer.notify_one();
+        }
+        let mut r = reply.0.lock();
+        loop {
+            if let Some(answer) = r.take() {
+                return answer.map(Epoch::new);
+            }
+            reply.1.wait(&mut r);
+        }
+    }
+
+    /// Freezes what is applied and waits until it is stored (`durable`: and synced); returns
+    /// the last epoch covered.
+    pub fn flush(&self, durable: bool) -> Result<Epoch> {
+        let epoch = self.request_flush(durable)?;
+        let level = if durable {
+            Durability::Durable
+        } else {
+            Durability::Written
+        };
+        self.wait_for(epoch, level)?;
+        Ok(epoch)
+    }
+
+    /// The failure that stopped the pipeline, if it failed.
+    pub fn error(&self) -> Option<Error> {
+        self.shared.marks.failure()
+    }
+
+    fn ended(&self) -> Error {
+        self.shared.marks.ended().unwrap_or_else(|| Error::Closed {
+            pipeline: self.shared.name.to_string(),
+        })
+    }
+
+    /// Stops taking writes, applies the writes already queued (paused channels included),
+    /// stores every frozen batch, syncs (if [`Config::sync_on_shutdown`]), and stops both
+    /// threads. After a failure, hands back the batches it could not store.
+    pub fn shutdown(mut self) -> Shutdown<D::Batch, F> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Shutdown<D::Batch, F> {
+        {
+            let mut s = self.shared.inbox.state.lock();
+            s.stopped = true;
+            s.shutdown = true;
+        }
+        self.shared.inbox.writer.notify_all();
+        self.shared.inbox.space.notify_all();
+        let mut panicked = None;
+        if let Some(w) = self.writer.take()
+            && w.join().is_err()
+        {
+            panicked = Some("writer");
+        }
+        let flusher = match self.flusher.take().map(JoinHandle::join) {
+            Some(Ok(f)) => Some(f),
+            _ => {
+                panicked = Some("flush");
+                None
+            }
+        };
+        if let Some(thread) = panicked {
+            self.shared.fail(
+                self.shared.marks.get(Durability::Written).next(),
+                Error::ThreadPanicked {
+                    thread: format!("{thread} thread of pipeline {}", self.shared.name),
+                    consequence: "the pipeline stopped",
+                },
+            );
+        }
+        self.shared.marks.close();
+        self.shared.views.close();
+        let unflushed = self
+            .shared
+            .jobs
+            .lock()
+            .queue
+            .drain(..)
+            .map(|j| Unflushed {
+                epochs: j.epochs,
+                batch: j.batch,
+            })
+            .collect();
+        let result = match self.shared.marks.failure() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        Shutdown {
+            result,
+            unflushed,
+            flusher,
+        }
+    }
+}
+
+impl<D, F> Drop for Coordinator<D, F>
+where
+    D: Freeze,
+    F: Flusher<Batch = D::Batch>,
+{
+    fn drop(&mut self) {
+        if self.writer.is_some() || self.flusher.is_some() {
+            let out = self.stop();
+            if let Err(e) = out.result {
+                tracing::error!(pipeline = %self.shared.name, error = %e, unflushed = out.unflushed.len(), "write pipeline dropped after a failure");
+            }
+        }
+    }
+}
+
+impl<D, F> fmt::Debug for Coordinator<D, F>
+where
+    D: Freeze,
+    F: Flusher<Batch = D::Batch>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("name", &self.shared.name)
+            .field("marks", &self.shared.marks)
+            .finish_non_exhaustive()
+    }
+}

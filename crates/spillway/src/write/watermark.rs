@@ -1,0 +1,414 @@
+//! Watermarks: how far the writes have travelled, per [`Durability`] level, and the waits on
+//! them (blocking, and async through [`EpochWait`]).
+//!
+//! Invariants:
+//! - `durable <= written <= applied`, and none of them ever decreases;
+//! - `written` and `durable` mean "every epoch up to here": batches are stored in epoch order,
+//!   so the stored epochs are always a prefix `1..=written`;
+//! - once the pipeline has failed or closed, no mark moves again, and every wait that its mark
+//!   has not passed ends with the error: nobody waits for a mark that will never come;
+//! - a wait for `Written` or `Durable` registers a *demand*, which makes the pipeline freeze
+//!   and store (or sync) the epoch even when no size or timer trigger would.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::epoch::Epoch;
+use crate::error::{Error, Result};
+use crate::store::Durability;
+
+/// Told when a waiter needs a level that only a freeze, a flush or a sync will bring.
+pub(crate) type DemandHook = Box<dyn Fn(Durability) + Send + Sync>;
+
+/// The three marks and everybody waiting on them.
+pub(crate) struct Watermarks {
+    pipeline: String,
+    state: Mutex<MarkState>,
+    changed: Condvar,
+    on_demand: DemandHook,
+}
+
+struct MarkState {
+    applied: Epoch,
+    written: Epoch,
+    durable: Epoch,
+    demand_written: Epoch,
+    demand_durable: Epoch,
+    end: Option<End>,
+    wakers: BTreeMap<u64, Waker>,
+    next_waker: u64,
+}
+
+#[derive(Clone)]
+enum End {
+    Failed { first: Epoch, cause: Arc<Error> },
+    Closed,
+}
+
+impl MarkState {
+    fn mark(&self, level: Durability) -> Epoch {
+        match level {
+            Durability::Applied => self.applied,
+            Durability::Written => self.written,
+            Durability::Durable => self.durable,
+        }
+    }
+
+    /// `Some` once the wait for `epoch` at `level` is over.
+    fn outcome(&self, pipeline: &str, level: Durability, epoch: Epoch) -> Option<Result<()>> {
+        if self.mark(level) >= epoch {
+            return Some(Ok(()));
+        }
+        match &self.end {
+            None => None,
+            Some(End::Failed { first, cause }) => Some(Err(Error::WriteFailed {
+                pipeline: pipeline.to_owned(),
+                first: first.get(),
+                cause: cause.clone(),
+            })),
+            Some(End::Closed) => Some(Err(Error::Closed {
+                pipeline: pipeline.to_owned(),
+            })),
+        }
+    }
+
+    /// Raises the demand for `level` to `epoch`; true if it rose.
+    fn demand(&mut self, level: Durability, epoch: Epoch) -> bool {
+        let slot = match level {
+            Durability::Applied => return false,
+            Durability::Written => &mut self.demand_written,
+            Durability::Durable => &mut self.demand_durable,
+        };
+        let rose = *slot < epoch;
+        *slot = (*slot).max(epoch);
+        rose
+    }
+}
+
+impl Watermarks {
+    pub(crate) fn new(pipeline: String, on_demand: DemandHook) -> Watermarks {
+        Watermarks {
+            pipeline,
+            state: Mutex::new(MarkState {
+                applied: Epoch::ZERO,
+                written: Epoch::ZERO,
+                durable: Epoch::ZERO,
+                demand_written: Epoch::ZERO,
+                demand_durable: Epoch::ZERO,
+                end: None,
+                wakers: BTreeMap::new(),
+                next_waker: 0,
+            }),
+            changed: Condvar::new(),
+            on_demand,
+        }
+    }
+
+    pub(crate) fn get(&self, level: Durability) -> Epoch {
+        self.state.lock().mark(level)
+    }
+
+    /// The highest epoch some waiter needs at `level` (`Written` or `Durable`).
+    pub(crate) fn demand(&self, level: Durability) -> Epoch {
+        let s = self.state.lock();
+        match level {
+            Durability::Applied => s.applied,
+            Durability::Written => s.demand_written.max(s.demand_durable),
+            Durability::Durable => s.demand_durable,
+        }
+    }
+
+    /// Asks for `epoch` to reach `level` without waiting for it (what an explicit flush does).
+    pub(crate) fn request(&self, level: Durability, epoch: Epoch) {
+        let rose = self.state.lock().demand(level, epoch);
+        if rose {
+            (self.on_demand)(level);
+        }
+    }
+
+    /// Moves the mark of `level` up to `epoch` (never down) and wakes the waiters.
+    pub(crate) fn advance(&self, level: Durability, epoch: Epoch) {
+        let mut s = self.state.lock();
+        let slot = match level {
+            Durability::Applied => &mut s.applied,
+            Durability::Written => &mut s.written,
+            Durability::Durable => &mut s.durable,
+        };
+        if epoch <= *slot {
+            return;
+        }
+        *slot = epoch;
+        debug_assert!(s.durable <= s.written && s.written <= s.applied);
+        self.wake(s);
+    }
+
+    /// Ends the pipeline with a failure: every wait not yet satisfied gets the error. Blocked
+    /// waiters are woken at once; the async wakers are returned, to be woken by the caller
+    /// once it has released its own locks (a waker may poll on the spot).
+    #[must_use = "the returned wakers must be woken"]
+    pub(crate) fn fail(&self, first: Epoch, cause: Arc<Error>) -> Vec<Waker> {
+        let mut s = self.state.lock();
+        if s.end.is_none() {
+            s.end = Some(End::Failed { first, cause });
+        }
+        let wakers = std::mem::take(&mut s.wakers);
+        drop(s);
+        self.changed.notify_all();
+        wakers.into_values().collect()
+    }
+
+    /// Ends the pipeline normally: waits not yet satisfied now never will be.
+    pub(crate) fn close(&self) {
+        let mut s = self.state.lock();
+        if s.end.is_none() {
+            s.end = Some(End::Closed);
+        }
+        self.wake(s);
+    }
+
+    /// The error every new call gets once the pipeline has ended.
+    pub(crate) fn ended(&self) -> Option<Error> {
+        let s = self.state.lock();
+        s.outcome(&self.pipeline, Durability::Applied, Epoch::new(u64::MAX))
+            .and_then(Result::err)
+    }
+
+    /// The failure, if the pipeline failed.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        match self.ended() {
+            Some(e @ Error::WriteFailed { .. }) => Some(e),
+            _ => None,
+        }
+    }
+
+    fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>) {
+        let wakers = std::mem::take(&mut s.wakers);
+        drop(s);
+        self.changed.notify_all();
+        // Each future re-registers if it still has to wait; waking them all is simple and the
+        // number of async waiters is small next to the cost of a flush.
+        for w in wakers.into_values() {
+            w.wake();
+        }
+    }
+
+    /// Blocks until `epoch` reaches `level`, or until `timeout` (then `Ok(false)`).
+    pub(crate) fn wait(
+        &self,
+        level: Durability,
+        epoch: Epoch,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.state.lock();
+        let mut demanded = false;
+        loop {
+            if let Some(done) = s.outcome(&self.pipeline, level, epoch) {
+                return done.map(|()| true);
+            }
+            if !demanded {
+                demanded = true;
+                if s.demand(level, epoch) {
+                    drop(s);
+                    (self.on_demand)(level);
+                    s = self.state.lock();
+                    continue;
+                }
+            }
+            match deadline {
+                None => self.changed.wait(&mut s),
+                Some(d) => {
+                    if self.changed.wait_until(&mut s, d).timed_out()
+                        && s.outcome(&self.pipeline, level, epoch).is_none()
+                    {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_wait(
+        &self,
+        level: Durability,
+        epoch: Epoch,
+        slot: &mut Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<()>> {
+        let mut s = self.state.lock();
+        if let Some(done) = s.outcome(&self.pipeline, level, epoch) {
+            if let Some(id) = slot.take() {
+                s.wakers.remove(&id);
+            }
+            return Poll::Ready(done);
+        }
+        let id = *slot.get_or_insert_with(|| {
+            s.next_waker += 1;
+            s.next_waker
+        });
+        s.wakers.insert(id, cx.waker().clone());
+        let rose = s.demand(level, epoch);
+        drop(s);
+        if rose {
+            (self.on_demand)(level);
+        }
+        Poll::Pending
+    }
+
+    fn forget(&self, id: u64) {
+        self.state.lock().wakers.remove(&id);
+    }
+}
+
+impl fmt::Debug for Watermarks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.lock();
+        f.debug_struct("Watermarks")
+            .field("applied", &s.applied)
+            .field("written", &s.written)
+            .field("durable", &s.durable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A future that resolves when an epoch reaches a durability level (or the pipeline ends).
+#[must_use = "a future does nothing unless polled"]
+pub struct EpochWait {
+    marks: Arc<Watermarks>,
+    level: Durability,
+    epoch: Epoch,
+    waker_id: Option<u64>,
+}
+
+impl EpochWait {
+    pub(crate) fn new(marks: Arc<Watermarks>, level: Durability, epoch: Epoch) -> EpochWait {
+        EpochWait {
+            marks,
+            level,
+            epoch,
+            waker_id: None,
+        }
+    }
+}
+
+impl Future for EpochWait {
+    type Output = Result<Epoch>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Epoch>> {
+        let this = self.get_mut();
+        let epoch = this.epoch;
+        this.marks
+            .poll_wait(this.level, epoch, &mut this.waker_id, cx)
+            .map(|r| r.map(|()| epoch))
+    }
+}
+
+impl Drop for EpochWait {
+    fn drop(&mut self) {
+        if let Some(id) = self.waker_id.take() {
+            self.marks.forget(id);
+        }
+    }
+}
+
+impl fmt::Debug for EpochWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EpochWait")
+            .field("level", &self.level)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    fn marks() -> (Arc<Watermarks>, Arc<AtomicUsize>) {
+        let demands = Arc::new(AtomicUsize::new(0));
+        let d = demands.clone();
+        let hook: DemandHook = Box::new(move |_| {
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        (Arc::new(Watermarks::new("t".into(), hook)), demands)
+    }
+
+    struct Flag(AtomicUsize);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn marks_only_move_up_and_satisfy_waits_at_or_below_them() {
+        let (m, demands) = marks();
+        m.advance(Durability::Applied, Epoch::new(5));
+        m.advance(Durability::Written, Epoch::new(3));
+        m.advance(Durability::Written, Epoch::new(2));
+        assert_eq!(m.get(Durability::Written), Epoch::new(3));
+        assert!(m.wait(Durability::Written, Epoch::new(3), None).unwrap());
+        assert_eq!(demands.load(Ordering::SeqCst), 0);
+        let waited = m.wait(
+            Durability::Durable,
+            Epoch::new(1),
+            Some(Duration::from_millis(1)),
+        );
+        assert!(!waited.unwrap());
+        assert_eq!(demands.load(Ordering::SeqCst), 1);
+        assert_eq!(m.demand(Durability::Durable), Epoch::new(1));
+    }
+
+    #[test]
+    fn failure_ends_every_unsatisfied_wait_blocking_and_async() {
+        let (m, _) = marks();
+        m.advance(Durability::Applied, Epoch::new(4));
+        m.advance(Durability::Written, Epoch::new(2));
+        let flag = Arc::new(Flag(AtomicUsize::new(0)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = EpochWait::new(m.clone(), Durability::Written, Epoch::new(4));
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        let m2 = m.clone();
+        let blocked = std::thread::spawn(move || m2.wait(Durability::Written, Epoch::new(3), None));
+        m.fail(
+            Epoch::new(3),
+            Arc::new(Error::InvalidArgument("disk gone".into())),
+        )
+        .into_iter()
+        .for_each(Waker::wake);
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(Error::WriteFailed { first: 3, .. })
+        ));
+        assert_eq!(flag.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            Pin::new(&mut fut).poll(&mut cx),
+            Poll::Ready(Err(Error::WriteFailed { .. }))
+        ));
+        // Epochs already written stay satisfied.
+        assert!(m.wait(Durability::Written, Epoch::new(2), None).unwrap());
+        assert!(m.failure().is_some());
+    }
+
+    #[test]
+    fn close_ends_waits_with_closed() {
+        let (m, _) = marks();
+        m.close();
+        assert!(matches!(
+            m.wait(Durability::Applied, Epoch::new(1), None),
+            Err(Error::Closed { .. })
+        ));
+        assert!(m.failure().is_none());
+        assert!(m.ended().is_some());
+    }
+}

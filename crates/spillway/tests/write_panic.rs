@@ -1,0 +1,64 @@
+//! A panic in user code (the delta or the flusher) stops the pipeline without stranding
+//! anyone: waiters, flushes and later writes get an error, and shutdown returns.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions unwrap too"
+)]
+
+mod write_support;
+
+use spillway::write::{Epoch, ManualClock, RejectReason};
+use spillway::{Durability, Error};
+use write_support::*;
+
+#[test]
+fn a_panic_in_the_delta_fails_the_pipeline_and_ends_every_wait() {
+    let clock = ManualClock::new();
+    let (db, disk) = start(quiet_config(&clock));
+    let ch = db.channel("a", 8);
+    ch.write((1, 1)).unwrap();
+    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
+    let applied = ch.write((2, 2)).unwrap();
+    applied.wait(Durability::Applied).unwrap();
+    let boom = ch.write((PANIC_KEY, 0)).unwrap();
+    assert!(boom.wait(Durability::Applied).is_err());
+    assert!(matches!(
+        applied.wait(Durability::Written),
+        Err(Error::WriteFailed { .. })
+    ));
+    assert!(matches!(
+        db.request_flush(false),
+        Err(Error::WriteFailed { .. })
+    ));
+    let refused = ch.try_write((3, 3)).unwrap_err();
+    assert!(matches!(refused.reason, RejectReason::Stopped(_)));
+    let out = db.shutdown();
+    let err = out.result.unwrap_err();
+    let Error::WriteFailed { cause, .. } = &err else {
+        panic!("unexpected error {err}");
+    };
+    assert!(matches!(**cause, Error::ThreadPanicked { .. }), "{cause}");
+    // What was stored stays stored.
+    assert_eq!(disk.disk.lock().writes.len(), 1);
+}
+
+#[test]
+fn a_panic_in_the_flusher_hands_the_batch_back() {
+    let clock = ManualClock::new();
+    let (db, disk) = start(quiet_config(&clock));
+    let ch = db.channel("a", 8);
+    disk.set(|d| d.panic_next = true);
+    let h = ch.write((1, 1)).unwrap();
+    assert!(matches!(db.flush(false), Err(Error::WriteFailed { .. })));
+    assert!(h.wait(Durability::Written).is_err());
+    assert_eq!(h.wait(Durability::Applied).unwrap(), Epoch::new(1));
+    let out = db.shutdown();
+    assert!(out.result.is_err());
+    assert!(
+        out.flusher.is_none(),
+        "the flusher went down with its thread"
+    );
+    assert_eq!(out.unflushed.len(), 1);
+    assert_eq!(out.unflushed[0].batch.writes, vec![(Epoch::new(1), 1, 1)]);
+}
