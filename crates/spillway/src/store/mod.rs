@@ -6,6 +6,9 @@
 //! - [`LogStore`]: the embedded default, an append-only crash-safe segment log in a directory;
 //! - [`MemStore`]: in memory, for tests and as a fast reference.
 //!
+//! [`StoreWriter`] puts any store's writes on the [write pipeline](crate::write): `put` plus
+//! `wait(level)` as the durability API, with group commit for many concurrent writers.
+//!
 //! Contract every backend keeps (checked for each by the same tests):
 //! - writes are visible to readers as soon as `put_batch` returns ([`Durability::Applied`]),
 //!   before any flush;
@@ -20,9 +23,11 @@ use crate::key::ContentKey;
 
 pub mod log;
 mod mem;
+mod writer;
 
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
+pub use writer::{PutDelta, StoreFlusher, StoreWrite, StoreWriter};
 
 /// How far a write has travelled, and so which failure it survives.
 ///
