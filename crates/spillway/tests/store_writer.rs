@@ -87,8 +87,10 @@ fn a_failing_store_fails_the_waiters_instead_of_hanging() {
     let store = Arc::new(
         LogStore::open_on(fs.clone(), Path::new("/s"), LogStoreOptions::default()).unwrap(),
     );
-    let mut config = Config::default();
-    config.retry = spillway::write::RetryPolicy::never();
+    let config = Config {
+        retry: spillway::write::RetryPolicy::never(),
+        ..Config::default()
+    };
     let writer = StoreWriter::new(store, config).unwrap();
     writer
         .put(vec![blob(1)])

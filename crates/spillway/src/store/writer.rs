@@ -135,6 +135,7 @@ impl Flusher for StoreFlusher {
 /// let blob = Blob { children: vec![], payload: b"hello".to_vec() };
 /// let key = blob.key();
 /// let handle = writer.put(vec![blob])?;
+/// handle.wait(Durability::Applied)?;
 /// assert!(writer.get(&key)?.is_some()); // visible once applied
 /// handle.wait(Durability::Durable)?; // and durable once this returns
 /// # Ok::<(), spillway::Error>(())
