@@ -1,0 +1,179 @@
+//! Writes through the write pipeline into a `LogStore`: writes/s at each durability level
+//! with 1 and 2 producers, group commit with 64 concurrent durable waiters against a loop that
+//! fsyncs every write, and the latency of `wait(Durable)`. Prints a Markdown table.
+//!
+//! `cargo run --release -p spillway-bench --bin pipeline-bench -- [--dir DIR] [--secs S]`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use spillway::store::{Blob, StoreWriter};
+use spillway::write::Config;
+use spillway::{BlobStore, Durability, LogStore, Put};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Directory for the stores (put it on the disk you mean to measure).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    secs: f64,
+}
+
+fn payload(producer: u64, i: u64) -> Vec<u8> {
+    let mut p = vec![0u8; 128];
+    p[..8].copy_from_slice(&producer.to_le_bytes());
+    p[8..16].copy_from_slice(&i.to_le_bytes());
+    p
+}
+
+struct Run {
+    writes: u64,
+    secs: f64,
+    latencies_us: Vec<f64>,
+}
+
+/// `producers` threads each write one 128 B object per write and wait for `level` before the
+/// next, for `secs` seconds.
+fn through_pipeline(
+    dir: &std::path::Path,
+    producers: u64,
+    level: Durability,
+    secs: f64,
+) -> Result<Run> {
+    let store = Arc::new(LogStore::open(dir).context("open store")?);
+    let writer = Arc::new(StoreWriter::new(store, Config::default())?);
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                let writer = Arc::clone(&writer);
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    let mut lat = Vec::new();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let h = writer
+                            .put(vec![Blob {
+                                children: vec![],
+                                payload: payload(p, n),
+                            }])
+                            .expect("pipeline open");
+                        h.wait(level).expect("write reached its level");
+                        lat.push(t.elapsed().as_secs_f64() * 1e6);
+                        n += 1;
+                    }
+                    (n, lat)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("producer"))
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    Arc::try_unwrap(writer)
+        .map_err(|_| anyhow::anyhow!("writer still shared"))?
+        .shutdown()?;
+    let mut latencies_us = Vec::new();
+    let mut writes = 0;
+    for (n, l) in results {
+        writes += n;
+        latencies_us.extend(l);
+    }
+    Ok(Run {
+        writes,
+        secs,
+        latencies_us,
+    })
+}
+
+/// The baseline: one writer that stores one object and fsyncs, per write.
+fn fsync_every_write(dir: &std::path::Path, secs: f64) -> Result<Run> {
+    let store = LogStore::open(dir).context("open store")?;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut latencies_us = Vec::new();
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let p = payload(u64::MAX, n);
+        store.put(Put::new(&p, &[]))?;
+        store.flush(Durability::Durable)?;
+        latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
+        n += 1;
+    }
+    Ok(Run {
+        writes: n,
+        secs: start.elapsed().as_secs_f64(),
+        latencies_us,
+    })
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let base = tempfile::Builder::new()
+        .prefix("pipeline-bench-")
+        .tempdir_in(args.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let mut case = 0;
+    let mut next_dir = || {
+        case += 1;
+        base.path().join(format!("store-{case}"))
+    };
+    let mut rows = Vec::new();
+    let mut baseline = fsync_every_write(&next_dir(), args.secs)?;
+    let base_rate = baseline.writes as f64 / baseline.secs;
+    rows.push((
+        "LogStore put + fsync per write, 1 writer".to_string(),
+        base_rate,
+        pct(&mut baseline.latencies_us, 0.5),
+        pct(&mut baseline.latencies_us, 0.99),
+    ));
+    let mut durable64 = 0.0;
+    for (level, producers) in [
+        (Durability::Applied, 1),
+        (Durability::Applied, 2),
+        (Durability::Written, 1),
+        (Durability::Written, 2),
+        (Durability::Durable, 1),
+        (Durability::Durable, 2),
+        (Durability::Durable, 64),
+    ] {
+        let mut r = through_pipeline(&next_dir(), producers, level, args.secs)?;
+        let rate = r.writes as f64 / r.secs;
+        if level == Durability::Durable && producers == 64 {
+            durable64 = rate;
+        }
+        rows.push((
+            format!("pipeline, {producers} producer(s), wait({level:?}) per write"),
+            rate,
+            pct(&mut r.latencies_us, 0.5),
+            pct(&mut r.latencies_us, 0.99),
+        ));
+    }
+    println!("| 128 B writes into a LogStore | writes/s | latency p50 | latency p99 |");
+    println!("|---|---|---|---|");
+    for (what, rate, p50, p99) in &rows {
+        println!("| {what} | {rate:.0} | {p50:.0} µs | {p99:.0} µs |");
+    }
+    println!();
+    println!(
+        "Durable with 64 concurrent waiters: {:.1}× the fsync-per-write loop (target ≥ 20×).",
+        durable64 / base_rate
+    );
+    Ok(())
+}
