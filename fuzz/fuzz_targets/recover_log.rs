@@ -1,17 +1,18 @@
 //! Recovery over arbitrary store contents (checkpoint and segment files): opening either fails
 //! with an error or yields a store whose reads never panic, that accepts new writes, and that
-//! reopens with those writes intact.
+//! reopens with those writes intact. Where a normal open refuses the store as damaged, repair
+//! mode (cutting a damaged last segment) must give a store with the same guarantees.
 #![no_main]
 
 use std::path::Path;
+use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use spillway::vfs::SimFs;
 use spillway::{BlobStore, Durability, LogStore, LogStoreOptions, Put};
 use spillway_fuzz::{DIR, store_from_bytes};
 
-fuzz_target!(|data: &[u8]| {
-    let fs = store_from_bytes(data);
-    let opts = LogStoreOptions::default().segment_size(1 << 16);
+fn exercise(fs: Arc<SimFs>, opts: LogStoreOptions) {
     let Ok(store) = LogStore::open_on(fs.clone(), Path::new(DIR), opts.clone()) else {
         return;
     };
@@ -31,4 +32,10 @@ fuzz_target!(|data: &[u8]| {
         .expect("get")
         .expect("the fresh object survives");
     assert_eq!(blob.payload, b"written after recovery");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let opts = LogStoreOptions::default().segment_size(1 << 16);
+    exercise(store_from_bytes(data), opts.clone());
+    exercise(store_from_bytes(data), opts.truncate_corrupt_tail(true));
 });

@@ -372,3 +372,36 @@ fn an_interrupted_creation_does_not_block_the_directory() {
     let err = LogStore::open_with(&dir, opts()).expect_err("damaged marker");
     assert!(err.is_corruption(), "{err}");
 }
+
+#[test]
+fn a_damaged_header_under_the_checkpoint_is_corruption_not_a_torn_creation() {
+    // Seven objects: segments 1 and 2 full, segment 3 holding one; the checkpoint written at
+    // close has its tail in segment 3, after that record.
+    let objs = objects(7);
+    let (_tmp, dir) = store_with(&objs);
+    let last = seg(&dir, 3);
+    assert!(last.exists());
+    patch(&last, 0, b"XXXX");
+    let err = LogStore::open_with(&dir, opts()).unwrap_err();
+    assert!(err.is_corruption(), "{err}");
+    assert!(
+        err.to_string().contains("seg-0000000000000003.log"),
+        "{err}"
+    );
+
+    // Repair mode cuts the segment, and forgets what the checkpoint knew in it.
+    let store = LogStore::open_with(&dir, opts().truncate_corrupt_tail(true)).unwrap();
+    assert!(store.recovery().torn_tail.is_some());
+    let mut kept = 0;
+    for o in &objs {
+        // Every key the store still lists reads back; none points into the cut.
+        if store.contains(&o.key).unwrap() {
+            assert_eq!(store.get(&o.key).unwrap().unwrap(), o.blob());
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, 6, "the objects of segments 1 and 2 survive");
+    store.close().unwrap();
+    let store = LogStore::open_with(&dir, opts()).unwrap();
+    assert_eq!(store.keys().unwrap().len(), 6);
+}

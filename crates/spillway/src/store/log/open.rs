@@ -343,8 +343,15 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
                     supported: segment::SEGMENT_VERSION,
                 });
             }
-            Err(e) if is_last && !valid_record_after(&data, 1) => {
-                // The segment was being created when the process stopped.
+            // The segment was being created when the process stopped: no valid record follows,
+            // and no checkpoint vouches for its contents (a checkpoint whose tail lies in this
+            // segment was written after the header was synced, so a bad header is damage).
+            Err(e)
+                if is_last
+                    && (opts.truncate_corrupt_tail
+                        || (!valid_record_after(&data, 1)
+                            && !(report.checkpoint_used && id == start.segment))) =>
+            {
                 report.torn_tail = Some(TornTail {
                     segment: id,
                     offset: 0,
@@ -414,6 +421,19 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
                     break;
                 }
             }
+        }
+    }
+    if let Some(c) = cut {
+        // Entries the checkpoint knew in the part that is cut (possible only in repair mode)
+        // point at bytes that will be gone.
+        let stale: Vec<_> = index
+            .map
+            .iter()
+            .filter(|(_, l)| l.segment == c.segment && l.offset + u64::from(l.len) > c.offset)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &stale {
+            index.remove(k);
         }
     }
     Ok(Recovered {
