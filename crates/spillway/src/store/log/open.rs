@@ -349,8 +349,8 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
             Err(e)
                 if is_last
                     && (opts.truncate_corrupt_tail
-                        || (!valid_record_after(&data, 1)
-                            && !(report.checkpoint_used && id == start.segment))) =>
+                        || !(valid_record_after(&data, 1)
+                            || (report.checkpoint_used && id == start.segment))) =>
             {
                 report.torn_tail = Some(TornTail {
                     segment: id,
