@@ -116,6 +116,50 @@ fn fsync_every_write(dir: &std::path::Path, secs: f64) -> Result<Run> {
     })
 }
 
+/// The store's own group commit, without the pipeline: `threads` writers each store one
+/// object and call `flush(Durable)`, sharing syncs inside the store.
+fn store_group_commit(dir: &std::path::Path, threads: u64, secs: f64) -> Result<Run> {
+    let store = LogStore::open(dir).context("open store")?;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let store = &store;
+                s.spawn(move || {
+                    let mut n = 0u64;
+                    let mut lat = Vec::new();
+                    while Instant::now() < deadline {
+                        let at = Instant::now();
+                        let p = payload(t, n);
+                        store.put(Put::new(&p, &[])).expect("put");
+                        store.flush(Durability::Durable).expect("durable");
+                        lat.push(at.elapsed().as_secs_f64() * 1e6);
+                        n += 1;
+                    }
+                    (n, lat)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer"))
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut latencies_us = Vec::new();
+    let mut writes = 0;
+    for (n, l) in results {
+        writes += n;
+        latencies_us.extend(l);
+    }
+    Ok(Run {
+        writes,
+        secs,
+        latencies_us,
+    })
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -142,6 +186,13 @@ fn main() -> Result<()> {
         base_rate,
         pct(&mut baseline.latencies_us, 0.5),
         pct(&mut baseline.latencies_us, 0.99),
+    ));
+    let mut direct = store_group_commit(&next_dir(), 64, args.secs)?;
+    rows.push((
+        "LogStore put + flush(Durable), 64 threads (the store's own group commit)".to_string(),
+        direct.writes as f64 / direct.secs,
+        pct(&mut direct.latencies_us, 0.5),
+        pct(&mut direct.latencies_us, 0.99),
     ));
     let mut durable64 = 0.0;
     for (level, producers) in [
