@@ -37,103 +37,21 @@ struct Run {
     latencies_us: Vec<f64>,
 }
 
-/// `producers` threads each write one 128 B object per write and wait for `level` before the
-/// next, for `secs` seconds.
-fn through_pipeline(
-    dir: &std::path::Path,
-    producers: u64,
-    level: Durability,
-    secs: f64,
-) -> Result<Run> {
-    let store = Arc::new(LogStore::open(dir).context("open store")?);
-    let writer = Arc::new(StoreWriter::new(store, Config::default())?);
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..producers)
-            .map(|p| {
-                let writer = Arc::clone(&writer);
-                s.spawn(move || {
-                    let mut n = 0u64;
-                    let mut lat = Vec::new();
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        let h = writer
-                            .put(vec![Blob {
-                                children: vec![],
-                                payload: payload(p, n),
-                            }])
-                            .expect("pipeline open");
-                        h.wait(level).expect("write reached its level");
-                        lat.push(t.elapsed().as_secs_f64() * 1e6);
-                        n += 1;
-                    }
-                    (n, lat)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("producer"))
-            .collect()
-    });
-    let secs = start.elapsed().as_secs_f64();
-    Arc::try_unwrap(writer)
-        .map_err(|_| anyhow::anyhow!("writer still shared"))?
-        .shutdown()?;
-    let mut latencies_us = Vec::new();
-    let mut writes = 0;
-    for (n, l) in results {
-        writes += n;
-        latencies_us.extend(l);
-    }
-    Ok(Run {
-        writes,
-        secs,
-        latencies_us,
-    })
-}
-
-/// The baseline: one writer that stores one object and fsyncs, per write.
-fn fsync_every_write(dir: &std::path::Path, secs: f64) -> Result<Run> {
-    let store = LogStore::open(dir).context("open store")?;
-    let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let start = Instant::now();
-    let mut n = 0u64;
-    let mut latencies_us = Vec::new();
-    while Instant::now() < deadline {
-        let t = Instant::now();
-        let p = payload(u64::MAX, n);
-        store.put(Put::new(&p, &[]))?;
-        store.flush(Durability::Durable)?;
-        latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
-        n += 1;
-    }
-    Ok(Run {
-        writes: n,
-        secs: start.elapsed().as_secs_f64(),
-        latencies_us,
-    })
-}
-
-/// The store's own group commit, without the pipeline: `threads` writers each store one
-/// object and call `flush(Durable)`, sharing syncs inside the store.
-fn store_group_commit(dir: &std::path::Path, threads: u64, secs: f64) -> Result<Run> {
-    let store = LogStore::open(dir).context("open store")?;
+/// Runs `threads` writers for `secs` seconds; each calls `write(thread, n)` for its `n`-th write
+/// and the time from the call's start to its return is that write's latency.
+fn run_writers(threads: u64, secs: f64, write: impl Fn(u64, u64) + Sync) -> Run {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let start = Instant::now();
     let results: Vec<(u64, Vec<f64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let store = &store;
+                let write = &write;
                 s.spawn(move || {
                     let mut n = 0u64;
                     let mut lat = Vec::new();
                     while Instant::now() < deadline {
                         let at = Instant::now();
-                        let p = payload(t, n);
-                        store.put(Put::new(&p, &[])).expect("put");
-                        store.flush(Durability::Durable).expect("durable");
+                        write(t, n);
                         lat.push(at.elapsed().as_secs_f64() * 1e6);
                         n += 1;
                     }
@@ -143,7 +61,7 @@ fn store_group_commit(dir: &std::path::Path, threads: u64, secs: f64) -> Result<
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("writer"))
+            .map(|h| h.join().expect("writer thread"))
             .collect()
     });
     let secs = start.elapsed().as_secs_f64();
@@ -153,11 +71,50 @@ fn store_group_commit(dir: &std::path::Path, threads: u64, secs: f64) -> Result<
         writes += n;
         latencies_us.extend(l);
     }
-    Ok(Run {
+    Run {
         writes,
         secs,
         latencies_us,
-    })
+    }
+}
+
+/// `producers` threads each write one 128 B object per write and wait for `level` before the
+/// next, for `secs` seconds.
+fn through_pipeline(
+    dir: &std::path::Path,
+    producers: u64,
+    level: Durability,
+    secs: f64,
+) -> Result<Run> {
+    let store = Arc::new(LogStore::open(dir).context("open store")?);
+    let writer = StoreWriter::new(store, Config::default())?;
+    let run = run_writers(producers, secs, |p, n| {
+        let h = writer
+            .put(vec![Blob {
+                children: vec![],
+                payload: payload(p, n),
+            }])
+            .expect("pipeline open");
+        h.wait(level).expect("write reached its level");
+    });
+    writer.shutdown()?;
+    Ok(run)
+}
+
+/// The baseline: one writer that stores one object and fsyncs, per write.
+fn fsync_every_write(dir: &std::path::Path, secs: f64) -> Result<Run> {
+    store_group_commit(dir, 1, secs)
+}
+
+/// The store's own group commit, without the pipeline: `threads` writers each store one
+/// object and call `flush(Durable)`, sharing syncs inside the store.
+fn store_group_commit(dir: &std::path::Path, threads: u64, secs: f64) -> Result<Run> {
+    let store = LogStore::open(dir).context("open store")?;
+    Ok(run_writers(threads, secs, |t, n| {
+        let p = payload(t, n);
+        store.put(Put::new(&p, &[])).expect("put");
+        store.flush(Durability::Durable).expect("durable");
+    }))
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
