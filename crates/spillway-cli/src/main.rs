@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod paths;
 mod size;
 
 /// Keep objects in memory up to a byte budget and page the cold ones to storage.

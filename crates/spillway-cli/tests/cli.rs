@@ -54,6 +54,9 @@ fn usage_errors_exit_2() {
         &["demo", "--scale", "0"],
         &["demo", "--store", "floppy"],
         &["no-such-command"],
+        &["inspect", "/no/such/store"],
+        &["verify", "/no/such/store"],
+        &["demo", "--dir", "/no/such/parent/store"],
     ] {
         let o = spillway(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));

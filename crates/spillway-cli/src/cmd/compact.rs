@@ -11,6 +11,7 @@ use crate::size::human;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The store directory.
+    #[arg(value_parser = crate::paths::existing_dir)]
     dir: PathBuf,
     /// Rewrite segments whose live share is below this fraction.
     #[arg(long, default_value_t = 0.5, value_parser = parse_fraction)]

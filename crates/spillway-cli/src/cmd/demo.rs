@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Keep the store in this directory (otherwise a temporary one is removed at the end).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::paths::store_dir)]
     dir: Option<PathBuf>,
     /// The store backend.
     #[arg(long, value_enum, default_value_t = StoreKind::Log)]

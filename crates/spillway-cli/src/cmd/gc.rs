@@ -11,6 +11,7 @@ use crate::size::human;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The store directory.
+    #[arg(value_parser = crate::paths::existing_dir)]
     dir: PathBuf,
 }
 

@@ -10,6 +10,7 @@ use spillway::{LogStore, LogStoreOptions};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The store directory.
+    #[arg(value_parser = crate::paths::existing_dir)]
     dir: PathBuf,
     /// Cut the last segment at its first damaged record (the records after it are lost), then
     /// verify again.
