@@ -54,3 +54,97 @@ fn a_failing_store_keeps_values_resident_and_reports_the_error() {
         "{msg}"
     );
 }
+
+/// A value whose serialization fails on demand, and whose deserialization panics on demand.
+#[derive(Debug, get_size2::GetSize)]
+struct Fragile {
+    fail_to_encode: bool,
+    data: Vec<u8>,
+}
+
+static PANIC_ON_DECODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const PANIC_LEN: usize = 99;
+
+impl serde::Serialize for Fragile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.fail_to_encode {
+            return Err(serde::ser::Error::custom(
+                "this value refuses to be encoded",
+            ));
+        }
+        self.data.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fragile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let data = Vec::<u8>::deserialize(d)?;
+        // Only values of this one length panic, so other tests in this binary are unaffected.
+        assert!(
+            !(data.len() == PANIC_LEN && PANIC_ON_DECODE.load(std::sync::atomic::Ordering::SeqCst)),
+            "a Deserialize that panics"
+        );
+        Ok(Fragile {
+            fail_to_encode: false,
+            data,
+        })
+    }
+}
+
+fn mem_pool(budget: u64) -> Pool {
+    Pool::builder()
+        .budget(budget)
+        .store(Arc::new(spillway::MemStore::new()))
+        .gc_after(0)
+        .build()
+        .expect("pool")
+}
+
+#[test]
+fn a_value_that_cannot_be_encoded_does_not_block_the_page_out_of_others() {
+    let pool = mem_pool(64 << 10);
+    let bad = pool
+        .insert(Fragile {
+            fail_to_encode: true,
+            data: vec![0; 4096],
+        })
+        .unwrap();
+    let good: Vec<_> = (0..100u8)
+        .map(|i| {
+            pool.insert(Fragile {
+                fail_to_encode: false,
+                data: vec![i; 4096],
+            })
+            .unwrap()
+        })
+        .collect();
+    let s = pool.stats();
+    assert!(s.page_outs >= 80, "the others were paged out: {s:?}");
+    assert!(s.errors > 0);
+    assert!(bad.is_resident(), "the bad value stays in memory");
+    let err = bad.key().unwrap_err();
+    assert!(err.to_string().contains("Fragile"), "{err}");
+    for (i, g) in good.iter().enumerate() {
+        assert_eq!(g.get().unwrap().data[0], i as u8);
+    }
+}
+
+#[test]
+fn a_panicking_deserialize_fails_the_read_instead_of_hanging_it() {
+    let pool = mem_pool(1 << 20);
+    let h = pool
+        .insert(Fragile {
+            fail_to_encode: false,
+            data: vec![7; PANIC_LEN],
+        })
+        .unwrap();
+    h.key().unwrap();
+    pool.shrink_to(0).unwrap();
+    assert!(!h.is_resident());
+    PANIC_ON_DECODE.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = h.get().unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    PANIC_ON_DECODE.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The load ended: the next read loads the value.
+    assert_eq!(h.get().unwrap().data, vec![7; PANIC_LEN]);
+}

@@ -161,9 +161,14 @@ impl<T: ?Sized + Pageable> Entry<T> {
         pool.stats
             .bytes_read
             .fetch_add(blob.payload.len() as u64, Ordering::Relaxed);
-        // Reserve before decoding: the stored length is a fair estimate of the decoded size;
-        // the reservation is corrected once the value's real size is known.
-        let estimate = pool.reserve(blob.payload.len() as u64)?;
+        // Reserve before decoding: the size given at insert, or the stored length (a fair
+        // estimate of the decoded size, capped at the budget so that a value whose encoding is
+        // larger than its deep size still loads); corrected once the real size is known.
+        let estimate = pool.reserve(
+            self.fixed_size
+                .unwrap_or(blob.payload.len() as u64)
+                .clamp(1, pool.hard_limit()),
+        )?;
         let ctx = crate::codec::DecodeCtx {
             children: blob.children,
             hydrator: Arc::clone(pool) as Arc<dyn Any + Send + Sync>,
@@ -187,6 +192,21 @@ impl<T: ?Sized + Pageable> Entry<T> {
         };
         self.size.store(charged, Ordering::Relaxed);
         Ok(value)
+    }
+
+    /// [`page_in`](Self::page_in), with a panic (in the value's `Deserialize` or deep-size
+    /// code, or in a store) turned into an error, so that the load still ends and nobody waits
+    /// on it forever.
+    pub fn page_in_guarded(self: &Arc<Self>) -> Result<Arc<T>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.page_in())).unwrap_or_else(
+            |_| {
+                Err(Error::ThreadPanicked {
+                    thread: format!("page-in of a {}", T::type_name()),
+                    consequence: "the value was not loaded (the panic came from its Deserialize \
+                                  or deep-size code, or from the store); the next read tries again",
+                })
+            },
+        )
     }
 
     /// The blocking load path: single flight, then a guard.
@@ -215,7 +235,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 Slot::Evicted => {
                     *slot = Slot::Loading;
                     drop(slot);
-                    return self.finish_load(self.page_in(), |r| r);
+                    return self.finish_load(self.page_in_guarded(), |r| r);
                 }
             }
         }

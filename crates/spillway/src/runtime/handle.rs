@@ -239,7 +239,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     this.result = Some(Arc::clone(&cell));
                     entry.pool.spawn_io(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.
-                        e.finish_load(e.page_in(), |loaded| *cell.lock() = Some(loaded));
+                        e.finish_load(e.page_in_guarded(), |loaded| *cell.lock() = Some(loaded));
                     }));
                     return Poll::Pending;
                 }

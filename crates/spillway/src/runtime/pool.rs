@@ -41,6 +41,7 @@ use super::handle::Paged;
 use super::stats::{Counters, PoolStats};
 use super::value::Pageable;
 use crate::error::{Error, Result};
+use crate::format::record::{MAX_CHILDREN, MAX_PAYLOAD_LEN};
 use crate::key::{BuildKeyHasher, ContentKey, KeyMap};
 use crate::memory::{Budget, BudgetError, EvictionPolicy, PolicyKind, Reservation, Residents};
 use crate::store::{BlobStore, Durability, LogStore, LogStoreOptions, Put};
@@ -246,7 +247,12 @@ impl PoolBuilder {
                         loop {
                             let job = rx.lock().recv();
                             match job {
-                                Ok(job) => job(),
+                                // A job ends its load even if it panics (see
+                                // `page_in_guarded`); this keeps the thread for the next one.
+                                Ok(job) => {
+                                    let _ =
+                                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -328,10 +334,29 @@ impl PoolShared {
             Some(tx) => tx.send(job).map_err(|e| e.0),
             None => Err(job),
         };
-        // No I/O threads (the pool is shutting down): run it here rather than strand a waiter.
+        // No I/O threads (the pool was dropped while handles live on): a thread of its own, so
+        // that an async caller's executor still never blocks on I/O.
         if let Err(job) = sent {
-            job();
+            let slot = Arc::new(Mutex::new(Some(job)));
+            let theirs = Arc::clone(&slot);
+            let spawned = std::thread::Builder::new()
+                .name("spillway-io-late".into())
+                .spawn(move || {
+                    if let Some(job) = theirs.lock().take() {
+                        job();
+                    }
+                });
+            // Without a thread, run it here rather than strand its waiters.
+            if spawned.is_err()
+                && let Some(job) = slot.lock().take()
+            {
+                job();
+            }
         }
+    }
+
+    pub(crate) fn hard_limit(&self) -> u64 {
+        self.budget.hard_limit()
     }
 
     pub(crate) fn budget_release(&self, bytes: u64) {
@@ -491,17 +516,43 @@ impl PoolShared {
         let mut batch: Vec<Pending> = Vec::new();
         let mut batch_bytes = 0;
         let _batch = BatchScope::enter();
+        // Values that cannot be stored (their encoding fails or passes the store's limits), and
+        // the parents above them: they stay resident, and the rest of the graphs are stored.
+        let mut failed: HashMap<EntryId, ()> = HashMap::new();
+        let mut first_error: Option<Error> = None;
         while let Some(e) = stack.last().cloned() {
-            if e.is_stored() || in_current_batch(e.id()) {
+            if e.is_stored() || in_current_batch(e.id()) || failed.contains_key(&e.id()) {
                 stack.pop();
                 continue;
             }
-            match e.encode()? {
+            let encoded = e.encode().and_then(|enc| match enc {
                 Encoded::Done {
+                    ref children,
+                    ref payload,
+                    ..
+                } if payload.len() > MAX_PAYLOAD_LEN as usize
+                    || children.len() > MAX_CHILDREN as usize =>
+                {
+                    Err(Error::TooLarge {
+                        what: "encoded value (payload or child list) for the store",
+                        len: (payload.len() + 16 * children.len()) as u64,
+                        limit: u64::from(MAX_PAYLOAD_LEN),
+                    })
+                }
+                other => Ok(other),
+            });
+            match encoded {
+                Err(err) => {
+                    stack.pop();
+                    failed.insert(e.id(), ());
+                    self.record_error(&err);
+                    first_error.get_or_insert(err);
+                }
+                Ok(Encoded::Done {
                     key,
                     children,
                     payload,
-                } => {
+                }) => {
                     stack.pop();
                     e.set_key(key);
                     IN_BATCH.with(|b| b.borrow_mut().insert(e.id()));
@@ -512,13 +563,24 @@ impl PoolShared {
                         batch_bytes = 0;
                     }
                 }
-                Encoded::Missing(children) => stack.extend(children),
-                Encoded::Stored => {
+                Ok(Encoded::Missing(children)) => {
+                    if children.iter().any(|c| failed.contains_key(&c.id())) {
+                        stack.pop();
+                        failed.insert(e.id(), ());
+                    } else {
+                        stack.extend(children);
+                    }
+                }
+                Ok(Encoded::Stored) => {
                     stack.pop();
                 }
             }
         }
-        self.write_batch(&mut batch)
+        self.write_batch(&mut batch)?;
+        match first_error {
+            Some(err) if roots.iter().any(|r| failed.contains_key(&r.id())) => Err(err),
+            _ => Ok(()),
+        }
     }
 
     fn write_batch(&self, batch: &mut Vec<Pending>) -> Result<()> {
@@ -577,7 +639,7 @@ impl PoolShared {
     }
 
     fn protect(&self, key: ContentKey) {
-        if self.gc_active.load(Ordering::Acquire) {
+        if self.gc_active.load(Ordering::SeqCst) {
             let mut gc = self.gc_state.lock();
             if gc.active {
                 gc.protect.insert(key);
@@ -591,7 +653,6 @@ impl PoolShared {
         self: &Arc<Self>,
         key: ContentKey,
     ) -> Paged<T> {
-        self.protect(key);
         // Declared before the lock guard so that it is dropped after the guard.
         let mut existing: Vec<Arc<dyn ErasedEntry>> = Vec::new();
         let mut shard = self.registry[shard_of(&key)].lock();
@@ -609,6 +670,10 @@ impl PoolShared {
         entry.registered.store(true, Ordering::Release);
         r.push((entry.id, Arc::downgrade(&entry) as Weak<dyn ErasedEntry>));
         drop(shard);
+        // Registered first, then protected: a collection that starts after this check sees the
+        // handle among the live keys; one already running gets the key in its protected set
+        // (or, if it has already swept it, `Pool::load`'s check of the store then fails).
+        self.protect(key);
         Paged { entry }
     }
 
@@ -658,7 +723,7 @@ impl PoolShared {
             gc.active = true;
             gc.protect.clear();
         }
-        self.gc_active.store(true, Ordering::Release);
+        self.gc_active.store(true, Ordering::SeqCst);
         let result = self.gc_inner();
         self.gc_active.store(false, Ordering::Release);
         {
