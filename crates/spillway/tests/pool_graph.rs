@@ -211,3 +211,31 @@ fn serializing_a_handle_outside_a_pool_fails_clearly() {
     let err = postcard::to_allocvec(&h).unwrap_err();
     let _ = err; // postcard collapses custom messages; the call must fail, not write garbage.
 }
+
+#[test]
+fn lru_pools_evict_the_least_recently_read() {
+    let pool = Pool::builder()
+        .budget(64 << 10)
+        .store(Arc::new(MemStore::new()))
+        .policy(spillway::memory::PolicyKind::Lru)
+        .gc_after(0)
+        .build()
+        .unwrap();
+    // Eight values of about 4 KiB fill half the budget; the first is then read again.
+    let early: Vec<_> = (0..8u8)
+        .map(|i| pool.insert(vec![i; 4000]).unwrap())
+        .collect();
+    early[0].get().unwrap();
+    // More values push the budget: under LRU the re-read one outlives its unread neighbours.
+    let _more: Vec<_> = (0..10u8)
+        .map(|i| pool.insert(vec![100 + i; 4000]).unwrap())
+        .collect();
+    assert!(
+        early[0].is_resident(),
+        "the value read last was evicted first: not LRU"
+    );
+    assert!(
+        !early[1].is_resident(),
+        "an unread old value is still resident"
+    );
+}

@@ -138,11 +138,15 @@ impl<T: ?Sized + Pageable> Entry<T> {
             .max(1)
     }
 
-    /// Records an access for the eviction policy: a saturating counter, no lock.
+    /// Records an access for the eviction policy: a saturating counter, no lock; and, for a
+    /// policy that orders by recency (LRU), the access itself, in the pool's access log.
     #[inline]
     pub fn hit(&self) {
         if self.hits.load(Ordering::Relaxed) < 3 {
             self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.pool.logs_accesses() {
+            self.pool.log_access(self.id);
         }
     }
 

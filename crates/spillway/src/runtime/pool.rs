@@ -19,12 +19,13 @@
 //! - While a garbage collection is running, every key the pool stores, skips as already stored,
 //!   or hands out a handle for is added to the collection's protected set under `gc_state`, and
 //!   the sweep deletes only under that same lock: nothing in use is ever swept.
-//! - A reservation passes the hard limit only when nothing can be paged out: no evictable entry
-//!   is left and no other thread is in the middle of an eviction (whose victims it holds).
+//! - A reservation passes the hard limit only when nothing can be paged out (no evictable entry
+//!   is left, after waiting out other threads' evictions, whose victims they hold), or when the
+//!   store failed to take a page-out: the value is then kept rather than lost.
 //!
 //! Lock order: `gc_lock` → `gc_state` → registry shard; an entry's wait lock → its slot lock;
-//! the residents lock → an entry's slot lock (through the policy's questions). Values are
-//! dropped outside every lock.
+//! the residents lock → an entry's slot lock (through the policy's questions); the residents
+//! lock → the access log. Values are dropped outside every lock.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ use crate::memory::{Budget, BudgetError, EvictionPolicy, PolicyKind, Reservation
 use crate::store::{BlobStore, Durability, LogStore, LogStoreOptions, Put};
 
 const SHARDS: usize = 16;
+/// Accesses logged before they are handed to a recency-ordered policy.
+const ACCESS_LOG_LEN: usize = 4096;
 /// Page-out writes are grouped into batches of about this many payload bytes.
 const BATCH_BYTES: usize = 4 << 20;
 /// Background page-out frees this share of the budget beyond the soft limit, so that it does
@@ -113,6 +116,9 @@ pub(crate) struct PoolShared {
     peak: AtomicU64,
     residents: Mutex<ResidentSet>,
     registry: Vec<Mutex<KeyMap<Registered>>>,
+    /// Accesses not yet handed to a policy that orders by recency (`None` for one that does
+    /// not, such as S3-FIFO, which reads the per-entry hit counters instead).
+    access_log: Option<Mutex<Vec<EntryId>>>,
     next_id: AtomicU64,
     /// Evictions in progress that hold victims taken out of the policy.
     evicting: AtomicU64,
@@ -214,13 +220,16 @@ impl PoolBuilder {
         let (tx, rx) = mpsc::channel::<IoJob>();
         let rx = Arc::new(Mutex::new(rx));
         let signal = Arc::new((Mutex::new(false), Condvar::new()));
+        let policy = self.policy.build();
+        let access_log = policy.wants_access_log().then(|| Mutex::new(Vec::new()));
         let shared = Arc::new(PoolShared {
             store,
             stats: Counters::default(),
             budget: Arc::new(budget),
             peak: AtomicU64::new(0),
+            access_log,
             residents: Mutex::new(ResidentSet {
-                policy: self.policy.build(),
+                policy,
                 entries: HashMap::new(),
             }),
             registry: (0..SHARDS).map(|_| Mutex::new(KeyMap::default())).collect(),
@@ -355,6 +364,32 @@ impl PoolShared {
         }
     }
 
+    #[inline]
+    pub(crate) fn logs_accesses(&self) -> bool {
+        self.access_log.is_some()
+    }
+
+    /// Logs an access; hands the log to the policy when it fills up.
+    pub(crate) fn log_access(&self, id: EntryId) {
+        let Some(log) = &self.access_log else { return };
+        let full = {
+            let mut l = log.lock();
+            l.push(id);
+            (l.len() >= ACCESS_LOG_LEN).then(|| std::mem::take(&mut *l))
+        };
+        if let Some(ids) = full {
+            self.residents.lock().policy.record_accesses(&ids);
+        }
+    }
+
+    /// Hands the logged accesses to the policy (before it chooses victims).
+    fn drain_access_log(&self, rs: &mut ResidentSet) {
+        if let Some(log) = &self.access_log {
+            let ids = std::mem::take(&mut *log.lock());
+            rs.policy.record_accesses(&ids);
+        }
+    }
+
     pub(crate) fn hard_limit(&self) -> u64 {
         self.budget.hard_limit()
     }
@@ -472,6 +507,8 @@ impl PoolShared {
         let mut keep = Vec::new();
         let (victims, _in_flight): (Vec<Arc<dyn ErasedEntry>>, _) = {
             let mut rs = self.residents.lock();
+            // Lock order: residents, then the access log (`log_access` never holds both).
+            self.drain_access_log(&mut rs);
             let ResidentSet { policy, entries } = &mut *rs;
             let chosen = policy.evict(
                 bytes,
