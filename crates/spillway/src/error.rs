@@ -147,6 +147,10 @@ pub enum Error {
         cause: String,
     },
 
+    /// A broken internal invariant: a bug in spillway, reported rather than panicking.
+    #[error("internal error in spillway: {0}; this is a bug, please report it")]
+    Internal(String),
+
     /// A bad argument or configuration value.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

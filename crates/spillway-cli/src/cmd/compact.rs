@@ -29,7 +29,9 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let store = LogStore::open_with(
         &args.dir,
-        LogStoreOptions::default().compact_below(args.below),
+        LogStoreOptions::default()
+            .create(false)
+            .compact_below(args.below),
     )?;
     let r = store.compact()?;
     store.close()?;

@@ -17,7 +17,15 @@ pub struct Args {
 
 /// Runs `gc`. Offline, no handle is live, so only roots keep objects.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
-    let pool = Pool::builder().dir(&args.dir).gc_after(0).build()?;
+    // Never create a store here: a wrong but empty directory is an error, not a new store.
+    let store = spillway::LogStore::open_with(
+        &args.dir,
+        spillway::LogStoreOptions::default().create(false),
+    )?;
+    let pool = Pool::builder()
+        .store(std::sync::Arc::new(store))
+        .gc_after(0)
+        .build()?;
     let before = pool.store().stats();
     let report = pool.gc()?;
     pool.store().flush(spillway::Durability::Durable)?;

@@ -153,9 +153,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// Loads the value from the store and decodes it. Called by the one thread that moved the
     /// slot from `Evicted` to `Loading`.
     pub fn page_in(self: &Arc<Self>) -> Result<Arc<T>> {
-        let key = *self.key.get().ok_or_else(|| {
-            Error::InvalidArgument("internal: an evicted entry has no key".into())
-        })?;
+        let key = *self
+            .key
+            .get()
+            .ok_or_else(|| Error::Internal("an evicted entry has no key".into()))?;
         let pool = &self.pool;
         let blob = pool.store.get(&key)?.ok_or_else(|| Error::NotFound {
             key,
@@ -319,8 +320,8 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             // Only a stored entry leaves `Resident`: another page-out got there first.
             _ if self.is_stored() => return Ok(Encoded::Stored),
             _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "internal: encoding entry {} that is not resident",
+                return Err(Error::Internal(format!(
+                    "encoding entry {} that is not resident",
                     self.id
                 )));
             }

@@ -117,9 +117,11 @@ impl<T: ?Sized + Pageable> Paged<T> {
         self.entry
             .pool
             .store_graphs(&[Arc::clone(&self.entry) as Arc<dyn ErasedEntry>])?;
-        self.entry.key.get().copied().ok_or_else(|| {
-            crate::Error::InvalidArgument("internal: stored entry has no key".into())
-        })
+        self.entry
+            .key
+            .get()
+            .copied()
+            .ok_or_else(|| crate::Error::Internal("a stored entry has no key".into()))
     }
 
     /// True if both handles refer to the same object in memory.

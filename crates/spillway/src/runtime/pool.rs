@@ -460,7 +460,6 @@ impl PoolShared {
             rs.policy.insert(entry.id(), size, ghost);
         }
         drop(entry);
-        let _ = size;
         if self.budget.over_soft_limit() > 0 {
             let (lock, cv) = &*self.signal;
             *lock.lock() = true;
@@ -624,10 +623,9 @@ impl PoolShared {
         if batch.is_empty() {
             return Ok(());
         }
-        let gc = self.gc_state.lock();
+        let mut gc = self.gc_state.lock();
         let mut puts = Vec::with_capacity(batch.len());
         let mut written = 0;
-        let mut gc = gc;
         for (_, key, children, payload) in batch.iter() {
             if gc.active {
                 gc.protect.insert(*key);

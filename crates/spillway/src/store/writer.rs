@@ -239,8 +239,8 @@ impl StoreWriter {
         let out = self.coordinator.shutdown();
         out.result?;
         match out.unflushed.first() {
-            Some(u) => Err(Error::InvalidArgument(format!(
-                "internal: the pipeline stopped cleanly but handed back batches (first epochs {:?})",
+            Some(u) => Err(Error::Internal(format!(
+                "the write pipeline stopped cleanly but handed back batches (first epochs {:?})",
                 u.epochs
             ))),
             None => Ok(()),
