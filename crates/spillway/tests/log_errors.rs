@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use common::Obj;
 use spillway::format::record::RECORD_HEADER_LEN;
-use spillway::format::{marker, segment};
-use spillway::vfs::SimFs;
+use spillway::format::{checkpoint, marker, segment};
+use spillway::vfs::{OpenMode, SimFs, Vfs};
 use spillway::{BlobStore, Durability, Error, LogStore, LogStoreOptions};
 
 /// Objects of 1000 bytes: three fit in a 4 KiB segment.
@@ -404,4 +404,104 @@ fn a_damaged_header_under_the_checkpoint_is_corruption_not_a_torn_creation() {
     store.close().unwrap();
     let store = LogStore::open_with(&dir, opts()).unwrap();
     assert_eq!(store.keys().unwrap().len(), 6);
+}
+
+#[test]
+fn a_repair_cut_before_the_checkpoint_tail_survives_a_crash() {
+    // Seven objects of 1000 bytes: segments 1 and 2 full, segment 3 holding one; the checkpoint
+    // written at close has its tail in segment 3, after that record.
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let open =
+        |fs: &SimFs, opts: LogStoreOptions| LogStore::open_on(Arc::new(fs.clone()), dir, opts);
+    let objs = objects(7);
+    let store = open(&fs, opts()).expect("open");
+    for o in &objs {
+        store.put(o.put()).expect("put");
+    }
+    store.close().expect("close");
+    fs.corrupt(&dir.join(segment::file_name(3)), 0, b"XXXX")
+        .expect("corrupt");
+
+    // Repair mode cuts segment 3 to nothing, before the checkpoint's tail; new writes then
+    // fill it again past that tail, and are made durable.
+    let store = open(&fs, opts().truncate_corrupt_tail(true)).expect("repair");
+    let cut = store
+        .recovery()
+        .torn_tail
+        .clone()
+        .expect("a cut is reported");
+    assert_eq!((cut.segment, cut.offset), (3, 0));
+    let fresh = [
+        Obj::generated(100, 500, Vec::new()),
+        Obj::generated(101, 1200, Vec::new()),
+    ];
+    for o in &fresh {
+        store.put(o.put()).expect("put");
+    }
+    store.flush(Durability::Durable).expect("flush");
+
+    // The process dies before closing: the old checkpoint must not be trusted over the new
+    // contents of the segment it describes.
+    let img = fs.process_crash_image();
+    drop(store);
+    let store = open(&img, opts()).expect("reopen after the crash");
+    for o in &objs[..6] {
+        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
+    }
+    assert_eq!(
+        store.get(&objs[6].key).expect("get"),
+        None,
+        "cut by the repair"
+    );
+    for o in &fresh {
+        assert_eq!(
+            store.get(&o.key).expect("get"),
+            Some(o.blob()),
+            "durable after the repair"
+        );
+    }
+    assert_eq!(store.keys().expect("keys").len(), 8);
+}
+
+#[test]
+fn a_checkpoint_entry_whose_end_overflows_is_not_trusted() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let objs = objects(2);
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts()).expect("open");
+    for o in &objs {
+        store.put(o.put()).expect("put");
+    }
+    store.close().expect("close");
+
+    // A well-formed checkpoint (both checksums right) with one entry whose offset plus length
+    // wraps around to a small number, which looks like a place inside segment 1.
+    let path = dir.join(checkpoint::CHECKPOINT_FILE);
+    let mut c = checkpoint::decode(&fs.read_file(&path).expect("read")).expect("decode");
+    let bogus = Obj::generated(99, 10, Vec::new());
+    c.entries.push((
+        bogus.key,
+        checkpoint::Location {
+            segment: 1,
+            offset: u64::MAX - 3,
+            len: 100,
+        },
+    ));
+    let bytes = checkpoint::encode(c.tail, c.entries.iter().map(|(k, l)| (k, l)));
+    let f = fs.open(&path, OpenMode::Create).expect("open");
+    f.set_len(0).expect("truncate");
+    f.write_at(&bytes, 0).expect("write");
+
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts()).expect("reopen");
+    let problem = store
+        .recovery()
+        .checkpoint_problem
+        .clone()
+        .expect("the checkpoint is refused");
+    assert!(problem.contains("not in the log"), "{problem}");
+    assert!(!store.contains(&bogus.key).expect("contains"));
+    for o in &objs {
+        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
+    }
 }

@@ -5,7 +5,13 @@
 //! segment, a bad record with no valid record after it is a torn write from a crash: the segment
 //! is cut there and the cut reported. A bad record anywhere else is corruption and opening fails
 //! with its file and offset, unless the caller asked to cut a damaged tail
-//! ([`LogStoreOptions::truncate_corrupt_tail`]).
+//! ([`LogStoreOptions::truncate_corrupt_tail`]). Such a repair cut can lie before the
+//! checkpoint's tail (a damaged header of the segment the tail is in); the checkpoint is then
+//! rewritten before open returns, so that it never names bytes that later records reuse.
+//!
+//! A checkpoint is trusted only if every location it names lies wholly inside an existing
+//! segment, at or before its tail (lengths are added with overflow checks: the fields are
+//! read from disk).
 //!
 //! A `STORE` marker shorter than a whole marker (empty, zeros, or a prefix of the real one) in a
 //! directory without segments or checkpoint is what a crash while creating the store leaves
@@ -189,6 +195,7 @@ impl LogStore {
         }
         if store.writer.is_some()
             && (store.recovery.checkpoint_problem.is_some()
+                || recovered.checkpoint_stale
                 || store.recovery.bytes_scanned > store.opts.checkpoint_every / 4)
         {
             store.checkpoint()?;
@@ -279,6 +286,9 @@ struct Recovered {
     cut: Option<LogPosition>,
     /// Segment lengths as found (before any cut).
     lens: BTreeMap<u64, u64>,
+    /// The cut lies before the tail of the checkpoint on disk (repair mode): that file no
+    /// longer describes the log, and must be replaced before anything is appended past the cut.
+    checkpoint_stale: bool,
 }
 
 fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Result<Recovered> {
@@ -436,11 +446,16 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
             index.remove(k);
         }
     }
+    // A cut before the checkpoint's tail (a damaged header in repair mode) leaves a checkpoint
+    // that names bytes about to be removed; new records would later fill them again, and the
+    // next open would trust the checkpoint's entries and tail over them.
+    let checkpoint_stale = report.checkpoint_used && cut.is_some_and(|c| c < start);
     Ok(Recovered {
         index,
         report,
         cut,
         lens,
+        checkpoint_stale,
     })
 }
 
@@ -465,9 +480,13 @@ fn validate(c: &Checkpoint, lens: &BTreeMap<u64, u64>) -> std::result::Result<()
     }
     for (key, loc) in &c.entries {
         let ok = loc.segment <= c.tail.segment
-            && lens
-                .get(&loc.segment)
-                .is_some_and(|&len| loc.offset >= header && loc.offset + u64::from(loc.len) <= len);
+            && lens.get(&loc.segment).is_some_and(|&len| {
+                loc.offset >= header
+                    && loc
+                        .offset
+                        .checked_add(u64::from(loc.len))
+                        .is_some_and(|end| end <= len)
+            });
         if !ok {
             return Err(format!(
                 "key {key} points at segment {} offset {}, which is not in the log",
