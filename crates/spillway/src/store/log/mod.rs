@@ -21,8 +21,9 @@
 //! - After any failed write or sync the store is poisoned: writes fail with
 //!   [`Error::Poisoned`], reads go on. Data acknowledged at `Durable` stays intact on disk.
 //! - Lock order: `maintenance` → `writer` → `index` → `segments`. The group-commit state
-//!   (`durable`) is taken with no other lock held and is never held while taking another: the
-//!   leader of a sync marks it busy, releases it, then takes `writer` briefly.
+//!   (`durable`) is taken either with no lock held or under `maintenance` alone (a checkpoint
+//!   syncs the log through its tail), and is never held while taking another: the leader of a
+//!   sync marks it busy, releases it, then takes `writer` briefly.
 
 use std::any::Any;
 use std::collections::BTreeMap;

@@ -498,12 +498,19 @@ fn validate(c: &Checkpoint, lens: &BTreeMap<u64, u64>) -> std::result::Result<()
 }
 
 /// True if some complete, checksum-valid record starts at or after `from`.
+///
+/// Each candidate costs a checksum over up to the rest of the segment, so a tail crafted with
+/// many fake record headers could make this quadratic: after `MAX_CANDIDATES` candidates it
+/// answers `true`, the safe side (the damage is then refused rather than cut).
 fn valid_record_after(data: &[u8], from: usize) -> bool {
+    const MAX_CANDIDATES: usize = 1024;
     let mut i = from;
+    let mut candidates = 0;
     while i + RECORD_MAGIC.len() <= data.len() {
         match data[i..].windows(4).position(|w| w == RECORD_MAGIC) {
             Some(p) => {
-                if record::decode(&data[i + p..]).is_ok() {
+                candidates += 1;
+                if candidates > MAX_CANDIDATES || record::decode(&data[i + p..]).is_ok() {
                     return true;
                 }
                 i += p + 1;

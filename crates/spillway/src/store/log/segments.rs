@@ -76,7 +76,7 @@ impl SegmentReader {
             SegmentReader::File(file) => {
                 let mut buf = vec![0u8; loc.len as usize];
                 file.read_at(&mut buf, loc.offset)
-                    .map_err(|e| Error::io("read", dir.join(describe(dir, loc)), e))?;
+                    .map_err(|e| Error::io("read", describe(dir, loc), e))?;
                 blob_from_record_bytes(buf, dir, loc, key)
             }
         }
