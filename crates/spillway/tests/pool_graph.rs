@@ -149,6 +149,16 @@ fn budget_holds_under_ten_times_the_data() {
         s.peak_resident_bytes
     );
     assert!(s.page_outs > 0);
+    assert_eq!(
+        s.evictions_by_pressure.iter().sum::<u64>(),
+        s.page_outs,
+        "every page-out is counted under the pressure level it happened at"
+    );
+    assert!(
+        s.evictions_by_pressure[0] == 0,
+        "nothing is paged out under normal pressure: {:?}",
+        s.evictions_by_pressure
+    );
     for (i, h) in handles.iter().enumerate().rev() {
         assert_eq!(h.get().unwrap()[0], i as u32);
     }

@@ -342,9 +342,15 @@ impl Budget {
     /// Call it before [`Budget::sub`] of those bytes, so that the level is the one that caused
     /// the eviction.
     pub fn record_evictions(&self, count: u64, bytes: u64) {
-        let level = self.pressure().index();
-        self.evictions[level].fetch_add(count, Ordering::Relaxed);
-        self.evicted_bytes[level].fetch_add(bytes, Ordering::Relaxed);
+        self.record_evictions_at(self.pressure(), count, bytes);
+    }
+
+    /// Records that `count` entries totalling `bytes` were evicted by an eviction that started
+    /// at pressure `level` (the runtime notes the level when it chooses the victims, and counts
+    /// only those it actually dropped).
+    pub fn record_evictions_at(&self, level: Pressure, count: u64, bytes: u64) {
+        self.evictions[level.index()].fetch_add(count, Ordering::Relaxed);
+        self.evicted_bytes[level.index()].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Entries evicted while the budget was at `level`.

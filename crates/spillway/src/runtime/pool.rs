@@ -502,7 +502,7 @@ impl PoolShared {
 
     /// Pages out at least `bytes` of resident values (fewer if not enough are evictable).
     pub(crate) fn evict(&self, bytes: u64) -> Result<u64> {
-        let level = self.budget.pressure().index();
+        let level = self.budget.pressure();
         let mut keep = Vec::new();
         let (victims, _in_flight): (Vec<Arc<dyn ErasedEntry>>, _) = {
             let mut rs = self.residents.lock();
@@ -531,16 +531,18 @@ impl PoolShared {
         }
         let stored = self.store_graphs(&victims);
         let mut freed = 0;
+        let mut count = 0;
         for v in &victims {
             match v.try_evict() {
                 Some(n) => {
                     freed += n;
-                    self.stats.page_outs.fetch_add(1, Ordering::Relaxed);
-                    self.stats.evictions[level].fetch_add(1, Ordering::Relaxed);
+                    count += 1;
                 }
                 None => self.requeue(v),
             }
         }
+        self.stats.page_outs.fetch_add(count, Ordering::Relaxed);
+        self.budget.record_evictions_at(level, count, freed);
         drop(victims);
         stored.map(|()| freed)
     }
@@ -1087,7 +1089,7 @@ impl Pool {
             bytes_read: c.bytes_read.load(Ordering::Relaxed),
             objects_written: c.objects_written.load(Ordering::Relaxed),
             dedup_hits: c.dedup_hits.load(Ordering::Relaxed),
-            evictions_by_pressure: std::array::from_fn(|i| c.evictions[i].load(Ordering::Relaxed)),
+            evictions_by_pressure: s.budget.stats().evictions,
             gc_runs: c.gc_runs.load(Ordering::Relaxed),
             gc_deleted: c.gc_deleted.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),

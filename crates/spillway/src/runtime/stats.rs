@@ -54,7 +54,6 @@ pub(crate) struct Counters {
     pub bytes_read: AtomicU64,
     pub objects_written: AtomicU64,
     pub dedup_hits: AtomicU64,
-    pub evictions: [AtomicU64; 4],
     pub gc_runs: AtomicU64,
     pub gc_deleted: AtomicU64,
     pub errors: AtomicU64,
