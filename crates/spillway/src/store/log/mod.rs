@@ -391,6 +391,9 @@ impl LogStore {
             .vfs
             .open(&path, crate::vfs::OpenMode::Create)
             .map_err(|e| self.poison("create", path.clone(), e))?;
+        // Everything that can fail comes before the writer switches to `new`: a mapping that
+        // fails here leaves the old segment active and the store as it was.
+        let reader = self.active_reader(&path, Arc::clone(&file))?;
         let sealed_len = w.written_len;
         w.active = new;
         w.file = Arc::clone(&file);
@@ -406,7 +409,7 @@ impl LogStore {
         }
         let mut segs = self.segments.write();
         segs.insert(old, sealed);
-        segs.insert(new, self.active_reader(&path, file)?);
+        segs.insert(new, reader);
         drop(segs);
         // Only now, with both segments readable, may readers learn that `new` is active.
         self.written.publish(new, 0);
