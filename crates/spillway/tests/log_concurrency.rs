@@ -16,11 +16,7 @@ const THREADS: u64 = 4;
 const ROUNDS: u64 = 150;
 
 fn opts() -> LogStoreOptions {
-    LogStoreOptions::default()
-        .segment_size(16 << 10)
-        .write_buffer(4096)
-        .checkpoint_every(64 << 10)
-        .compact_below(0.9)
+    common::busy_opts()
 }
 
 /// Objects every thread puts (dedup across threads) and never deletes.

@@ -21,11 +21,7 @@ use spillway::{BlobStore, Durability, LogStore, LogStoreOptions};
 const CHILD_ENV: &str = "SPILLWAY_CRASH_CHILD";
 
 fn opts() -> LogStoreOptions {
-    LogStoreOptions::default()
-        .segment_size(16 << 10)
-        .write_buffer(4096)
-        .checkpoint_every(64 << 10)
-        .compact_below(0.9)
+    common::busy_opts()
 }
 
 /// Object `i` of the child's (deterministic) workload.

@@ -54,6 +54,15 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Options that make segments roll and compaction run after a few kilobytes.
+/// Options under which a few hundred objects roll segments, checkpoint and compact often.
+pub fn busy_opts() -> LogStoreOptions {
+    LogStoreOptions::default()
+        .segment_size(16 << 10)
+        .write_buffer(4096)
+        .checkpoint_every(64 << 10)
+        .compact_below(0.9)
+}
+
 pub fn small_opts(segment_size: u64) -> LogStoreOptions {
     LogStoreOptions::default()
         .segment_size(segment_size)
