@@ -169,3 +169,29 @@ pub fn open(id: ContenderId, dir: &Path) -> anyhow::Result<Box<dyn Contender>> {
         ),
     })
 }
+
+/// Puts `payloads` under `keys` (objects without children) into any spillway store.
+pub(crate) fn put_objects(
+    store: &dyn spillway::BlobStore,
+    keys: &[spillway::ContentKey],
+    payloads: &[&[u8]],
+) -> anyhow::Result<()> {
+    let puts: Vec<spillway::Put<'_>> = keys
+        .iter()
+        .zip(payloads)
+        .map(|(key, payload)| spillway::Put {
+            key: *key,
+            children: &[],
+            payload,
+        })
+        .collect();
+    Ok(store.put_batch(&puts)?)
+}
+
+/// The payload stored under `key` in any spillway store.
+pub(crate) fn get_payload(
+    store: &dyn spillway::BlobStore,
+    key: &spillway::ContentKey,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(store.get(key)?.map(|blob| blob.payload))
+}

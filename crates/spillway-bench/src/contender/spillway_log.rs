@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use spillway::{BlobStore, ContentKey, Durability, LogStore, Put};
+use spillway::{BlobStore, ContentKey, Durability, LogStore};
 
-use super::{Contender, FlushLevel};
+use super::{Contender, FlushLevel, get_payload, put_objects};
 
 /// A `LogStore` opened with `LogStoreOptions::default()`.
 #[derive(Debug)]
@@ -23,20 +23,11 @@ impl LogContender {
 
 impl Contender for LogContender {
     fn put_batch(&mut self, keys: &[ContentKey], payloads: &[&[u8]]) -> anyhow::Result<()> {
-        let puts: Vec<Put<'_>> = keys
-            .iter()
-            .zip(payloads)
-            .map(|(key, payload)| Put {
-                key: *key,
-                children: &[],
-                payload,
-            })
-            .collect();
-        Ok(self.store.put_batch(&puts)?)
+        put_objects(&self.store, keys, payloads)
     }
 
     fn get(&mut self, key: &ContentKey) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(self.store.get(key)?.map(|blob| blob.payload))
+        get_payload(&self.store, key)
     }
 
     fn flush(&mut self, level: FlushLevel) -> anyhow::Result<()> {

@@ -1,8 +1,8 @@
 //! spillway's `MemStore`: the same trait with no I/O, a floor for the harness's own costs.
 
-use spillway::{BlobStore, ContentKey, MemStore, Put};
+use spillway::{ContentKey, MemStore};
 
-use super::{Contender, FlushLevel};
+use super::{Contender, FlushLevel, get_payload, put_objects};
 
 #[derive(Debug, Default)]
 pub struct MemContender {
@@ -17,20 +17,11 @@ impl MemContender {
 
 impl Contender for MemContender {
     fn put_batch(&mut self, keys: &[ContentKey], payloads: &[&[u8]]) -> anyhow::Result<()> {
-        let puts: Vec<Put<'_>> = keys
-            .iter()
-            .zip(payloads)
-            .map(|(key, payload)| Put {
-                key: *key,
-                children: &[],
-                payload,
-            })
-            .collect();
-        Ok(self.store.put_batch(&puts)?)
+        put_objects(&self.store, keys, payloads)
     }
 
     fn get(&mut self, key: &ContentKey) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(self.store.get(key)?.map(|blob| blob.payload))
+        get_payload(&self.store, key)
     }
 
     fn flush(&mut self, _level: FlushLevel) -> anyhow::Result<()> {
