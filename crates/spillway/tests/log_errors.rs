@@ -322,7 +322,7 @@ fn a_failing_sync_poisons_the_store_and_loses_nothing_acknowledged() {
     let err = store
         .flush(Durability::Durable)
         .expect_err("the sync fails");
-    assert!(matches!(err, Error::Io { op: "fsync", .. }), "{err}");
+    assert!(matches!(err.root(), Error::Io { op: "fsync", .. }), "{err}");
     assert!(store.poisoned().is_some());
     // Writes are refused and name the first failure; reads go on.
     let err = store.put(objs[3].put()).expect_err("poisoned");

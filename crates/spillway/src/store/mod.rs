@@ -3,7 +3,9 @@
 //! A store maps [`ContentKey`]s to objects (payload bytes plus the keys of their children) behind
 //! the small, synchronous, object-safe [`BlobStore`] trait. Backends, one per file:
 //!
-//! - [`LogStore`]: the embedded default, an append-only crash-safe segment log in a directory;
+//! - [`LogStore`]: the embedded default, an append-only crash-safe segment log in a directory,
+//!   whose own write path runs on the [write pipeline](crate::write) (its `flush(level)` is a
+//!   wait on the pipeline's watermarks, with group commit);
 //! - [`MemStore`]: in memory, for tests and as a fast reference.
 //!
 //! [`StoreWriter`] puts any store's writes on the [write pipeline](crate::write): `put` plus

@@ -1,14 +1,15 @@
 //! Index checkpoints and compaction.
 //!
-//! **Checkpoint.** Under the writer lock: write out pending bytes, note the written position `P`
-//! and copy the index (which then reflects exactly the records before `P`). Then, without the
-//! lock: make the log durable through `P`, write `index.ckpt.tmp`, fsync it, rename it over
-//! `index.ckpt`, fsync the directory. A crash at any step leaves either the old checkpoint or
-//! the new one, and both only refer to durable bytes.
+//! **Checkpoint.** Under one read lock of the index: copy it and its tail `P` (the index then
+//! reflects exactly the records before `P`). Then make the log durable through `P` (a durable
+//! flush of the pipeline covers every write applied before it), write `index.ckpt.tmp`, fsync
+//! it, rename it over `index.ckpt`, fsync the directory. A crash at any step leaves either the
+//! old checkpoint or the new one, and both only refer to durable bytes.
 //!
-//! **Compaction.** For each sealed segment whose live fraction is below the threshold, copy its
-//! live put records (byte for byte: same key, same checksum) to the end of the log and point the
-//! index at the copies. A tombstone is copied only if its key is not live and an older segment
+//! **Compaction.** For each sealed segment (wholly written, before the active one) whose live
+//! fraction is below the threshold, copy its live put records (byte for byte: same key, same
+//! checksum) to the end of the log through the write pipeline, which points the index at the
+//! copies if the index still points at the originals (a write in between wins). A tombstone is copied only if its key is not live and an older segment
 //! still exists (it may shadow a put there during a full-scan recovery). Then take a durable
 //! checkpoint, and only then delete the victims and fsync the directory. A crash before the
 //! checkpoint leaves the victims in place (the copies are harmless duplicates, later in the log,
@@ -18,10 +19,11 @@
 use std::sync::atomic::Ordering;
 
 use super::LogStore;
+use super::delta::{CopyRecord, LogWrite};
 use super::segments::SegmentReader;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Location, LogPosition};
-use crate::format::record::{self, RecordKind};
+use crate::format::record;
 use crate::format::segment;
 use crate::vfs::OpenMode;
 
@@ -47,48 +49,51 @@ impl LogStore {
     }
 
     fn checkpoint_locked(&self) -> Result<()> {
+        let pipeline = self.writable()?;
         let (tail, entries) = {
-            let mut w = self.writable()?.lock();
-            self.write_out(&mut w)?;
-            w.since_checkpoint = 0;
-            let idx = self.index.read();
+            let mut idx = self.core.index.write();
+            idx.since_checkpoint = 0;
             let entries: Vec<_> = idx.map.iter().map(|(k, l)| (*k, *l)).collect();
-            (w.written_position(), entries)
+            (idx.tail, entries)
         };
-        self.sync_to(tail)?;
+        pipeline.flush(true)?;
         let bytes = checkpoint::encode(tail, entries.iter().map(|(k, l)| (k, l)));
-        let tmp = self.dir.join(checkpoint::CHECKPOINT_TMP_FILE);
-        let dst = self.dir.join(checkpoint::CHECKPOINT_FILE);
+        let tmp = self.core.dir.join(checkpoint::CHECKPOINT_TMP_FILE);
+        let dst = self.core.dir.join(checkpoint::CHECKPOINT_FILE);
         let f = self
+            .core
             .vfs
             .open(&tmp, OpenMode::Create)
-            .map_err(|e| self.poison("create", tmp.clone(), e))?;
+            .map_err(|e| self.core.poison("create", tmp.clone(), e))?;
         f.write_at(&bytes, 0)
             .and_then(|_| f.sync_data())
-            .map_err(|e| self.poison("write", tmp.clone(), e))?;
-        self.vfs
+            .map_err(|e| self.core.poison("write", tmp.clone(), e))?;
+        self.core
+            .vfs
             .rename(&tmp, &dst)
-            .map_err(|e| self.poison("rename", tmp.clone(), e))?;
-        self.vfs
-            .sync_dir(&self.dir)
-            .map_err(|e| self.poison("fsync directory", self.dir.clone(), e))?;
-        self.counters.syncs.fetch_add(2, Ordering::Relaxed);
+            .map_err(|e| self.core.poison("rename", tmp.clone(), e))?;
+        self.core.vfs.sync_dir(&self.core.dir).map_err(|e| {
+            self.core
+                .poison("fsync directory", self.core.dir.clone(), e)
+        })?;
+        self.core.counters.syncs.fetch_add(2, Ordering::Relaxed);
         Ok(())
     }
 
     /// Rewrites mostly-dead sealed segments and deletes them, giving their space back.
     pub fn compact(&self) -> Result<CompactionReport> {
         let _m = self.maintenance.lock();
-        let writer = self.writable()?;
-        let active = writer.lock().active;
+        self.writable()?;
+        // Segments before the one the flusher appends to are sealed and wholly written.
+        let active = self.core.written.active();
         let victims: Vec<(u64, u64)> = {
-            let idx = self.index.read();
+            let idx = self.core.index.read();
             idx.sizes
                 .iter()
-                .filter(|(id, _)| **id != active)
+                .filter(|(id, _)| **id < active)
                 .filter(|(id, size)| {
                     let live = idx.live.get(id).copied().unwrap_or(0);
-                    (live as f64) < self.opts.compact_below * (**size as f64)
+                    (live as f64) < self.core.opts.compact_below * (**size as f64)
                 })
                 .map(|(id, size)| (*id, *size))
                 .collect()
@@ -103,75 +108,88 @@ impl LogStore {
         self.checkpoint_locked()?;
         for &(victim, size) in &victims {
             let path = self.segment_path(victim);
-            self.segments.write().remove(&victim);
-            self.index.write().sizes.remove(&victim);
-            self.vfs
+            self.core.segments.write().remove(&victim);
+            self.core.index.write().sizes.remove(&victim);
+            self.core
+                .vfs
                 .remove_file(&path)
-                .map_err(|e| self.poison("remove", path.clone(), e))?;
+                .map_err(|e| self.core.poison("remove", path.clone(), e))?;
             report.segments_removed += 1;
             report.bytes_reclaimed += size;
         }
-        self.vfs
-            .sync_dir(&self.dir)
-            .map_err(|e| self.poison("fsync directory", self.dir.clone(), e))?;
-        tracing::info!(store = %self.dir.display(), ?report, "compaction done");
+        self.core.vfs.sync_dir(&self.core.dir).map_err(|e| {
+            self.core
+                .poison("fsync directory", self.core.dir.clone(), e)
+        })?;
+        tracing::info!(store = %self.core.dir.display(), ?report, "compaction done");
         Ok(report)
     }
 
     fn copy_live(&self, victim: u64, report: &mut CompactionReport) -> Result<()> {
         let path = self.segment_path(victim);
-        let view = match self.segments.read().get(&victim) {
+        let view = match self.core.segments.read().get(&victim) {
             Some(SegmentReader::Mapped(v)) => v.clone(),
             _ => self
+                .core
                 .vfs
                 .map(&path)
                 .map_err(|e| Error::io("map", &path, e))?,
         };
         let data: &[u8] = view.as_ref().as_ref();
         let mut pos = segment::SEGMENT_HEADER_LEN;
+        let mut copies = Vec::new();
+        let mut copy_bytes = 0;
         while pos < data.len() {
             let r = record::decode(&data[pos..])
                 .map_err(|e| e.at("record", format!("{} offset {pos}", path.display())))?;
             let len = r.header.record_len();
-            let here = Location {
+            let from = Location {
                 segment: victim,
                 offset: pos as u64,
                 len: len as u32,
             };
             let raw = &data[pos..pos + len as usize];
-            let mut w = self.writable()?.lock();
-            match r.header.kind {
-                RecordKind::Put => {
-                    if self.index.read().map.get(&r.header.key) == Some(&here) {
-                        let loc = self.append(&mut w, len, |out| out.extend_from_slice(raw))?;
-                        let mut idx = self.index.write();
-                        idx.insert(r.header.key, loc);
-                        idx.sizes.insert(w.active, w.end());
-                        report.records_copied += 1;
-                    }
+            // Only what may still be needed; the pipeline checks again when it applies.
+            let wanted = match r.header.kind {
+                record::RecordKind::Put => {
+                    self.core.index.read().map.get(&r.header.key) == Some(&from)
                 }
-                RecordKind::Tombstone => {
-                    let idx = self.index.read();
-                    let older_exists = idx.sizes.keys().next().is_some_and(|&first| first < victim);
-                    let live = idx.map.contains_key(&r.header.key);
-                    drop(idx);
-                    if older_exists && !live {
-                        self.append(&mut w, len, |out| out.extend_from_slice(raw))?;
-                        self.index.write().sizes.insert(w.active, w.end());
-                        report.tombstones_copied += 1;
-                    }
-                }
-            }
-            if w.pending.len() >= self.opts.write_buffer {
-                self.write_out(&mut w)?;
+                record::RecordKind::Tombstone => true,
+            };
+            if wanted {
+                copies.push(CopyRecord {
+                    key: r.header.key,
+                    kind: r.header.kind,
+                    from,
+                    raw: raw.to_vec(),
+                });
+                copy_bytes += raw.len();
             }
             pos += len as usize;
+            if copy_bytes >= self.core.opts.write_buffer.max(1 << 16) || pos >= data.len() {
+                self.copy_batch(std::mem::take(&mut copies), report)?;
+                copy_bytes = 0;
+            }
         }
+        self.copy_batch(copies, report)
+    }
+
+    fn copy_batch(&self, copies: Vec<CopyRecord>, report: &mut CompactionReport) -> Result<()> {
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let done = self.writable()?.apply(LogWrite::Copy(copies))?;
+        report.records_copied += done.puts;
+        report.tombstones_copied += done.tombstones;
         Ok(())
     }
 
     /// The position up to which the log is known durable.
     pub fn durable_position(&self) -> LogPosition {
-        self.durable.lock().durable
+        *self.core.durable.lock()
+    }
+
+    fn segment_path(&self, id: u64) -> std::path::PathBuf {
+        self.core.segment_path(id)
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! Invariant: `live[s]` is the sum of `len` over the entries of `map` located in segment `s`,
 //! and `sizes[s]` is the length of segment `s` (for the active segment: bytes appended so far,
-//! pending ones included).
+//! unwritten ones included). `tail` is the end of the last record appended: the index describes
+//! exactly the records before it, which is what a checkpoint needs.
 
 use std::collections::BTreeMap;
 
-use crate::format::checkpoint::Location;
+use crate::format::checkpoint::{Location, LogPosition};
 use crate::key::{ContentKey, KeyMap};
 
 #[derive(Debug, Default)]
@@ -15,6 +16,10 @@ pub(super) struct Index {
     pub map: KeyMap<Location>,
     pub live: BTreeMap<u64, u64>,
     pub sizes: BTreeMap<u64, u64>,
+    /// Where the next record goes.
+    pub tail: LogPosition,
+    /// Log bytes appended since the last index checkpoint.
+    pub since_checkpoint: u64,
 }
 
 impl Index {

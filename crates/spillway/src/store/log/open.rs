@@ -22,12 +22,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
+use super::core::{Core, Counters};
+use super::flusher::LogFlusher;
 use super::index::Index;
+use super::pipeline::Pipeline;
 use super::segments::SegmentReader;
-use super::writer::Writer;
-use super::{Counters, LogStore, LogStoreOptions, SyncState};
+use super::{LogStore, LogStoreOptions};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
 use crate::format::record::{self, RECORD_MAGIC, RecordKind};
@@ -119,7 +121,7 @@ impl LogStore {
         ids.sort_unstable();
         let mut recovered = recover(vfs.as_ref(), &dir, &ids, &opts)?;
 
-        let store_writer = if opts.read_only {
+        let file_end = if opts.read_only {
             // Nothing is cut or written: the segments count as they are.
             for (&id, &len) in &recovered.lens {
                 recovered.index.sizes.insert(id, len);
@@ -131,16 +133,11 @@ impl LogStore {
                 vfs.remove_file(&tmp)
                     .map_err(|e| Error::io("remove", tmp, e))?;
             }
-            Some(Mutex::new(prepare_writer(
-                vfs.as_ref(),
-                &dir,
-                &ids,
-                &mut recovered,
-            )?))
+            Some(prepare_file_end(vfs.as_ref(), &dir, &ids, &mut recovered)?)
         };
 
         let mut readers = BTreeMap::new();
-        let active = store_writer.as_ref().map(|w| w.lock().active);
+        let active = file_end.as_ref().map(|w| w.active);
         for &id in &ids {
             let path = dir.join(segment::file_name(id));
             let reader = if Some(id) == active {
@@ -155,48 +152,67 @@ impl LogStore {
             };
             readers.insert(id, reader);
         }
-        if let Some(w) = &store_writer {
-            let w = w.lock();
-            let path = dir.join(segment::file_name(w.active));
-            readers.insert(
-                w.active,
-                super::active_reader(vfs.as_ref(), &opts, &path, Arc::clone(&w.file))?,
-            );
-            recovered.index.sizes.insert(w.active, w.end());
-        }
+        let durable = match &file_end {
+            Some(w) => {
+                let path = dir.join(segment::file_name(w.active));
+                readers.insert(
+                    w.active,
+                    super::core::active_reader(vfs.as_ref(), &opts, &path, Arc::clone(&w.file))?,
+                );
+                let end = LogPosition {
+                    segment: w.active,
+                    offset: w.written_len,
+                };
+                recovered.index.sizes.insert(w.active, w.written_len);
+                recovered.index.tail = end;
+                recovered.index.since_checkpoint = w.since_checkpoint;
+                end
+            }
+            None => LogPosition::default(),
+        };
 
-        // What recovery found may have survived a process crash in the page cache without
-        // being synced: the first durable flush syncs it (and the directory) whatever it holds.
-        let store = LogStore {
+        let core = Arc::new(Core {
             dir,
             vfs,
             opts,
-            _lock: lock,
             index: RwLock::new(recovered.index),
             segments: RwLock::new(readers),
-            writer: store_writer,
-            durable: Mutex::new(SyncState::default()),
-            durable_changed: Condvar::new(),
-            maintenance: Mutex::new(()),
-            poison: RwLock::new(None),
             counters: Counters::default(),
+            poison: RwLock::new(None),
+            written: Default::default(),
+            durable: Mutex::new(durable),
+        });
+        let pipeline = match file_end {
+            Some(w) => {
+                core.written.publish(w.active, w.written_len);
+                let flusher = LogFlusher {
+                    core: Arc::clone(&core),
+                    active: w.active,
+                    file: w.file,
+                    written_len: w.written_len,
+                    dir_dirty: false,
+                };
+                Some(Pipeline::start(Arc::clone(&core), flusher)?)
+            }
+            None => None,
+        };
+        let store = LogStore {
+            pipeline,
+            core,
+            maintenance: Mutex::new(()),
             recovery: recovered.report,
             closed: AtomicBool::new(false),
             roots: Default::default(),
-            written: Default::default(),
+            _lock: lock,
         };
-        if let Some(w) = &store.writer {
-            let w = w.lock();
-            store.written.publish(w.active, w.written_len);
-        }
         if let Some(t) = &store.recovery.torn_tail {
-            tracing::warn!(store = %store.dir.display(), segment = t.segment, offset = t.offset,
+            tracing::warn!(store = %store.core.dir.display(), segment = t.segment, offset = t.offset,
                 bytes_cut = t.bytes_cut, reason = %t.reason, "cut a torn log tail");
         }
-        if store.writer.is_some()
+        if store.pipeline.is_some()
             && (store.recovery.checkpoint_problem.is_some()
                 || recovered.checkpoint_stale
-                || store.recovery.bytes_scanned > store.opts.checkpoint_every / 4)
+                || store.recovery.bytes_scanned > store.core.opts.checkpoint_every / 4)
         {
             store.checkpoint()?;
         }
@@ -522,7 +538,23 @@ fn valid_record_after(data: &[u8], from: usize) -> bool {
 }
 
 /// Applies a recovery cut and sets up the writer on the last segment (or a new first one).
-fn prepare_writer(vfs: &dyn Vfs, dir: &Path, ids: &[u64], rec: &mut Recovered) -> Result<Writer> {
+/// The end of the log a writable store appends to.
+struct FileEnd {
+    active: u64,
+    file: Arc<dyn crate::vfs::VfsFile>,
+    written_len: u64,
+    since_checkpoint: u64,
+}
+
+/// Cuts the log where recovery said, finds (or creates) the active segment, and makes what
+/// recovery kept durable: it may have survived a process crash in the page cache without ever
+/// being synced, and a checkpoint or a durable flush must not build on it before it is.
+fn prepare_file_end(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    ids: &[u64],
+    rec: &mut Recovered,
+) -> Result<FileEnd> {
     let seg_path = |id: u64| -> PathBuf { dir.join(segment::file_name(id)) };
     if let Some(cut) = rec.cut {
         let path = seg_path(cut.segment);
@@ -537,34 +569,38 @@ fn prepare_writer(vfs: &dyn Vfs, dir: &Path, ids: &[u64], rec: &mut Recovered) -
     for (&id, &len) in &rec.lens {
         rec.index.sizes.insert(id, len);
     }
-    let (active, file, written_len, pending, dir_dirty) = match ids.last() {
+    let (active, file, written_len) = match ids.last() {
         Some(&id) => {
             let path = seg_path(id);
             let f = vfs
                 .open(&path, OpenMode::ReadWrite)
                 .map_err(|e| Error::io("open", &path, e))?;
             let len = rec.lens.get(&id).copied().unwrap_or(0);
-            if len == 0 {
-                // Cut back to nothing: write the header again.
-                (id, f, 0, segment::encode_header(id).to_vec(), true)
-            } else {
-                (id, f, len, Vec::new(), true)
-            }
+            (id, f, len)
         }
         None => {
             let path = seg_path(1);
             let f = vfs
                 .open(&path, OpenMode::Create)
                 .map_err(|e| Error::io("create", &path, e))?;
-            (1, f, 0, segment::encode_header(1).to_vec(), true)
+            (1, f, 0)
         }
     };
-    Ok(Writer {
+    let path = seg_path(active);
+    let mut written_len = written_len;
+    if written_len == 0 {
+        // A new segment, or one cut back to nothing: write its header.
+        file.write_at(&segment::encode_header(active), 0)
+            .map_err(|e| Error::io("write", &path, e))?;
+        written_len = segment::SEGMENT_HEADER_LEN as u64;
+    }
+    file.sync_data().map_err(|e| Error::io("fsync", &path, e))?;
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok(FileEnd {
         active,
         file,
         written_len,
-        pending,
-        dir_dirty,
         since_checkpoint: rec.report.bytes_scanned,
     })
 }

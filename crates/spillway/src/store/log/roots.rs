@@ -20,8 +20,8 @@ pub(super) struct RootsCache(Mutex<Option<BTreeMap<String, ContentKey>>>);
 
 impl LogStore {
     fn load_roots(&self) -> Result<BTreeMap<String, ContentKey>> {
-        let path = self.dir.join(ROOTS_FILE);
-        match self.vfs.read_file(&path) {
+        let path = self.core.dir.join(ROOTS_FILE);
+        match self.core.vfs.read_file(&path) {
             Ok(bytes) => Ok(roots::decode(&bytes)
                 .map_err(|e| e.at("roots file", path.display().to_string()))?
                 .into_iter()
@@ -72,14 +72,15 @@ impl LogStore {
         };
         let list: Vec<(String, ContentKey)> = map.iter().map(|(n, k)| (n.clone(), *k)).collect();
         let bytes = roots::encode(&list);
-        let tmp = self.dir.join(ROOTS_TMP_FILE);
-        let dst = self.dir.join(ROOTS_FILE);
+        let tmp = self.core.dir.join(ROOTS_TMP_FILE);
+        let dst = self.core.dir.join(ROOTS_FILE);
         let written = self
+            .core
             .vfs
             .open(&tmp, OpenMode::Create)
             .and_then(|f| f.write_at(&bytes, 0).and_then(|_| f.sync_data()))
-            .and_then(|_| self.vfs.rename(&tmp, &dst))
-            .and_then(|_| self.vfs.sync_dir(&self.dir));
+            .and_then(|_| self.core.vfs.rename(&tmp, &dst))
+            .and_then(|_| self.core.vfs.sync_dir(&self.core.dir));
         match written {
             Ok(()) => {
                 *cache = Some(map);
@@ -87,7 +88,7 @@ impl LogStore {
             }
             Err(e) => {
                 *cache = Some(before);
-                Err(self.poison("write", dst, e))
+                Err(self.core.poison("write", dst, e))
             }
         }
     }

@@ -1,0 +1,178 @@
+//! The log store's write path on the write pipeline: applied records are read from the
+//! pipeline until they are written (across segment rolls too), a full buffer is written in the
+//! background, durable flushes share syncs, and a failed background write poisons the store
+//! without losing what readers could see.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Obj;
+use spillway::vfs::{SimFs, Vfs};
+use spillway::{BlobStore, Durability, Error, LogStore, LogStoreOptions};
+
+fn objects(n: u64) -> Vec<Obj> {
+    (0..n).map(|i| Obj::generated(i, 100, vec![])).collect()
+}
+
+fn segment_files(fs: &SimFs, dir: &Path) -> usize {
+    fs.read_dir(dir)
+        .expect("list")
+        .iter()
+        .filter(|n| n.starts_with("seg-"))
+        .count()
+}
+
+fn reopen(fs: SimFs, dir: &Path) -> LogStore {
+    LogStore::open_on(
+        Arc::new(fs),
+        dir,
+        LogStoreOptions::default().segment_size(4096),
+    )
+    .expect("reopen")
+}
+
+#[test]
+fn applied_records_are_read_from_the_pipeline_until_written_across_segment_rolls() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    // A buffer larger than everything written: nothing leaves the pipeline until a flush.
+    let opts = LogStoreOptions::default()
+        .segment_size(4096)
+        .write_buffer(1 << 20);
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts).expect("open");
+    let objs: Vec<Obj> = (0..60).map(|i| Obj::generated(i, 200, vec![])).collect();
+    for chunk in objs.chunks(7) {
+        let puts: Vec<_> = chunk.iter().map(Obj::put).collect();
+        store.put_batch(&puts).expect("put");
+    }
+    assert!(
+        store.stats().segments >= 3,
+        "60 × 200 B roll 4 KiB segments"
+    );
+    assert_eq!(
+        segment_files(&fs, dir),
+        1,
+        "new segments wait for the flusher"
+    );
+    assert_eq!(store.stats().bytes_written, 0);
+    for o in &objs {
+        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()), "applied");
+    }
+    // A crash now loses them: they were only applied.
+    let lost = reopen(fs.process_crash_image(), dir);
+    assert_eq!(lost.stats().objects, 0);
+    drop(lost);
+
+    store.flush(Durability::Written).expect("write");
+    assert_eq!(segment_files(&fs, dir) as u64, store.stats().segments);
+    for o in &objs {
+        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()), "written");
+    }
+    let crashed = reopen(fs.process_crash_image(), dir);
+    for o in &objs {
+        assert_eq!(crashed.get(&o.key).expect("get"), Some(o.blob()));
+    }
+    drop(crashed);
+
+    store.flush(Durability::Durable).expect("sync");
+    let powered_off = reopen(fs.power_loss_image(7), dir);
+    for o in &objs {
+        assert_eq!(powered_off.get(&o.key).expect("get"), Some(o.blob()));
+    }
+}
+
+#[test]
+fn a_full_buffer_is_written_in_the_background() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let opts = LogStoreOptions::default().write_buffer(4096);
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts).expect("open");
+    let objs = objects(100);
+    for o in &objs {
+        store.put(o.put()).expect("put");
+    }
+    // No flush: the pipeline froze each full buffer and its flush thread wrote it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.stats().bytes_written < 8192 {
+        assert!(Instant::now() < deadline, "the background write never came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for o in &objs {
+        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
+    }
+}
+
+#[test]
+fn concurrent_durable_writers_share_syncs_and_all_survive_power_loss() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let store =
+        LogStore::open_on(Arc::new(fs.clone()), dir, LogStoreOptions::default()).expect("open");
+    let syncs_before = store.stats().syncs;
+    let objs = objects(8 * 25);
+    std::thread::scope(|s| {
+        for part in objs.chunks(25) {
+            let store = &store;
+            s.spawn(move || {
+                for o in part {
+                    store.put(o.put()).expect("put");
+                    store.flush(Durability::Durable).expect("durable");
+                }
+            });
+        }
+    });
+    let syncs = store.stats().syncs - syncs_before;
+    assert!(syncs > 0 && syncs <= objs.len() as u64, "{syncs} syncs");
+    let img = fs.power_loss_image(3);
+    let after = LogStore::open_on(Arc::new(img), dir, LogStoreOptions::default()).expect("open");
+    for o in &objs {
+        assert_eq!(after.get(&o.key).expect("get"), Some(o.blob()));
+    }
+}
+
+#[test]
+fn a_failed_background_write_poisons_the_store_and_reads_go_on() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let opts = LogStoreOptions::default()
+        .segment_size(4096)
+        .write_buffer(1024);
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts).expect("open");
+    let objs: Vec<Obj> = (0..200).map(|i| Obj::generated(i, 150, vec![])).collect();
+    fs.fail_at(3);
+    let mut applied = Vec::new();
+    let mut refused = None;
+    for o in &objs {
+        match store.put(o.put()) {
+            Ok(()) => applied.push(o),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+        // Give the flush thread time to hit the failure.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let err = match refused {
+        Some(e) => e,
+        None => store
+            .flush(Durability::Written)
+            .expect_err("the injected failure stops the writes"),
+    };
+    assert!(
+        matches!(err, Error::Poisoned { .. }) || err.root().to_string().contains("injected"),
+        "{err}"
+    );
+    assert!(store.poisoned().is_some());
+    assert!(matches!(
+        store.put(objs[199].put()),
+        Err(Error::Poisoned { .. })
+    ));
+    // Every put that returned Ok is still readable, written or not.
+    for o in &applied {
+        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
+    }
+}
