@@ -176,3 +176,74 @@ fn a_failed_background_write_poisons_the_store_and_reads_go_on() {
         assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
     }
 }
+
+#[test]
+fn a_submitted_write_waits_for_the_level_it_needs() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let store =
+        LogStore::open_on(Arc::new(fs.clone()), dir, LogStoreOptions::default()).expect("open");
+    let objs = objects(3);
+    let h = store
+        .submit_puts(&[objs[0].put(), objs[1].put()])
+        .expect("submit");
+    assert!(h.epoch().is_some(), "applied on return");
+    assert_eq!(h.take_result().map(|a| a.puts), Some(2));
+    h.wait(Durability::Written).expect("written");
+    let crashed = reopen(fs.process_crash_image(), dir);
+    assert_eq!(crashed.stats().objects, 2);
+    drop(crashed);
+
+    // A key that is only applied, submitted again: nothing is appended, but the second
+    // handle covers the first put, which comes before it in the log.
+    store.put(objs[2].put()).expect("put");
+    let again = store.submit_puts(&[objs[2].put()]).expect("submit");
+    assert_eq!(again.take_result().map(|a| a.puts), Some(0));
+    again.wait(Durability::Durable).expect("durable");
+    let powered_off = reopen(fs.power_loss_image(11), dir);
+    assert_eq!(
+        powered_off.get(&objs[2].key).expect("get"),
+        Some(objs[2].blob())
+    );
+    drop(powered_off);
+
+    let d = store.submit_deletes(&[objs[0].key]).expect("delete");
+    assert_eq!(d.take_result().map(|a| a.tombstones), Some(1));
+    d.wait(Durability::Durable).expect("durable");
+    let powered_off = reopen(fs.power_loss_image(12), dir);
+    assert_eq!(powered_off.get(&objs[0].key).expect("get"), None);
+    assert_eq!(
+        powered_off.get(&objs[1].key).expect("get"),
+        Some(objs[1].blob())
+    );
+}
+
+#[test]
+fn async_durable_waits_never_block_a_current_thread_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(LogStore::open(dir.path()).expect("open"));
+    let objs = objects(32);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let done = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for o in objs.clone() {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let h = store.submit_puts(&[o.put()]).expect("submit");
+                h.wait_async(Durability::Durable).await.expect("durable")
+            }));
+        }
+        let mut n = 0;
+        for t in tasks {
+            t.await.expect("task");
+            n += 1;
+        }
+        n
+    });
+    assert_eq!(done, objs.len());
+    drop(store);
+    let reopened = LogStore::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.stats().objects, objs.len() as u64);
+}

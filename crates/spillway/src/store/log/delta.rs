@@ -58,10 +58,18 @@ pub(super) enum LogWrite {
     Copy(Vec<CopyRecord>),
 }
 
-/// How many records a write appended, by kind.
+/// What one write appended to the log: what [`WriteHandle::take_result`] gives for the
+/// handles of [`LogStore::submit_puts`] and [`LogStore::submit_deletes`].
+///
+/// [`WriteHandle::take_result`]: crate::write::WriteHandle::take_result
+/// [`LogStore::submit_puts`]: super::LogStore::submit_puts
+/// [`LogStore::submit_deletes`]: super::LogStore::submit_deletes
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Appended {
+#[non_exhaustive]
+pub struct Appended {
+    /// Put records (objects not stored before; keys already stored are skipped).
     pub puts: u64,
+    /// Tombstones (keys that were stored).
     pub tombstones: u64,
 }
 

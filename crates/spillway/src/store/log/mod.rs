@@ -41,6 +41,7 @@ use crate::format::record::{self, MAX_CHILDREN, MAX_PAYLOAD_LEN, RecordKind};
 use crate::key::ContentKey;
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
 use crate::vfs::OsFs;
+use crate::write::WriteHandle;
 
 mod compact;
 mod core;
@@ -54,6 +55,7 @@ mod segments;
 mod verify;
 
 pub use compact::CompactionReport;
+pub use delta::Appended;
 pub use open::{RecoveryReport, TornTail};
 pub use verify::{VerifyReport, verify};
 
@@ -260,6 +262,87 @@ impl LogStore {
     }
 }
 
+/// Writes with a handle: the store's durability API on its write pipeline.
+impl LogStore {
+    /// Stores a batch like [`put_batch`](BlobStore::put_batch) and returns the write's handle,
+    /// once the batch is applied (visible to readers). [`WriteHandle::wait`] (or
+    /// [`wait_async`](WriteHandle::wait_async), which never blocks an executor) returns once
+    /// the batch has reached the level asked for; waiters for `Durable` share syncs (group
+    /// commit). Keys already stored are skipped, and the handle then also covers their earlier
+    /// puts: they come before it in the log.
+    ///
+    /// ```
+    /// use spillway::{Durability, LogStore, Put};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = LogStore::open(dir.path())?;
+    /// let handle = store.submit_puts(&[Put::new(b"hello", &[])])?;
+    /// assert_eq!(handle.take_result().map(|a| a.puts), Some(1));
+    /// handle.wait(Durability::Durable)?; // survives power loss from here on
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn submit_puts(&self, batch: &[Put<'_>]) -> Result<WriteHandle<Appended>> {
+        let pipeline = self.writable()?;
+        let enc = self.encode_fresh(batch)?;
+        pipeline.submit(LogWrite::Put(enc))
+    }
+
+    /// Deletes keys like [`delete`](BlobStore::delete) and returns the write's handle, once
+    /// applied; see [`submit_puts`](Self::submit_puts).
+    pub fn submit_deletes(&self, keys: &[ContentKey]) -> Result<WriteHandle<Appended>> {
+        let pipeline = self.writable()?;
+        let present = self.present(keys);
+        pipeline.submit(LogWrite::Delete(present))
+    }
+
+    /// The keys of `keys` that are stored.
+    fn present(&self, keys: &[ContentKey]) -> Vec<ContentKey> {
+        let idx = self.core.index.read();
+        keys.iter()
+            .filter(|k| idx.map.contains_key(k))
+            .copied()
+            .collect()
+    }
+
+    /// Checks `batch` and encodes, outside any lock, the records of the keys not stored yet
+    /// (once each); the delta checks again when it applies them, and skips what was stored in
+    /// between.
+    fn encode_fresh(&self, batch: &[Put<'_>]) -> Result<EncodedPuts> {
+        batch.iter().try_for_each(check_limits)?;
+        let mut enc = EncodedPuts::default();
+        let idx = self.core.index.read();
+        let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+            batch.len(),
+            crate::key::BuildKeyHasher::default(),
+        );
+        let fresh: Vec<&Put<'_>> = batch
+            .iter()
+            .filter(|p| !idx.map.contains_key(&p.key) && seen.insert(p.key))
+            .collect();
+        drop(idx);
+        let skipped = (batch.len() - fresh.len()) as u64;
+        self::core::Counters::add(&self.core.counters.dedup_hits, skipped);
+        let total: u64 = fresh
+            .iter()
+            .map(|p| record::record_len(p.children.len(), p.payload.len()))
+            .sum();
+        enc.bytes.reserve(total as usize);
+        enc.records.reserve(fresh.len());
+        for p in fresh {
+            let start = enc.bytes.len();
+            record::encode(
+                &mut enc.bytes,
+                RecordKind::Put,
+                &p.key,
+                p.children,
+                p.payload,
+            );
+            enc.records.push((p.key, start, enc.bytes.len() - start));
+        }
+        Ok(enc)
+    }
+}
+
 /// Checks a put against the record format's limits.
 fn check_limits(p: &Put<'_>) -> Result<()> {
     if p.payload.len() > MAX_PAYLOAD_LEN as usize {
@@ -282,42 +365,8 @@ fn check_limits(p: &Put<'_>) -> Result<()> {
 
 impl BlobStore for LogStore {
     fn put_batch(&self, batch: &[Put<'_>]) -> Result<()> {
-        batch.iter().try_for_each(check_limits)?;
         let pipeline = self.writable()?;
-        // Encode, outside any lock, what is not stored yet; the delta checks again when it
-        // applies the batch, and skips what was stored in between.
-        let mut enc = EncodedPuts::default();
-        {
-            let idx = self.core.index.read();
-            let mut seen = std::collections::HashSet::with_capacity_and_hasher(
-                batch.len(),
-                crate::key::BuildKeyHasher::default(),
-            );
-            let fresh: Vec<&Put<'_>> = batch
-                .iter()
-                .filter(|p| !idx.map.contains_key(&p.key) && seen.insert(p.key))
-                .collect();
-            drop(idx);
-            let skipped = (batch.len() - fresh.len()) as u64;
-            self::core::Counters::add(&self.core.counters.dedup_hits, skipped);
-            let total: u64 = fresh
-                .iter()
-                .map(|p| record::record_len(p.children.len(), p.payload.len()))
-                .sum();
-            enc.bytes.reserve(total as usize);
-            enc.records.reserve(fresh.len());
-            for p in fresh {
-                let start = enc.bytes.len();
-                record::encode(
-                    &mut enc.bytes,
-                    RecordKind::Put,
-                    &p.key,
-                    p.children,
-                    p.payload,
-                );
-                enc.records.push((p.key, start, enc.bytes.len() - start));
-            }
-        }
+        let enc = self.encode_fresh(batch)?;
         if enc.records.is_empty() {
             return Ok(());
         }
@@ -350,13 +399,7 @@ impl BlobStore for LogStore {
 
     fn delete(&self, keys: &[ContentKey]) -> Result<()> {
         let pipeline = self.writable()?;
-        let present: Vec<ContentKey> = {
-            let idx = self.core.index.read();
-            keys.iter()
-                .filter(|k| idx.map.contains_key(k))
-                .copied()
-                .collect()
-        };
+        let present = self.present(keys);
         if present.is_empty() {
             return Ok(());
         }

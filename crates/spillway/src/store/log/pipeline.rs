@@ -78,8 +78,8 @@ impl Pipeline {
         }
     }
 
-    /// Sends `write` and returns once it is applied, with what it appended.
-    pub fn apply(&self, write: LogWrite) -> Result<Appended> {
+    /// Sends `write` and returns its handle once it is applied.
+    pub fn submit(&self, write: LogWrite) -> Result<WriteHandle<Appended>> {
         let handle: WriteHandle<Appended> =
             self.channel
                 .write(write)
@@ -90,7 +90,12 @@ impl Pipeline {
         handle
             .wait(crate::Durability::Applied)
             .map_err(|e| self.failure(e))?;
-        Ok(handle.take_result().unwrap_or_default())
+        Ok(handle)
+    }
+
+    /// Sends `write` and returns once it is applied, with what it appended.
+    pub fn apply(&self, write: LogWrite) -> Result<Appended> {
+        Ok(self.submit(write)?.take_result().unwrap_or_default())
     }
 
     /// Returns once every write applied before the call is written (`durable`: and synced).
