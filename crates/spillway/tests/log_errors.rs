@@ -505,3 +505,39 @@ fn a_checkpoint_entry_whose_end_overflows_is_not_trusted() {
         assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
     }
 }
+
+#[test]
+fn verify_names_a_damaged_record_on_any_file_system() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let objs = objects(5);
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts()).expect("open");
+    for o in &objs {
+        store.put(o.put()).expect("put");
+    }
+    store.close().expect("close");
+    let clean = spillway::store::log::verify_on(Arc::new(fs.clone()), dir).expect("verify");
+    assert!(clean.is_clean(), "{:?}", clean.problems);
+    assert_eq!(clean.puts, 5);
+    assert_eq!(clean.live_objects, 5);
+
+    // A flipped payload byte of the second record of the first segment.
+    fs.corrupt(
+        &dir.join(segment::file_name(1)),
+        nth_record(1, REC) as usize + 100,
+        &[0xff],
+    )
+    .expect("corrupt");
+    let report = spillway::store::log::verify_on(Arc::new(fs), dir).expect("verify");
+    assert!(!report.is_clean());
+    let named = format!("{} offset {}", segment::file_name(1), nth_record(1, REC));
+    assert!(
+        report.problems.iter().any(|p| p.contains(&named)),
+        "{:?}",
+        report.problems
+    );
+    assert!(matches!(
+        spillway::store::log::verify_on(Arc::new(SimFs::new()), Path::new("/nothing")),
+        Err(Error::NotAStore { .. })
+    ));
+}

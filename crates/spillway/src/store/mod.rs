@@ -8,8 +8,8 @@
 //!   wait on the pipeline's watermarks, with group commit);
 //! - [`MemStore`]: in memory, for tests and as a fast reference.
 //!
-//! [`StoreWriter`] puts any store's writes on the [write pipeline](crate::write): `put` plus
-//! `wait(level)` as the durability API, with group commit for many concurrent writers.
+//! [`StoreWriter`] puts any other store's writes on the [write pipeline](crate::write): `put`
+//! plus `wait(level)` as the durability API, with group commit for many concurrent writers.
 //!
 //! Contract every backend keeps (checked for each by the same tests):
 //! - writes are visible to readers as soon as `put_batch` returns ([`Durability::Applied`]),

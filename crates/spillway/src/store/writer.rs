@@ -1,5 +1,10 @@
 //! [`StoreWriter`]: a store's writes on the [write pipeline](crate::write).
 //!
+//! For a store whose own write path does not run on the pipeline ([`MemStore`](crate::MemStore),
+//! or a user's [`BlobStore`]). A [`LogStore`](crate::LogStore) needs none: its writes already
+//! run on a pipeline, and [`LogStore::submit_puts`](crate::LogStore::submit_puts) returns the
+//! same kind of handle.
+//!
 //! Producers send puts and deletes through bounded channels; the pipeline applies them to an
 //! in-memory delta (readable at once: [`Durability::Applied`]), freezes it by size, by timer or
 //! on demand, and a flush thread stores each frozen batch with one `put_batch` and one

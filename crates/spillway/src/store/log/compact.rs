@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use super::LogStore;
 use super::delta::{CopyRecord, LogWrite};
-use super::segments::SegmentReader;
+use super::segments::{SegmentReader, records};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Location, LogPosition};
 use crate::format::record;
@@ -136,19 +136,17 @@ impl LogStore {
                 .map_err(|e| Error::io("map", &path, e))?,
         };
         let data: &[u8] = view.as_ref().as_ref();
-        let mut pos = segment::SEGMENT_HEADER_LEN;
         let mut copies = Vec::new();
         let mut copy_bytes = 0;
-        while pos < data.len() {
-            let r = record::decode(&data[pos..])
-                .map_err(|e| e.at("record", format!("{} offset {pos}", path.display())))?;
+        for item in records(data, segment::SEGMENT_HEADER_LEN) {
+            let (pos, r) = item
+                .map_err(|(pos, e)| e.at("record", format!("{} offset {pos}", path.display())))?;
             let len = r.header.record_len();
             let from = Location {
                 segment: victim,
                 offset: pos as u64,
                 len: len as u32,
             };
-            let raw = &data[pos..pos + len as usize];
             // Only what may still be needed; the pipeline checks again when it applies.
             let wanted = match r.header.kind {
                 record::RecordKind::Put => {
@@ -157,6 +155,7 @@ impl LogStore {
                 record::RecordKind::Tombstone => true,
             };
             if wanted {
+                let raw = &data[pos..pos + len as usize];
                 copies.push(CopyRecord {
                     key: r.header.key,
                     kind: r.header.kind,
@@ -165,8 +164,7 @@ impl LogStore {
                 });
                 copy_bytes += raw.len();
             }
-            pos += len as usize;
-            if copy_bytes >= self.core.opts.write_buffer.max(1 << 16) || pos >= data.len() {
+            if copy_bytes >= self.core.opts.write_buffer.max(1 << 16) {
                 self.copy_batch(std::mem::take(&mut copies), report)?;
                 copy_bytes = 0;
             }

@@ -57,7 +57,7 @@ mod verify;
 pub use compact::CompactionReport;
 pub use delta::Appended;
 pub use open::{RecoveryReport, TornTail};
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, verify, verify_on};
 
 use self::core::Core;
 use delta::{EncodedPuts, LogWrite};

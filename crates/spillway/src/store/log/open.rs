@@ -393,19 +393,18 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
             Err(e) => return Err(e.at("segment header", path.display().to_string())),
         }
         let header = segment::SEGMENT_HEADER_LEN as u64;
-        let mut pos = if id == start.segment {
+        let pos = if id == start.segment {
             start.offset.max(header)
         } else {
             header
         };
         report.bytes_scanned += (data.len() as u64).saturating_sub(pos);
-        while (pos as usize) < data.len() {
-            let at = pos as usize;
-            match record::decode(&data[at..]) {
-                Ok(r) => {
+        for item in super::segments::records(&data, pos as usize) {
+            match item {
+                Ok((at, r)) => {
                     let loc = Location {
                         segment: id,
-                        offset: pos,
+                        offset: at as u64,
                         len: r.header.record_len() as u32,
                     };
                     match r.header.kind {
@@ -417,9 +416,9 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
                         }
                     }
                     report.records_replayed += 1;
-                    pos += r.header.record_len();
                 }
-                Err(e) => {
+                Err((at, e)) => {
+                    let pos = at as u64;
                     let location = format!("{} offset {pos}", path.display());
                     if !is_last {
                         return Err(e.at("record", location));
@@ -444,7 +443,6 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
                         segment: id,
                         offset: pos,
                     });
-                    break;
                 }
             }
         }

@@ -3,10 +3,11 @@
 //! object's children are checked to be stored.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{LogStore, LogStoreOptions};
 use crate::error::Result;
-use crate::format::record::{self, RecordKind};
+use crate::format::record::RecordKind;
 use crate::format::segment;
 use crate::key::{ContentKey, KeyMap};
 use crate::store::BlobStore;
@@ -43,23 +44,30 @@ impl VerifyReport {
 
 /// Verifies the store in `dir` without modifying it.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
+    verify_on(Arc::new(OsFs), dir)
+}
+
+/// Verifies the store in `dir` on the given file system, without modifying it.
+pub fn verify_on(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    if !dir.is_dir() {
-        return Err(crate::Error::NotAStore {
-            path: dir.to_path_buf(),
-            detail: "the directory does not exist".into(),
-        });
-    }
-    let mut ids: Vec<u64> = OsFs
-        .read_dir(dir)
-        .map_err(|e| crate::Error::io("list directory", dir, e))?
+    let names = match vfs.read_dir(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::Error::NotAStore {
+                path: dir.to_path_buf(),
+                detail: "the directory does not exist".into(),
+            });
+        }
+        Err(e) => return Err(crate::Error::io("list directory", dir, e)),
+    };
+    let mut ids: Vec<u64> = names
         .iter()
         .filter_map(|n| segment::parse_file_name(n))
         .collect();
     ids.sort_unstable();
     for id in ids {
         let path = dir.join(segment::file_name(id));
-        let data = OsFs
+        let data = vfs
             .read_file(&path)
             .map_err(|e| crate::Error::io("read", &path, e))?;
         report.segments += 1;
@@ -70,11 +78,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                 .push(format!("{}: segment header: {e}", path.display()));
             continue;
         }
-        let mut pos = segment::SEGMENT_HEADER_LEN;
-        while pos < data.len() {
-            let r = match record::decode(&data[pos..]) {
-                Ok(r) => r,
-                Err(e) => {
+        for item in super::segments::records(&data, segment::SEGMENT_HEADER_LEN) {
+            let (pos, r) = match item {
+                Ok(found) => found,
+                Err((pos, e)) => {
                     report.problems.push(format!(
                         "{} offset {pos}: record: {e} ({} bytes after it not checked)",
                         path.display(),
@@ -98,12 +105,11 @@ pub fn verify(dir: &Path) -> Result<VerifyReport> {
                 }
                 RecordKind::Tombstone => report.tombstones += 1,
             }
-            pos += r.header.record_len() as usize;
         }
     }
     // The record scan above needs no index; the checks below do. A store that does not open
     // (damage before its checkpoint's tail, say) still gets the scan's report.
-    let store = match LogStore::open_with(dir, LogStoreOptions::default().read_only(true)) {
+    let store = match LogStore::open_on(vfs, dir, LogStoreOptions::default().read_only(true)) {
         Ok(s) => s,
         Err(e) => {
             report.problems.push(format!(
