@@ -12,17 +12,13 @@ use spillway::write::{Epoch, ManualClock, RejectReason};
 use spillway::{Durability, Error};
 use write_support::*;
 
-#[test]
-fn a_panic_in_the_delta_fails_the_pipeline_and_ends_every_wait() {
-    let clock = ManualClock::new();
-    let (db, disk) = start(quiet_config(&clock));
-    let ch = db.channel("a", 8);
-    ch.write((1, 1)).unwrap();
-    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
-    let applied = ch.write((2, 2)).unwrap();
-    applied.wait(Durability::Applied).unwrap();
-    let boom = ch.write((PANIC_KEY, 0)).unwrap();
-    assert!(boom.wait(Durability::Applied).is_err());
+/// Checks that the pipeline failed with a panic and that only the first write was stored.
+fn check_failed_by_a_panic(
+    db: Db,
+    disk: &DiskCell,
+    ch: &spillway::write::WriteChannel<Put, Epoch>,
+    applied: &spillway::write::WriteHandle<Epoch>,
+) {
     assert!(matches!(
         applied.wait(Durability::Written),
         Err(Error::WriteFailed { .. })
@@ -39,8 +35,40 @@ fn a_panic_in_the_delta_fails_the_pipeline_and_ends_every_wait() {
         panic!("unexpected error {err}");
     };
     assert!(matches!(**cause, Error::ThreadPanicked { .. }), "{cause}");
-    // What was stored stays stored.
+    // The delta the panic broke is lost, not handed back; what was stored stays stored.
+    assert!(out.unflushed.is_empty());
     assert_eq!(disk.disk.lock().writes.len(), 1);
+}
+
+#[test]
+fn a_panic_in_the_delta_on_the_producers_thread_fails_the_pipeline_and_ends_every_wait() {
+    let clock = ManualClock::new();
+    let (db, disk) = start(quiet_config(&clock));
+    let ch = db.channel("a", 8);
+    ch.write((1, 1)).unwrap();
+    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
+    let applied = ch.write((2, 2)).unwrap();
+    applied.wait(Durability::Applied).unwrap();
+    // Nothing is queued, so the producer applies its write itself, and the panic is its own.
+    let boom = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ch.write((PANIC_KEY, 0))));
+    assert!(boom.is_err());
+    check_failed_by_a_panic(db, &disk, &ch, &applied);
+}
+
+#[test]
+fn a_panic_in_the_delta_on_the_writer_thread_fails_the_pipeline_and_ends_every_wait() {
+    let clock = ManualClock::new();
+    let (db, disk) = start(quiet_config(&clock));
+    let ch = db.channel("a", 8);
+    ch.write((1, 1)).unwrap();
+    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
+    let applied = ch.write((2, 2)).unwrap();
+    // Queued behind a pause, the write is the writer thread's to apply.
+    ch.pause();
+    let boom = ch.write((PANIC_KEY, 0)).unwrap();
+    ch.resume();
+    assert!(boom.wait(Durability::Applied).is_err());
+    check_failed_by_a_panic(db, &disk, &ch, &applied);
 }
 
 #[test]

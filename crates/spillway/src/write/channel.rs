@@ -1,4 +1,8 @@
-//! Write channels: named, bounded queues from many producers to the one writer thread.
+//! Write channels: named, bounded queues from many producers to the one writer.
+//!
+//! A write whose channel has nothing queued is applied at once on the producer's thread (see
+//! [`role`](super::role)); the queue holds the writes that must wait: the delta is full and
+//! waits for a freeze, the channel is paused, or earlier writes are still queued.
 //!
 //! Invariants:
 //! - all channels and the writer's other inputs (flush requests, shutdown, the count of batches
@@ -16,12 +20,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::handle::{TicketSender, WriteHandle, ticket};
+use super::epoch::Epoch;
+use super::handle::{TicketSender, WriteHandle, applied, ticket};
+use super::role::DeltaStatus;
 use super::watermark::Watermarks;
 use crate::error::Error;
 
@@ -59,6 +65,8 @@ pub(crate) struct InboxState<W, R> {
     pub(crate) shutdown: bool,
     /// Frozen batches handed to the flush thread and not yet stored.
     pub(crate) in_flight: usize,
+    /// The current delta, as the writer thread needs to know it.
+    pub(crate) delta: DeltaStatus,
 }
 
 impl<W, R> InboxState<W, R> {
@@ -67,6 +75,10 @@ impl<W, R> InboxState<W, R> {
         self.queues
             .iter()
             .any(|q| (include_paused || !q.paused) && !q.queue.is_empty())
+    }
+
+    pub(crate) fn is_paused(&self, channel: usize) -> bool {
+        self.queues[channel].paused
     }
 
     /// The targets of a flush requested now: every write queued in each channel.
@@ -122,7 +134,8 @@ pub(crate) struct Inbox<W, R> {
 }
 
 impl<W, R> Inbox<W, R> {
-    pub(crate) fn new() -> Inbox<W, R> {
+    /// The inbox of a pipeline whose first delta is `delta_size` bytes.
+    pub(crate) fn new(delta_size: usize) -> Inbox<W, R> {
         Inbox {
             state: Mutex::new(InboxState {
                 queues: Vec::new(),
@@ -131,6 +144,7 @@ impl<W, R> Inbox<W, R> {
                 stopped: false,
                 shutdown: false,
                 in_flight: 0,
+                delta: DeltaStatus::new(delta_size),
             }),
             writer: Condvar::new(),
             space: Condvar::new(),
@@ -199,10 +213,21 @@ impl<W> std::error::Error for Rejected<W> {
     }
 }
 
+/// Applies a write on the producer's thread, if its channel may skip the queue.
+pub(crate) trait ApplyNow<W, R>: Send + Sync {
+    /// The write's epoch and result, or the write back if it must be queued.
+    fn apply_now(&self, channel: usize, write: W) -> Result<(Epoch, R), W>;
+}
+
 /// A named, bounded channel into a pipeline. Clone it for more producers: clones share the
 /// queue.
+///
+/// A write is applied on the calling thread when nothing is queued before it, so the handle
+/// usually comes back already applied; otherwise it is queued for the writer thread.
 pub struct WriteChannel<W, R> {
     inbox: Arc<Inbox<W, R>>,
+    /// The pipeline's writer role; gone once the pipeline is dropped.
+    writer: Weak<dyn ApplyNow<W, R>>,
     marks: Arc<Watermarks>,
     pipeline: Arc<str>,
     index: usize,
@@ -212,6 +237,7 @@ impl<W, R> Clone for WriteChannel<W, R> {
     fn clone(&self) -> Self {
         WriteChannel {
             inbox: self.inbox.clone(),
+            writer: self.writer.clone(),
             marks: self.marks.clone(),
             pipeline: self.pipeline.clone(),
             index: self.index,
@@ -222,6 +248,7 @@ impl<W, R> Clone for WriteChannel<W, R> {
 impl<W, R> WriteChannel<W, R> {
     pub(crate) fn open(
         inbox: Arc<Inbox<W, R>>,
+        writer: Weak<dyn ApplyNow<W, R>>,
         marks: Arc<Watermarks>,
         pipeline: Arc<str>,
         name: String,
@@ -240,6 +267,7 @@ impl<W, R> WriteChannel<W, R> {
         };
         WriteChannel {
             inbox,
+            writer,
             marks,
             pipeline,
             index,
@@ -252,18 +280,18 @@ impl<W, R> WriteChannel<W, R> {
         }))
     }
 
-    /// Queues `write`, waiting while the channel is full (or paused and full). Hands it back
+    /// Sends `write`, waiting while the channel is full (or paused and full). Hands it back
     /// only if the pipeline stops taking writes.
     pub fn write(&self, write: W) -> Result<WriteHandle<R>, Rejected<W>> {
         self.send(write, Wait::Forever)
     }
 
-    /// Queues `write` if there is room now; otherwise hands it back.
+    /// Sends `write` if there is room now; otherwise hands it back.
     pub fn try_write(&self, write: W) -> Result<WriteHandle<R>, Rejected<W>> {
         self.send(write, Wait::No)
     }
 
-    /// Queues `write`, waiting at most `timeout` for room; otherwise hands it back.
+    /// Sends `write`, waiting at most `timeout` for room; otherwise hands it back.
     pub fn write_timeout(
         &self,
         write: W,
@@ -273,6 +301,13 @@ impl<W, R> WriteChannel<W, R> {
     }
 
     fn send(&self, write: W, wait: Wait) -> Result<WriteHandle<R>, Rejected<W>> {
+        let write = match self.writer.upgrade() {
+            Some(writer) => match writer.apply_now(self.index, write) {
+                Ok((epoch, result)) => return Ok(applied(self.marks.clone(), epoch, result)),
+                Err(write) => write,
+            },
+            None => write,
+        };
         let mut s = self.inbox.state.lock();
         loop {
             if s.stopped {
@@ -365,9 +400,17 @@ enum Wait {
 mod tests {
     use super::*;
 
+    /// A writer that never applies in place, so that every write is queued.
+    struct QueueOnly;
+    impl ApplyNow<u32, ()> for QueueOnly {
+        fn apply_now(&self, _channel: usize, write: u32) -> Result<(Epoch, ()), u32> {
+            Err(write)
+        }
+    }
+
     fn setup() -> (Arc<Inbox<u32, ()>>, Arc<Watermarks>) {
         (
-            Arc::new(Inbox::new()),
+            Arc::new(Inbox::new(0)),
             Arc::new(Watermarks::new("t".into(), Box::new(|_| {}))),
         )
     }
@@ -379,6 +422,7 @@ mod tests {
     ) -> WriteChannel<u32, ()> {
         WriteChannel::open(
             inbox.clone(),
+            Weak::<QueueOnly>::new(),
             marks.clone(),
             Arc::from("t"),
             "c".into(),

@@ -2,8 +2,10 @@
 //! users open channels, read views, flush, wait and shut down.
 //!
 //! Invariants:
-//! - exactly one writer thread applies writes and freezes, and exactly one flush thread stores
-//!   batches, oldest first, so epochs reach storage as a growing prefix;
+//! - one holder of the writer role at a time applies writes and freezes (the writer thread, or
+//!   a producer applying its own write, or a leading waiter freezing), and one holder of the
+//!   flush role at a time stores batches, oldest first (the flush thread or a leading waiter),
+//!   so epochs reach storage as a growing prefix;
 //! - frozen batches not yet stored are at most [`Config::max_frozen`];
 //! - every batch frozen is either stored or, after a failure, handed back by
 //!   [`Coordinator::shutdown`] in [`Shutdown::unflushed`]: no applied write is dropped silently;
@@ -12,20 +14,23 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::channel::{FlushRequest, Inbox, WriteChannel};
+use super::channel::{ApplyNow, FlushRequest, Inbox, WriteChannel};
 use super::clock::Clock;
 use super::config::Config;
 use super::delta::Freeze;
 use super::epoch::{Epoch, EpochRange};
+use super::flush::FlushRole;
 use super::flusher::Flusher;
+use super::role::Role;
 use super::view::{CellState, Subscription, View, Views};
-use super::watermark::{EpochWait, Watermarks};
-use super::{flush, writer};
+use super::watermark::{EpochWait, Lead, Watermarks};
+use super::{flush, lead, writer};
 use crate::error::{Error, Result};
 use crate::store::Durability;
 
@@ -52,6 +57,10 @@ pub(crate) struct Shared<D: Freeze, S> {
     pub(crate) views: Views<D, S>,
     pub(crate) jobs: Mutex<JobState<D::Batch>>,
     pub(crate) jobs_changed: Condvar,
+    /// The writer role: the current delta (see [`role`](super::role)).
+    pub(crate) role: Mutex<Role<D>>,
+    /// The current delta was lost to a panic in `apply` or `freeze`.
+    pub(crate) lost: AtomicBool,
 }
 
 impl<D: Freeze, S> Shared<D, S> {
@@ -96,16 +105,19 @@ pub struct Shutdown<B, F> {
     pub result: Result<()>,
     /// The batches not stored, oldest first; empty when `result` is `Ok`.
     pub unflushed: Vec<Unflushed<B>>,
-    /// The flusher, back to the caller (`None` if its thread panicked).
+    /// The flusher, back to the caller (`None` if it panicked).
     pub flusher: Option<F>,
 }
 
-/// A write pipeline: writes come in through [`WriteChannel`]s, are applied to a delta by one
-/// writer thread, frozen and stored by a flush thread, and read through [`View`]s.
+/// A write pipeline: writes come in through [`WriteChannel`]s, are applied to a delta (by the
+/// producer itself when nothing is queued, else by the writer thread), frozen and stored (by a
+/// waiter that needs them stored, else by the background threads), and read through
+/// [`View`]s.
 pub struct Coordinator<D: Freeze, F: Flusher<Batch = D::Batch>> {
     shared: Arc<Shared<D, F::Snapshot>>,
+    flush_role: Arc<FlushRole<F>>,
     writer: Option<JoinHandle<()>>,
-    flusher: Option<JoinHandle<F>>,
+    flusher: Option<JoinHandle<()>>,
 }
 
 impl<D, F> Coordinator<D, F>
@@ -118,29 +130,37 @@ where
     pub fn start(delta: D, flusher: F, snapshot: F::Snapshot, config: Config) -> Result<Self> {
         config.check()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
+        let delta_size = delta.size_bytes();
         let cell = Arc::new(RwLock::new(CellState::Live(delta)));
         let views = Views::new(View::first(cell.clone(), Arc::new(snapshot)));
+        let flush_role = Arc::new(FlushRole {
+            flusher: Mutex::new(Some(flusher)),
+        });
         let shared = Arc::new_cyclic(|weak: &Weak<Shared<D, F::Snapshot>>| {
             let w = weak.clone();
-            let marks = Watermarks::new(
-                name.to_string(),
-                Box::new(move |level| {
-                    if let Some(sh) = w.upgrade() {
-                        match level {
-                            Durability::Durable => {
-                                sh.poke_flusher();
-                                sh.inbox.poke();
-                            }
-                            _ => sh.inbox.poke(),
+            let on_demand = Box::new(move |level| {
+                if let Some(sh) = w.upgrade() {
+                    match level {
+                        Durability::Durable => {
+                            sh.poke_flusher();
+                            sh.inbox.poke();
                         }
+                        _ => sh.inbox.poke(),
                     }
-                }),
-            );
+                }
+            });
+            let w = weak.clone();
+            let leader = flush_role.clone();
+            let on_wait = Box::new(move |level, epoch| match w.upgrade() {
+                Some(sh) => lead::lead(&sh, &leader, level, epoch),
+                None => Lead::Unable,
+            });
+            let marks = Watermarks::with_lead(name.to_string(), on_demand, Some(on_wait));
             Shared {
                 name: name.clone(),
                 clock: config.clock.clone(),
                 config,
-                inbox: Arc::new(Inbox::new()),
+                inbox: Arc::new(Inbox::new(delta_size)),
                 marks: Arc::new(marks),
                 views,
                 jobs: Mutex::new(JobState {
@@ -148,6 +168,8 @@ where
                     closing: false,
                 }),
                 jobs_changed: Condvar::new(),
+                role: Mutex::new(Role { cell }),
+                lost: AtomicBool::new(false),
             }
         });
         let weak = Arc::downgrade(&shared);
@@ -159,14 +181,15 @@ where
         }));
 
         let flush_shared = shared.clone();
+        let role = flush_role.clone();
         let flusher = std::thread::Builder::new()
             .name(format!("{name}-flush"))
-            .spawn(move || flush::run(&flush_shared, flusher))
+            .spawn(move || flush::run(&flush_shared, &role))
             .map_err(|e| Error::io("spawn the flush thread of", name.to_string(), e))?;
         let writer_shared = shared.clone();
         let writer = match std::thread::Builder::new()
             .name(format!("{name}-writer"))
-            .spawn(move || writer::run(&writer_shared, cell))
+            .spawn(move || writer::run(&writer_shared))
         {
             Ok(w) => w,
             Err(e) => {
@@ -178,6 +201,7 @@ where
         };
         Ok(Coordinator {
             shared,
+            flush_role,
             writer: Some(writer),
             flusher: Some(flusher),
         })
@@ -194,8 +218,10 @@ where
         name: impl Into<String>,
         capacity: usize,
     ) -> WriteChannel<D::Write, D::Applied> {
+        let shared: Arc<dyn ApplyNow<D::Write, D::Applied>> = self.shared.clone();
         WriteChannel::open(
             self.shared.inbox.clone(),
+            Arc::downgrade(&shared),
             self.shared.marks.clone(),
             self.shared.name.clone(),
             name.into(),
@@ -221,7 +247,8 @@ where
     }
 
     /// Blocks until `epoch` has reached `level`. Waiting for `Written` or `Durable` makes the
-    /// pipeline freeze and store (or sync) it even if no trigger fires.
+    /// pipeline freeze and store (or sync) it even if no trigger fires; when no flush is running
+    /// the calling thread runs it (see [`WriteHandle::wait`](super::WriteHandle::wait)).
     pub fn wait_for(&self, epoch: Epoch, level: Durability) -> Result<()> {
         self.shared.marks.wait(level, epoch, None).map(|_| ())
     }
@@ -261,15 +288,31 @@ where
     }
 
     /// Freezes what is applied and waits until it is stored (`durable`: and synced); returns
-    /// the last epoch covered.
+    /// the last epoch covered. Like [`request_flush`](Self::request_flush), it covers the
+    /// writes queued at the call; when none are, it waits for the applied writes directly (and
+    /// usually stores them on this thread), without a round trip through the writer thread.
     pub fn flush(&self, durable: bool) -> Result<Epoch> {
-        let epoch = self.request_flush(durable)?;
         let level = if durable {
             Durability::Durable
         } else {
             Durability::Written
         };
-        self.wait_for(epoch, level)?;
+        let queued = {
+            let s = self.shared.inbox.state.lock();
+            if s.stopped {
+                drop(s);
+                return Err(self.ended());
+            }
+            s.has_writes(false)
+        };
+        let epoch = if queued {
+            self.request_flush(durable)?
+        } else {
+            self.shared.marks.get(Durability::Applied)
+        };
+        if epoch > Epoch::ZERO {
+            self.wait_for(epoch, level)?;
+        }
         Ok(epoch)
     }
 
@@ -305,18 +348,16 @@ where
         {
             panicked = Some("writer");
         }
-        let flusher = match self.flusher.take().map(JoinHandle::join) {
-            Some(Ok(f)) => Some(f),
-            _ => {
-                panicked = Some("flush");
-                None
-            }
-        };
+        if let Some(Err(_)) = self.flusher.take().map(JoinHandle::join) {
+            panicked = Some("flush");
+        }
+        // Waits for a leading waiter to finish its round.
+        let flusher = self.flush_role.flusher.lock().take();
         if let Some(thread) = panicked {
             self.shared.fail(
                 self.shared.marks.get(Durability::Written).next(),
                 Error::ThreadPanicked {
-                    thread: format!("{thread} thread of pipeline {}", self.shared.name),
+                    thread: format!("the {thread} thread of pipeline {}", self.shared.name),
                     consequence: "the pipeline stopped",
                 },
             );

@@ -1,26 +1,43 @@
-//! The flush thread: stores frozen batches oldest first through the [`Flusher`], retries per
-//! the [`RetryPolicy`](super::RetryPolicy), syncs when a waiter needs `Durable`, and moves the
-//! `Written` and `Durable` marks.
+//! The flush role and the flush thread: storing frozen batches oldest first through the
+//! [`Flusher`], retrying per the [`RetryPolicy`](super::RetryPolicy), syncing when a waiter
+//! needs `Durable`, and moving the `Written` and `Durable` marks.
+//!
+//! The flusher lives in the [`FlushRole`]; whoever holds its lock stores and syncs: the flush
+//! thread, for batches frozen by size or timer and for async waiters, or a blocking waiter that
+//! leads (see [`lead`](super::lead)). One holder at a time, and each takes batches from the
+//! front of the queue, so batches are stored in epoch order whoever stores them.
 //!
 //! A batch stays in the job queue (at its front) until it is stored, so that on a failure it is
 //! still there for [`Coordinator::shutdown`](super::Coordinator::shutdown) to hand back; its
-//! view stays in the published views, so readers keep seeing its writes.
+//! view stays in the published views, so readers keep seeing its writes. A panic in the
+//! flusher is caught where it is called and fails the pipeline like an error that is not
+//! retried; the flusher is dropped, since its state is unknown.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use super::coordinator::{Job, Shared};
+use parking_lot::Mutex;
+
+use super::coordinator::{Job, JobState, Shared};
 use super::delta::Freeze;
 use super::flusher::Flusher;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::store::Durability;
 
-enum Work<B> {
-    Store(Job<B>),
+/// The flusher, and with its lock the right to store and sync.
+pub(crate) struct FlushRole<F> {
+    /// `None` once it panicked, or once shutdown took it back.
+    pub(crate) flusher: Mutex<Option<F>>,
+}
+
+enum Work {
+    Store,
     Sync,
     Exit,
 }
 
-/// Fails the pipeline if the flush thread dies by a panic, so nobody waits for it.
+/// Fails the pipeline if the flush thread dies by a panic (outside the flusher, which is
+/// caught), so nobody waits for it.
 struct PanicGuard<'a, D: Freeze, S>(&'a Shared<D, S>);
 
 impl<D: Freeze, S> Drop for PanicGuard<'_, D, S> {
@@ -30,7 +47,7 @@ impl<D: Freeze, S> Drop for PanicGuard<'_, D, S> {
             self.0.fail(
                 first,
                 Error::ThreadPanicked {
-                    thread: format!("flush thread of pipeline {}", self.0.name),
+                    thread: format!("the flush thread of pipeline {}", self.0.name),
                     consequence: "the batches not stored are handed back by shutdown",
                 },
             );
@@ -38,56 +55,69 @@ impl<D: Freeze, S> Drop for PanicGuard<'_, D, S> {
     }
 }
 
-pub(crate) fn run<D, F>(shared: &Shared<D, F::Snapshot>, mut flusher: F) -> F
+pub(crate) fn run<D, F>(shared: &Shared<D, F::Snapshot>, role: &FlushRole<F>)
 where
     D: Freeze,
     F: Flusher<Batch = D::Batch>,
 {
     let _guard = PanicGuard(shared);
     loop {
-        match next_work(shared) {
-            Work::Store(job) => {
-                if !store(shared, &mut flusher, job) {
-                    return flusher;
+        // Wait, without the role, until there is something to do.
+        {
+            let mut j = shared.jobs.lock();
+            loop {
+                match next_work(shared, &j) {
+                    Some(Work::Exit) => return,
+                    Some(_) => break,
+                    None => shared.jobs_changed.wait(&mut j),
                 }
             }
-            Work::Sync => {
-                if !sync(shared, &mut flusher) {
-                    return flusher;
-                }
+        }
+        let mut flusher = role.flusher.lock();
+        // A leading waiter may have done it meanwhile: decide again, holding the role.
+        let work = next_work(shared, &shared.jobs.lock());
+        let go_on = match work {
+            Some(Work::Store) => {
+                let job = shared.jobs.lock().queue.pop_front();
+                job.is_none_or(|job| store(shared, &mut flusher, job))
             }
-            Work::Exit => return flusher,
+            Some(Work::Sync) => sync(shared, &mut flusher),
+            Some(Work::Exit) => false,
+            None => true,
+        };
+        drop(flusher);
+        // Whoever found the role taken while we held it sleeps until this.
+        shared.marks.role_released();
+        if !go_on {
+            return;
         }
     }
 }
 
-fn next_work<D: Freeze, S>(shared: &Shared<D, S>) -> Work<D::Batch> {
+/// What the flush thread should do now; `None`: nothing.
+fn next_work<D: Freeze, S>(shared: &Shared<D, S>, j: &JobState<D::Batch>) -> Option<Work> {
     let marks = &shared.marks;
-    let mut j = shared.jobs.lock();
-    loop {
-        if marks.ended().is_some() {
-            return Work::Exit;
-        }
-        let written = marks.get(Durability::Written);
-        let durable = marks.get(Durability::Durable);
-        let wanted = marks.demand(Durability::Durable);
-        // One sync once everything demanded is written: syncing a part earlier would serve
-        // nobody (waiters need the highest demanded epoch or less, and that is on its way).
-        let sync_wanted = (wanted > durable && written >= wanted)
-            || (j.closing
-                && j.queue.is_empty()
-                && written > durable
-                && (shared.config.sync_on_shutdown || wanted > durable));
-        if sync_wanted {
-            return Work::Sync;
-        }
-        if let Some(job) = j.queue.pop_front() {
-            return Work::Store(job);
-        }
-        if j.closing {
-            return Work::Exit;
-        }
-        shared.jobs_changed.wait(&mut j);
+    if marks.ended().is_some() {
+        return Some(Work::Exit);
+    }
+    let written = marks.get(Durability::Written);
+    let durable = marks.get(Durability::Durable);
+    let wanted = marks.demand(Durability::Durable);
+    // One sync once everything demanded is written: syncing a part earlier would serve
+    // nobody (waiters need the highest demanded epoch or less, and that is on its way).
+    let sync_wanted = (wanted > durable && written >= wanted)
+        || (j.closing
+            && j.queue.is_empty()
+            && written > durable
+            && (shared.config.sync_on_shutdown || wanted > durable));
+    if sync_wanted {
+        Some(Work::Sync)
+    } else if !j.queue.is_empty() {
+        Some(Work::Store)
+    } else if j.closing {
+        Some(Work::Exit)
+    } else {
+        None
     }
 }
 
@@ -106,8 +136,36 @@ impl<D: Freeze, S> Drop for Held<'_, D, S> {
     }
 }
 
-/// Stores one batch, with retries; false if the pipeline failed.
-fn store<D, F>(shared: &Shared<D, F::Snapshot>, flusher: &mut F, job: Job<D::Batch>) -> bool
+/// Runs `step` on the flusher, turning a panic into an error (and dropping the flusher);
+/// `None` if the flusher is gone.
+fn guarded<F, T>(
+    name: &str,
+    slot: &mut Option<F>,
+    step: impl FnOnce(&mut F) -> Result<T>,
+) -> Option<std::result::Result<T, (Error, bool)>> {
+    let flusher = slot.as_mut()?;
+    match catch_unwind(AssertUnwindSafe(|| step(flusher))) {
+        Ok(Ok(t)) => Some(Ok(t)),
+        Ok(Err(e)) => Some(Err((e, true))),
+        Err(_) => {
+            *slot = None;
+            Some(Err((
+                Error::ThreadPanicked {
+                    thread: format!("the flusher of pipeline {name}"),
+                    consequence: "the batches not stored are handed back by shutdown",
+                },
+                false,
+            )))
+        }
+    }
+}
+
+/// Stores one batch, with retries; false if the pipeline failed. The caller holds the role.
+pub(crate) fn store<D, F>(
+    shared: &Shared<D, F::Snapshot>,
+    slot: &mut Option<F>,
+    job: Job<D::Batch>,
+) -> bool
 where
     D: Freeze,
     F: Flusher<Batch = D::Batch>,
@@ -123,21 +181,31 @@ where
             unreachable!("the held job is only taken once stored");
         };
         let started = shared.clock.now();
-        match flusher.write(&job.batch, epochs) {
-            Ok(s) => break s,
-            Err(e) => {
-                retry += 1;
-                match shared.config.retry.backoff_before(retry) {
-                    Some(wait) => {
-                        tracing::warn!(pipeline = %shared.name, epochs = %epochs, retry, error = %e, "flush failed; retrying");
-                        backoff(shared, started.saturating_add(wait));
-                    }
-                    None => {
-                        drop(held);
-                        shared.fail(epochs.first(), e);
-                        return false;
-                    }
-                }
+        let (e, retryable) = match guarded(&shared.name, slot, |f| f.write(&job.batch, epochs)) {
+            Some(Ok(s)) => break s,
+            Some(Err(failure)) => failure,
+            None => (
+                Error::Closed {
+                    pipeline: shared.name.to_string(),
+                },
+                false,
+            ),
+        };
+        retry += 1;
+        match shared
+            .config
+            .retry
+            .backoff_before(retry)
+            .filter(|_| retryable)
+        {
+            Some(wait) => {
+                tracing::warn!(pipeline = %shared.name, epochs = %epochs, retry, error = %e, "flush failed; retrying");
+                backoff(shared, started.saturating_add(wait));
+            }
+            None => {
+                drop(held);
+                shared.fail(epochs.first(), e);
+                return false;
             }
         }
     };
@@ -146,30 +214,46 @@ where
         .views
         .publish(|v| v.after_store(epochs, Arc::new(snapshot)));
     shared.marks.advance(Durability::Written, epochs.last());
-    shared.inbox.state.lock().in_flight -= 1;
-    shared.inbox.writer.notify_all();
+    let wake_writer = {
+        let mut s = shared.inbox.state.lock();
+        let was_full = s.in_flight >= shared.config.max_frozen;
+        s.in_flight -= 1;
+        // The writer thread waits on a stored batch only for room, or (for a demand) for no
+        // batch in flight.
+        was_full
+            || !s.flush_requests.is_empty()
+            || s.has_writes(true)
+            || (s.in_flight == 0
+                && !s.delta.is_empty()
+                && shared.marks.demand(Durability::Written) >= s.delta.first)
+    };
+    if wake_writer {
+        shared.inbox.writer.notify_all();
+    }
     true
 }
 
-/// Makes what is written durable; false if the pipeline failed.
-fn sync<D, F>(shared: &Shared<D, F::Snapshot>, flusher: &mut F) -> bool
+/// Makes what is written durable; false if the pipeline failed. The caller holds the role.
+pub(crate) fn sync<D, F>(shared: &Shared<D, F::Snapshot>, slot: &mut Option<F>) -> bool
 where
     D: Freeze,
     F: Flusher<Batch = D::Batch>,
 {
     let written = shared.marks.get(Durability::Written);
-    match flusher.sync() {
-        Ok(()) => {
+    let e = match guarded(&shared.name, slot, F::sync) {
+        Some(Ok(())) => {
             shared.marks.advance(Durability::Durable, written);
-            true
+            return true;
         }
-        Err(e) => {
-            // Not retried: after a failed sync the state of the storage is unknown.
-            let first = shared.marks.get(Durability::Durable).next();
-            shared.fail(first, e);
-            false
-        }
-    }
+        Some(Err((e, _))) => e,
+        None => Error::Closed {
+            pipeline: shared.name.to_string(),
+        },
+    };
+    // Not retried: after a failed sync the state of the storage is unknown.
+    let first = shared.marks.get(Durability::Durable).next();
+    shared.fail(first, e);
+    false
 }
 
 /// Waits until `deadline` on the pipeline's clock (a manual clock wakes us when it moves).

@@ -81,10 +81,24 @@ pub(crate) fn ticket<R>(marks: Arc<Watermarks>) -> (WriteHandle<R>, TicketSender
     )
 }
 
+/// The handle of a write its producer applied in place.
+pub(crate) fn applied<R>(marks: Arc<Watermarks>, epoch: Epoch, result: R) -> WriteHandle<R> {
+    WriteHandle {
+        ticket: Arc::new(Ticket {
+            state: Mutex::new(TicketState::Applied {
+                epoch,
+                result: Some(result),
+            }),
+            done: Condvar::new(),
+        }),
+        marks,
+    }
+}
+
 /// One write sent to a pipeline.
 ///
-/// The write is queued when the handle is returned; [`epoch`](Self::epoch) is known once the
-/// writer has applied it. [`wait`](Self::wait) (or [`wait_async`](Self::wait_async)) returns
+/// The write is applied (usually on the sending thread) or queued when the handle is returned;
+/// [`epoch`](Self::epoch) is known once it is applied. [`wait`](Self::wait) (or [`wait_async`](Self::wait_async)) returns
 /// its epoch once it has reached the level asked for, or the error that stopped it.
 pub struct WriteHandle<R> {
     ticket: Arc<Ticket<R>>,
@@ -134,7 +148,10 @@ impl<R> WriteHandle<R> {
         }
     }
 
-    /// Blocks until the write has reached `level`; returns its epoch.
+    /// Blocks until the write has reached `level`; returns its epoch. Waiting for `Written` or
+    /// `Durable` may run the flush on this thread, for this write and every write applied
+    /// before the flush starts (when no flush is running), instead of waking another thread
+    /// for it.
     pub fn wait(&self, level: Durability) -> Result<Epoch> {
         // Without a deadline `wait_applied` only returns with an epoch or an error.
         let epoch = loop {
@@ -146,7 +163,8 @@ impl<R> WriteHandle<R> {
         Ok(epoch)
     }
 
-    /// Like [`wait`](Self::wait), but gives up after `timeout` with `Ok(None)`.
+    /// Like [`wait`](Self::wait), but gives up after `timeout` with `Ok(None)`. A flush this
+    /// thread runs is finished first, so the call may return that much after the timeout.
     pub fn wait_timeout(&self, level: Durability, timeout: Duration) -> Result<Option<Epoch>> {
         let deadline = Instant::now() + timeout;
         let Some(epoch) = self.wait_applied(Some(deadline))? else {

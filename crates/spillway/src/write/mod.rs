@@ -179,6 +179,8 @@ mod epoch;
 mod flush;
 mod flusher;
 mod handle;
+mod lead;
+mod role;
 mod view;
 mod watermark;
 mod writer;

@@ -8,7 +8,14 @@
 //! - once the pipeline has failed or closed, no mark moves again, and every wait that its mark
 //!   has not passed ends with the error: nobody waits for a mark that will never come;
 //! - a wait for `Written` or `Durable` registers a *demand*, which makes the pipeline freeze
-//!   and store (or sync) the epoch even when no size or timer trigger would.
+//!   and store (or sync) the epoch even when no size or timer trigger would;
+//! - a blocking wait first tries to *lead*: to take the flush role and do the freeze, store
+//!   and sync itself (see [`lead`](super::lead)). If another thread holds the role, the
+//!   waiter sleeps until that thread releases it (each release bumps a counter under the mark
+//!   lock and wakes every waiter), then looks again; so a blocking waiter never depends on a
+//!   hand-off to the background threads when it could do the work itself. Async waits only
+//!   register demand (they must not block their executor), and the background threads serve
+//!   them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,12 +34,39 @@ use crate::store::Durability;
 /// Told when a waiter needs a level that only a freeze, a flush or a sync will bring.
 pub(crate) type DemandHook = Box<dyn Fn(Durability) + Send + Sync>;
 
+/// Tries to bring an epoch to a level on the calling thread (see [`lead`](super::lead)).
+pub(crate) type LeadHook = Box<dyn Fn(Durability, Epoch) -> Lead + Send + Sync>;
+
+/// The index of `level`'s condition variable.
+fn slot(level: Durability) -> usize {
+    match level {
+        Durability::Applied => 0,
+        Durability::Written => 1,
+        Durability::Durable => 2,
+    }
+}
+
+/// What a try to lead came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lead {
+    /// This thread held the flush role and did what it could: look at the marks again.
+    Led,
+    /// Another thread holds the role: wait until it releases it.
+    Busy,
+    /// The calling thread cannot do it (the pipeline is shutting down, or the epoch is not
+    /// applied yet): the background threads must.
+    Unable,
+}
+
 /// The three marks and everybody waiting on them.
 pub(crate) struct Watermarks {
     pipeline: String,
     state: Mutex<MarkState>,
-    changed: Condvar,
+    /// Per level (see [`slot`]): signalled when that mark moves, when the flush role is
+    /// released (`Written` and `Durable`), and when the pipeline ends (all).
+    changed: [Condvar; 3],
     on_demand: DemandHook,
+    lead: Option<LeadHook>,
 }
 
 struct MarkState {
@@ -44,6 +78,8 @@ struct MarkState {
     end: Option<End>,
     wakers: BTreeMap<u64, Waker>,
     next_waker: u64,
+    /// Times the flush role was released after doing work.
+    released: u64,
 }
 
 #[derive(Clone)]
@@ -93,7 +129,17 @@ impl MarkState {
 }
 
 impl Watermarks {
+    #[cfg(test)]
     pub(crate) fn new(pipeline: String, on_demand: DemandHook) -> Watermarks {
+        Watermarks::with_lead(pipeline, on_demand, None)
+    }
+
+    /// Marks whose blocking waiters try `lead` before they sleep.
+    pub(crate) fn with_lead(
+        pipeline: String,
+        on_demand: DemandHook,
+        lead: Option<LeadHook>,
+    ) -> Watermarks {
         Watermarks {
             pipeline,
             state: Mutex::new(MarkState {
@@ -105,9 +151,11 @@ impl Watermarks {
                 end: None,
                 wakers: BTreeMap::new(),
                 next_waker: 0,
+                released: 0,
             }),
-            changed: Condvar::new(),
+            changed: [Condvar::new(), Condvar::new(), Condvar::new()],
             on_demand,
+            lead,
         }
     }
 
@@ -146,7 +194,7 @@ impl Watermarks {
         }
         *slot = epoch;
         debug_assert!(s.durable <= s.written && s.written <= s.applied);
-        self.wake(s);
+        self.wake(s, Some(level));
     }
 
     /// Ends the pipeline with a failure: every wait not yet satisfied gets the error. Blocked
@@ -160,7 +208,9 @@ impl Watermarks {
         }
         let wakers = std::mem::take(&mut s.wakers);
         drop(s);
-        self.changed.notify_all();
+        self.changed.iter().for_each(|c| {
+            c.notify_all();
+        });
         wakers.into_values().collect()
     }
 
@@ -170,7 +220,7 @@ impl Watermarks {
         if s.end.is_none() {
             s.end = Some(End::Closed);
         }
-        self.wake(s);
+        self.wake(s, None);
     }
 
     /// The error every new call gets once the pipeline has ended.
@@ -188,10 +238,18 @@ impl Watermarks {
         }
     }
 
-    fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>) {
+    /// Wakes the blocked waiters of `level` (all levels: `None`) and every async waiter.
+    fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>, level: Option<Durability>) {
         let wakers = std::mem::take(&mut s.wakers);
         drop(s);
-        self.changed.notify_all();
+        match level {
+            Some(level) => {
+                self.changed[slot(level)].notify_all();
+            }
+            None => self.changed.iter().for_each(|c| {
+                c.notify_all();
+            }),
+        }
         // Each future re-registers if it still has to wait; waking them all is simple and the
         // number of async waiters is small next to the cost of a flush.
         for w in wakers.into_values() {
@@ -199,7 +257,15 @@ impl Watermarks {
         }
     }
 
-    /// Blocks until `epoch` reaches `level`, or until `timeout` (then `Ok(false)`).
+    /// The flush role was released: waiters that found it busy look again.
+    pub(crate) fn role_released(&self) {
+        self.state.lock().released += 1;
+        self.changed[slot(Durability::Written)].notify_all();
+        self.changed[slot(Durability::Durable)].notify_all();
+    }
+
+    /// Blocks until `epoch` reaches `level`, or until `timeout` (then `Ok(false)`; a flush this
+    /// thread leads is finished first).
     pub(crate) fn wait(
         &self,
         level: Durability,
@@ -208,24 +274,41 @@ impl Watermarks {
     ) -> Result<bool> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.state.lock();
-        let mut demanded = false;
+        let mut poked = false;
         loop {
             if let Some(done) = s.outcome(&self.pipeline, level, epoch) {
                 return done.map(|()| true);
             }
-            if !demanded {
-                demanded = true;
-                if s.demand(level, epoch) {
-                    drop(s);
-                    (self.on_demand)(level);
-                    s = self.state.lock();
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            let mut lead = Lead::Unable;
+            if level != Durability::Applied
+                && epoch <= s.applied
+                && let Some(hook) = &self.lead
+            {
+                let seen = s.released;
+                drop(s);
+                lead = hook(level, epoch);
+                s = self.state.lock();
+                if lead == Lead::Led || (lead == Lead::Busy && s.released != seen) {
                     continue;
                 }
             }
+            // The role holder will release it and wake us; otherwise the background threads
+            // must hear of the demand.
+            let rose = s.demand(level, epoch);
+            if lead == Lead::Unable && (rose || !poked) {
+                poked = true;
+                drop(s);
+                (self.on_demand)(level);
+                s = self.state.lock();
+                continue;
+            }
             match deadline {
-                None => self.changed.wait(&mut s),
+                None => self.changed[slot(level)].wait(&mut s),
                 Some(d) => {
-                    if self.changed.wait_until(&mut s, d).timed_out()
+                    if self.changed[slot(level)].wait_until(&mut s, d).timed_out()
                         && s.outcome(&self.pipeline, level, epoch).is_none()
                     {
                         return Ok(false);
