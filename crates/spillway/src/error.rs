@@ -171,11 +171,11 @@ pub enum Error {
         cause: std::sync::Arc<Error>,
     },
 
-    /// A background thread of spillway panicked (a bug, ours or in a user-supplied delta or
-    /// flusher); what it was doing is abandoned and reported to everyone who waited on it.
-    #[error("a background thread ({thread}) panicked; {consequence}")]
+    /// Code panicked (a bug, ours or in a user-supplied delta, flusher or value) in work that
+    /// others wait on; what it was doing is abandoned and reported to everyone who waited.
+    #[error("a panic in {thread}; {consequence}")]
     ThreadPanicked {
-        /// Which thread.
+        /// Which work, on which thread.
         thread: String,
         /// What the panic means for the caller.
         consequence: &'static str,

@@ -2,18 +2,19 @@
 //! which turns a full delta into an immutable batch for the flusher plus a read view of it.
 //!
 //! Invariants the coordinator keeps for every implementation:
-//! - only the writer thread calls `apply` and `freeze`, and only on the current delta;
+//! - `apply` and `freeze` run only under the writer role (on the writer thread, or on a
+//!   producer's or a waiter's thread that holds it), one at a time, on the current delta;
 //! - readers see the current delta only through a shared lock, so `apply` never runs while a
 //!   reader looks at it, and a reader sees the delta between two whole writes;
-//! - `freeze` runs while the writer holds the delta's lock: it must be cheap (moving a map into
-//!   an `Arc` is the model), because the writer applies nothing while it runs;
+//! - `freeze` runs while the writer role holds the delta's lock: it must be cheap (moving a map
+//!   into an `Arc` is the model), because nothing is applied while it runs;
 //! - a delta holding no write is never frozen.
 
 use super::epoch::Epoch;
 
 /// A mutable set of writes not yet frozen.
 ///
-/// `Sync` because readers look at it (through a lock) while the writer thread owns it.
+/// `Sync` because readers look at it (through a lock) while the writer role fills it.
 pub trait Delta: Send + Sync + 'static {
     /// One write as producers send it.
     type Write: Send + 'static;

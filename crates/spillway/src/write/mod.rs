@@ -1,15 +1,26 @@
 //! The write pipeline: a generic coordinator on which a database's (or a store's) write path
 //! runs.
 //!
-//! Writes come in through named, bounded [`WriteChannel`]s from any number of producers. One
-//! writer thread applies them, in one total order, to a mutable [`Delta`], and numbers them
-//! with [`Epoch`]s `1, 2, 3, ...`. When a trigger fires (the delta's size, a timer, an
-//! explicit [`Coordinator::flush`], a waiter that needs storage, shutdown) the writer
-//! [freezes](Freeze) the delta into an immutable batch plus a read view, starts the next delta,
-//! and hands the batch to a flush thread, which stores it through a [`Flusher`] while the next
-//! delta fills. Each write's [`WriteHandle`] waits for the [`Durability`](crate::Durability)
-//! level its caller needs: `Applied` (in the delta, visible to readers), `Written` (stored by
-//! the flusher), `Durable` (synced).
+//! Writes come in through named, bounded [`WriteChannel`]s from any number of producers. They
+//! are applied one at a time, in one total order, to a mutable [`Delta`], and numbered with
+//! [`Epoch`]s `1, 2, 3, ...`. When a trigger fires (the delta's size, a timer, an explicit
+//! [`Coordinator::flush`], a waiter that needs storage, shutdown) the delta is
+//! [frozen](Freeze) into an immutable batch plus a read view, the next delta starts, and the
+//! batch is stored through a [`Flusher`] while the next delta fills. Each write's
+//! [`WriteHandle`] waits for the [`Durability`](crate::Durability) level its caller needs:
+//! `Applied` (in the delta, visible to readers), `Written` (stored by the flusher), `Durable`
+//! (synced).
+//!
+//! Who does the work: there is one *writer role* (apply, freeze) and one *flush role* (store,
+//! sync), each a lock, so one thread at a time plays each. A producer whose channel has
+//! nothing queued applies its own write on its own thread and gets its handle back applied; a
+//! thread blocked in a wait for `Written` or `Durable` takes the flush role when it is free and
+//! freezes, stores and syncs itself, for its own write and every write applied before
+//! (group commit: the threads that come while it syncs share the next round). A writer thread
+//! and a flush thread do the rest in the background: writes that had to queue (a full delta,
+//! a paused channel), the size and timer triggers, and async waiters, which must not block
+//! their executor. So an uncontended `write` + `wait(Durable)` costs locks and the sync, not
+//! thread hand-offs.
 //!
 //! Readers take a [`View`]: the current delta, the frozen deltas not yet stored (newest
 //! first) and the last storage snapshot, published as one value and swapped whole; a
@@ -45,11 +56,12 @@
 //! dropped silently.
 //!
 //! A panic in user code is a bug, but it still strands nobody: a panic in
-//! [`Flusher::write`] fails the pipeline and the batch it held is handed back like any other;
-//! a panic in [`Delta::apply`] or [`Freeze::freeze`] takes the current delta down with the
-//! writer thread (its writes are lost, and their waiters get
+//! [`Flusher::write`] or [`Flusher::sync`] is caught, fails the pipeline, and the batch it held
+//! is handed back like any other; a panic in [`Delta::apply`] or [`Freeze::freeze`] takes the
+//! current delta down (its writes are lost, and their waiters get
 //! [`Error::ThreadPanicked`](crate::Error::ThreadPanicked) as the cause), while the batches
-//! already frozen are handed back.
+//! already frozen are handed back. The panic itself goes on up the thread that ran the code:
+//! the writer thread, or the producer whose `write` applied it.
 //!
 //! # Time
 //!

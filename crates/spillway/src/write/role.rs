@@ -117,7 +117,7 @@ impl<D: Freeze, S> Drop for LossGuard<'_, D, S> {
             sh.fail(
                 first,
                 Error::ThreadPanicked {
-                    thread: format!("{} of pipeline {}", self.by, sh.name),
+                    thread: format!("{} (pipeline {})", self.by, sh.name),
                     consequence: "writes not yet frozen are lost; frozen batches are handed back by shutdown",
                 },
             );
@@ -149,7 +149,7 @@ impl<D: Freeze, S> Shared<D, S> {
         };
         let guard = LossGuard {
             shared: self,
-            by: "a write applied by its producer",
+            by: "a write's apply, on its producer's thread",
         };
         let (result, size) = {
             let mut cell = role.cell.write();
@@ -185,7 +185,7 @@ impl<D: Freeze, S> Shared<D, S> {
         {
             let guard = LossGuard {
                 shared: self,
-                by: "the writer thread",
+                by: "a write's apply, on the writer thread",
             };
             let mut cell = role.cell.write();
             let CellState::Live(delta) = &mut *cell else {
@@ -275,7 +275,7 @@ impl<D: Freeze, S> Shared<D, S> {
     ) -> FreezeOutcome {
         let guard = LossGuard {
             shared: self,
-            by: "a freeze",
+            by: "a freeze of the current delta",
         };
         let (batch, view, next) = {
             let mut cell = role.cell.write();

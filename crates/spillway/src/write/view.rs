@@ -2,8 +2,8 @@
 //! first) and the last storage snapshot, published as one value.
 //!
 //! Invariants:
-//! - views are swapped whole under one lock, by the writer thread (after a freeze) and by the
-//!   flush thread (after a store); a reader takes a view and never sees half of a swap;
+//! - views are swapped whole under one lock, by the writer role (after a freeze) and by the
+//!   flush role (after a store); a reader takes a view and never sees half of a swap;
 //! - within a view, epochs are contiguous: the snapshot holds `1..=snapshot_epoch`, the frozen
 //!   layers hold the next epochs in ranges that follow each other (newest first), and the
 //!   current delta holds the epochs from [`View::current_first`] on;

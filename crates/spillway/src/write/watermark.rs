@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::epoch::Epoch;
 use crate::error::{Error, Result};
@@ -37,7 +37,20 @@ pub(crate) type DemandHook = Box<dyn Fn(Durability) + Send + Sync>;
 /// Tries to bring an epoch to a level on the calling thread (see [`lead`](super::lead)).
 pub(crate) type LeadHook = Box<dyn Fn(Durability, Epoch) -> Lead + Send + Sync>;
 
-/// The index of `level`'s condition variable.
+/// Wakes a thread blocked in [`Watermarks::wait`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The index of `level`'s waiters.
 fn slot(level: Durability) -> usize {
     match level {
         Durability::Applied => 0,
@@ -62,9 +75,6 @@ pub(crate) enum Lead {
 pub(crate) struct Watermarks {
     pipeline: String,
     state: Mutex<MarkState>,
-    /// Per level (see [`slot`]): signalled when that mark moves, when the flush role is
-    /// released (`Written` and `Durable`), and when the pipeline ends (all).
-    changed: [Condvar; 3],
     on_demand: DemandHook,
     lead: Option<LeadHook>,
 }
@@ -76,7 +86,12 @@ struct MarkState {
     demand_written: Epoch,
     demand_durable: Epoch,
     end: Option<End>,
-    wakers: BTreeMap<u64, Waker>,
+    /// Everybody waiting, per level (see [`slot`]): async waits, and blocked threads (whose
+    /// waker unparks them). Woken when that mark moves, when the flush role is released
+    /// (`Written` and `Durable`), and when the pipeline ends (all). Each woken waiter wakes on
+    /// its own, in parallel, rather than one after the other through a condition variable's
+    /// lock, which on a small machine costs a scheduler round trip per waiter.
+    wakers: [BTreeMap<u64, Waker>; 3],
     next_waker: u64,
     /// Times the flush role was released after doing work.
     released: u64,
@@ -149,11 +164,10 @@ impl Watermarks {
                 demand_written: Epoch::ZERO,
                 demand_durable: Epoch::ZERO,
                 end: None,
-                wakers: BTreeMap::new(),
+                wakers: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
                 next_waker: 0,
                 released: 0,
             }),
-            changed: [Condvar::new(), Condvar::new(), Condvar::new()],
             on_demand,
             lead,
         }
@@ -208,10 +222,7 @@ impl Watermarks {
         }
         let wakers = std::mem::take(&mut s.wakers);
         drop(s);
-        self.changed.iter().for_each(|c| {
-            c.notify_all();
-        });
-        wakers.into_values().collect()
+        wakers.into_iter().flat_map(BTreeMap::into_values).collect()
     }
 
     /// Ends the pipeline normally: waits not yet satisfied now never will be.
@@ -240,28 +251,31 @@ impl Watermarks {
 
     /// Wakes the blocked waiters of `level` (all levels: `None`) and every async waiter.
     fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>, level: Option<Durability>) {
-        let wakers = std::mem::take(&mut s.wakers);
+        let wakers: Vec<Waker> = match level {
+            Some(level) => std::mem::take(&mut s.wakers[slot(level)])
+                .into_values()
+                .collect(),
+            None => std::mem::take(&mut s.wakers)
+                .into_iter()
+                .flat_map(BTreeMap::into_values)
+                .collect(),
+        };
         drop(s);
-        match level {
-            Some(level) => {
-                self.changed[slot(level)].notify_all();
-            }
-            None => self.changed.iter().for_each(|c| {
-                c.notify_all();
-            }),
-        }
         // Each future re-registers if it still has to wait; waking them all is simple and the
         // number of async waiters is small next to the cost of a flush.
-        for w in wakers.into_values() {
+        for w in wakers {
             w.wake();
         }
     }
 
     /// The flush role was released: waiters that found it busy look again.
     pub(crate) fn role_released(&self) {
-        self.state.lock().released += 1;
-        self.changed[slot(Durability::Written)].notify_all();
-        self.changed[slot(Durability::Durable)].notify_all();
+        let mut s = self.state.lock();
+        s.released += 1;
+        let mut wakers = std::mem::take(&mut s.wakers[slot(Durability::Written)]);
+        wakers.append(&mut s.wakers[slot(Durability::Durable)]);
+        drop(s);
+        wakers.into_values().for_each(Waker::wake);
     }
 
     /// Blocks until `epoch` reaches `level`, or until `timeout` (then `Ok(false)`; a flush this
@@ -275,11 +289,18 @@ impl Watermarks {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.state.lock();
         let mut poked = false;
+        let mut parked: Option<(u64, Waker)> = None;
         loop {
             if let Some(done) = s.outcome(&self.pipeline, level, epoch) {
+                if let Some((id, _)) = &parked {
+                    s.wakers[slot(level)].remove(id);
+                }
                 return done.map(|()| true);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                if let Some((id, _)) = &parked {
+                    s.wakers[slot(level)].remove(id);
+                }
                 return Ok(false);
             }
             let mut lead = Lead::Unable;
@@ -305,16 +326,20 @@ impl Watermarks {
                 s = self.state.lock();
                 continue;
             }
+            // Sleep until woken (a wake between here and the park is not lost: it leaves the
+            // thread's unpark token).
+            let (id, waker) = parked.get_or_insert_with(|| {
+                s.next_waker += 1;
+                let thread = Arc::new(Unpark(std::thread::current()));
+                (s.next_waker, Waker::from(thread))
+            });
+            s.wakers[slot(level)].insert(*id, waker.clone());
+            drop(s);
             match deadline {
-                None => self.changed[slot(level)].wait(&mut s),
-                Some(d) => {
-                    if self.changed[slot(level)].wait_until(&mut s, d).timed_out()
-                        && s.outcome(&self.pipeline, level, epoch).is_none()
-                    {
-                        return Ok(false);
-                    }
-                }
+                None => std::thread::park(),
+                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
             }
+            s = self.state.lock();
         }
     }
 
@@ -328,7 +353,7 @@ impl Watermarks {
         let mut s = self.state.lock();
         if let Some(done) = s.outcome(&self.pipeline, level, epoch) {
             if let Some(id) = slot.take() {
-                s.wakers.remove(&id);
+                s.wakers[self::slot(level)].remove(&id);
             }
             return Poll::Ready(done);
         }
@@ -336,7 +361,7 @@ impl Watermarks {
             s.next_waker += 1;
             s.next_waker
         });
-        s.wakers.insert(id, cx.waker().clone());
+        s.wakers[self::slot(level)].insert(id, cx.waker().clone());
         let rose = s.demand(level, epoch);
         drop(s);
         if rose {
@@ -346,7 +371,9 @@ impl Watermarks {
     }
 
     fn forget(&self, id: u64) {
-        self.state.lock().wakers.remove(&id);
+        for wakers in &mut self.state.lock().wakers {
+            wakers.remove(&id);
+        }
     }
 }
 

@@ -102,6 +102,17 @@ pub struct Disk {
     pub at_gate: u64,
     /// Panic in the next write.
     pub panic_next: bool,
+    /// The name of the thread that stored each batch, and that ran each sync.
+    pub stored_by: Vec<String>,
+    pub synced_by: Vec<String>,
+}
+
+/// The calling thread's name.
+pub fn thread_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned()
 }
 
 #[derive(Debug, Default)]
@@ -176,6 +187,7 @@ impl Flusher for TestFlusher {
         assert_eq!(batch.writes.first().map(|w| w.0), Some(epochs.first()));
         assert_eq!(batch.writes.last().map(|w| w.0), Some(epochs.last()));
         d.ranges.push(epochs);
+        d.stored_by.push(thread_name());
         d.writes.extend(batch.writes.iter().copied());
         for (k, v) in &batch.map {
             d.map.insert(*k, *v);
@@ -198,6 +210,7 @@ impl Flusher for TestFlusher {
             ));
         }
         d.syncs += 1;
+        d.synced_by.push(thread_name());
         self.cell.changed.notify_all();
         Ok(())
     }

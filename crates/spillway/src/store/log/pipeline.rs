@@ -1,10 +1,11 @@
 //! A writable log store's write path: the [write pipeline](crate::write) with the log's
 //! [delta](super::delta) and [flusher](super::flusher).
 //!
-//! `put_batch`, `delete` and compaction's copies are writes on one channel; each returns once
-//! applied (visible to readers). `flush(Written)` freezes what was applied and waits until the
-//! flusher wrote it; `flush(Durable)` also waits for a sync, which concurrent callers share
-//! (group commit falls out of the pipeline). The delta is frozen by size
+//! `put_batch`, `delete` and compaction's copies are writes on one channel; each is applied
+//! (visible to readers) on the caller's thread before it returns. `flush(Written)` and a
+//! handle's `wait(Written)` freeze what was applied and write it, on the caller's thread when
+//! no other flush runs; `flush(Durable)` also syncs, and callers that come while a sync runs
+//! share the next one (group commit falls out of the pipeline). The delta is frozen by size
 //! ([`LogStoreOptions::write_buffer`](super::LogStoreOptions::write_buffer)) too, and the
 //! pipeline's flush thread then writes it in the background while the next delta fills.
 //!
