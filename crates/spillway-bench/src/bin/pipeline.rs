@@ -1,6 +1,8 @@
-//! Writes through the write pipeline into a `LogStore`: writes/s at each durability level
-//! with 1 and 2 producers, group commit with 64 concurrent durable waiters against a loop that
-//! fsyncs every write, and the latency of `wait(Durable)`. Prints a Markdown table.
+//! Writes through the write pipeline into a `LogStore` (its own write path, `submit_puts`):
+//! writes/s at each durability level with 1 and 2 producers, group commit with 64 concurrent
+//! durable waiters against a loop that fsyncs every write, and the latency of each wait; and
+//! 64 durable waiters through a generic pipeline (`StoreWriter`) on top of the store. Prints a
+//! Markdown table.
 //!
 //! `cargo run --release -p spillway-bench --bin pipeline-bench -- [--dir DIR] [--secs S]`
 
@@ -78,9 +80,22 @@ fn run_writers(threads: u64, secs: f64, write: impl Fn(u64, u64) + Sync) -> Run 
     }
 }
 
-/// `producers` threads each write one 128 B object per write and wait for `level` before the
-/// next, for `secs` seconds.
-fn through_pipeline(
+/// `producers` threads each put one 128 B object into a `LogStore` through its write pipeline
+/// (`submit_puts`) and wait for `level` before the next, for `secs` seconds.
+fn log_store(dir: &std::path::Path, producers: u64, level: Durability, secs: f64) -> Result<Run> {
+    let store = LogStore::open(dir).context("open store")?;
+    Ok(run_writers(producers, secs, |p, n| {
+        let payload = payload(p, n);
+        let h = store
+            .submit_puts(&[Put::new(&payload, &[])])
+            .expect("submit");
+        h.wait(level).expect("write reached its level");
+    }))
+}
+
+/// The same through a generic pipeline on top of the store: a `StoreWriter`, whose flusher is
+/// `put_batch` + `flush(Written)` and whose sync is `flush(Durable)`.
+fn store_writer(
     dir: &std::path::Path,
     producers: u64,
     level: Durability,
@@ -103,14 +118,8 @@ fn through_pipeline(
 
 /// The baseline: one writer that stores one object and fsyncs, per write.
 fn fsync_every_write(dir: &std::path::Path, secs: f64) -> Result<Run> {
-    store_group_commit(dir, 1, secs)
-}
-
-/// The store's own group commit, without the pipeline: `threads` writers each store one
-/// object and call `flush(Durable)`, sharing syncs inside the store.
-fn store_group_commit(dir: &std::path::Path, threads: u64, secs: f64) -> Result<Run> {
     let store = LogStore::open(dir).context("open store")?;
-    Ok(run_writers(threads, secs, |t, n| {
+    Ok(run_writers(1, secs, |t, n| {
         let p = payload(t, n);
         store.put(Put::new(&p, &[])).expect("put");
         store.flush(Durability::Durable).expect("durable");
@@ -125,6 +134,13 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Which path a row measures.
+#[derive(Clone, Copy)]
+enum Path {
+    LogStore,
+    StoreWriter,
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let base = tempfile::Builder::new()
@@ -136,52 +152,60 @@ fn main() -> Result<()> {
         base.path().join(format!("store-{case}"))
     };
     let mut rows = Vec::new();
-    let mut baseline = fsync_every_write(&next_dir(), args.secs)?;
-    let base_rate = baseline.writes as f64 / baseline.secs;
-    rows.push((
-        "LogStore put + fsync per write, 1 writer".to_string(),
-        base_rate,
-        pct(&mut baseline.latencies_us, 0.5),
-        pct(&mut baseline.latencies_us, 0.99),
-    ));
-    let mut direct = store_group_commit(&next_dir(), 64, args.secs)?;
-    rows.push((
-        "LogStore put + flush(Durable), 64 threads (the store's own group commit)".to_string(),
-        direct.writes as f64 / direct.secs,
-        pct(&mut direct.latencies_us, 0.5),
-        pct(&mut direct.latencies_us, 0.99),
-    ));
-    let mut durable64 = 0.0;
-    for (level, producers) in [
-        (Durability::Applied, 1),
-        (Durability::Applied, 2),
-        (Durability::Written, 1),
-        (Durability::Written, 2),
-        (Durability::Durable, 1),
-        (Durability::Durable, 2),
-        (Durability::Durable, 64),
-    ] {
-        let mut r = through_pipeline(&next_dir(), producers, level, args.secs)?;
+    let mut row = |what: String, mut r: Run| {
         let rate = r.writes as f64 / r.secs;
-        if level == Durability::Durable && producers == 64 {
-            durable64 = rate;
-        }
         rows.push((
-            format!("pipeline, {producers} producer(s), wait({level:?}) per write"),
+            what,
             rate,
             pct(&mut r.latencies_us, 0.5),
             pct(&mut r.latencies_us, 0.99),
         ));
+        rate
+    };
+    let baseline = fsync_every_write(&next_dir(), args.secs)?;
+    let base_rate = row(
+        "baseline: put + flush(Durable) per write, 1 writer".to_string(),
+        baseline,
+    );
+    let mut ratios = Vec::new();
+    for (path, level, producers) in [
+        (Path::LogStore, Durability::Applied, 1),
+        (Path::LogStore, Durability::Applied, 2),
+        (Path::LogStore, Durability::Written, 1),
+        (Path::LogStore, Durability::Written, 2),
+        (Path::LogStore, Durability::Durable, 1),
+        (Path::LogStore, Durability::Durable, 2),
+        (Path::LogStore, Durability::Durable, 64),
+        (Path::StoreWriter, Durability::Durable, 64),
+    ] {
+        let (name, run) = match path {
+            Path::LogStore => (
+                "LogStore submit_puts",
+                log_store(&next_dir(), producers, level, args.secs)?,
+            ),
+            Path::StoreWriter => (
+                "StoreWriter over a LogStore",
+                store_writer(&next_dir(), producers, level, args.secs)?,
+            ),
+        };
+        let rate = row(
+            format!("{name}, {producers} producer(s), wait({level:?}) per write"),
+            run,
+        );
+        if level == Durability::Durable && producers == 64 {
+            ratios.push((name, rate / base_rate));
+        }
     }
-    println!("| 128 B writes into a LogStore | writes/s | latency p50 | latency p99 |");
+    println!("| 128 B writes | writes/s | latency p50 | latency p99 |");
     println!("|---|---|---|---|");
     for (what, rate, p50, p99) in &rows {
         println!("| {what} | {rate:.0} | {p50:.0} µs | {p99:.0} µs |");
     }
     println!();
-    println!(
-        "Durable with 64 concurrent waiters: {:.1}× the fsync-per-write loop (target ≥ 20×).",
-        durable64 / base_rate
-    );
+    for (name, ratio) in ratios {
+        println!(
+            "{name}, Durable with 64 concurrent waiters: {ratio:.1}× the fsync-per-write loop (target ≥ 20×)."
+        );
+    }
     Ok(())
 }
