@@ -173,7 +173,7 @@ pub enum Error {
 
     /// Code panicked (a bug, ours or in a user-supplied delta, flusher or value) in work that
     /// others wait on; what it was doing is abandoned and reported to everyone who waited.
-    #[error("a panic in {thread}; {consequence}")]
+    #[error("{thread} panicked; {consequence}")]
     ThreadPanicked {
         /// Which work, on which thread.
         thread: String,
