@@ -8,16 +8,33 @@
 
 mod write_support;
 
-use spillway::write::{Epoch, ManualClock, RejectReason};
+use spillway::write::{Epoch, ManualClock, RejectReason, WriteChannel, WriteHandle};
 use spillway::{Durability, Error};
 use write_support::*;
+
+/// A pipeline with write 1 stored and write 2 applied.
+fn one_stored_one_applied() -> (
+    Db,
+    std::sync::Arc<DiskCell>,
+    WriteChannel<Put, Epoch>,
+    WriteHandle<Epoch>,
+) {
+    let clock = ManualClock::new();
+    let (db, disk) = start(quiet_config(&clock));
+    let ch = db.channel("a", 8);
+    ch.write((1, 1)).unwrap();
+    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
+    let applied = ch.write((2, 2)).unwrap();
+    applied.wait(Durability::Applied).unwrap();
+    (db, disk, ch, applied)
+}
 
 /// Checks that the pipeline failed with a panic and that only the first write was stored.
 fn check_failed_by_a_panic(
     db: Db,
     disk: &DiskCell,
-    ch: &spillway::write::WriteChannel<Put, Epoch>,
-    applied: &spillway::write::WriteHandle<Epoch>,
+    ch: &WriteChannel<Put, Epoch>,
+    applied: &WriteHandle<Epoch>,
 ) {
     assert!(matches!(
         applied.wait(Durability::Written),
@@ -42,13 +59,7 @@ fn check_failed_by_a_panic(
 
 #[test]
 fn a_panic_in_the_delta_on_the_producers_thread_fails_the_pipeline_and_ends_every_wait() {
-    let clock = ManualClock::new();
-    let (db, disk) = start(quiet_config(&clock));
-    let ch = db.channel("a", 8);
-    ch.write((1, 1)).unwrap();
-    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
-    let applied = ch.write((2, 2)).unwrap();
-    applied.wait(Durability::Applied).unwrap();
+    let (db, disk, ch, applied) = one_stored_one_applied();
     // Nothing is queued, so the producer applies its write itself, and the panic is its own.
     let boom = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ch.write((PANIC_KEY, 0))));
     assert!(boom.is_err());
@@ -57,12 +68,7 @@ fn a_panic_in_the_delta_on_the_producers_thread_fails_the_pipeline_and_ends_ever
 
 #[test]
 fn a_panic_in_the_delta_on_the_writer_thread_fails_the_pipeline_and_ends_every_wait() {
-    let clock = ManualClock::new();
-    let (db, disk) = start(quiet_config(&clock));
-    let ch = db.channel("a", 8);
-    ch.write((1, 1)).unwrap();
-    assert_eq!(db.flush(false).unwrap(), Epoch::new(1));
-    let applied = ch.write((2, 2)).unwrap();
+    let (db, disk, ch, applied) = one_stored_one_applied();
     // Queued behind a pause, the write is the writer thread's to apply.
     ch.pause();
     let boom = ch.write((PANIC_KEY, 0)).unwrap();

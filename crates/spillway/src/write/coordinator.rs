@@ -310,9 +310,7 @@ where
         } else {
             self.shared.marks.get(Durability::Applied)
         };
-        if epoch > Epoch::ZERO {
-            self.wait_for(epoch, level)?;
-        }
+        self.wait_for(epoch, level)?;
         Ok(epoch)
     }
 

@@ -98,8 +98,9 @@ pub(crate) fn applied<R>(marks: Arc<Watermarks>, epoch: Epoch, result: R) -> Wri
 /// One write sent to a pipeline.
 ///
 /// The write is applied (usually on the sending thread) or queued when the handle is returned;
-/// [`epoch`](Self::epoch) is known once it is applied. [`wait`](Self::wait) (or [`wait_async`](Self::wait_async)) returns
-/// its epoch once it has reached the level asked for, or the error that stopped it.
+/// [`epoch`](Self::epoch) is known once it is applied. [`wait`](Self::wait) (or
+/// [`wait_async`](Self::wait_async)) returns its epoch once it has reached the level asked
+/// for, or the error that stopped it.
 pub struct WriteHandle<R> {
     ticket: Arc<Ticket<R>>,
     marks: Arc<Watermarks>,

@@ -79,9 +79,7 @@ where
         if !froze || marks.get(Durability::Written) < epoch {
             froze = true;
             match shared.freeze(false) {
-                FreezeOutcome::Frozen(_) => {
-                    continue;
-                }
+                FreezeOutcome::Frozen(_) => continue,
                 FreezeOutcome::Stopped => return Lead::Led,
                 // The writer thread froze first: its batch is in the queue.
                 FreezeOutcome::NoRoom | FreezeOutcome::Empty(_) => {}

@@ -12,7 +12,7 @@
 //! - a blocking wait first tries to *lead*: to take the flush role and do the freeze, store
 //!   and sync itself (see [`lead`](super::lead)). If another thread holds the role, the
 //!   waiter sleeps until that thread releases it (each release bumps a counter under the mark
-//!   lock and wakes every waiter), then looks again; so a blocking waiter never depends on a
+//!   lock and wakes the `Written` and `Durable` waiters), then looks again; so a blocking waiter never depends on a
 //!   hand-off to the background threads when it could do the work itself. Async waits only
 //!   register demand (they must not block their executor), and the background threads serve
 //!   them.
@@ -93,7 +93,7 @@ struct MarkState {
     /// lock, which on a small machine costs a scheduler round trip per waiter.
     wakers: [BTreeMap<u64, Waker>; 3],
     next_waker: u64,
-    /// Times the flush role was released after doing work.
+    /// Times the flush role was released.
     released: u64,
 }
 
@@ -249,7 +249,7 @@ impl Watermarks {
         }
     }
 
-    /// Wakes the blocked waiters of `level` (all levels: `None`) and every async waiter.
+    /// Wakes the waiters, blocked and async, of `level` (of every level: `None`).
     fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>, level: Option<Durability>) {
         let wakers: Vec<Waker> = match level {
             Some(level) => std::mem::take(&mut s.wakers[slot(level)])
@@ -261,8 +261,7 @@ impl Watermarks {
                 .collect(),
         };
         drop(s);
-        // Each future re-registers if it still has to wait; waking them all is simple and the
-        // number of async waiters is small next to the cost of a flush.
+        // Each waiter registers again if it still has to wait.
         for w in wakers {
             w.wake();
         }
