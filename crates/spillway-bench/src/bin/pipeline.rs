@@ -4,7 +4,7 @@
 //! 64 durable waiters through a generic pipeline (`StoreWriter`) on top of the store. Prints a
 //! Markdown table.
 //!
-//! `cargo run --release -p spillway-bench --bin pipeline-bench -- [--dir DIR] [--secs S]`
+//! `cargo run --release -p spillway-bench --bin pipeline-bench -- [--dir DIR] [--secs S] [--only TEXT]`
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +24,9 @@ struct Args {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 3.0)]
     secs: f64,
+    /// Run only the rows whose name contains this text (the baseline always runs).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn payload(producer: u64, i: u64) -> Vec<u8> {
@@ -178,20 +181,23 @@ fn main() -> Result<()> {
         (Path::LogStore, Durability::Durable, 64),
         (Path::StoreWriter, Durability::Durable, 64),
     ] {
-        let (name, run) = match path {
-            Path::LogStore => (
-                "LogStore submit_puts",
-                log_store(&next_dir(), producers, level, args.secs)?,
-            ),
-            Path::StoreWriter => (
-                "StoreWriter over a LogStore",
-                store_writer(&next_dir(), producers, level, args.secs)?,
-            ),
+        let name = match path {
+            Path::LogStore => "LogStore submit_puts",
+            Path::StoreWriter => "StoreWriter over a LogStore",
         };
-        let rate = row(
-            format!("{name}, {producers} producer(s), wait({level:?}) per write"),
-            run,
-        );
+        let what = format!("{name}, {producers} producer(s), wait({level:?}) per write");
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|only| !what.contains(only.as_str()))
+        {
+            continue;
+        }
+        let run = match path {
+            Path::LogStore => log_store(&next_dir(), producers, level, args.secs)?,
+            Path::StoreWriter => store_writer(&next_dir(), producers, level, args.secs)?,
+        };
+        let rate = row(what, run);
         if level == Durability::Durable && producers == 64 {
             ratios.push((name, rate / base_rate));
         }
