@@ -15,13 +15,25 @@
 //!   lock and wakes the `Written` and `Durable` waiters), then looks again; so a blocking waiter never depends on a
 //!   hand-off to the background threads when it could do the work itself. Async waits only
 //!   register demand (they must not block their executor), and the background threads serve
-//!   them.
+//!   them;
+//! - no wake-up is lost: a thread decides to sleep and reads its level's word under the mark
+//!   lock, and everybody that moves a mark (or releases the role, or ends the pipeline) bumps
+//!   the word under the same lock before waking the sleepers; a thread that sleeps on a word
+//!   that was bumped meanwhile returns at once.
+//!
+//! How blocked threads sleep: a wait with no timeout sleeps on its level's *word*, a counter
+//! that every wake-up of the level bumps, so that a moving mark wakes all its sleepers with one
+//! call into the kernel (a futex on Linux) instead of one per thread; on a small machine with
+//! many waiters that call is the group commit's critical path, since the next round begins
+//! when the role is released. A wait with a timeout parks its own thread, with a waker, as an
+//! async wait registers one.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -75,6 +87,9 @@ pub(crate) enum Lead {
 pub(crate) struct Watermarks {
     pipeline: String,
     state: Mutex<MarkState>,
+    /// Per level (see [`slot`]): bumped, under the state lock, at each wake-up of the level;
+    /// untimed blocked waiters sleep on it.
+    words: [AtomicU32; 3],
     on_demand: DemandHook,
     lead: Option<LeadHook>,
 }
@@ -86,11 +101,14 @@ struct MarkState {
     demand_written: Epoch,
     demand_durable: Epoch,
     end: Option<End>,
-    /// Everybody waiting, per level (see [`slot`]): async waits, and blocked threads (whose
-    /// waker unparks them). Woken when that mark moves, when the flush role is released
-    /// (`Written` and `Durable`), and when the pipeline ends (all). Each woken waiter wakes on
-    /// its own, in parallel, rather than one after the other through a condition variable's
-    /// lock, which on a small machine costs a scheduler round trip per waiter.
+    /// Threads asleep on each level's word.
+    sleepers: [u32; 3],
+    /// The other waiters, per level (see [`slot`]): async waits, and blocked threads with a
+    /// timeout (whose waker unparks them). Woken, like the sleepers on the words, when that
+    /// mark moves, when the flush role is released (`Written` and `Durable`), and when the
+    /// pipeline ends (all). Each woken waiter runs on its own, in parallel, rather than one
+    /// after the other through a condition variable's lock, which on a small machine costs a
+    /// scheduler round trip per waiter.
     wakers: [BTreeMap<u64, Waker>; 3],
     next_waker: u64,
     /// Times the flush role was released.
@@ -164,10 +182,12 @@ impl Watermarks {
                 demand_written: Epoch::ZERO,
                 demand_durable: Epoch::ZERO,
                 end: None,
+                sleepers: [0; 3],
                 wakers: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
                 next_waker: 0,
                 released: 0,
             }),
+            words: Default::default(),
             on_demand,
             lead,
         }
@@ -220,8 +240,10 @@ impl Watermarks {
         if s.end.is_none() {
             s.end = Some(End::Failed { first, cause });
         }
+        let words = self.bump(&mut s, &[0, 1, 2]);
         let wakers = std::mem::take(&mut s.wakers);
         drop(s);
+        self.wake_words(words);
         wakers.into_iter().flat_map(BTreeMap::into_values).collect()
     }
 
@@ -249,19 +271,45 @@ impl Watermarks {
         }
     }
 
+    /// Bumps the words of `slots`; returns those that have sleepers, to wake once the lock is
+    /// released.
+    fn bump(&self, s: &mut MarkState, slots: &[usize]) -> [bool; 3] {
+        let mut asleep = [false; 3];
+        for &i in slots {
+            self.words[i].fetch_add(1, Ordering::Release);
+            asleep[i] = s.sleepers[i] > 0;
+        }
+        asleep
+    }
+
+    fn wake_words(&self, asleep: [bool; 3]) {
+        for (word, asleep) in self.words.iter().zip(asleep) {
+            if asleep {
+                atomic_wait::wake_all(word);
+            }
+        }
+    }
+
     /// Wakes the waiters, blocked and async, of `level` (of every level: `None`).
     fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>, level: Option<Durability>) {
-        let wakers: Vec<Waker> = match level {
-            Some(level) => std::mem::take(&mut s.wakers[slot(level)])
-                .into_values()
-                .collect(),
-            None => std::mem::take(&mut s.wakers)
-                .into_iter()
-                .flat_map(BTreeMap::into_values)
-                .collect(),
+        let (words, wakers): (_, Vec<Waker>) = match level {
+            Some(level) => (
+                self.bump(&mut s, &[slot(level)]),
+                std::mem::take(&mut s.wakers[slot(level)])
+                    .into_values()
+                    .collect(),
+            ),
+            None => (
+                self.bump(&mut s, &[0, 1, 2]),
+                std::mem::take(&mut s.wakers)
+                    .into_iter()
+                    .flat_map(BTreeMap::into_values)
+                    .collect(),
+            ),
         };
         drop(s);
         // Each waiter registers again if it still has to wait.
+        self.wake_words(words);
         for w in wakers {
             w.wake();
         }
@@ -271,9 +319,14 @@ impl Watermarks {
     pub(crate) fn role_released(&self) {
         let mut s = self.state.lock();
         s.released += 1;
+        let words = self.bump(
+            &mut s,
+            &[slot(Durability::Written), slot(Durability::Durable)],
+        );
         let mut wakers = std::mem::take(&mut s.wakers[slot(Durability::Written)]);
         wakers.append(&mut s.wakers[slot(Durability::Durable)]);
         drop(s);
+        self.wake_words(words);
         wakers.into_values().for_each(Waker::wake);
     }
 
@@ -325,6 +378,18 @@ impl Watermarks {
                 s = self.state.lock();
                 continue;
             }
+            let Some(deadline) = deadline else {
+                // Sleep on the level's word until it is bumped (if it was bumped since we
+                // read it under the lock, the wait returns at once).
+                let i = slot(level);
+                let seen = self.words[i].load(Ordering::Acquire);
+                s.sleepers[i] += 1;
+                drop(s);
+                atomic_wait::wait(&self.words[i], seen);
+                s = self.state.lock();
+                s.sleepers[i] -= 1;
+                continue;
+            };
             // Sleep until woken (a wake between here and the park is not lost: it leaves the
             // thread's unpark token).
             let (id, waker) = parked.get_or_insert_with(|| {
@@ -334,10 +399,7 @@ impl Watermarks {
             });
             s.wakers[slot(level)].insert(*id, waker.clone());
             drop(s);
-            match deadline {
-                None => std::thread::park(),
-                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
-            }
+            std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
             s = self.state.lock();
         }
     }
@@ -507,6 +569,85 @@ mod tests {
         // Epochs already written stay satisfied.
         assert!(m.wait(Durability::Written, Epoch::new(2), None).unwrap());
         assert!(m.failure().is_some());
+    }
+
+    /// Every blocked waiter, untimed (asleep on the level's word) or timed (parked with a
+    /// waker), is woken by the advance that satisfies it, and the sleepers are counted out.
+    #[test]
+    fn one_advance_wakes_every_sleeper_of_its_level() {
+        let (m, _) = marks();
+        m.advance(Durability::Applied, Epoch::new(10));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..16u64 {
+            let (m, tx) = (m.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let timeout = (i % 2 == 0).then(|| Duration::from_secs(60));
+                let reached = m.wait(Durability::Durable, Epoch::new(1 + i % 3), timeout);
+                tx.send(reached.unwrap()).unwrap();
+            });
+        }
+        drop(tx);
+        // Wait until all are asleep, or parked.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = m.state.lock();
+            if s.sleepers[2] + s.wakers[2].len() as u32 == 16 {
+                break;
+            }
+            drop(s);
+            assert!(Instant::now() < deadline, "the waiters never went to sleep");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        m.advance(Durability::Written, Epoch::new(3));
+        m.advance(Durability::Durable, Epoch::new(3));
+        for _ in 0..16 {
+            let reached = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a waiter was not woken");
+            assert!(reached);
+        }
+        let s = m.state.lock();
+        assert_eq!(s.sleepers, [0; 3]);
+        assert!(s.wakers.iter().all(BTreeMap::is_empty));
+    }
+
+    /// Waiters going to sleep race the one advance that satisfies them (the next advance
+    /// waits for every waiter of this one), round after round: a lost wake-up leaves a waiter
+    /// asleep for good, and the round never ends.
+    #[test]
+    fn no_wake_up_is_lost_to_a_waiter_going_to_sleep() {
+        const ROUNDS: u64 = 2000;
+        const WAITERS: u64 = 4;
+        let (m, _) = marks();
+        m.advance(Durability::Applied, Epoch::new(ROUNDS));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for t in 0..WAITERS {
+            let (m, tx) = (m.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let level = if t % 2 == 0 {
+                    Durability::Written
+                } else {
+                    Durability::Durable
+                };
+                for e in 1..=ROUNDS {
+                    m.wait(level, Epoch::new(e), None).unwrap();
+                    if tx.send(e).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for e in 1..=ROUNDS {
+            m.advance(Durability::Written, Epoch::new(e));
+            m.advance(Durability::Durable, Epoch::new(e));
+            for _ in 0..WAITERS {
+                let got = rx
+                    .recv_timeout(Duration::from_secs(20))
+                    .unwrap_or_else(|_| panic!("a waiter slept through epoch {e}"));
+                assert_eq!(got, e);
+            }
+        }
     }
 
     #[test]
