@@ -301,6 +301,7 @@ impl<D: Freeze, S> Shared<D, S> {
             s.in_flight += 1;
         }
         self.jobs.lock().queue.push_back(Job { epochs, batch });
+        self.marks.frozen(epochs.last());
         if wake_flusher {
             self.jobs_changed.notify_all();
         }

@@ -62,6 +62,9 @@ impl std::task::Wake for Unpark {
     }
 }
 
+/// The index of the word of the waiters that wait for the flush role's release.
+const ROLE: usize = 3;
+
 /// The index of `level`'s waiters.
 fn slot(level: Durability) -> usize {
     match level {
@@ -87,9 +90,10 @@ pub(crate) enum Lead {
 pub(crate) struct Watermarks {
     pipeline: String,
     state: Mutex<MarkState>,
-    /// Per level (see [`slot`]): bumped, under the state lock, at each wake-up of the level;
-    /// untimed blocked waiters sleep on it.
-    words: [AtomicU32; 3],
+    /// Per level (see [`slot`]), and for the flush role ([`ROLE`]): bumped, under the state
+    /// lock, at each wake-up of the level (of the role: at each release); untimed blocked
+    /// waiters sleep on one of them.
+    words: [AtomicU32; 4],
     on_demand: DemandHook,
     lead: Option<LeadHook>,
 }
@@ -101,8 +105,10 @@ struct MarkState {
     demand_written: Epoch,
     demand_durable: Epoch,
     end: Option<End>,
-    /// Threads asleep on each level's word.
-    sleepers: [u32; 3],
+    /// Threads asleep on each word.
+    sleepers: [u32; 4],
+    /// The last epoch frozen: a batch holding it is on its way to storage.
+    frozen: Epoch,
     /// The other waiters, per level (see [`slot`]): async waits, and blocked threads with a
     /// timeout (whose waker unparks them). Woken, like the sleepers on the words, when that
     /// mark moves, when the flush role is released (`Written` and `Durable`), and when the
@@ -182,7 +188,8 @@ impl Watermarks {
                 demand_written: Epoch::ZERO,
                 demand_durable: Epoch::ZERO,
                 end: None,
-                sleepers: [0; 3],
+                sleepers: [0; 4],
+                frozen: Epoch::ZERO,
                 wakers: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
                 next_waker: 0,
                 released: 0,
@@ -240,7 +247,7 @@ impl Watermarks {
         if s.end.is_none() {
             s.end = Some(End::Failed { first, cause });
         }
-        let words = self.bump(&mut s, &[0, 1, 2]);
+        let words = self.bump(&mut s, &[0, 1, 2, ROLE]);
         let wakers = std::mem::take(&mut s.wakers);
         drop(s);
         self.wake_words(words);
@@ -273,8 +280,8 @@ impl Watermarks {
 
     /// Bumps the words of `slots`; returns those that have sleepers, to wake once the lock is
     /// released.
-    fn bump(&self, s: &mut MarkState, slots: &[usize]) -> [bool; 3] {
-        let mut asleep = [false; 3];
+    fn bump(&self, s: &mut MarkState, slots: &[usize]) -> [bool; 4] {
+        let mut asleep = [false; 4];
         for &i in slots {
             self.words[i].fetch_add(1, Ordering::Release);
             asleep[i] = s.sleepers[i] > 0;
@@ -282,7 +289,7 @@ impl Watermarks {
         asleep
     }
 
-    fn wake_words(&self, asleep: [bool; 3]) {
+    fn wake_words(&self, asleep: [bool; 4]) {
         for (word, asleep) in self.words.iter().zip(asleep) {
             if asleep {
                 atomic_wait::wake_all(word);
@@ -300,7 +307,7 @@ impl Watermarks {
                     .collect(),
             ),
             None => (
-                self.bump(&mut s, &[0, 1, 2]),
+                self.bump(&mut s, &[0, 1, 2, ROLE]),
                 std::mem::take(&mut s.wakers)
                     .into_iter()
                     .flat_map(BTreeMap::into_values)
@@ -315,13 +322,19 @@ impl Watermarks {
         }
     }
 
+    /// Writes up to `last` were frozen: their batch is on its way to storage.
+    pub(crate) fn frozen(&self, last: Epoch) {
+        let mut s = self.state.lock();
+        s.frozen = s.frozen.max(last);
+    }
+
     /// The flush role was released: waiters that found it busy look again.
     pub(crate) fn role_released(&self) {
         let mut s = self.state.lock();
         s.released += 1;
         let words = self.bump(
             &mut s,
-            &[slot(Durability::Written), slot(Durability::Durable)],
+            &[slot(Durability::Written), slot(Durability::Durable), ROLE],
         );
         let mut wakers = std::mem::take(&mut s.wakers[slot(Durability::Written)]);
         wakers.append(&mut s.wakers[slot(Durability::Durable)]);
@@ -379,9 +392,15 @@ impl Watermarks {
                 continue;
             }
             let Some(deadline) = deadline else {
-                // Sleep on the level's word until it is bumped (if it was bumped since we
-                // read it under the lock, the wait returns at once).
-                let i = slot(level);
+                // Sleep on a word until it is bumped (if it was bumped since we read it under
+                // the lock, the wait returns at once): the role's if the role holder will
+                // not carry our epoch (it is not frozen yet), so that the marks the holder
+                // moves do not wake us for nothing; its release will. Else the level's.
+                let i = if lead == Lead::Busy && epoch > s.frozen {
+                    ROLE
+                } else {
+                    slot(level)
+                };
                 let seen = self.words[i].load(Ordering::Acquire);
                 s.sleepers[i] += 1;
                 drop(s);
@@ -607,7 +626,7 @@ mod tests {
             assert!(reached);
         }
         let s = m.state.lock();
-        assert_eq!(s.sleepers, [0; 3]);
+        assert_eq!(s.sleepers, [0; 4]);
         assert!(s.wakers.iter().all(BTreeMap::is_empty));
     }
 
