@@ -1,6 +1,7 @@
 //! Writes through the write pipeline into a `LogStore` (its own write path, `submit_puts`):
-//! writes/s at each durability level with 1 and 2 producers, group commit with 64 concurrent
-//! durable waiters against a loop that fsyncs every write, and the latency of each wait; and
+//! writes/s at each durability level with 1 and 2 producers, group commit with 16 to 128
+//! concurrent durable waiters (64 against a loop that fsyncs every write), and the latency of
+//! each wait; and
 //! 64 durable waiters through a generic pipeline (`StoreWriter`) on top of the store. Prints a
 //! Markdown table.
 //!
@@ -178,7 +179,10 @@ fn main() -> Result<()> {
         (Path::LogStore, Durability::Written, 2),
         (Path::LogStore, Durability::Durable, 1),
         (Path::LogStore, Durability::Durable, 2),
+        (Path::LogStore, Durability::Durable, 16),
+        (Path::LogStore, Durability::Durable, 32),
         (Path::LogStore, Durability::Durable, 64),
+        (Path::LogStore, Durability::Durable, 128),
         (Path::StoreWriter, Durability::Durable, 64),
     ] {
         let name = match path {
