@@ -1,9 +1,8 @@
 //! Writes through the write pipeline into a `LogStore` (its own write path, `submit_puts`):
 //! writes/s at each durability level with 1 and 2 producers, group commit with 16 to 128
 //! concurrent durable waiters (64 against a loop that fsyncs every write), and the latency of
-//! each wait; and
-//! 64 durable waiters through a generic pipeline (`StoreWriter`) on top of the store. Prints a
-//! Markdown table.
+//! each wait; and 64 durable waiters through a generic pipeline (`StoreWriter`) on top of the
+//! store. Prints a Markdown table.
 //!
 //! `cargo run --release -p spillway-bench --bin pipeline-bench -- [--dir DIR] [--secs S] [--only TEXT]`
 
