@@ -11,22 +11,26 @@
 //!   and store (or sync) the epoch even when no size or timer trigger would;
 //! - a blocking wait first tries to *lead*: to take the flush role and do the freeze, store
 //!   and sync itself (see [`lead`](super::lead)). If another thread holds the role, the
-//!   waiter sleeps until that thread releases it (each release bumps a counter under the mark
-//!   lock and wakes the `Written` and `Durable` waiters), then looks again; so a blocking waiter never depends on a
-//!   hand-off to the background threads when it could do the work itself. Async waits only
-//!   register demand (they must not block their executor), and the background threads serve
-//!   them;
-//! - no wake-up is lost: a thread decides to sleep and reads its level's word under the mark
-//!   lock, and everybody that moves a mark (or releases the role, or ends the pipeline) bumps
-//!   the word under the same lock before waking the sleepers; a thread that sleeps on a word
-//!   that was bumped meanwhile returns at once.
+//!   waiter sleeps until that thread releases it (each release counts itself under the mark
+//!   lock and wakes the `Written` and `Durable` waiters and the role's sleepers), then looks
+//!   again; so a blocking waiter never depends on a hand-off to the background threads when it
+//!   could do the work itself. Async waits only register demand (they must not block their
+//!   executor), and the background threads serve them;
+//! - no wake-up is lost: a thread decides to sleep and reads its word under the mark lock, and
+//!   everybody that moves a mark (or releases the role, or ends the pipeline) bumps the words
+//!   concerned under the same lock before waking their sleepers; a thread that sleeps on a
+//!   word that was bumped meanwhile returns at once. `write_shuttle` model-checks this
+//!   protocol.
 //!
-//! How blocked threads sleep: a wait with no timeout sleeps on its level's *word*, a counter
-//! that every wake-up of the level bumps, so that a moving mark wakes all its sleepers with one
-//! call into the kernel (a futex on Linux) instead of one per thread; on a small machine with
-//! many waiters that call is the group commit's critical path, since the next round begins
-//! when the role is released. A wait with a timeout parks its own thread, with a waker, as an
-//! async wait registers one.
+//! How blocked threads sleep: a wait with no timeout sleeps on a *word*, a counter that every
+//! wake-up bumps, so that a moving mark wakes all its sleepers with one call into the kernel
+//! (a futex on Linux) instead of one per thread. On a small machine with many waiters that
+//! call is the group commit's critical path, since the next round begins when the role is
+//! released. Each level has its word, and the flush role has one: a waiter that found the
+//! role taken and whose write is not frozen yet (so the holder's round will not carry it)
+//! sleeps on the role's word, which only the release wakes; the marks the holder moves then
+//! wake only the waiters they may satisfy. A wait with a timeout parks its own thread, with a
+//! waker, as an async wait registers one.
 
 use std::collections::BTreeMap;
 use std::fmt;
