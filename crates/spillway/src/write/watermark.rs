@@ -20,17 +20,21 @@
 //!   everybody that moves a mark (or releases the role, or ends the pipeline) bumps the words
 //!   concerned under the same lock before waking their sleepers; a thread that sleeps on a
 //!   word that was bumped meanwhile returns at once. `write_shuttle` model-checks this
-//!   protocol.
+//!   protocol for durable waiters, leaders and a background flusher.
 //!
 //! How blocked threads sleep: a wait with no timeout sleeps on a *word*, a counter that every
 //! wake-up bumps, so that a moving mark wakes all its sleepers with one call into the kernel
 //! (a futex on Linux) instead of one per thread. On a small machine with many waiters that
 //! call is the group commit's critical path, since the next round begins when the role is
 //! released. Each level has its word, and the flush role has one: a waiter that found the
-//! role taken and whose write is not frozen yet (so the holder's round will not carry it)
-//! sleeps on the role's word, which only the release wakes; the marks the holder moves then
-//! wake only the waiters they may satisfy. A wait with a timeout parks its own thread, with a
+//! role taken and whose write is not frozen yet (the holder's round may not carry it: a
+//! leader freezes again, the flush thread does not) sleeps on the role's word, which the
+//! release wakes (and the end of the pipeline), not the marks the holder moves; those then
+//! wake only waiters they may satisfy. A wait with a timeout parks its own thread, with a
 //! waker, as an async wait registers one.
+//!
+//! The words need a futex or its kind from the OS (`atomic-wait`: Linux, Android,
+//! FreeBSD, macOS and its siblings, Windows).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,8 +99,8 @@ pub(crate) struct Watermarks {
     pipeline: String,
     state: Mutex<MarkState>,
     /// Per level (see [`slot`]), and for the flush role ([`ROLE`]): bumped, under the state
-    /// lock, at each wake-up of the level (of the role: at each release); untimed blocked
-    /// waiters sleep on one of them.
+    /// lock, at each wake-up of the level (of the role: at each release); all of them when the
+    /// pipeline ends. Untimed blocked waiters sleep on one of them.
     words: [AtomicU32; 4],
     on_demand: DemandHook,
     lead: Option<LeadHook>,
@@ -114,8 +118,8 @@ struct MarkState {
     /// The last epoch frozen: a batch holding it is on its way to storage.
     frozen: Epoch,
     /// The other waiters, per level (see [`slot`]): async waits, and blocked threads with a
-    /// timeout (whose waker unparks them). Woken, like the sleepers on the words, when that
-    /// mark moves, when the flush role is released (`Written` and `Durable`), and when the
+    /// timeout (whose waker unparks them). Woken, like the sleepers on the level's word, when
+    /// that mark moves, when the flush role is released (`Written` and `Durable`), and when the
     /// pipeline ends (all). Each woken waiter runs on its own, in parallel, rather than one
     /// after the other through a condition variable's lock, which on a small machine costs a
     /// scheduler round trip per waiter.
