@@ -195,6 +195,7 @@ mod lead;
 mod role;
 mod view;
 mod watermark;
+mod word;
 mod writer;
 
 pub use channel::{RejectReason, Rejected, WriteChannel};

@@ -33,8 +33,8 @@
 //! wake only waiters they may satisfy. A wait with a timeout parks its own thread, with a
 //! waker, as an async wait registers one.
 //!
-//! The words need a futex or its kind from the OS (`atomic-wait`: Linux, Android,
-//! FreeBSD, macOS and its siblings, Windows).
+//! The words need a futex or its kind from the OS (see [`word`](super::word)); where there is
+//! none, every blocked wait parks its own thread with a waker.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::epoch::Epoch;
+use super::word;
 use crate::error::{Error, Result};
 use crate::store::Durability;
 
@@ -300,7 +301,7 @@ impl Watermarks {
     fn wake_words(&self, asleep: [bool; 4]) {
         for (word, asleep) in self.words.iter().zip(asleep) {
             if asleep {
-                atomic_wait::wake_all(word);
+                word::wake_all(word);
             }
         }
     }
@@ -399,7 +400,7 @@ impl Watermarks {
                 s = self.state.lock();
                 continue;
             }
-            let Some(deadline) = deadline else {
+            if deadline.is_none() && word::SUPPORTED {
                 // Sleep on a word until it is bumped (if it was bumped since we read it under
                 // the lock, the wait returns at once): the role's if the role holder will
                 // not carry our epoch (it is not frozen yet), so that the marks the holder
@@ -412,11 +413,11 @@ impl Watermarks {
                 let seen = self.words[i].load(Ordering::Acquire);
                 s.sleepers[i] += 1;
                 drop(s);
-                atomic_wait::wait(&self.words[i], seen);
+                word::wait(&self.words[i], seen);
                 s = self.state.lock();
                 s.sleepers[i] -= 1;
                 continue;
-            };
+            }
             // Sleep until woken (a wake between here and the park is not lost: it leaves the
             // thread's unpark token).
             let (id, waker) = parked.get_or_insert_with(|| {
@@ -426,7 +427,10 @@ impl Watermarks {
             });
             s.wakers[slot(level)].insert(*id, waker.clone());
             drop(s);
-            std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            match deadline {
+                None => std::thread::park(),
+                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+            }
             s = self.state.lock();
         }
     }
