@@ -7,48 +7,42 @@
 
 use std::sync::atomic::AtomicU32;
 
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "watchos",
-    windows
-))]
-mod imp {
-    use std::sync::atomic::AtomicU32;
+cfg_if::cfg_if! {
+    if #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "watchos",
+        windows
+    ))] {
+        mod imp {
+            use std::sync::atomic::AtomicU32;
 
-    pub(super) const SUPPORTED: bool = true;
+            pub(super) const SUPPORTED: bool = true;
 
-    pub(super) fn wait(word: &AtomicU32, seen: u32) {
-        atomic_wait::wait(word, seen);
+            pub(super) fn wait(word: &AtomicU32, seen: u32) {
+                atomic_wait::wait(word, seen);
+            }
+
+            pub(super) fn wake_all(word: &AtomicU32) {
+                atomic_wait::wake_all(word);
+            }
+        }
+    } else {
+        mod imp {
+            use std::sync::atomic::AtomicU32;
+
+            pub(super) const SUPPORTED: bool = false;
+
+            pub(super) fn wait(_: &AtomicU32, _: u32) {
+                unreachable!("nobody sleeps on a word where the platform has none");
+            }
+
+            pub(super) fn wake_all(_: &AtomicU32) {}
+        }
     }
-
-    pub(super) fn wake_all(word: &AtomicU32) {
-        atomic_wait::wake_all(word);
-    }
-}
-
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "watchos",
-    windows
-)))]
-mod imp {
-    use std::sync::atomic::AtomicU32;
-
-    pub(super) const SUPPORTED: bool = false;
-
-    pub(super) fn wait(_: &AtomicU32, _: u32) {
-        unreachable!("nobody sleeps on a word where the platform has none");
-    }
-
-    pub(super) fn wake_all(_: &AtomicU32) {}
 }
 
 /// Whether this platform has the words.
