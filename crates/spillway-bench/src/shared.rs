@@ -465,6 +465,42 @@ pub trait KvPeer {
     }
 }
 
+/// The get phase of W1/W2, the same for every contender: each object once, in a random order
+/// ([`shuffled`]), timed in chunks of the job's batch size; each chunk's buffers are then
+/// checked against their payloads, untimed. Fills `missing`, `mismatches` and `get_secs`.
+pub fn timed_gets<E>(
+    m: &mut Measurement,
+    job: &Job,
+    mut get: impl FnMut(u64) -> Result<Option<Vec<u8>>, E>,
+) -> Result<(), E> {
+    use std::time::{Duration, Instant};
+    let chunk_len = job.batch.max(1);
+    let order = shuffled(job.spec.count, job.seed);
+    let mut got: Vec<Option<Vec<u8>>> = Vec::with_capacity(chunk_len);
+    let mut expected = vec![0u8; job.spec.size];
+    let mut get_time = Duration::ZERO;
+    for chunk in order.chunks(chunk_len) {
+        let t = Instant::now();
+        for &i in chunk {
+            got.push(get(i)?);
+        }
+        get_time += t.elapsed();
+        for (&i, g) in chunk.iter().zip(got.drain(..)) {
+            match g {
+                None => m.missing += 1,
+                Some(bytes) => {
+                    payload(job.seed, i, &mut expected);
+                    if bytes != expected {
+                        m.mismatches += 1;
+                    }
+                }
+            }
+        }
+    }
+    m.get_secs = get_time.as_secs_f64();
+    Ok(())
+}
+
 /// W1/W2 for a peer: the same phases, timing and checks as the harness's own contenders.
 pub fn run_kv<P: KvPeer>(open: impl FnOnce() -> Res<P>, job: &Job) -> Res<Measurement> {
     use std::time::{Duration, Instant};
@@ -495,29 +531,7 @@ pub fn run_kv<P: KvPeer>(open: impl FnOnce() -> Res<P>, job: &Job) -> Res<Measur
     m.put_secs = (put_time + flush).as_secs_f64();
     drop(buf);
     m.rss_after_put = Rss::now();
-    let order = shuffled(count, job.seed);
-    let mut got: Vec<Option<Vec<u8>>> = Vec::with_capacity(batch);
-    let mut expected = vec![0u8; size];
-    let mut get_time = Duration::ZERO;
-    for chunk in order.chunks(batch) {
-        let t = Instant::now();
-        for &i in chunk {
-            got.push(store.get(i)?);
-        }
-        get_time += t.elapsed();
-        for (&i, g) in chunk.iter().zip(got.drain(..)) {
-            match g {
-                None => m.missing += 1,
-                Some(bytes) => {
-                    payload(job.seed, i, &mut expected);
-                    if bytes != expected {
-                        m.mismatches += 1;
-                    }
-                }
-            }
-        }
-    }
-    m.get_secs = get_time.as_secs_f64();
+    timed_gets(&mut m, job, |i| store.get(i))?;
     m.rss_after_get = Rss::now();
     m.counters = store.counters();
     let t = Instant::now();

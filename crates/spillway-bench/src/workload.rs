@@ -15,9 +15,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use spillway::ContentKey;
 
@@ -105,6 +102,7 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
+use crate::shared::timed_gets;
 pub use crate::shared::{Job, Measurement, Rss, payload, peak_rss_bytes};
 
 /// Runs `job` in this process and measures it.
@@ -145,33 +143,7 @@ pub fn run(job: &Job, id: ContenderId) -> anyhow::Result<Measurement> {
     m.rss_after_put = Rss::now();
 
     // Get phase, in a random order, in chunks so that returned buffers can be checked untimed.
-    let mut order: Vec<u64> = (0..count).collect();
-    order.shuffle(&mut SmallRng::seed_from_u64(
-        job.seed.rotate_left(17) ^ 0x5EED,
-    ));
-    let chunk_len = job.batch.max(1);
-    let mut got: Vec<Option<Vec<u8>>> = Vec::with_capacity(chunk_len);
-    let mut expected = vec![0u8; size];
-    let mut get_time = Duration::ZERO;
-    for chunk in order.chunks(chunk_len) {
-        let t = Instant::now();
-        for &i in chunk {
-            got.push(store.get(&keys[i as usize])?);
-        }
-        get_time += t.elapsed();
-        for (&i, g) in chunk.iter().zip(got.drain(..)) {
-            match g {
-                None => m.missing += 1,
-                Some(bytes) => {
-                    payload(job.seed, i, &mut expected);
-                    if bytes != expected {
-                        m.mismatches += 1;
-                    }
-                }
-            }
-        }
-    }
-    m.get_secs = get_time.as_secs_f64();
+    timed_gets(&mut m, job, |i| store.get(&keys[i as usize]))?;
     m.rss_after_get = Rss::now();
     m.counters = store.counters();
 
