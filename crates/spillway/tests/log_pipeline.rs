@@ -247,3 +247,60 @@ fn async_durable_waits_never_block_a_current_thread_runtime() {
     let reopened = LogStore::open(dir.path()).expect("reopen");
     assert_eq!(reopened.stats().objects, objs.len() as u64);
 }
+
+/// Large batches become chunks without a copy (delta.rs, `ADOPT_MIN`) when they fit in the
+/// current segment and hold no stored key; otherwise they are copied record by record, rolling
+/// segments as needed. Either way every record reads back from the pipeline, then from the
+/// files, then after a reopen.
+#[test]
+fn large_batches_read_back_whether_adopted_whole_or_copied() {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    let opts = LogStoreOptions::default()
+        .segment_size(1 << 20)
+        .write_buffer(4 << 20);
+    let store = LogStore::open_on(Arc::new(fs.clone()), dir, opts.clone()).expect("open");
+    let big = |from: u64, n: u64| -> Vec<Obj> {
+        (from..from + n)
+            .map(|i| Obj::generated(i, 2000, vec![]))
+            .collect()
+    };
+    // 1: fits in the first segment, all fresh (adopted).
+    let a = big(0, 100);
+    // 2: one key already stored (copied), still in the first segment.
+    let mut b = big(100, 100);
+    b.push(a[7].clone());
+    // 3: does not fit in what is left of the segment (copied, rolling to the next).
+    let c = big(200, 300);
+    // 4: fits in the new segment (adopted), after a flush in between.
+    let d = big(500, 100);
+    let mut all: Vec<Obj> = Vec::new();
+    for (i, batch) in [a, b, c, d].into_iter().enumerate() {
+        let puts: Vec<_> = batch.iter().map(Obj::put).collect();
+        store.put_batch(&puts).expect("put");
+        if i == 2 {
+            store.flush(Durability::Written).expect("flush");
+        }
+        all.extend(batch);
+    }
+    let check = |s: &LogStore, when: &str| {
+        for o in &all {
+            let got = s.get(&o.key).expect("get").unwrap_or_else(|| {
+                panic!("{when}: {} missing", o.key);
+            });
+            assert_eq!(got.payload, o.payload, "{when}: {}", o.key);
+        }
+    };
+    check(&store, "applied");
+    assert!(
+        store.stats().segments >= 2,
+        "the third batch rolled a segment"
+    );
+    store.flush(Durability::Durable).expect("flush");
+    check(&store, "written");
+    store.close().expect("close");
+    let report = spillway::store::log::verify_on(Arc::new(fs.clone()), dir).expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    let store = LogStore::open_on(Arc::new(fs), dir, opts).expect("reopen");
+    check(&store, "reopened");
+}

@@ -4,7 +4,10 @@
 //! Callers encode their records (key, checksum and all) before they send them, outside any
 //! lock. `apply`, which runs under the pipeline's writer role, copies the records that still
 //! have to be written into the delta's chunks and points the index at them: from then on
-//! readers find them ([`Durability::Applied`](crate::Durability::Applied)). A chunk is a run of
+//! readers find them ([`Durability::Applied`](crate::Durability::Applied)). A large batch of
+//! puts (at least [`ADOPT_MIN`] bytes), all still to be written and all fitting in the current
+//! segment, is not copied: its buffer becomes a chunk as it is, so that the delta never holds
+//! a second copy of a caller's batch (nor the slack of a buffer grown to hold it). A chunk is a run of
 //! bytes of one segment that starts at the offset where the flusher will write it; a record
 //! that would not fit in the current segment starts a chunk at offset 0 of the next one,
 //! beginning with its header. Freezing moves the chunks into an immutable [`LogBatch`], which
@@ -20,6 +23,10 @@
 //!   chunks touch.
 
 use std::sync::Arc;
+
+/// Encoded puts at least this large become a chunk without a copy (see the module docs); a
+/// chunk at least this large is not extended with later records either.
+const ADOPT_MIN: usize = 64 << 10;
 
 use super::core::{Core, Counters};
 use super::index::Index;
@@ -149,6 +156,46 @@ impl LogDelta {
         find(&self.chunks, loc)
     }
 
+    /// Whether `p`'s buffer can become a chunk as it is: large, its records back to back from
+    /// its start to its end, none stored already, and all of it fits in the current segment.
+    fn can_adopt(&self, idx: &Index, p: &EncodedPuts) -> bool {
+        let header = SEGMENT_HEADER_LEN as u64;
+        let mut next = 0;
+        let back_to_back = p.records.iter().all(|&(_, start, len)| {
+            let ok = start == next;
+            next = start + len;
+            ok
+        }) && next == p.bytes.len();
+        p.bytes.len() >= ADOPT_MIN
+            && back_to_back
+            && self.end >= header
+            && self.end + p.bytes.len() as u64 <= self.core.opts.segment_size
+            && p.records.iter().all(|(k, _, _)| !idx.map.contains_key(k))
+    }
+
+    /// Makes `p`'s buffer the next chunk and points the index at its records; returns how many.
+    fn adopt(&mut self, idx: &mut Index, p: EncodedPuts) -> u64 {
+        let start = self.end;
+        for &(key, off, len) in &p.records {
+            let loc = Location {
+                segment: self.segment,
+                offset: start + off as u64,
+                len: len as u32,
+            };
+            idx.insert(key, loc);
+        }
+        let len = p.bytes.len();
+        self.chunks.push(Chunk {
+            segment: self.segment,
+            start,
+            bytes: p.bytes,
+        });
+        self.end += len as u64;
+        self.bytes += len;
+        idx.since_checkpoint += len as u64;
+        p.records.len() as u64
+    }
+
     /// Appends one encoded record, starting the next segment first if it would not fit in this
     /// one; returns its location.
     fn append(&mut self, idx: &mut Index, rec: &[u8]) -> Location {
@@ -167,7 +214,12 @@ impl LogDelta {
             idx.since_checkpoint += header;
         }
         match self.chunks.last_mut() {
-            Some(c) if c.segment == self.segment && c.end() == self.end => {
+            Some(c)
+                if c.segment == self.segment
+                    && c.end() == self.end
+                    && (c.bytes.len() < ADOPT_MIN
+                        || c.bytes.capacity() - c.bytes.len() >= rec.len()) =>
+            {
                 c.bytes.extend_from_slice(rec);
             }
             _ => self.chunks.push(Chunk {
@@ -197,6 +249,10 @@ impl Delta for LogDelta {
         let mut idx = core.index.write();
         let mut done = Appended::default();
         match write {
+            LogWrite::Put(p) if self.can_adopt(&idx, &p) => {
+                done.puts = self.adopt(&mut idx, p);
+                Counters::add(&core.counters.puts, done.puts);
+            }
             LogWrite::Put(p) => {
                 let mut skipped = 0;
                 for &(key, start, len) in &p.records {
