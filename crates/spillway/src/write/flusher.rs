@@ -3,9 +3,9 @@
 //!
 //! Invariants: batches are flushed one at a time, in epoch order, by whoever holds the flush
 //! role (the pipeline's flush thread, or a thread waiting for the batch to be stored), so a
-//! flusher is `Send` but never used by two threads at once; a batch is handed to [`Flusher::write`] again (the same batch, by reference) after a
-//! failure until it succeeds or the retries run out, so `write` must be idempotent for a batch
-//! it may have half-stored; `sync` is never retried (after a failed sync the state of the
+//! flusher is `Send` but never used by two threads at once; a batch is handed to
+//! [`Flusher::write`] again (the same batch, by reference) after a failure until it succeeds
+//! or the retries run out, so `write` must be idempotent for a batch it may have half-stored; `sync` is never retried (after a failed sync the state of the
 //! storage is unknown, so the pipeline stops).
 
 use std::fmt;

@@ -256,11 +256,10 @@ impl Watermarks {
         if s.end.is_none() {
             s.end = Some(End::Failed { first, cause });
         }
-        let words = self.bump(&mut s, &[0, 1, 2, ROLE]);
-        let wakers = std::mem::take(&mut s.wakers);
+        let (words, wakers) = self.take_all(&mut s);
         drop(s);
         self.wake_words(words);
-        wakers.into_iter().flat_map(BTreeMap::into_values).collect()
+        wakers
     }
 
     /// Ends the pipeline normally: waits not yet satisfied now never will be.
@@ -289,7 +288,7 @@ impl Watermarks {
 
     /// Bumps the words of `slots`; returns those that have sleepers, to wake once the lock is
     /// released.
-    fn bump(&self, s: &mut MarkState, slots: &[usize]) -> [bool; 4] {
+    fn bump(&self, s: &MarkState, slots: &[usize]) -> [bool; 4] {
         let mut asleep = [false; 4];
         for &i in slots {
             self.words[i].fetch_add(1, Ordering::Release);
@@ -306,22 +305,26 @@ impl Watermarks {
         }
     }
 
+    /// Bumps every word and takes every waker: the pipeline ended.
+    fn take_all(&self, s: &mut MarkState) -> ([bool; 4], Vec<Waker>) {
+        let words = self.bump(s, &[0, 1, 2, ROLE]);
+        let wakers = std::mem::take(&mut s.wakers)
+            .into_iter()
+            .flat_map(BTreeMap::into_values)
+            .collect();
+        (words, wakers)
+    }
+
     /// Wakes the waiters, blocked and async, of `level` (of every level: `None`).
     fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>, level: Option<Durability>) {
         let (words, wakers): (_, Vec<Waker>) = match level {
             Some(level) => (
-                self.bump(&mut s, &[slot(level)]),
+                self.bump(&s, &[slot(level)]),
                 std::mem::take(&mut s.wakers[slot(level)])
                     .into_values()
                     .collect(),
             ),
-            None => (
-                self.bump(&mut s, &[0, 1, 2, ROLE]),
-                std::mem::take(&mut s.wakers)
-                    .into_iter()
-                    .flat_map(BTreeMap::into_values)
-                    .collect(),
-            ),
+            None => self.take_all(&mut s),
         };
         drop(s);
         // Each waiter registers again if it still has to wait.
@@ -342,7 +345,7 @@ impl Watermarks {
         let mut s = self.state.lock();
         s.released += 1;
         let words = self.bump(
-            &mut s,
+            &s,
             &[slot(Durability::Written), slot(Durability::Durable), ROLE],
         );
         let mut wakers = std::mem::take(&mut s.wakers[slot(Durability::Written)]);
@@ -402,9 +405,9 @@ impl Watermarks {
             }
             if deadline.is_none() && word::SUPPORTED {
                 // Sleep on a word until it is bumped (if it was bumped since we read it under
-                // the lock, the wait returns at once): the role's if the role holder will
-                // not carry our epoch (it is not frozen yet), so that the marks the holder
-                // moves do not wake us for nothing; its release will. Else the level's.
+                // the lock, the wait returns at once): the role's if the role holder may not
+                // carry our epoch (it is not frozen yet), so that the marks the holder moves
+                // do not wake us for nothing; its release will. Else the level's.
                 let i = if lead == Lead::Busy && epoch > s.frozen {
                     ROLE
                 } else {

@@ -5,8 +5,6 @@
 //! [`SUPPORTED`] is false, nobody sleeps on a word, and blocked waiters park their own thread
 //! with a waker, as timed waits do everywhere.
 
-use std::sync::atomic::AtomicU32;
-
 cfg_if::cfg_if! {
     if #[cfg(any(
         target_os = "linux",
@@ -20,13 +18,17 @@ cfg_if::cfg_if! {
         mod imp {
             use std::sync::atomic::AtomicU32;
 
-            pub(super) const SUPPORTED: bool = true;
+            /// Whether this platform has the words.
+            pub(crate) const SUPPORTED: bool = true;
 
-            pub(super) fn wait(word: &AtomicU32, seen: u32) {
+            /// Sleeps while `word` is `seen` (returns at once if it is not; may return
+            /// spuriously).
+            pub(crate) fn wait(word: &AtomicU32, seen: u32) {
                 atomic_wait::wait(word, seen);
             }
 
-            pub(super) fn wake_all(word: &AtomicU32) {
+            /// Wakes every thread asleep on `word`.
+            pub(crate) fn wake_all(word: &AtomicU32) {
                 atomic_wait::wake_all(word);
             }
         }
@@ -34,26 +36,15 @@ cfg_if::cfg_if! {
         mod imp {
             use std::sync::atomic::AtomicU32;
 
-            pub(super) const SUPPORTED: bool = false;
+            pub(crate) const SUPPORTED: bool = false;
 
-            pub(super) fn wait(_: &AtomicU32, _: u32) {
+            pub(crate) fn wait(_: &AtomicU32, _: u32) {
                 unreachable!("nobody sleeps on a word where the platform has none");
             }
 
-            pub(super) fn wake_all(_: &AtomicU32) {}
+            pub(crate) fn wake_all(_: &AtomicU32) {}
         }
     }
 }
 
-/// Whether this platform has the words.
-pub(crate) const SUPPORTED: bool = imp::SUPPORTED;
-
-/// Sleeps while `word` is `seen` (returns at once if it is not; may return spuriously).
-pub(crate) fn wait(word: &AtomicU32, seen: u32) {
-    imp::wait(word, seen);
-}
-
-/// Wakes every thread asleep on `word`.
-pub(crate) fn wake_all(word: &AtomicU32) {
-    imp::wake_all(word);
-}
+pub(crate) use imp::{SUPPORTED, wait, wake_all};

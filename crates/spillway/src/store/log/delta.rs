@@ -7,10 +7,10 @@
 //! readers find them ([`Durability::Applied`](crate::Durability::Applied)). A large batch of
 //! puts (at least [`ADOPT_MIN`] bytes), all still to be written and all fitting in the current
 //! segment, is not copied: its buffer becomes a chunk as it is, so that the delta never holds
-//! a second copy of a caller's batch (nor the slack of a buffer grown to hold it). A chunk is a run of
-//! bytes of one segment that starts at the offset where the flusher will write it; a record
-//! that would not fit in the current segment starts a chunk at offset 0 of the next one,
-//! beginning with its header. Freezing moves the chunks into an immutable [`LogBatch`], which
+//! a second copy of a caller's batch (nor the slack of a buffer grown to hold it). A chunk is
+//! a run of bytes of one segment that starts at the offset where the flusher will write it; a
+//! record that would not fit in the current segment starts a chunk at offset 0 of the next
+//! one, beginning with its header. Freezing moves the chunks into an immutable [`LogBatch`], which
 //! the flusher writes in order, and the next delta carries on at the same position.
 //!
 //! Invariants:
@@ -24,10 +24,6 @@
 
 use std::sync::Arc;
 
-/// Encoded puts at least this large become a chunk without a copy (see the module docs); a
-/// chunk at least this large is not extended with later records either.
-const ADOPT_MIN: usize = 64 << 10;
-
 use super::core::{Core, Counters};
 use super::index::Index;
 use crate::format::checkpoint::{Location, LogPosition};
@@ -35,6 +31,10 @@ use crate::format::record::{self, RecordKind};
 use crate::format::segment::{self, SEGMENT_HEADER_LEN};
 use crate::key::ContentKey;
 use crate::write::{Delta, Epoch, Freeze, Frozen};
+
+/// Encoded puts at least this large become a chunk without a copy (see the module docs); a
+/// chunk at least this large is not extended with later records either.
+const ADOPT_MIN: usize = 64 << 10;
 
 /// Puts encoded by the caller: records back to back in `bytes`, and where each one is.
 #[derive(Debug, Default)]
