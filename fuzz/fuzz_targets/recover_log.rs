@@ -1,8 +1,8 @@
 //! Recovery over arbitrary store contents (checkpoint and segment files): opening either fails
 //! with an error or yields a store whose reads never panic, that accepts new writes, and that
 //! reopens with those writes intact, both after a crash right after the durable flush and
-//! after a clean close. Where a normal open refuses the store as damaged, repair mode (cutting
-//! a damaged last segment) must give a store with the same guarantees.
+//! after a clean close. Where a normal open refuses the store as damaged, repair mode (which
+//! cuts a torn tail and salvages damaged segments) must give a store with the same guarantees.
 #![no_main]
 
 use std::path::Path;
@@ -43,5 +43,5 @@ fn exercise(fs: Arc<SimFs>, opts: LogStoreOptions) {
 fuzz_target!(|data: &[u8]| {
     let opts = LogStoreOptions::default().segment_size(1 << 16);
     exercise(store_from_bytes(data), opts.clone());
-    exercise(store_from_bytes(data), opts.truncate_corrupt_tail(true));
+    exercise(store_from_bytes(data), opts.repair(true));
 });

@@ -1,5 +1,6 @@
-//! Bad input gets a clear error: foreign directories, newer versions, damaged records, torn
-//! tails, absurd lengths, a held lock, read-only access and failing syncs.
+//! Bad input gets a clear error: foreign directories, newer versions, damaged records, absurd
+//! lengths, a held lock, read-only access and failing syncs. Torn tails, lost data and repair
+//! are in `log_repair.rs`.
 
 mod common;
 
@@ -143,84 +144,6 @@ fn a_damaged_record_in_a_sealed_segment_is_named_on_get() {
     assert!(
         msg.contains(&segment::file_name(1)) && msg.contains(&format!("offset {at}")),
         "{msg}"
-    );
-}
-
-#[test]
-fn damage_in_the_middle_of_the_last_segment_needs_repair_mode() {
-    let objs = objects(3);
-    let (_tmp, dir) = store_with(&objs);
-    assert!(!seg(&dir, 2).exists(), "one segment expected");
-    fs::remove_file(dir.join("index.ckpt")).expect("remove");
-    let at = nth_record(1, REC);
-    let mut data = fs::read(seg(&dir, 1)).expect("read");
-    data[at as usize + 40] ^= 0x01;
-    fs::write(seg(&dir, 1), data).expect("write");
-
-    let err = LogStore::open_with(&dir, opts()).expect_err("valid records follow: damage");
-    assert!(err.is_corruption(), "{err}");
-    let msg = err.to_string();
-    assert!(
-        msg.contains(&segment::file_name(1)) && msg.contains(&format!("offset {at}")),
-        "{msg}"
-    );
-    // Refusing wrote nothing.
-    assert_eq!(
-        fs::metadata(seg(&dir, 1)).expect("stat").len(),
-        nth_record(3, REC)
-    );
-
-    let store = LogStore::open_with(&dir, opts().truncate_corrupt_tail(true)).expect("repair");
-    let cut = store
-        .recovery()
-        .torn_tail
-        .clone()
-        .expect("a cut is reported");
-    assert_eq!((cut.segment, cut.offset, cut.bytes_cut), (1, at, 2 * REC));
-    assert_eq!(store.get(&objs[0].key).expect("get"), Some(objs[0].blob()));
-    for o in &objs[1..] {
-        assert_eq!(store.get(&o.key).expect("get"), None);
-    }
-    // The repaired store takes writes and keeps them.
-    store.put(objs[2].put()).expect("put");
-    store.close().expect("close");
-    let store = LogStore::open_with(&dir, opts()).expect("reopen");
-    assert_eq!(store.get(&objs[2].key).expect("get"), Some(objs[2].blob()));
-    assert!(store.recovery().torn_tail.is_none());
-}
-
-#[test]
-fn a_torn_tail_is_cut_and_reported() {
-    let objs = objects(6);
-    let (_tmp, dir) = store_with(&objs);
-    // Objects 3..6 are in segment 2, the last; tear its last record in half.
-    let last = seg(&dir, 2);
-    let len = fs::metadata(&last).expect("stat").len();
-    assert_eq!(len, nth_record(3, REC));
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&last)
-        .expect("open")
-        .set_len(len - REC / 2)
-        .expect("truncate");
-
-    let store = LogStore::open_with(&dir, opts()).expect("a torn tail is not an error");
-    let report = store.recovery();
-    let cut = report.torn_tail.clone().expect("torn tail reported");
-    assert_eq!((cut.segment, cut.offset), (2, nth_record(2, REC)));
-    assert_eq!(cut.bytes_cut, REC - REC / 2);
-    assert!(
-        report.checkpoint_problem.is_some(),
-        "the checkpoint's tail is gone: {report:?}"
-    );
-    for o in &objs[..5] {
-        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
-    }
-    assert_eq!(store.get(&objs[5].key).expect("get"), None);
-    assert_eq!(
-        fs::metadata(&last).expect("stat").len(),
-        nth_record(2, REC),
-        "cut on disk"
     );
 }
 
@@ -371,97 +294,6 @@ fn an_interrupted_creation_does_not_block_the_directory() {
     fs::write(dir.join(marker::MARKER_FILE), &full[..5]).expect("write");
     let err = LogStore::open_with(&dir, opts()).expect_err("damaged marker");
     assert!(err.is_corruption(), "{err}");
-}
-
-#[test]
-fn a_damaged_header_under_the_checkpoint_is_corruption_not_a_torn_creation() {
-    // Seven objects: segments 1 and 2 full, segment 3 holding one; the checkpoint written at
-    // close has its tail in segment 3, after that record.
-    let objs = objects(7);
-    let (_tmp, dir) = store_with(&objs);
-    let last = seg(&dir, 3);
-    assert!(last.exists());
-    patch(&last, 0, b"XXXX");
-    let err = LogStore::open_with(&dir, opts()).unwrap_err();
-    assert!(err.is_corruption(), "{err}");
-    assert!(
-        err.to_string().contains("seg-0000000000000003.log"),
-        "{err}"
-    );
-
-    // Repair mode cuts the segment, and forgets what the checkpoint knew in it.
-    let store = LogStore::open_with(&dir, opts().truncate_corrupt_tail(true)).unwrap();
-    assert!(store.recovery().torn_tail.is_some());
-    let mut kept = 0;
-    for o in &objs {
-        // Every key the store still lists reads back; none points into the cut.
-        if store.contains(&o.key).unwrap() {
-            assert_eq!(store.get(&o.key).unwrap().unwrap(), o.blob());
-            kept += 1;
-        }
-    }
-    assert_eq!(kept, 6, "the objects of segments 1 and 2 survive");
-    store.close().unwrap();
-    let store = LogStore::open_with(&dir, opts()).unwrap();
-    assert_eq!(store.keys().unwrap().len(), 6);
-}
-
-#[test]
-fn a_repair_cut_before_the_checkpoint_tail_survives_a_crash() {
-    // Seven objects of 1000 bytes: segments 1 and 2 full, segment 3 holding one; the checkpoint
-    // written at close has its tail in segment 3, after that record.
-    let fs = SimFs::new();
-    let dir = Path::new("/store");
-    let open =
-        |fs: &SimFs, opts: LogStoreOptions| LogStore::open_on(Arc::new(fs.clone()), dir, opts);
-    let objs = objects(7);
-    let store = open(&fs, opts()).expect("open");
-    for o in &objs {
-        store.put(o.put()).expect("put");
-    }
-    store.close().expect("close");
-    fs.corrupt(&dir.join(segment::file_name(3)), 0, b"XXXX")
-        .expect("corrupt");
-
-    // Repair mode cuts segment 3 to nothing, before the checkpoint's tail; new writes then
-    // fill it again past that tail, and are made durable.
-    let store = open(&fs, opts().truncate_corrupt_tail(true)).expect("repair");
-    let cut = store
-        .recovery()
-        .torn_tail
-        .clone()
-        .expect("a cut is reported");
-    assert_eq!((cut.segment, cut.offset), (3, 0));
-    let fresh = [
-        Obj::generated(100, 500, Vec::new()),
-        Obj::generated(101, 1200, Vec::new()),
-    ];
-    for o in &fresh {
-        store.put(o.put()).expect("put");
-    }
-    store.flush(Durability::Durable).expect("flush");
-
-    // The process dies before closing: the old checkpoint must not be trusted over the new
-    // contents of the segment it describes.
-    let img = fs.process_crash_image();
-    drop(store);
-    let store = open(&img, opts()).expect("reopen after the crash");
-    for o in &objs[..6] {
-        assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
-    }
-    assert_eq!(
-        store.get(&objs[6].key).expect("get"),
-        None,
-        "cut by the repair"
-    );
-    for o in &fresh {
-        assert_eq!(
-            store.get(&o.key).expect("get"),
-            Some(o.blob()),
-            "durable after the repair"
-        );
-    }
-    assert_eq!(store.keys().expect("keys").len(), 8);
 }
 
 #[test]

@@ -20,7 +20,8 @@ use std::sync::atomic::Ordering;
 
 use super::LogStore;
 use super::delta::{CopyRecord, LogWrite};
-use super::segments::{SegmentReader, records};
+use super::SalvageReport;
+use super::segments::{Scanned, SegmentReader, records_tolerant};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Location, LogPosition};
 use crate::format::record;
@@ -37,7 +38,11 @@ pub struct CompactionReport {
     pub records_copied: u64,
     /// Tombstones copied forward.
     pub tombstones_copied: u64,
-    /// Bytes of disk space given back.
+    /// Bytes of the segments removed.
+    pub bytes_removed: u64,
+    /// Bytes of the copies appended to the log.
+    pub bytes_copied: u64,
+    /// Disk space given back: the segments removed less the copies written.
     pub bytes_reclaimed: u64,
 }
 
@@ -92,8 +97,11 @@ impl LogStore {
                 .iter()
                 .filter(|(id, _)| **id < active)
                 .filter(|(id, size)| {
+                    // The live share of what records occupy: a segment whose records are all
+                    // live has a share of 1 and is never rewritten for nothing.
                     let live = idx.live.get(id).copied().unwrap_or(0);
-                    (live as f64) < self.core.opts.compact_below * (**size as f64)
+                    let body = size.saturating_sub(segment::SEGMENT_HEADER_LEN as u64);
+                    (live as f64) < self.core.opts.compact_below * (body as f64)
                 })
                 .map(|(id, size)| (*id, *size))
                 .collect()
@@ -102,30 +110,85 @@ impl LogStore {
         if victims.is_empty() {
             return Ok(report);
         }
+        let before = self.core.index.read().tail;
         for &(victim, _) in &victims {
-            self.copy_live(victim, &mut report)?;
+            self.copy_live(victim, false, &mut report)?;
+        }
+        report.bytes_copied = self.log_bytes_since(before);
+        self.checkpoint_locked()?;
+        let ids: Vec<u64> = victims.iter().map(|&(id, _)| id).collect();
+        report.bytes_removed = self.remove_segments(&ids)?;
+        report.segments_removed = ids.len() as u64;
+        report.bytes_reclaimed = report.bytes_removed.saturating_sub(report.bytes_copied);
+        tracing::info!(store = %self.core.dir.display(), ?report, "compaction done");
+        Ok(report)
+    }
+
+    /// Repair: copies every record of the damaged segments `victims` that a checksum still
+    /// vouches for and that is still needed to the end of the log, makes the copies durable
+    /// with a checkpoint that no longer refers to the victims, and only then removes them.
+    /// A crash before the checkpoint leaves the victims in place (the copies are later in the
+    /// log, so they win) and the next repair does it again.
+    pub(super) fn salvage(&self, victims: &[u64]) -> Result<SalvageReport> {
+        let _m = self.maintenance.lock();
+        self.writable()?;
+        let mut copied = CompactionReport::default();
+        let mut report = SalvageReport::default();
+        for &victim in victims {
+            report.bytes_dropped += self.copy_live(victim, true, &mut copied)?;
         }
         self.checkpoint_locked()?;
-        for &(victim, size) in &victims {
-            let path = self.segment_path(victim);
-            self.core.segments.write().remove(&victim);
-            self.core.index.write().sizes.remove(&victim);
+        self.remove_segments(victims)?;
+        report.segments = victims.to_vec();
+        report.records_copied = copied.records_copied;
+        report.tombstones_copied = copied.tombstones_copied;
+        tracing::warn!(store = %self.core.dir.display(), ?report, "salvaged damaged segments");
+        Ok(report)
+    }
+
+    /// Log bytes appended after `from`.
+    fn log_bytes_since(&self, from: LogPosition) -> u64 {
+        let idx = self.core.index.read();
+        idx.sizes
+            .range(from.segment..)
+            .map(|(&id, &size)| {
+                if id == from.segment {
+                    size.saturating_sub(from.offset)
+                } else {
+                    size
+                }
+            })
+            .sum()
+    }
+
+    /// Removes segments that a durable checkpoint no longer refers to; returns their bytes.
+    fn remove_segments(&self, ids: &[u64]) -> Result<u64> {
+        let mut removed = 0;
+        for &id in ids {
+            let path = self.segment_path(id);
+            self.core.segments.write().remove(&id);
+            removed += self.core.index.write().sizes.remove(&id).unwrap_or(0);
             self.core
                 .vfs
                 .remove_file(&path)
                 .map_err(|e| self.core.poison("remove", path.clone(), e))?;
-            report.segments_removed += 1;
-            report.bytes_reclaimed += size;
         }
         self.core.vfs.sync_dir(&self.core.dir).map_err(|e| {
             self.core
                 .poison("fsync directory", self.core.dir.clone(), e)
         })?;
-        tracing::info!(store = %self.core.dir.display(), ?report, "compaction done");
-        Ok(report)
+        Ok(removed)
     }
 
-    fn copy_live(&self, victim: u64, report: &mut CompactionReport) -> Result<()> {
+    /// Copies the records of `victim` that may still be needed to the end of the log. With
+    /// `tolerant`, damaged ranges are stepped over and their bytes returned; otherwise damage
+    /// is an error.
+    fn copy_live(
+        &self,
+        victim: u64,
+        tolerant: bool,
+        report: &mut CompactionReport,
+    ) -> Result<u64> {
         let path = self.segment_path(victim);
         let view = match self.core.segments.read().get(&victim) {
             Some(SegmentReader::Mapped(v)) => v.clone(),
@@ -138,9 +201,37 @@ impl LogStore {
         let data: &[u8] = view.as_ref().as_ref();
         let mut copies = Vec::new();
         let mut copy_bytes = 0;
-        for item in records(data, segment::SEGMENT_HEADER_LEN) {
-            let (pos, r) = item
-                .map_err(|(pos, e)| e.at("record", format!("{} offset {pos}", path.display())))?;
+        let mut dropped = 0u64;
+        let header = segment::SEGMENT_HEADER_LEN;
+        if tolerant && segment::decode_header(data) != Ok(victim) {
+            dropped += header.min(data.len()) as u64;
+        }
+        for item in records_tolerant(data, header) {
+            let (pos, r) = match item {
+                Scanned::Record(pos, r) => (pos, r),
+                Scanned::Damaged { start, end, .. } if tolerant => {
+                    dropped += (end - start) as u64;
+                    continue;
+                }
+                // Damage where nothing live is (what a salvage left behind, say) is dropped
+                // with the segment; damage under a live record stops the compaction.
+                Scanned::Damaged { start, end, reason } => {
+                    let live = self.core.index.read().map.values().any(|l| {
+                        l.segment == victim && l.offset < end as u64 && l.offset >= start as u64
+                    });
+                    if live {
+                        return Err(Error::Corrupted {
+                            what: "record",
+                            location: format!("{} offset {start}", path.display()),
+                            detail: format!(
+                                "{reason}; the record is live, so compaction stopped before removing anything. Run `spillway verify --repair {}` to salvage the segment",
+                                self.core.dir.display()
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            };
             let len = r.header.record_len();
             let from = Location {
                 segment: victim,
@@ -169,7 +260,8 @@ impl LogStore {
                 copy_bytes = 0;
             }
         }
-        self.copy_batch(copies, report)
+        self.copy_batch(copies, report)?;
+        Ok(dropped)
     }
 
     fn copy_batch(&self, copies: Vec<CopyRecord>, report: &mut CompactionReport) -> Result<()> {

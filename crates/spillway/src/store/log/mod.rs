@@ -56,7 +56,7 @@ mod verify;
 
 pub use compact::CompactionReport;
 pub use delta::Appended;
-pub use open::{RecoveryReport, TornTail};
+pub use open::{DamagedRange, MissingData, RecoveryReport, SalvageReport, TornTail};
 pub use verify::{VerifyReport, verify, verify_on};
 
 use self::core::Core;
@@ -86,9 +86,14 @@ pub struct LogStoreOptions {
     /// reads use `pread`, and the page cache stays outside the process's RSS: the choice of the
     /// paging runtime, whose users watch RSS against a budget.
     pub map_sealed: bool,
-    /// Cut the last segment at the first bad record even when valid records follow it
-    /// (default `false`: such damage is reported as corruption, since it is not a torn write).
-    pub truncate_corrupt_tail: bool,
+    /// Repair mode (default `false`): the whole log is scanned, trusting no index checkpoint;
+    /// damage is stepped over instead of refused, and every record a checksum still vouches
+    /// for is kept. Writable, a torn tail is cut, damaged segments are salvaged (their verified
+    /// live records copied to the end of the log, made durable, and only then the segments
+    /// removed), and a new checkpoint is written; read-only, nothing changes and
+    /// [`LogStore::recovery`] tells what repair would do. Either way the report names what is
+    /// lost. Without it, an open refuses a store whose durable data is damaged or gone.
+    pub repair: bool,
 }
 
 impl Default for LogStoreOptions {
@@ -100,7 +105,7 @@ impl Default for LogStoreOptions {
             write_buffer: 1 << 20,
             checkpoint_every: 256 << 20,
             compact_below: 0.5,
-            truncate_corrupt_tail: false,
+            repair: false,
             map_sealed: true,
         }
     }
@@ -149,9 +154,9 @@ impl LogStoreOptions {
         self
     }
 
-    /// Repair mode: cut a damaged last segment at its first bad record.
-    pub fn truncate_corrupt_tail(mut self, yes: bool) -> Self {
-        self.truncate_corrupt_tail = yes;
+    /// Repair mode (see [`LogStoreOptions::repair`]).
+    pub fn repair(mut self, yes: bool) -> Self {
+        self.repair = yes;
         self
     }
 }

@@ -1,17 +1,30 @@
 //! Opening a log store: the marker, the lock, and recovery.
 //!
-//! Recovery rebuilds the index from the checkpoint (if it is present, intact and consistent
-//! with the segments) plus a scan of the log after the checkpoint's tail position. In the last
-//! segment, a bad record with no valid record after it is a torn write from a crash: the segment
-//! is cut there and the cut reported. A bad record anywhere else is corruption and opening fails
-//! with its file and offset, unless the caller asked to cut a damaged tail
-//! ([`LogStoreOptions::truncate_corrupt_tail`]). Such a repair cut can lie before the
-//! checkpoint's tail (a damaged header of the segment the tail is in); the checkpoint is then
-//! rewritten before open returns, so that it never names bytes that later records reuse.
+//! Recovery rebuilds the index from the checkpoint plus a scan of the log after the
+//! checkpoint's tail position. In the last segment, a bad record with no valid record after it
+//! is a torn write from a crash: the segment is cut there and the cut reported. Anything else is
+//! damage, and a normal open refuses it, changing nothing, with the file and offset named:
+//! - a bad record with valid records after it, or in a sealed segment the scan reads;
+//! - log bytes that the checkpoint vouches for and that are gone: a segment file it names is
+//!   missing or shorter than it says, or a segment numbered between its tail segment and the
+//!   last one is missing. A checkpoint is written only after the log is durable through its
+//!   tail, and segments are deleted (by compaction or repair) only after a newer checkpoint
+//!   stops naming them, so no crash leaves this behind.
 //!
-//! A checkpoint is trusted only if every location it names lies wholly inside an existing
-//! segment, at or before its tail (lengths are added with overflow checks: the fields are
-//! read from disk).
+//! A checkpoint that does not decode, or that names positions no writer produces (lengths are
+//! added with overflow checks: the fields are read from disk), is ignored and the whole log
+//! scanned: it is only an index.
+//!
+//! **Repair mode** ([`LogStoreOptions::repair`]) scans the whole log and trusts no checkpoint.
+//! Damage is stepped over (the next record whose checksum holds and whose key is its content's
+//! hash starts the scan again), so every record a checksum vouches for is kept. A torn tail is
+//! cut; segments with damage are salvaged once the store is open: their records that are still
+//! needed are copied to the end of the log, a durable checkpoint stops naming them, and only
+//! then are they removed (a damaged last segment first gets a new segment after it, which
+//! becomes the active one). The report names the damaged ranges, the missing data and the keys
+//! the old checkpoint listed that no surviving record holds. A repair always writes a new
+//! checkpoint, so a cut before the old one's tail never leaves it naming bytes that later
+//! records reuse. Read-only, repair mode changes nothing and reports what it would do.
 //!
 //! A `STORE` marker shorter than a whole marker (empty, zeros, or a prefix of the real one) in a
 //! directory without segments or checkpoint is what a crash while creating the store leaves
@@ -34,6 +47,8 @@ use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
 use crate::format::record::{self, RECORD_MAGIC, RecordKind};
 use crate::format::{DecodeError, marker, segment};
+use crate::key::ContentKey;
+use super::segments::Scanned;
 use crate::vfs::{OpenMode, Vfs};
 
 /// File name of the lock file inside a store directory.
@@ -66,6 +81,66 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// A torn tail that was cut (or, read-only, ignored).
     pub torn_tail: Option<TornTail>,
+    /// Repair mode: byte ranges of segments that hold no record a checksum vouches for. Their
+    /// segments are salvaged (writable) or would be (read-only).
+    pub damaged: Vec<DamagedRange>,
+    /// Repair mode: log data the index checkpoint vouched for as durable that is gone (a
+    /// missing or shortened segment file). A normal open refuses such a store.
+    pub missing: Vec<MissingData>,
+    /// Repair mode: keys the index checkpoint listed that no surviving record holds (and no
+    /// surviving tombstone deleted), sorted. Objects stored after the checkpoint and lost with
+    /// a damaged range are not known by key; their ranges are in `damaged`.
+    pub lost_keys: Vec<ContentKey>,
+    /// Repair mode, writable: what salvaging the damaged segments did.
+    pub salvage: Option<SalvageReport>,
+}
+
+impl RecoveryReport {
+    /// True if recovery found data lost or damaged (a torn tail is not: it is the normal trace
+    /// of a crash during a write that was never acknowledged as written).
+    pub fn found_damage(&self) -> bool {
+        !self.damaged.is_empty() || !self.missing.is_empty() || !self.lost_keys.is_empty()
+    }
+}
+
+/// Bytes of a segment that hold no record a checksum vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// The segment.
+    pub segment: u64,
+    /// First damaged byte.
+    pub start: u64,
+    /// The byte after the last damaged one: the next verified record, or the segment's end.
+    pub end: u64,
+    /// Why the bytes at `start` were refused.
+    pub reason: String,
+}
+
+/// Log data that the index checkpoint vouched for as durable and that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingData {
+    /// The segment concerned.
+    pub segment: u64,
+    /// Objects the checkpoint placed in the part that is gone.
+    pub objects: u64,
+    /// What is wrong with the file.
+    pub detail: String,
+}
+
+/// What salvaging damaged segments did: every record a checksum still vouches for and that
+/// is still live was copied to the end of the log, made durable, and only then were the
+/// damaged segment files removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SalvageReport {
+    /// The damaged segments, rewritten and removed.
+    pub segments: Vec<u64>,
+    /// Live put records copied out of them.
+    pub records_copied: u64,
+    /// Tombstones copied out of them.
+    pub tombstones_copied: u64,
+    /// Bytes in their damaged ranges, dropped.
+    pub bytes_dropped: u64,
 }
 
 fn holder_text() -> String {
@@ -196,7 +271,7 @@ impl LogStore {
             }
             None => None,
         };
-        let store = LogStore {
+        let mut store = LogStore {
             pipeline,
             core,
             maintenance: Mutex::new(()),
@@ -209,11 +284,19 @@ impl LogStore {
             tracing::warn!(store = %store.core.dir.display(), segment = t.segment, offset = t.offset,
                 bytes_cut = t.bytes_cut, reason = %t.reason, "cut a torn log tail");
         }
-        if store.pipeline.is_some()
-            && (store.recovery.checkpoint_problem.is_some()
-                || recovered.checkpoint_stale
-                || store.recovery.bytes_scanned > store.core.opts.checkpoint_every / 4)
+        if store.pipeline.is_none() {
+            return Ok(store);
+        }
+        if !recovered.salvage.is_empty() {
+            // Writes the checkpoint that lets the damaged segments go.
+            let salvage = store.salvage(&recovered.salvage)?;
+            store.recovery.salvage = Some(salvage);
+        } else if store.core.opts.repair
+            || store.recovery.checkpoint_problem.is_some()
+            || store.recovery.bytes_scanned > store.core.opts.checkpoint_every / 4
         {
+            // Repair trusted no checkpoint (and may have cut before the old one's tail): the
+            // new one describes the log as it now is.
             store.checkpoint()?;
         }
         Ok(store)
@@ -302,9 +385,119 @@ struct Recovered {
     cut: Option<LogPosition>,
     /// Segment lengths as found (before any cut).
     lens: BTreeMap<u64, u64>,
-    /// The cut lies before the tail of the checkpoint on disk (repair mode): that file no
-    /// longer describes the log, and must be replaced before anything is appended past the cut.
-    checkpoint_stale: bool,
+    /// Damaged segments (repair mode) whose verified records are copied out before the segment
+    /// is removed. When the last segment is among them, a new segment becomes the active one.
+    salvage: Vec<u64>,
+}
+
+/// How an index checkpoint that decodes fits the segment files found.
+enum Fit {
+    /// Every byte it vouches for is there.
+    Fits,
+    /// It names positions no writer produces (read from disk, so not trusted): ignored.
+    Invalid(String),
+    /// It vouches for log bytes that are gone: durable data was lost.
+    Missing(Vec<MissingData>),
+}
+
+/// Checks that a checkpoint only refers to bytes that exist.
+///
+/// A checkpoint is written only after the log is durable through its tail, so every segment it
+/// names (and every segment created after its tail segment, up to the last one: segments are
+/// numbered in order and only compaction and repair delete them, each after writing a new
+/// checkpoint) must be there, at least as long as it says.
+fn classify(c: &Checkpoint, lens: &BTreeMap<u64, u64>) -> Fit {
+    let header = segment::SEGMENT_HEADER_LEN as u64;
+    if c.tail.offset < header {
+        return Fit::Invalid(format!(
+            "its tail position (segment {}, offset {}) is inside a segment header",
+            c.tail.segment, c.tail.offset
+        ));
+    }
+    // Bytes vouched for in each segment, and the objects placed there.
+    let mut vouched: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    if !c.entries.is_empty() || c.tail.offset > header {
+        vouched.insert(c.tail.segment, (c.tail.offset, 0));
+    }
+    for (key, loc) in &c.entries {
+        let end = loc.offset.checked_add(u64::from(loc.len));
+        let sane = loc.offset >= header
+            && end.is_some_and(|end| {
+                loc.segment < c.tail.segment
+                    || (loc.segment == c.tail.segment && end <= c.tail.offset)
+            });
+        let Some(end) = end.filter(|_| sane) else {
+            return Fit::Invalid(format!(
+                "key {key} points at segment {} offset {}, which is not in the log",
+                loc.segment, loc.offset
+            ));
+        };
+        let v = vouched.entry(loc.segment).or_default();
+        v.0 = v.0.max(end);
+        v.1 += 1;
+    }
+    let mut missing = Vec::new();
+    for (&id, &(len, objects)) in &vouched {
+        match lens.get(&id) {
+            Some(&found) if found >= len => {}
+            Some(&found) => missing.push(MissingData {
+                segment: id,
+                objects: c
+                    .entries
+                    .iter()
+                    .filter(|(_, l)| l.segment == id && l.offset + u64::from(l.len) > found)
+                    .count() as u64,
+                detail: format!(
+                    "the file ends at byte {found}, but the index checkpoint vouches for {len} bytes of it"
+                ),
+            }),
+            None => missing.push(MissingData {
+                segment: id,
+                objects,
+                detail: format!(
+                    "the file is missing, but the index checkpoint vouches for {len} bytes of it"
+                ),
+            }),
+        }
+    }
+    if let Some(&last) = lens.keys().next_back() {
+        for id in c.tail.segment.saturating_add(1)..last {
+            if !lens.contains_key(&id) {
+                missing.push(MissingData {
+                    segment: id,
+                    objects: 0,
+                    detail: format!(
+                        "the file is missing, but a later segment ({}) exists",
+                        segment::file_name(last)
+                    ),
+                });
+            }
+        }
+    }
+    if missing.is_empty() {
+        Fit::Fits
+    } else {
+        Fit::Missing(missing)
+    }
+}
+
+/// The error a normal open gives when durable data is gone.
+fn missing_error(dir: &Path, missing: &[MissingData]) -> Error {
+    let first = &missing[0];
+    let objects: u64 = missing.iter().map(|m| m.objects).sum();
+    let more = match missing.len() {
+        1 => String::new(),
+        n => format!(" ({} damaged segment files in all)", n),
+    };
+    Error::Corrupted {
+        what: "log",
+        location: dir.join(segment::file_name(first.segment)).display().to_string(),
+        detail: format!(
+            "{}{more}; {objects} objects that were durable are gone. Nothing was changed: `spillway verify {dir}` lists the loss, and `spillway verify --repair {dir}` keeps what is left and forgets the rest",
+            first.detail,
+            dir = dir.display()
+        ),
+    }
 }
 
 fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Result<Recovered> {
@@ -323,20 +516,41 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
         segment: ids.first().copied().unwrap_or(0),
         offset: 0,
     };
+    // Keys the checkpoint knows: in repair mode, those found nowhere after the scan are lost.
+    let mut vouched_keys = Vec::new();
     let ckpt_path = dir.join(checkpoint::CHECKPOINT_FILE);
     match vfs.read_file(&ckpt_path) {
-        Ok(bytes) => match checkpoint::decode(&bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|c| validate(&c, &lens).map(|()| c))
-        {
+        Ok(bytes) => match checkpoint::decode(&bytes) {
             Ok(c) => {
-                for (k, loc) in c.entries {
-                    index.insert(k, loc);
+                let fit = classify(&c, &lens);
+                if opts.repair {
+                    // Repair scans the whole log, trusting no index, and writes a new
+                    // checkpoint; this one only tells what should be there.
+                    match fit {
+                        Fit::Missing(m) => report.missing = m,
+                        Fit::Invalid(problem) => report.checkpoint_problem = Some(problem),
+                        Fit::Fits => {}
+                    }
+                    vouched_keys = c.entries.iter().map(|(k, _)| *k).collect();
+                } else {
+                    match fit {
+                        Fit::Missing(m) => return Err(missing_error(dir, &m)),
+                        Fit::Invalid(problem) => {
+                            tracing::warn!(file = %ckpt_path.display(), %problem, "ignoring the index checkpoint; scanning the whole log");
+                            report.checkpoint_problem = Some(problem);
+                        }
+                        Fit::Fits => {
+                            for (k, loc) in c.entries {
+                                index.insert(k, loc);
+                            }
+                            start = c.tail;
+                            report.checkpoint_used = true;
+                        }
+                    }
                 }
-                start = c.tail;
-                report.checkpoint_used = true;
             }
-            Err(problem) => {
+            Err(e) => {
+                let problem = e.to_string();
                 tracing::warn!(file = %ckpt_path.display(), %problem, "ignoring the index checkpoint; scanning the whole log");
                 report.checkpoint_problem = Some(problem);
             }
@@ -346,6 +560,8 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
     }
 
     let mut cut = None;
+    let mut salvage = Vec::new();
+    let mut tombstoned: crate::key::KeyMap<()> = Default::default();
     let last = ids.last().copied();
     for &id in ids.iter().filter(|&&id| id >= start.segment) {
         let path = dir.join(segment::file_name(id));
@@ -353,6 +569,88 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
         let data = vfs
             .read_file(&path)
             .map_err(|e| Error::io("read", &path, e))?;
+        let header = segment::SEGMENT_HEADER_LEN as u64;
+        let pos = if id == start.segment {
+            start.offset.max(header)
+        } else {
+            header
+        };
+        report.bytes_scanned += (data.len() as u64).saturating_sub(pos);
+        let mut replay = |index: &mut Index, at: usize, r: &record::Record<'_>| {
+            let loc = Location {
+                segment: id,
+                offset: at as u64,
+                len: r.header.record_len() as u32,
+            };
+            match r.header.kind {
+                RecordKind::Put => {
+                    index.insert(r.header.key, loc);
+                }
+                RecordKind::Tombstone => {
+                    index.remove(&r.header.key);
+                    tombstoned.insert(r.header.key, ());
+                }
+            }
+        };
+        if opts.repair {
+            let header_problem = match segment::decode_header(&data) {
+                Ok(found) if found == id => None,
+                Ok(found) => Some(format!("the header names segment {found}, the file name {id}")),
+                Err(DecodeError::UnsupportedVersion(v)) => {
+                    return Err(Error::UnsupportedVersion {
+                        path,
+                        found: v,
+                        supported: segment::SEGMENT_VERSION,
+                    });
+                }
+                Err(e) => Some(format!("segment header: {e}")),
+            };
+            let mut damage = Vec::new();
+            if let Some(reason) = header_problem {
+                damage.push(DamagedRange {
+                    segment: id,
+                    start: 0,
+                    end: header.min(data.len() as u64),
+                    reason,
+                });
+            }
+            let mut verified_after_damage = false;
+            for item in super::segments::records_tolerant(&data, pos as usize) {
+                match item {
+                    Scanned::Record(at, r) => {
+                        verified_after_damage |= !damage.is_empty();
+                        replay(&mut index, at, &r);
+                        report.records_replayed += 1;
+                    }
+                    Scanned::Damaged { start, end, reason } => damage.push(DamagedRange {
+                        segment: id,
+                        start: start as u64,
+                        end: end as u64,
+                        reason: reason.to_string(),
+                    }),
+                }
+            }
+            let torn = is_last && !verified_after_damage && damage.len() == 1;
+            if torn {
+                let d = damage.remove(0);
+                // A bad header with nothing verified after it: the segment was being created.
+                let at = if d.start < header { 0 } else { d.start };
+                report.torn_tail = Some(TornTail {
+                    segment: id,
+                    offset: at,
+                    bytes_cut: data.len() as u64 - at,
+                    reason: d.reason,
+                });
+                cut = Some(LogPosition {
+                    segment: id,
+                    offset: at,
+                });
+            } else if !damage.is_empty() {
+                salvage.push(id);
+                report.damaged.extend(damage);
+            }
+            continue;
+        }
         match segment::decode_header(&data) {
             Ok(found) if found == id => {}
             Ok(found) => {
@@ -374,9 +672,8 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
             // segment was written after the header was synced, so a bad header is damage).
             Err(e)
                 if is_last
-                    && (opts.truncate_corrupt_tail
-                        || !(valid_record_after(&data, 1)
-                            || (report.checkpoint_used && id == start.segment))) =>
+                    && !(valid_record_after(&data, 1)
+                        || (report.checkpoint_used && id == start.segment)) =>
             {
                 report.torn_tail = Some(TornTail {
                     segment: id,
@@ -392,29 +689,10 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
             }
             Err(e) => return Err(e.at("segment header", path.display().to_string())),
         }
-        let header = segment::SEGMENT_HEADER_LEN as u64;
-        let pos = if id == start.segment {
-            start.offset.max(header)
-        } else {
-            header
-        };
-        report.bytes_scanned += (data.len() as u64).saturating_sub(pos);
         for item in super::segments::records(&data, pos as usize) {
             match item {
                 Ok((at, r)) => {
-                    let loc = Location {
-                        segment: id,
-                        offset: at as u64,
-                        len: r.header.record_len() as u32,
-                    };
-                    match r.header.kind {
-                        RecordKind::Put => {
-                            index.insert(r.header.key, loc);
-                        }
-                        RecordKind::Tombstone => {
-                            index.remove(&r.header.key);
-                        }
-                    }
+                    replay(&mut index, at, &r);
                     report.records_replayed += 1;
                 }
                 Err((at, e)) => {
@@ -423,13 +701,14 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
                     if !is_last {
                         return Err(e.at("record", location));
                     }
-                    if valid_record_after(&data, at + 1) && !opts.truncate_corrupt_tail {
+                    if valid_record_after(&data, at + 1) {
                         return Err(Error::Corrupted {
                             what: "record",
                             location,
                             detail: format!(
                                 "{e}; valid records follow, so this is damage rather than a torn write. \
-                                 Run `spillway verify --repair` to cut the log here (the records after it are lost)"
+                                 Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
+                                dir.display()
                             ),
                         });
                     }
@@ -447,68 +726,23 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
             }
         }
     }
-    if let Some(c) = cut {
-        // Entries the checkpoint knew in the part that is cut (possible only in repair mode)
-        // point at bytes that will be gone.
-        let stale: Vec<_> = index
-            .map
-            .iter()
-            .filter(|(_, l)| l.segment == c.segment && l.offset + u64::from(l.len) > c.offset)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in &stale {
-            index.remove(k);
-        }
-    }
-    // A cut before the checkpoint's tail (a damaged header in repair mode) leaves a checkpoint
-    // that names bytes about to be removed; new records would later fill them again, and the
-    // next open would trust the checkpoint's entries and tail over them.
-    let checkpoint_stale = report.checkpoint_used && cut.is_some_and(|c| c < start);
+    // Records of a segment that is cut or salvaged were never indexed beyond what was verified,
+    // and a full scan (repair) trusted no checkpoint entry: the index holds only records that
+    // exist. Keys the checkpoint vouched for that the scan found nowhere (and no tombstone
+    // removed) are lost.
+    let mut lost: Vec<ContentKey> = vouched_keys
+        .into_iter()
+        .filter(|k| !index.map.contains_key(k) && !tombstoned.contains_key(k))
+        .collect();
+    lost.sort_unstable();
+    report.lost_keys = lost;
     Ok(Recovered {
         index,
         report,
         cut,
         lens,
-        checkpoint_stale,
+        salvage,
     })
-}
-
-/// Checks that a checkpoint only refers to bytes that exist.
-fn validate(c: &Checkpoint, lens: &BTreeMap<u64, u64>) -> std::result::Result<(), String> {
-    let header = segment::SEGMENT_HEADER_LEN as u64;
-    if lens.is_empty() {
-        return if c.entries.is_empty() {
-            Ok(())
-        } else {
-            Err("it lists objects but the store has no segments".into())
-        };
-    }
-    match lens.get(&c.tail.segment) {
-        Some(&len) if c.tail.offset <= len && c.tail.offset >= header => {}
-        _ => {
-            return Err(format!(
-                "its tail position (segment {}, offset {}) is not in the log",
-                c.tail.segment, c.tail.offset
-            ));
-        }
-    }
-    for (key, loc) in &c.entries {
-        let ok = loc.segment <= c.tail.segment
-            && lens.get(&loc.segment).is_some_and(|&len| {
-                loc.offset >= header
-                    && loc
-                        .offset
-                        .checked_add(u64::from(loc.len))
-                        .is_some_and(|end| end <= len)
-            });
-        if !ok {
-            return Err(format!(
-                "key {key} points at segment {} offset {}, which is not in the log",
-                loc.segment, loc.offset
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// True if some complete, checksum-valid record starts at or after `from`.
@@ -568,6 +802,14 @@ fn prepare_file_end(
         rec.index.sizes.insert(id, len);
     }
     let (active, file, written_len) = match ids.last() {
+        // A damaged last segment is salvaged like the others: appends go to a new one.
+        Some(&id) if rec.salvage.contains(&id) => {
+            let path = seg_path(id + 1);
+            let f = vfs
+                .open(&path, OpenMode::Create)
+                .map_err(|e| Error::io("create", &path, e))?;
+            (id + 1, f, 0)
+        }
         Some(&id) => {
             let path = seg_path(id);
             let f = vfs

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format::DecodeError;
 use crate::format::checkpoint::Location;
-use crate::format::record::{self, RECORD_HEADER_LEN, RecordKind};
+use crate::format::record::{self, RECORD_HEADER_LEN, RECORD_MAGIC, RecordKind};
 use crate::key::{ContentKey, KEY_LEN};
 use crate::store::Blob;
 use crate::vfs::{FileView, VfsFile};
@@ -161,6 +161,102 @@ impl<'a> Iterator for RecordScan<'a> {
     }
 }
 
+/// One step of a [`records_tolerant`] scan.
+#[derive(Debug)]
+pub(super) enum Scanned<'a> {
+    /// A record that decodes and checks out, with its offset.
+    Record(usize, record::Record<'a>),
+    /// Bytes `start..end` hold no record that checks out: the scan found the next one at `end`
+    /// (or the segment ends there). `reason` is why the record at `start` was refused.
+    Damaged {
+        start: usize,
+        end: usize,
+        reason: DecodeError,
+    },
+}
+
+/// The records of a segment's bytes from `from` on, stepping over damage: after a record that
+/// does not decode, the scan looks for the next offset where a record decodes, its checksum
+/// holds and (for a put) its key is the hash of its content, and goes on from there. What lies
+/// between is reported as one [`Scanned::Damaged`] range.
+///
+/// Repair and tolerant opens use it, so that damage in the middle of a segment costs only the
+/// records it touches. Looking for the next record costs a checksum per candidate; a segment
+/// crafted with many false candidates would make that quadratic, so the bytes checked are
+/// bounded by a multiple of the segment's length, after which the rest of the segment counts as
+/// damaged (the safe side: nothing unverified is trusted).
+pub(super) fn records_tolerant(data: &[u8], from: usize) -> TolerantScan<'_> {
+    TolerantScan {
+        data,
+        pos: from,
+        budget: (data.len() as u64).saturating_mul(8).saturating_add(1 << 20),
+    }
+}
+
+/// See [`records_tolerant`].
+pub(super) struct TolerantScan<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Bytes that resynchronisation may still checksum.
+    budget: u64,
+}
+
+impl TolerantScan<'_> {
+    /// The first offset after `from` where a verified record starts, or the end of the data.
+    fn resync(&mut self, from: usize) -> usize {
+        let data = self.data;
+        let mut i = from;
+        while i + RECORD_MAGIC.len() <= data.len() {
+            let Some(p) = data[i..].windows(4).position(|w| w == RECORD_MAGIC) else {
+                break;
+            };
+            let at = i + p;
+            if let Ok(h) = record::decode_header(&data[at..]) {
+                let cost = h.record_len();
+                if cost > self.budget {
+                    self.budget = 0;
+                    return data.len();
+                }
+                self.budget -= cost;
+                if let Ok(r) = record::decode(&data[at..])
+                    && (r.header.kind == RecordKind::Tombstone
+                        || ContentKey::of(r.payload, &r.child_keys()) == r.header.key)
+                {
+                    return at;
+                }
+            }
+            i = at + 1;
+        }
+        data.len()
+    }
+}
+
+impl<'a> Iterator for TolerantScan<'a> {
+    type Item = Scanned<'a>;
+
+    fn next(&mut self) -> Option<Scanned<'a>> {
+        if self.pos >= self.data.len() {
+            return None;
+        }
+        let at = self.pos;
+        match record::decode(&self.data[at..]) {
+            Ok(r) => {
+                self.pos += r.header.record_len() as usize;
+                Some(Scanned::Record(at, r))
+            }
+            Err(reason) => {
+                let end = self.resync(at + 1);
+                self.pos = end;
+                Some(Scanned::Damaged {
+                    start: at,
+                    end,
+                    reason,
+                })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +289,72 @@ mod tests {
         );
         assert!(records(&data, fourth).all(|i| i.is_ok()));
         assert_eq!(records(&data, data.len()).count(), 0);
+    }
+    #[test]
+    fn the_tolerant_scan_steps_over_damage_and_names_its_range() {
+        let mut data = vec![0u8; SEGMENT_HEADER_LEN];
+        let keys: Vec<ContentKey> = (0..4u8).map(|i| ContentKey::of(&[i; 100], &[])).collect();
+        let mut starts = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            starts.push(data.len());
+            record::encode(&mut data, RecordKind::Put, k, &[], &[i as u8; 100]);
+        }
+        let end = data.len();
+        // A flipped payload byte in the second record, garbage over the start of the fourth.
+        data[starts[1] + RECORD_HEADER_LEN + 5] ^= 0x40;
+        data[starts[3]..starts[3] + 10].fill(0xee);
+        let items: Vec<_> = records_tolerant(&data, SEGMENT_HEADER_LEN)
+            .map(|s| match s {
+                Scanned::Record(at, r) => Ok((at, r.header.key)),
+                Scanned::Damaged { start, end, .. } => Err((start, end)),
+            })
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                Ok((starts[0], keys[0])),
+                Err((starts[1], starts[2])),
+                Ok((starts[2], keys[2])),
+                Err((starts[3], end)),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_tolerant_scan_does_not_trust_a_record_whose_key_is_not_its_hash() {
+        let mut data = vec![0u8; SEGMENT_HEADER_LEN];
+        let good = ContentKey::of(b"good", &[]);
+        data.extend_from_slice(&[0xaa; 40]);
+        let forged = data.len();
+        // Checksum right, key wrong: not a record any writer made.
+        record::encode(&mut data, RecordKind::Put, &good, &[], b"forged");
+        let real = data.len();
+        record::encode(&mut data, RecordKind::Put, &good, &[], b"good");
+        let items: Vec<_> = records_tolerant(&data, SEGMENT_HEADER_LEN)
+            .map(|s| match s {
+                Scanned::Record(at, _) => Ok(at),
+                Scanned::Damaged { start, end, .. } => Err((start, end)),
+            })
+            .collect();
+        assert_eq!(items, vec![Err((SEGMENT_HEADER_LEN, real)), Ok(real)]);
+        assert!(forged > SEGMENT_HEADER_LEN);
+    }
+
+    #[test]
+    fn the_tolerant_scan_gives_up_on_a_flood_of_false_candidates() {
+        // Every byte starts a header that claims a large record: checking them all would be
+        // quadratic; the scan stops at its budget and calls the rest damaged.
+        let mut fake = Vec::new();
+        let k = ContentKey::of(b"x", &[]);
+        record::encode(&mut fake, RecordKind::Put, &k, &[], &[7u8; 4000]);
+        let mut data = vec![0u8; SEGMENT_HEADER_LEN];
+        for _ in 0..2000 {
+            data.extend_from_slice(&fake[..RECORD_HEADER_LEN]);
+        }
+        let items: Vec<_> = records_tolerant(&data, SEGMENT_HEADER_LEN).collect();
+        assert_eq!(items.len(), 1);
+        assert!(
+            matches!(items[0], Scanned::Damaged { start, end, .. } if start == SEGMENT_HEADER_LEN && end == data.len())
+        );
     }
 }
