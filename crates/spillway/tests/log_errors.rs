@@ -8,18 +8,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::Obj;
+use common::{Obj, objects_of_1000 as objects};
 use spillway::format::record::RECORD_HEADER_LEN;
 use spillway::format::{checkpoint, marker, segment};
 use spillway::vfs::{OpenMode, SimFs, Vfs};
 use spillway::{BlobStore, Durability, Error, LogStore, LogStoreOptions};
-
-/// Objects of 1000 bytes: three fit in a 4 KiB segment.
-fn objects(n: u64) -> Vec<Obj> {
-    (0..n)
-        .map(|i| Obj::generated(i, 1000, Vec::new()))
-        .collect()
-}
 
 fn opts() -> LogStoreOptions {
     LogStoreOptions::default().segment_size(4096)

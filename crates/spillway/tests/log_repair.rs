@@ -7,20 +7,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::Obj;
+use common::{Obj, objects_of_1000 as objects};
 use spillway::format::record::RECORD_HEADER_LEN;
 use spillway::format::{checkpoint, segment};
 use spillway::vfs::{SimFs, Vfs};
 use spillway::{BlobStore, ContentKey, Durability, LogStore, LogStoreOptions};
 
 const DIR: &str = "/store";
-
-/// Objects of 1000 bytes: three fit in a 4 KiB segment.
-fn objects(n: u64) -> Vec<Obj> {
-    (0..n)
-        .map(|i| Obj::generated(i, 1000, Vec::new()))
-        .collect()
-}
 
 fn opts() -> LogStoreOptions {
     LogStoreOptions::default().segment_size(4096)
@@ -49,6 +42,29 @@ fn closed_store(objs: &[Obj]) -> SimFs {
         store.put(o.put()).expect("put");
     }
     store.close().expect("close");
+    fs
+}
+
+/// A store closed after `checkpointed`, then given `after` durably and killed before closing:
+/// the image a process crash leaves, whose checkpoint's tail is before `after`.
+fn crashed_store(checkpointed: &[Obj], after: &[Obj]) -> SimFs {
+    let fs = closed_store(checkpointed);
+    let store = open(&fs, opts()).expect("reopen");
+    for o in after {
+        store.put(o.put()).expect("put");
+    }
+    store.flush(Durability::Durable).expect("flush");
+    let img = fs.process_crash_image();
+    drop(store);
+    img
+}
+
+/// A closed store of nine objects with a payload byte of object 4 flipped: the middle record
+/// of segment 2, a sealed segment under the checkpoint.
+fn object_4_damaged(objs: &[Obj]) -> SimFs {
+    let fs = closed_store(objs);
+    fs.corrupt(&seg(2), (nth(1) + 500) as usize, &[0x5a])
+        .expect("corrupt");
     fs
 }
 
@@ -106,16 +122,9 @@ fn keys(objs: &[Obj]) -> Vec<ContentKey> {
 #[test]
 fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
     let objs = objects(6);
-    let fs = closed_store(&objs[..3]);
     // Three more objects after the checkpoint, durable, then the process dies: segment 2 holds
     // them, and its last record is torn in half as a crash mid-write would leave it.
-    let store = open(&fs, opts()).expect("reopen");
-    for o in &objs[3..] {
-        store.put(o.put()).expect("put");
-    }
-    store.flush(Durability::Durable).expect("flush");
-    let img = fs.process_crash_image();
-    drop(store);
+    let img = crashed_store(&objs[..3], &objs[3..]);
     assert_eq!(len(&img, &seg(2)), nth(3));
     cut_to(&img, &seg(2), nth(3) - REC / 2);
 
@@ -143,7 +152,10 @@ fn lost_durable_bytes_are_refused_and_nothing_is_changed() {
         assert!(err.is_corruption(), "{err}");
         let msg = err.to_string();
         assert!(msg.contains(&segment::file_name(3)), "{msg}");
-        assert!(msg.contains("1 objects that were durable are gone"), "{msg}");
+        assert!(
+            msg.contains("1 objects that were durable are gone"),
+            "{msg}"
+        );
         assert!(msg.contains("verify --repair"), "{msg}");
     }
     assert_eq!(snapshot(&fs), before, "a refused open changes nothing");
@@ -201,16 +213,9 @@ fn a_deleted_segment_is_refused_and_repair_names_every_object_it_held() {
 #[test]
 fn a_missing_segment_after_the_checkpoint_is_noticed_by_the_gap() {
     let objs = objects(12);
-    let fs = closed_store(&objs[..3]);
     // Nine more objects after the checkpoint: segments 2, 3 and 4 (the active one, which
     // starts with object 9), durable, then a crash.
-    let store = open(&fs, opts()).expect("reopen");
-    for o in &objs[3..] {
-        store.put(o.put()).expect("put");
-    }
-    store.flush(Durability::Durable).expect("flush");
-    let img = fs.process_crash_image();
-    drop(store);
+    let img = crashed_store(&objs[..3], &objs[3..]);
     assert!(img.read_file(&seg(4)).is_ok());
     img.remove_file(&seg(3)).expect("remove");
     let err = open(&img, opts()).expect_err("a hole in the log");
@@ -225,13 +230,15 @@ fn a_missing_segment_after_the_checkpoint_is_noticed_by_the_gap() {
 #[test]
 fn repair_salvages_a_sealed_segment_with_a_flipped_byte() {
     let objs = objects(9);
-    let fs = closed_store(&objs);
-    // Object 4 is the middle record of segment 2, a sealed segment under the checkpoint.
-    fs.corrupt(&seg(2), (nth(1) + 500) as usize, &[0x5a])
-        .expect("corrupt");
+    let fs = object_4_damaged(&objs);
     // A normal open does not scan under the checkpoint; the damage shows when read.
     let store = open(&fs, opts()).expect("open");
-    assert!(store.get(&objs[4].key).expect_err("damaged").is_corruption());
+    assert!(
+        store
+            .get(&objs[4].key)
+            .expect_err("damaged")
+            .is_corruption()
+    );
     drop(store);
 
     let store = open(&fs, opts().repair(true)).expect("repair");
@@ -244,7 +251,10 @@ fn repair_salvages_a_sealed_segment_with_a_flipped_byte() {
     assert_eq!(s.segments, vec![2]);
     assert_eq!(s.records_copied, 2, "objects 3 and 5 copied out");
     assert_eq!(s.bytes_dropped, REC);
-    assert!(fs.read_file(&seg(2)).is_err(), "the damaged segment is gone");
+    assert!(
+        fs.read_file(&seg(2)).is_err(),
+        "the damaged segment is gone"
+    );
     let kept: Vec<Obj> = objs
         .iter()
         .enumerate()
@@ -271,7 +281,10 @@ fn repair_keeps_the_valid_records_after_damage_in_the_last_segment() {
     let before = snapshot(&fs);
     let err = open(&fs, opts()).expect_err("valid records follow: damage");
     assert!(err.is_corruption(), "{err}");
-    assert!(err.to_string().contains(&format!("offset {}", nth(1))), "{err}");
+    assert!(
+        err.to_string().contains(&format!("offset {}", nth(1))),
+        "{err}"
+    );
     assert_eq!(snapshot(&fs), before);
 
     let store = open(&fs, opts().repair(true)).expect("repair");
@@ -349,9 +362,7 @@ fn salvage_is_crash_safe_at_every_step() {
         .collect();
     let mut completed = false;
     for n in 1..200u64 {
-        let fs = closed_store(&objs);
-        fs.corrupt(&seg(2), (nth(1) + 500) as usize, &[0x5a])
-            .expect("corrupt");
+        let fs = object_4_damaged(&objs);
         fs.fail_at(n);
         let first = open(&fs, opts().repair(true));
         let failed = fs.has_failed();
@@ -380,7 +391,10 @@ fn salvage_is_crash_safe_at_every_step() {
         }
         if !failed {
             // Opening, cutting, copying, syncing, the checkpoint, the removal: many steps.
-            assert!(n > 10, "only {n} steps: the failures did not reach the salvage");
+            assert!(
+                n > 10,
+                "only {n} steps: the failures did not reach the salvage"
+            );
             completed = true;
             break;
         }
@@ -391,9 +405,7 @@ fn salvage_is_crash_safe_at_every_step() {
 #[test]
 fn compaction_stops_at_damage_under_a_live_record_and_drops_dead_damage() {
     let objs = objects(9);
-    let fs = closed_store(&objs);
-    fs.corrupt(&seg(2), (nth(1) + 500) as usize, &[0x5a])
-        .expect("corrupt");
+    let fs = object_4_damaged(&objs);
     let store = open(&fs, opts()).expect("open");
     // Objects 3 and 5 deleted: segment 2 is mostly dead, a compaction victim, and the damaged
     // object 4 in it is live.

@@ -38,6 +38,13 @@ impl Obj {
     }
 }
 
+/// `n` objects of 1000 bytes without children: three fit in a 4 KiB segment.
+pub fn objects_of_1000(n: u64) -> Vec<Obj> {
+    (0..n)
+        .map(|i| Obj::generated(i, 1000, Vec::new()))
+        .collect()
+}
+
 /// `len` pseudo-random bytes determined by `seed` (splitmix64).
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ len as u64;

@@ -19,8 +19,8 @@
 use std::sync::atomic::Ordering;
 
 use super::LogStore;
-use super::delta::{CopyRecord, LogWrite};
 use super::SalvageReport;
+use super::delta::{CopyRecord, LogWrite};
 use super::segments::{Scanned, SegmentReader, records_tolerant};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Location, LogPosition};
@@ -183,12 +183,7 @@ impl LogStore {
     /// Copies the records of `victim` that may still be needed to the end of the log. With
     /// `tolerant`, damaged ranges are stepped over and their bytes returned; otherwise damage
     /// is an error.
-    fn copy_live(
-        &self,
-        victim: u64,
-        tolerant: bool,
-        report: &mut CompactionReport,
-    ) -> Result<u64> {
+    fn copy_live(&self, victim: u64, tolerant: bool, report: &mut CompactionReport) -> Result<u64> {
         let path = self.segment_path(victim);
         let view = match self.core.segments.read().get(&victim) {
             Some(SegmentReader::Mapped(v)) => v.clone(),

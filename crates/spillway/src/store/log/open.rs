@@ -41,6 +41,7 @@ use super::core::{Core, Counters};
 use super::flusher::LogFlusher;
 use super::index::Index;
 use super::pipeline::Pipeline;
+use super::segments::Scanned;
 use super::segments::SegmentReader;
 use super::{LogStore, LogStoreOptions};
 use crate::error::{Error, Result};
@@ -48,7 +49,6 @@ use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
 use crate::format::record::{self, RECORD_MAGIC, RecordKind};
 use crate::format::{DecodeError, marker, segment};
 use crate::key::ContentKey;
-use super::segments::Scanned;
 use crate::vfs::{OpenMode, Vfs};
 
 /// File name of the lock file inside a store directory.
@@ -491,7 +491,10 @@ fn missing_error(dir: &Path, missing: &[MissingData]) -> Error {
     };
     Error::Corrupted {
         what: "log",
-        location: dir.join(segment::file_name(first.segment)).display().to_string(),
+        location: dir
+            .join(segment::file_name(first.segment))
+            .display()
+            .to_string(),
         detail: format!(
             "{}{more}; {objects} objects that were durable are gone. Nothing was changed: `spillway verify {dir}` lists the loss, and `spillway verify --repair {dir}` keeps what is left and forgets the rest",
             first.detail,
@@ -595,7 +598,9 @@ fn recover(vfs: &dyn Vfs, dir: &Path, ids: &[u64], opts: &LogStoreOptions) -> Re
         if opts.repair {
             let header_problem = match segment::decode_header(&data) {
                 Ok(found) if found == id => None,
-                Ok(found) => Some(format!("the header names segment {found}, the file name {id}")),
+                Ok(found) => Some(format!(
+                    "the header names segment {found}, the file name {id}"
+                )),
                 Err(DecodeError::UnsupportedVersion(v)) => {
                     return Err(Error::UnsupportedVersion {
                         path,

@@ -189,7 +189,9 @@ pub(super) fn records_tolerant(data: &[u8], from: usize) -> TolerantScan<'_> {
     TolerantScan {
         data,
         pos: from,
-        budget: (data.len() as u64).saturating_mul(8).saturating_add(1 << 20),
+        budget: (data.len() as u64)
+            .saturating_mul(8)
+            .saturating_add(1 << 20),
     }
 }
 
