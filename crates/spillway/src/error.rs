@@ -151,6 +151,25 @@ pub enum Error {
     #[error("internal error in spillway: {0}; this is a bug, please report it")]
     Internal(String),
 
+    /// Garbage collection found objects that roots or live handles reach but that are not
+    /// stored: the store is damaged, and the collection deleted nothing.
+    #[error(
+        "garbage collection of {store} stopped and deleted nothing: {missing_count} objects reachable from {} are not stored ({}{}); check the store (`spillway verify`), or force the collection to delete only what the surviving parts of the graphs do not reach",
+        roots_text(roots),
+        missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
+        if *missing_count > missing.len() as u64 { ", ..." } else { "" }
+    )]
+    IncompleteGraph {
+        /// The store (its kind and path).
+        store: String,
+        /// The roots whose graphs miss objects ("a live handle" for a live handle's graph).
+        roots: Vec<String>,
+        /// The first missing keys, sorted.
+        missing: Vec<ContentKey>,
+        /// How many objects are missing in all.
+        missing_count: u64,
+    },
+
     /// A bad argument or configuration value.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -194,6 +213,20 @@ pub enum Error {
     },
 }
 
+fn roots_text(roots: &[String]) -> String {
+    let named: Vec<String> = roots
+        .iter()
+        .map(|r| {
+            if r == "a live handle" {
+                r.clone()
+            } else {
+                format!("root {r:?}")
+            }
+        })
+        .collect();
+    named.join(", ")
+}
+
 impl Error {
     /// Wraps an [`io::Error`] with the operation and path it concerns.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -208,7 +241,12 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         match self {
             Error::Shared(e) => e.is_corruption(),
-            e => matches!(e, Error::Corrupted { .. } | Error::ChecksumMismatch { .. }),
+            e => matches!(
+                e,
+                Error::Corrupted { .. }
+                    | Error::ChecksumMismatch { .. }
+                    | Error::IncompleteGraph { .. }
+            ),
         }
     }
 

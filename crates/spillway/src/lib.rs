@@ -24,7 +24,9 @@ pub mod write;
 
 #[doc(hidden)]
 pub use postcard as __postcard;
-pub use runtime::{DeepSize, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats};
+pub use runtime::{
+    DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats,
+};
 
 pub use error::{Error, Result};
 pub use key::ContentKey;

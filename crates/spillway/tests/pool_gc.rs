@@ -280,3 +280,92 @@ fn background_gc_runs_by_itself() {
     pool.shrink_to(0).expect("shrink_to");
     assert_eq!(check(&keep), 1);
 }
+
+/// A rooted graph `root → {a → {a1, a2}, b}` plus an unrooted `junk`, all stored and with no
+/// handle left; returns the keys (root, a, a1, a2, b, junk).
+fn stored_graph(pool: &Pool) -> [ContentKey; 6] {
+    let a1 = node(pool, 11, vec![]);
+    let a2 = node(pool, 12, vec![]);
+    let a = node(pool, 10, vec![a1.clone(), a2.clone()]);
+    let b = node(pool, 20, vec![]);
+    let root = node(pool, 1, vec![a.clone(), b.clone()]);
+    let junk = node(pool, 99, vec![]);
+    pool.set_root("graph", &root).expect("set_root");
+    let keys = [&root, &a, &a1, &a2, &b, &junk].map(|h| h.key().expect("key"));
+    pool.shrink_to(0).expect("page out");
+    keys
+}
+
+#[test]
+fn gc_on_a_damaged_graph_stops_and_deletes_nothing() {
+    let (store, pool) = setup(1 << 20);
+    let [root, a, _a1, _a2, _b, _junk] = stored_graph(&pool);
+    // The interior node `a` is lost, as damage would lose it.
+    store.delete(&[a]).expect("delete");
+    let before = store.keys().expect("keys").len();
+    let err = pool.gc().expect_err("a hole in a rooted graph");
+    assert!(err.is_corruption(), "{err}");
+    match &err {
+        spillway::Error::IncompleteGraph {
+            roots,
+            missing,
+            missing_count,
+            ..
+        } => {
+            assert_eq!(roots, &vec!["graph".to_string()]);
+            assert_eq!((missing.as_slice(), *missing_count), (&[a][..], 1));
+        }
+        other => panic!("expected IncompleteGraph, got {other}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("deleted nothing") && msg.contains("\"graph\""),
+        "{msg}"
+    );
+    assert!(msg.contains(&a.to_string()), "{msg}");
+    assert_eq!(store.keys().expect("keys").len(), before, "nothing deleted");
+
+    // The root's own object lost: the same.
+    store.delete(&[root]).expect("delete");
+    let before = store.keys().expect("keys").len();
+    assert!(matches!(
+        pool.gc().expect_err("a root names a missing object"),
+        spillway::Error::IncompleteGraph { .. }
+    ));
+    assert_eq!(store.keys().expect("keys").len(), before);
+}
+
+#[test]
+fn forced_gc_deletes_only_what_the_surviving_parts_do_not_reach() {
+    let (store, pool) = setup(1 << 20);
+    let [root, a, a1, a2, b, junk] = stored_graph(&pool);
+    store.delete(&[a]).expect("delete");
+    let report = pool
+        .gc_with(spillway::GcOptions::default().force(true))
+        .expect("forced gc");
+    // Kept: what is stored and reachable (root and b). Missing: a. Deleted: junk, and a1 and
+    // a2, which only the lost `a` reached.
+    assert_eq!(report.marked, 2, "{report:?}");
+    assert_eq!(report.missing, 1);
+    assert_eq!(report.missing_keys, vec![a]);
+    assert_eq!(report.damaged_roots, vec!["graph".to_string()]);
+    assert_eq!(report.deleted, 3);
+    let mut left = store.keys().expect("keys");
+    left.sort_unstable();
+    let mut want = vec![root, b];
+    want.sort_unstable();
+    assert_eq!(left, want);
+    for k in [a1, a2, junk] {
+        assert!(!store.contains(&k).expect("contains"));
+    }
+}
+
+#[test]
+fn gc_counts_as_kept_only_what_is_stored() {
+    let (store, pool) = setup(1 << 20);
+    let keys = stored_graph(&pool);
+    let report = pool.gc().expect("gc");
+    assert_eq!((report.marked, report.deleted, report.missing), (5, 1, 0));
+    assert_eq!(store.keys().expect("keys").len(), 5);
+    assert!(!store.contains(&keys[5]).expect("contains"));
+}

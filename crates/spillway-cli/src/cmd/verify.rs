@@ -23,7 +23,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     if args.repair {
         let store = LogStore::open_with(
             &args.dir,
-            LogStoreOptions::default().truncate_corrupt_tail(true),
+            LogStoreOptions::default().create(false).repair(true),
         )?;
         if let Some(t) = &store.recovery().torn_tail {
             println!(

@@ -14,6 +14,6 @@ mod stats;
 mod value;
 
 pub use handle::{GetFuture, Guard, Paged};
-pub use pool::{GcReport, Pool, PoolBuilder};
+pub use pool::{GcOptions, GcReport, MAX_MISSING_LISTED, Pool, PoolBuilder};
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};

@@ -326,7 +326,7 @@ fn background(pool: Weak<PoolShared>, signal: Arc<(Mutex<bool>, Condvar)>) {
         }
         if p.gc_after > 0
             && p.garbage_hint.load(Ordering::Relaxed) >= p.gc_after
-            && let Err(e) = p.gc()
+            && let Err(e) = p.gc(GcOptions::default())
         {
             p.record_error(&e);
         }
@@ -756,7 +756,7 @@ impl PoolShared {
     }
 
     /// Mark and sweep: everything reachable from a named root or a live handle survives.
-    pub(crate) fn gc(&self) -> Result<GcReport> {
+    pub(crate) fn gc(&self, opts: GcOptions) -> Result<GcReport> {
         let _one = self.gc_lock.lock();
         {
             let mut gc = self.gc_state.lock();
@@ -764,7 +764,7 @@ impl PoolShared {
             gc.protect.clear();
         }
         self.gc_active.store(true, Ordering::SeqCst);
-        let result = self.gc_inner();
+        let result = self.gc_inner(opts);
         self.gc_active.store(false, Ordering::Release);
         {
             let mut gc = self.gc_state.lock();
@@ -774,24 +774,32 @@ impl PoolShared {
         result
     }
 
-    fn gc_inner(&self) -> Result<GcReport> {
+    fn gc_inner(&self, opts: GcOptions) -> Result<GcReport> {
         self.garbage_hint.store(0, Ordering::Relaxed);
         let candidates = self.store.keys()?;
-        let mut marked: HashSet<ContentKey, BuildKeyHasher> = HashSet::default();
-        let mut starts: Vec<ContentKey> = self.store.roots()?.into_iter().map(|(_, k)| k).collect();
-        starts.extend(self.live_keys());
-        self.mark(starts, &mut marked)?;
+        let mut marking = Marking::default();
+        let roots = self.store.roots()?;
+        self.mark(&roots, self.live_keys(), &mut marking)?;
         // Sweep under the lock that page-outs and new handles take while a collection runs.
         // What became live during the marking (new handles, new roots, writes) is marked now,
         // with everything under it.
         let gc = self.gc_state.lock();
         let mut late: Vec<ContentKey> = self.live_keys();
-        late.extend(self.store.roots()?.into_iter().map(|(_, k)| k));
         late.extend(gc.protect.iter().copied());
-        self.mark(late, &mut marked)?;
+        self.mark(&self.store.roots()?, late, &mut marking)?;
+        if !marking.missing.is_empty() && !opts.force {
+            // A graph with holes: the store is damaged. What the holes held cannot be known,
+            // so nothing is deleted.
+            return Err(Error::IncompleteGraph {
+                store: self.store.describe(),
+                roots: marking.damaged_roots(),
+                missing_count: marking.missing.len() as u64,
+                missing: marking.missing_keys(10),
+            });
+        }
         let garbage: Vec<ContentKey> = candidates
             .into_iter()
-            .filter(|k| !marked.contains(k))
+            .filter(|k| !marking.marked.contains(k))
             .collect();
         self.store.delete(&garbage)?;
         drop(gc);
@@ -800,23 +808,54 @@ impl PoolShared {
             .gc_deleted
             .fetch_add(garbage.len() as u64, Ordering::Relaxed);
         Ok(GcReport {
-            marked: marked.len() as u64,
+            marked: marking.found,
             deleted: garbage.len() as u64,
+            missing: marking.missing.len() as u64,
+            damaged_roots: marking.damaged_roots(),
+            missing_keys: marking.missing_keys(MAX_MISSING_LISTED),
         })
     }
 
-    /// Marks everything reachable from `stack` (walking child keys in the store).
+    /// Marks everything reachable from the named roots and from `live` (keys of live handles),
+    /// walking child keys in the store. A root's object, or any child of a stored object, that
+    /// is not stored is recorded as missing, with the root it was reached from. A live handle's
+    /// own key need not be stored (its value may not have been paged out yet).
     fn mark(
         &self,
-        mut stack: Vec<ContentKey>,
-        marked: &mut HashSet<ContentKey, BuildKeyHasher>,
+        roots: &[(String, ContentKey)],
+        live: Vec<ContentKey>,
+        m: &mut Marking,
     ) -> Result<()> {
-        while let Some(k) = stack.pop() {
-            if !marked.insert(k) {
+        let starts = roots
+            .iter()
+            .map(|(name, k)| (Some(name.as_str()), *k))
+            .chain(live.into_iter().map(|k| (None, k)));
+        for (root, start) in starts {
+            if m.marked.contains(&start) {
                 continue;
             }
-            if let Some(blob) = self.store.get(&k)? {
-                stack.extend(blob.children.iter().filter(|c| !marked.contains(c)));
+            let mut stack = vec![(start, root.is_some())];
+            while let Some((k, must_exist)) = stack.pop() {
+                if !m.marked.insert(k) {
+                    continue;
+                }
+                match self.store.get(&k)? {
+                    Some(blob) => {
+                        m.found += 1;
+                        stack.extend(
+                            blob.children
+                                .iter()
+                                .filter(|c| !m.marked.contains(*c))
+                                .map(|c| (*c, true)),
+                        );
+                    }
+                    None if must_exist => {
+                        let from = root.map_or_else(|| "a live handle".to_string(), str::to_string);
+                        m.missing.insert(k, from);
+                    }
+                    // Not paged out yet: nothing stored to walk.
+                    None => {}
+                }
             }
         }
         Ok(())
@@ -884,13 +923,63 @@ fn shard_of(key: &ContentKey) -> usize {
 }
 
 /// What a garbage collection did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GcReport {
-    /// Objects found reachable.
+    /// Objects found stored and reachable (kept).
     pub marked: u64,
     /// Objects deleted.
     pub deleted: u64,
+    /// Objects reachable from a root or a live handle that are not stored (only with
+    /// [`GcOptions::force`]: otherwise a collection that finds any stops with
+    /// [`Error::IncompleteGraph`]).
+    pub missing: u64,
+    /// Roots whose graphs miss objects, by name (a live handle's graph as "a live handle").
+    pub damaged_roots: Vec<String>,
+    /// The missing objects, sorted (at most [`MAX_MISSING_LISTED`]).
+    pub missing_keys: Vec<ContentKey>,
+}
+
+/// The most missing keys a [`GcReport`] lists; its count is always whole.
+pub const MAX_MISSING_LISTED: usize = 100;
+
+/// How a garbage collection treats a damaged store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcOptions {
+    /// Collect even when objects that roots or live handles reach are missing (default
+    /// `false`: such a collection stops and deletes nothing). Only objects that the surviving
+    /// parts of the graphs do not reach are deleted; what the missing objects referred to
+    /// cannot be known, so objects that only they reached are deleted too.
+    pub force: bool,
+}
+
+impl GcOptions {
+    /// See [`GcOptions::force`].
+    pub fn force(mut self, yes: bool) -> Self {
+        self.force = yes;
+        self
+    }
+}
+
+/// The state of one marking: what is marked, how many of those are stored, and what is
+/// missing (with the root it was reached from).
+#[derive(Default)]
+struct Marking {
+    marked: HashSet<ContentKey, BuildKeyHasher>,
+    found: u64,
+    missing: std::collections::BTreeMap<ContentKey, String>,
+}
+
+impl Marking {
+    fn damaged_roots(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> = self.missing.values().collect();
+        set.into_iter().cloned().collect()
+    }
+
+    fn missing_keys(&self, most: usize) -> Vec<ContentKey> {
+        self.missing.keys().take(most).copied().collect()
+    }
 }
 
 /// A memory pool of paged values over a store, within a byte budget.
@@ -1036,9 +1125,19 @@ impl Pool {
 
     /// Deletes stored objects that no live handle, named root or persisted graph reaches.
     /// Safe while other threads use the pool.
+    ///
+    /// Safe on a damaged store too: if a root's object, or a child of a reachable stored object,
+    /// is missing, the collection stops with [`Error::IncompleteGraph`], naming the roots and
+    /// the keys, and deletes nothing. [`gc_with`](Self::gc_with) and [`GcOptions::force`] go
+    /// past that.
     pub fn gc(&self) -> Result<GcReport> {
+        self.gc_with(GcOptions::default())
+    }
+
+    /// [`gc`](Self::gc) with options.
+    pub fn gc_with(&self, opts: GcOptions) -> Result<GcReport> {
         self.take_error()?;
-        self.shared.gc()
+        self.shared.gc(opts)
     }
 
     /// Pages out values until at most `bytes` are resident (pinned values stay); returns the

@@ -57,7 +57,7 @@ mod verify;
 pub use compact::CompactionReport;
 pub use delta::Appended;
 pub use open::{DamagedRange, MissingData, RecoveryReport, SalvageReport, TornTail};
-pub use verify::{VerifyReport, verify, verify_on};
+pub use verify::{MAX_LISTED, RootCheck, VerifyReport, verify, verify_on};
 
 use self::core::Core;
 use delta::{EncodedPuts, LogWrite};

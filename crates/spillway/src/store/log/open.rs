@@ -93,13 +93,18 @@ pub struct RecoveryReport {
     pub lost_keys: Vec<ContentKey>,
     /// Repair mode, writable: what salvaging the damaged segments did.
     pub salvage: Option<SalvageReport>,
+    /// Repair mode, writable: the `STORE` marker was damaged and was written again.
+    pub marker_rewritten: bool,
 }
 
 impl RecoveryReport {
     /// True if recovery found data lost or damaged (a torn tail is not: it is the normal trace
     /// of a crash during a write that was never acknowledged as written).
     pub fn found_damage(&self) -> bool {
-        !self.damaged.is_empty() || !self.missing.is_empty() || !self.lost_keys.is_empty()
+        !self.damaged.is_empty()
+            || !self.missing.is_empty()
+            || !self.lost_keys.is_empty()
+            || self.marker_rewritten
     }
 }
 
@@ -173,7 +178,7 @@ impl LogStore {
             }
             Err(e) => return Err(Error::io("list directory", &dir, e)),
         };
-        check_marker(vfs.as_ref(), &dir, &names, &opts)?;
+        let marker_rewritten = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
 
         let lock = if opts.read_only {
             None
@@ -189,6 +194,9 @@ impl LogStore {
             }
         };
 
+        if marker_rewritten {
+            write_marker(vfs.as_ref(), &dir)?;
+        }
         let mut ids: Vec<u64> = names
             .iter()
             .filter_map(|n| segment::parse_file_name(n))
@@ -275,7 +283,10 @@ impl LogStore {
             pipeline,
             core,
             maintenance: Mutex::new(()),
-            recovery: recovered.report,
+            recovery: RecoveryReport {
+                marker_rewritten,
+                ..recovered.report
+            },
             closed: AtomicBool::new(false),
             roots: Default::default(),
             _lock: lock,
@@ -303,8 +314,14 @@ impl LogStore {
     }
 }
 
-/// Checks (or, for a new store, writes) the `STORE` marker.
-fn check_marker(vfs: &dyn Vfs, dir: &Path, names: &[String], opts: &LogStoreOptions) -> Result<()> {
+/// Checks (or, for a new store, writes) the `STORE` marker; true if it is damaged and repair
+/// is to write it again (once the lock is held).
+fn check_marker(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    names: &[String],
+    opts: &LogStoreOptions,
+) -> Result<bool> {
     let path = dir.join(marker::MARKER_FILE);
     let existing = if names.iter().any(|n| n == marker::MARKER_FILE) {
         Some(
@@ -318,19 +335,32 @@ fn check_marker(vfs: &dyn Vfs, dir: &Path, names: &[String], opts: &LogStoreOpti
     let interrupted = existing
         .as_deref()
         .is_some_and(|b| interrupted_creation(b, names));
+    let has_log = names
+        .iter()
+        .any(|n| segment::parse_file_name(n).is_some() || n == checkpoint::CHECKPOINT_FILE);
     if let Some(bytes) = existing.filter(|_| !interrupted) {
         return match marker::decode(&bytes) {
-            Ok(v) if v <= marker::STORE_VERSION => Ok(()),
+            Ok(v) if v <= marker::STORE_VERSION => Ok(false),
             Ok(v) => Err(Error::UnsupportedVersion {
                 path,
                 found: v,
                 supported: marker::STORE_VERSION,
             }),
-            Err(DecodeError::BadMagic) => Err(Error::NotAStore {
+            // Next to log files, a marker that does not decode is damage: repair writes it
+            // again (the segment headers carry their own version, checked by the scan).
+            Err(_) if has_log && opts.repair && !opts.read_only => Ok(true),
+            Err(DecodeError::BadMagic) if !has_log => Err(Error::NotAStore {
                 path: dir.to_path_buf(),
                 detail: format!("{} is not a spillway marker", path.display()),
             }),
-            Err(e) => Err(e.at("store marker", path.display().to_string())),
+            Err(e) => Err(Error::Corrupted {
+                what: "store marker",
+                location: path.display().to_string(),
+                detail: format!(
+                    "{e}; the directory holds spillway log files, so this is damage. `spillway verify --repair {}` writes the marker again",
+                    dir.display()
+                ),
+            }),
         };
     }
     let foreign: Vec<&String> = names
@@ -353,15 +383,22 @@ fn check_marker(vfs: &dyn Vfs, dir: &Path, names: &[String], opts: &LogStoreOpti
         });
     }
     // A new store: the marker is written and made durable before anything else.
+    write_marker(vfs, dir)?;
+    Ok(false)
+}
+
+/// Writes the `STORE` marker and makes it durable.
+fn write_marker(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let path = dir.join(marker::MARKER_FILE);
     let f = vfs
         .open(&path, OpenMode::Create)
         .map_err(|e| Error::io("create", &path, e))?;
-    f.write_at(&marker::encode(marker::STORE_VERSION), 0)
+    f.set_len(0)
+        .and_then(|_| f.write_at(&marker::encode(marker::STORE_VERSION), 0))
         .and_then(|_| f.sync_data())
         .map_err(|e| Error::io("write", &path, e))?;
     vfs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok(())
+        .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// True if `marker` is what a crash while creating the store leaves behind: a short marker
