@@ -33,6 +33,8 @@
 //! Without `--dir` the store lives in a temporary directory that is removed at the end. With
 //! `--dir` it is kept: run the example again on it and its first build finds everything stored
 //! by the last run (only the two edited files differ from it).
+//!
+//! `cargo test -p spillway --examples` runs the example as a test.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -393,6 +395,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tmp.path().join("store")
         }
     };
+    run_all(&dir)?;
+    Ok(())
+}
+
+/// The four builds on the store in `dir`.
+fn run_all(dir: &Path) -> spillway::Result<()> {
     let plan = plan();
     println!(
         "build_cache: {} files, {} targets, budget {} KiB, store in {}",
@@ -418,10 +426,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "resident",
         "ms"
     );
-    run(&plan, &dir, "1. build", 0)?;
-    run(&plan, &dir, "2. restart, nothing changed", 0)?;
-    run(&plan, &dir, "3. one function edited", 1)?;
-    run(&plan, &dir, "4. one comment edited", 2)?;
+    run(&plan, dir, "1. build", 0)?;
+    run(&plan, dir, "2. restart, nothing changed", 0)?;
+    run(&plan, dir, "3. one function edited", 1)?;
+    run(&plan, dir, "4. one comment edited", 2)?;
     println!("ok: each build rebuilt exactly what its edit reached, and every output matched");
     Ok(())
+}
+
+/// `cargo test -p spillway --examples` runs the example too.
+#[test]
+fn builds_only_what_each_edit_reaches() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    run_all(&tmp.path().join("store")).expect("the builds");
 }

@@ -28,6 +28,7 @@
 //! ```
 //!
 //! The store is a log store in a temporary directory, removed when the pool is dropped.
+//! `cargo test -p spillway --examples` runs the example as a test, with the debug sizes.
 
 use std::time::Instant;
 
@@ -380,4 +381,10 @@ fn main() -> spillway::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// `cargo test -p spillway --examples` runs the example too (with the debug sizes).
+#[test]
+fn the_pipeline_stays_within_its_budget_and_computes_g() {
+    main().expect("the pipeline");
 }
