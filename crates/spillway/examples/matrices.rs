@@ -375,7 +375,7 @@ fn main() -> spillway::Result<()> {
     assert!(s.page_outs > 0, "nothing was paged out");
     assert_eq!(s.errors, 0, "background errors: {:?}", s.last_error);
     println!(
-        "ok: {} of matrices through a {} budget in {:.1} s",
+        "ok: {} of matrices through a budget of {} in {:.1} s",
         mib(held_bytes),
         mib(BUDGET),
         start.elapsed().as_secs_f64()
