@@ -1,17 +1,68 @@
 //! Project tasks that are too long or too heavy for the test suite, run as `cargo xtask <task>`.
 //!
-//! - `ci`: formatting, lints and the test suite, exactly as CI runs them, plus short smokes of
-//!   the fuzzers, the crash sweep and the benchmark;
+//! - `ci`: formatting, lints and the test suite, exactly as CI runs them, the examples, plus
+//!   short smokes of the fuzzers, the crash sweep and the benchmark;
 //! - `fuzz [--seconds N] [TARGET...]`: runs the cargo-fuzz targets (installs cargo-fuzz into the
 //!   nightly toolchain's cargo if missing);
-//! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash test, N times (default 500);
+//! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash test, N iterations (default
+//!   500), ending with a line of totals; fails if an acknowledged write was lost;
 //! - `bench [ARGS...]`: the benchmark harness in release mode; arguments go to it.
+//!
+//! `cargo xtask --help` (or `-h`, or no task) prints the usage and exits 0; an unknown task or
+//! flag prints it and exits 2; a task that fails exits 1.
 
 use std::env;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 const FUZZ_TARGETS: &[&str] = &["decode_record", "decode_checkpoint", "recover_log"];
+
+/// The examples of the `spillway` crate, run in release mode by `ci`.
+const EXAMPLES: &[&str] = &["build_cache", "matrices"];
+
+/// The tag of the line of totals that the crash test prints at its end.
+const CRASH_TOTALS_TAG: &str = "CRASH-SWEEP-TOTALS";
+
+fn usage() -> String {
+    let lines = [
+        "usage: cargo xtask <task> [FLAGS]".to_string(),
+        String::new(),
+        "tasks:".to_string(),
+        "  ci                              fmt, clippy, tests, the examples, and short smokes"
+            .into(),
+        "                                  of the rest (longer than CI's)".into(),
+        "  fuzz [--seconds N] [TARGET...]  run the fuzz targets, N seconds each (default 60);"
+            .into(),
+        format!(
+            "                                  targets: {}",
+            FUZZ_TARGETS.join(", ")
+        ),
+        "  crash-sweep [--iters N]         kill -9 crash test, N iterations of two kills each"
+            .into(),
+        "                                  (default 500); ends with a line of totals and fails"
+            .into(),
+        "                                  if an acknowledged write was lost".into(),
+        "  bench [ARGS...]                 the benchmark harness in release mode; ARGS go to"
+            .into(),
+        "                                  it (try: cargo xtask bench --help)".into(),
+        String::new(),
+        "cargo xtask --help (or -h, or no task) shows this.".into(),
+    ];
+    lines.join("\n")
+}
+
+/// Why a task did not succeed: the command line was wrong (exit 2), or the task failed (exit 1).
+enum Failure {
+    Usage(String),
+    Task(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Task(e)
+    }
+}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,24 +122,129 @@ fn fuzz(seconds: u64, targets: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `cmd` with its standard output relayed line by line to ours, handing each line to
+/// `on_line` too.
+fn run_reading(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<(), String> {
+    eprintln!("$ {cmd:?}");
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| format!("{cmd:?}: no standard output"))?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("{cmd:?}: reading its output: {e}"))?;
+        println!("{line}");
+        on_line(&line);
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("{cmd:?}: waiting for it: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+/// The totals the crash test prints at its end, as `name=value` pairs.
+#[derive(Debug, Default)]
+struct CrashTotals {
+    iterations: u64,
+    kills: u64,
+    checked: u64,
+    lost: u64,
+    undeleted: u64,
+    unknown: u64,
+}
+
+impl CrashTotals {
+    fn parse(line: &str) -> Option<CrashTotals> {
+        let rest = &line[line.find(CRASH_TOTALS_TAG)? + CRASH_TOTALS_TAG.len()..];
+        let mut t = CrashTotals::default();
+        for pair in rest.split_whitespace() {
+            let (name, value) = pair.split_once('=')?;
+            let value: u64 = value.parse().ok()?;
+            match name {
+                "iterations" => t.iterations = value,
+                "kills" => t.kills = value,
+                "checked" => t.checked = value,
+                "lost" => t.lost = value,
+                "undeleted" => t.undeleted = value,
+                "unknown" => t.unknown = value,
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+}
+
 fn crash_sweep(iters: u64) -> Result<(), String> {
-    run(cargo()
-        .env("SPILLWAY_CRASH_ITERS", iters.to_string())
-        .args([
-            "test",
-            "--release",
-            "-p",
-            "spillway",
-            "--test",
-            "log_crash_process",
-        ])
-        .args(["--", "--nocapture"]))
+    let mut totals = None;
+    let outcome = run_reading(
+        cargo()
+            .env("SPILLWAY_CRASH_ITERS", iters.to_string())
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "spillway",
+                "--test",
+                "log_crash_process",
+            ])
+            .args(["--", "--nocapture"]),
+        |line| {
+            if let Some(t) = CrashTotals::parse(line) {
+                totals = Some(t);
+            }
+        },
+    );
+    let Some(t) = totals else {
+        outcome?;
+        return Err("the crash test ended without its line of totals".into());
+    };
+    println!(
+        "crash sweep: {} iterations, {} kills, {} acknowledged writes checked, lost: {}{}",
+        t.iterations,
+        t.kills,
+        t.checked,
+        t.lost,
+        if t.undeleted + t.unknown > 0 {
+            format!(
+                ", deletes undone: {}, unknown keys: {}",
+                t.undeleted, t.unknown
+            )
+        } else {
+            String::new()
+        }
+    );
+    outcome?;
+    if t.lost + t.undeleted + t.unknown > 0 {
+        return Err("the crash test found acknowledged writes lost or undone".into());
+    }
+    if t.iterations != iters {
+        return Err(format!(
+            "the crash test ran {} iterations, not {iters}",
+            t.iterations
+        ));
+    }
+    Ok(())
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
     run(cargo()
         .args(["run", "--release", "-p", "spillway-bench", "--"])
         .args(args))
+}
+
+fn examples() -> Result<(), String> {
+    for example in EXAMPLES {
+        run(cargo().args(["run", "--release", "-p", "spillway", "--example", example]))?;
+    }
+    Ok(())
 }
 
 fn ci() -> Result<(), String> {
@@ -102,21 +258,25 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace"]))?;
+    examples()?;
     crash_sweep(20)?;
     bench(&["--quick".to_string()])?;
     fuzz(20, &[])
 }
 
-fn flag(args: &[String], name: &str, default: u64) -> Result<(u64, Vec<String>), String> {
+/// Takes `name N` out of `args`; the rest are returned, in order.
+fn flag(args: &[String], name: &str, default: u64) -> Result<(u64, Vec<String>), Failure> {
     let mut rest = Vec::new();
     let mut value = default;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == name {
-            let v = it.next().ok_or(format!("{name} needs a value"))?;
+            let v = it
+                .next()
+                .ok_or_else(|| Failure::Usage(format!("{name} needs a value")))?;
             value = v
                 .parse()
-                .map_err(|_| format!("{name}: {v:?} is not a number"))?;
+                .map_err(|_| Failure::Usage(format!("{name}: {v:?} is not a number")))?;
         } else {
             rest.push(a.clone());
         }
@@ -124,31 +284,86 @@ fn flag(args: &[String], name: &str, default: u64) -> Result<(u64, Vec<String>),
     Ok((value, rest))
 }
 
+/// Refuses arguments a task does not take.
+fn no_more(task: &str, rest: &[String]) -> Result<(), Failure> {
+    match rest.first() {
+        None => Ok(()),
+        Some(a) => Err(Failure::Usage(format!("{task}: unexpected argument {a:?}"))),
+    }
+}
+
+fn run_task(task: &str, args: &[String]) -> Result<(), Failure> {
+    match task {
+        "ci" => {
+            no_more(task, args)?;
+            Ok(ci()?)
+        }
+        "fuzz" => {
+            let (seconds, targets) = flag(args, "--seconds", 60)?;
+            if let Some(t) = targets.iter().find(|t| !FUZZ_TARGETS.contains(&t.as_str())) {
+                return Err(Failure::Usage(format!(
+                    "fuzz: unknown target or flag {t:?}"
+                )));
+            }
+            Ok(fuzz(seconds, &targets)?)
+        }
+        "crash-sweep" => {
+            let (iters, rest) = flag(args, "--iters", 500)?;
+            no_more(task, &rest)?;
+            Ok(crash_sweep(iters)?)
+        }
+        "bench" => Ok(bench(args)?),
+        _ => Err(Failure::Usage(format!("unknown task {task:?}"))),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
-        Some("fuzz") => flag(&args[1..], "--seconds", 60).and_then(|(s, t)| fuzz(s, &t)),
-        Some("crash-sweep") => flag(&args[1..], "--iters", 500).and_then(|(n, _)| crash_sweep(n)),
-        Some("bench") => bench(&args[1..]),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <task>\n\n\
-                 tasks:\n  \
-                 ci                              fmt, clippy, tests, and short smokes of the rest\n  \
-                 fuzz [--seconds N] [TARGET...]  run the fuzz targets (default 60 s each): {}\n  \
-                 crash-sweep [--iters N]         kill -9 crash test, N runs (default 500)\n  \
-                 bench [ARGS...]                 benchmark harness (try --help)",
-                FUZZ_TARGETS.join(", ")
-            );
-            return ExitCode::from(2);
-        }
+    let Some(task) = args.first() else {
+        println!("{}", usage());
+        return ExitCode::SUCCESS;
     };
-    match result {
+    // `bench` hands its arguments, `--help` included, to the harness.
+    let help = |a: &String| a == "--help" || a == "-h" || a == "help";
+    if help(task) || (task != "bench" && args[1..].iter().any(help)) {
+        println!("{}", usage());
+        return ExitCode::SUCCESS;
+    }
+    match run_task(task, &args[1..]) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e}\n\n{}", usage());
+            ExitCode::from(2)
+        }
+        Err(Failure::Task(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_crash_tests_totals_after_the_harness_words() {
+        let t = CrashTotals::parse(
+            "test x ... CRASH-SWEEP-TOTALS iterations=3 kills=6 checked=99 lost=1 undeleted=0 unknown=2",
+        )
+        .expect("a line of totals");
+        assert_eq!(
+            (
+                t.iterations,
+                t.kills,
+                t.checked,
+                t.lost,
+                t.undeleted,
+                t.unknown
+            ),
+            (3, 6, 99, 1, 0, 2)
+        );
+        assert!(CrashTotals::parse("test result: ok").is_none());
+        assert!(CrashTotals::parse("CRASH-SWEEP-TOTALS lost=x").is_none());
     }
 }

@@ -10,7 +10,7 @@
 //! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod codec;
 pub mod error;

@@ -4,7 +4,10 @@
 //!
 //! The child is this test binary run again with `SPILLWAY_CRASH_CHILD` set, selecting the
 //! ignored `crash_child` test, so it works under `cargo test` and `cargo nextest run` alike.
-//! `SPILLWAY_CRASH_ITERS=n` sets the number of kills (default 5).
+//! `SPILLWAY_CRASH_ITERS=n` sets the number of iterations, two kills each (default 5). The
+//! test checks everything before it fails, and ends with one line of totals (iterations,
+//! kills, acknowledged writes checked, and what was lost), which `cargo xtask crash-sweep`
+//! reads.
 
 mod common;
 
@@ -73,8 +76,8 @@ fn crash_child() {
 }
 
 /// Runs the child until a random moment after its first acknowledgement; returns the last
-/// acknowledged iteration, if any.
-fn run_child(dir: &Path, start: u64, rng: &mut impl Rng) -> Option<u64> {
+/// acknowledged iteration, if any, and whether the child was killed by the signal.
+fn run_child(dir: &Path, start: u64, rng: &mut impl Rng) -> (Option<u64>, bool) {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = Command::new(exe)
         .args([
@@ -116,8 +119,77 @@ fn run_child(dir: &Path, start: u64, rng: &mut impl Rng) -> Option<u64> {
         last.is_some() || status.code().is_none(),
         "the child exited on its own: {status}"
     );
-    last
+    (last, status.code().is_none())
 }
+
+/// What a sweep checked, and what it found wrong.
+#[derive(Debug, Default)]
+struct Totals {
+    iterations: u64,
+    /// Children killed with SIGKILL while writing.
+    kills: u64,
+    /// Acknowledged writes checked after a reopen (each round checks every write the store
+    /// acknowledged so far, its earlier rounds' included).
+    checked: u64,
+    /// Acknowledged puts missing or changed after a reopen.
+    lost: u64,
+    /// Acknowledged deletes undone after a reopen.
+    undeleted: u64,
+    /// Keys the child never wrote.
+    unknown: u64,
+}
+
+/// Reopens the store after the child acknowledging iterations `..=last` was killed, checks
+/// every acknowledged write, and counts what it found in `totals`.
+fn check(dir: &Path, last: u64, at: &str, totals: &mut Totals) {
+    let store = LogStore::open_with(dir, opts()).unwrap_or_else(|e| panic!("{at}: reopen: {e}"));
+    for i in 0..=last {
+        for k in written(i) {
+            let o = object(k);
+            // Deleted by an acknowledged later iteration, or not at all.
+            let deleted_at = (k + 5)
+                .is_multiple_of(3)
+                .then_some((k + 5) / 3)
+                .filter(|&d| d >= 2);
+            let got = store.get(&o.key).expect("get");
+            totals.checked += 1;
+            match deleted_at {
+                Some(d) if d <= last => {
+                    if got.is_some() {
+                        eprintln!("{at}: object {k}, deleted at {d}, is back");
+                        totals.undeleted += 1;
+                    }
+                }
+                // The delete may or may not have landed before the kill.
+                Some(d) if d == last + 1 => {
+                    if got.as_ref().is_some_and(|b| *b != o.blob()) {
+                        eprintln!("{at}: object {k}, acknowledged at {i}, changed");
+                        totals.lost += 1;
+                    }
+                }
+                _ => {
+                    if got != Some(o.blob()) {
+                        let what = if got.is_none() { "missing" } else { "changed" };
+                        eprintln!("{at}: object {k}, acknowledged at {i}, {what}");
+                        totals.lost += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Nothing the child never wrote.
+    let max_key = 3 * (last + 2);
+    let known: std::collections::HashSet<_> = (0..max_key).map(|k| object(k).key).collect();
+    for k in store.keys().expect("keys") {
+        if !known.contains(&k) {
+            eprintln!("{at}: unknown key {k}");
+            totals.unknown += 1;
+        }
+    }
+}
+
+/// The line a sweep ends with; `cargo xtask crash-sweep` reads it from the output.
+const TOTALS_TAG: &str = "CRASH-SWEEP-TOTALS";
 
 #[test]
 fn kill_9_loses_no_acknowledged_write() {
@@ -126,6 +198,7 @@ fn kill_9_loses_no_acknowledged_write() {
     }
     let iters = env_count("SPILLWAY_CRASH_ITERS", 5);
     let mut rng = rand::rng();
+    let mut totals = Totals::default();
     for iter in 0..iters {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("store");
@@ -133,55 +206,37 @@ fn kill_9_loses_no_acknowledged_write() {
         // also hit stores that have been recovered before.
         let mut next = 0;
         for round in 0..2 {
-            let last = run_child(&dir, next, &mut rng);
+            let (last, killed) = run_child(&dir, next, &mut rng);
+            totals.kills += u64::from(killed);
             // Killed before its first acknowledgement: nothing to check yet.
             let Some(last) = last else { continue };
             eprintln!(
                 "iteration {iter}.{round}: killed after acknowledging {}..={last}",
                 next
             );
-            let store = LogStore::open_with(&dir, opts())
-                .unwrap_or_else(|e| panic!("iteration {iter}.{round}: reopen: {e}"));
-            for i in 0..=last {
-                for k in written(i) {
-                    let o = object(k);
-                    // Deleted by an acknowledged later iteration, or not at all.
-                    let deleted_at = (k + 5)
-                        .is_multiple_of(3)
-                        .then_some((k + 5) / 3)
-                        .filter(|&d| d >= 2);
-                    let got = store.get(&o.key).expect("get");
-                    match deleted_at {
-                        Some(d) if d <= last => {
-                            assert_eq!(
-                                got, None,
-                                "iteration {iter}.{round}: object {k} deleted at {d}"
-                            )
-                        }
-                        Some(d) if d == last + 1 => {
-                            if let Some(b) = got {
-                                assert_eq!(b, o.blob(), "iteration {iter}.{round}: object {k}");
-                            }
-                        }
-                        _ => assert_eq!(
-                            got,
-                            Some(o.blob()),
-                            "iteration {iter}.{round}: object {k} acknowledged at {i}"
-                        ),
-                    }
-                }
-            }
-            // Nothing the child never wrote.
-            let max_key = 3 * (last + 2);
-            let known: std::collections::HashSet<_> = (0..max_key).map(|k| object(k).key).collect();
-            for k in store.keys().expect("keys") {
-                assert!(
-                    known.contains(&k),
-                    "iteration {iter}.{round}: unknown key {k}"
-                );
-            }
-            drop(store);
+            check(
+                &dir,
+                last,
+                &format!("iteration {iter}.{round}"),
+                &mut totals,
+            );
             next = last + 1;
         }
+        totals.iterations += 1;
     }
+    // On its own line: the test harness prints its own words around the test's output.
+    println!(
+        "\n{TOTALS_TAG} iterations={} kills={} checked={} lost={} undeleted={} unknown={}",
+        totals.iterations,
+        totals.kills,
+        totals.checked,
+        totals.lost,
+        totals.undeleted,
+        totals.unknown
+    );
+    assert_eq!(
+        (totals.lost, totals.undeleted, totals.unknown),
+        (0, 0, 0),
+        "acknowledged writes lost, deletes undone, unknown keys: {totals:?}"
+    );
 }
