@@ -1,19 +1,24 @@
-//! The `spillway` command-line tool: run the demo, and inspect, verify and repair stores.
+//! The `spillway` command-line tool: run the demo, and inspect, verify, repair, compact and
+//! collect stores.
 //!
-//! Exit codes: 0 on success, 1 when the command ran but found a problem (or failed), 2 on a
-//! usage error (bad flag, bad size, bad path).
+//! Every subcommand exits 0 when all is well, 1 when it found damage (or could not finish),
+//! and 2 on a usage error or a store it cannot open (not a store, locked, a newer version).
+//! With `--json`, the maintenance commands print one JSON document on standard output
+//! (`docs/CLI.md` gives its fields); messages and progress go to standard error.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
+mod exit;
+mod output;
 mod paths;
 mod size;
 
 /// Keep objects in memory up to a byte budget and page the cold ones to storage.
 #[derive(Debug, Parser)]
-#[command(name = "spillway", version, about)]
+#[command(name = "spillway", version, about, after_help = exit::CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,36 +27,55 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build a large object graph in a store, read it back with a skewed pattern, verify it.
+    #[command(after_help = exit::DEMO_CODES)]
     Demo(cmd::demo::Args),
-    /// Show what a store holds.
+    /// Show what a store holds. Reads only: works while another process writes the store.
+    #[command(after_help = exit::CODES)]
     Inspect(cmd::inspect::Args),
-    /// Check every record of a store (checksums, keys, children); `--repair` cuts a damaged tail.
+    /// Check every record, file, root and graph of a store; `--repair` salvages what a checksum
+    /// still vouches for. Without `--repair` it reads only: works while another process
+    /// writes the store.
+    #[command(after_help = exit::CODES)]
     Verify(cmd::verify::Args),
     /// Rewrite mostly-dead segments of a store and give their space back.
+    #[command(after_help = exit::CODES)]
     Compact(cmd::compact::Args),
-    /// Delete stored objects that no named root reaches.
+    /// DELETES stored objects that no named root reaches (the whole graph under each root
+    /// stays). Stops and deletes nothing if a root's graph has a missing object.
+    #[command(after_help = exit::CODES)]
     Gc(cmd::gc::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Demo(a) => cmd::demo::run(a),
-        Command::Inspect(a) => cmd::inspect::run(a),
-        Command::Verify(a) => cmd::verify::run(a),
-        Command::Compact(a) => cmd::compact::run(a),
-        Command::Gc(a) => cmd::gc::run(a),
+    let mut command = Cli::command();
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        command = command.color(clap::ColorChoice::Never);
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let (result, out) = match cli.command {
+        Command::Demo(a) => (cmd::demo::run(a), output::Output::default()),
+        Command::Inspect(a) => {
+            let out = a.out;
+            (cmd::inspect::run(a), out)
+        }
+        Command::Verify(a) => {
+            let out = a.out;
+            (cmd::verify::run(a), out)
+        }
+        Command::Compact(a) => {
+            let out = a.out;
+            (cmd::compact::run(a), out)
+        }
+        Command::Gc(a) => {
+            let out = a.out;
+            (cmd::gc::run(a), out)
+        }
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::report(&e, &out),
     }
 }

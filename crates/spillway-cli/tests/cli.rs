@@ -1,22 +1,10 @@
 //! The `spillway` binary end to end: exit codes and what it prints.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn spillway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args(args)
-        .output()
-        .expect("run the spillway binary")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{spillway, text};
 
 #[test]
 fn demo_verifies_everything_and_keeps_the_store_for_inspection() {
@@ -90,7 +78,7 @@ fn a_directory_that_is_not_a_store_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), "hello").unwrap();
     let o = spillway(&["inspect", tmp.path().to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("is not a spillway store"), "{}", text(&o));
     assert!(Path::new(&tmp.path().join("notes.txt")).exists());
 }
@@ -117,4 +105,41 @@ fn verify_reports_damage_even_when_the_store_does_not_open() {
         out.contains("segments") && out.contains("records"),
         "a report, not just an error: {out}"
     );
+}
+
+#[test]
+fn demo_refuses_what_cannot_work_on_this_machine_before_writing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let d = dir.to_str().unwrap();
+    for (args, needle) in [
+        (
+            &["demo", "--budget", "64KiB", "--dir", d][..],
+            "too small for the demo",
+        ),
+        (&["demo", "--budget", "1", "--dir", d], "use --budget"),
+        (
+            &["demo", "--budget", "64TiB", "--dir", d],
+            "more than this machine's memory",
+        ),
+        (
+            // 12 × 8 GiB × 100: far more than any test machine's free disk space.
+            &["demo", "--budget", "8GiB", "--scale", "100", "--dir", d],
+            "would not fit in the",
+        ),
+    ] {
+        let o = spillway(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{args:?}: {}", text(&o));
+        assert!(!dir.exists(), "{args:?} wrote a store");
+    }
+}
+
+#[test]
+fn demo_on_the_memory_store_has_no_reopen_row() {
+    let o = spillway(&["demo", "--budget", "1MiB", "--store", "mem"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("mismatches"), "{out}");
+    assert!(!out.contains("reopen"), "{out}");
 }

@@ -1,10 +1,13 @@
-//! `spillway compact DIR`: rewrite mostly-dead segments.
+//! `spillway compact DIR`: rewrite mostly-dead segments and give their space back.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use spillway::{LogStore, LogStoreOptions};
+use serde_json::json;
+use spillway::{BlobStore, LogStoreOptions};
 
+use super::{note_recovery, open_existing};
+use crate::output::Output;
 use crate::size::human;
 
 /// Arguments of `compact`.
@@ -13,9 +16,12 @@ pub struct Args {
     /// The store directory.
     #[arg(value_parser = crate::paths::existing_dir)]
     dir: PathBuf,
-    /// Rewrite segments whose live share is below this fraction.
+    /// Rewrite sealed segments whose live share (of the bytes their records take) is below
+    /// this fraction; 1 rewrites every segment with any dead record.
     #[arg(long, default_value_t = 0.5, value_parser = parse_fraction)]
     below: f64,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -27,20 +33,49 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 
 /// Runs `compact`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
-    let store = LogStore::open_with(
+    let out = args.out;
+    let store = open_existing(
         &args.dir,
-        LogStoreOptions::default()
-            .create(false)
-            .compact_below(args.below),
+        LogStoreOptions::default().compact_below(args.below),
     )?;
-    let r = store.compact()?;
+    note_recovery(&out, &args.dir, store.recovery());
+    let before = store.stats().disk_bytes;
+    let pb = out.progress("compacting");
+    let r = store.compact();
+    pb.finish_and_clear();
+    let r = r?;
+    let after = store.stats().disk_bytes;
     store.close()?;
-    println!(
-        "removed {} segments, copied {} records and {} tombstones, reclaimed {}",
-        r.segments_removed,
-        r.records_copied,
-        r.tombstones_copied,
-        human(r.bytes_reclaimed)
-    );
+    if out.json {
+        out.print_json(&json!({
+            "ok": true,
+            "store": args.dir.display().to_string(),
+            "segments_removed": r.segments_removed,
+            "records_copied": r.records_copied,
+            "tombstones_copied": r.tombstones_copied,
+            "bytes_removed": r.bytes_removed,
+            "bytes_copied": r.bytes_copied,
+            "bytes_reclaimed": r.bytes_reclaimed,
+            "disk_bytes_before": before,
+            "disk_bytes_after": after,
+        }));
+    } else if r.segments_removed == 0 {
+        crate::say!(
+            "nothing to compact: no sealed segment is less than {:.0}% live ({} on disk)",
+            100.0 * args.below,
+            human(after)
+        );
+    } else {
+        crate::say!(
+            "removed {} segments ({}), copied {} records and {} tombstones ({}) forward: reclaimed {}; {} on disk now",
+            r.segments_removed,
+            human(r.bytes_removed),
+            r.records_copied,
+            r.tombstones_copied,
+            human(r.bytes_copied),
+            human(r.bytes_reclaimed),
+            human(after)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -232,6 +232,93 @@ fn walk(
     Ok(bad)
 }
 
+/// The largest value the demo makes for `seed`: the biggest shared toolchain image.
+fn largest_value(seed: u64) -> u64 {
+    (0..TOOLCHAINS)
+        .map(|t| 16 * output_of(seed ^ 0x7001, t).len() as u64)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The smallest budget the demo accepts: 1 MiB, and room for two of its largest values.
+fn min_budget(seed: u64) -> u64 {
+    (1 << 20).max(2 * largest_value(seed))
+}
+
+/// Refuses, before anything is written, a run that cannot work on this machine: a budget too
+/// small for the demo's values or larger than the machine's memory, or a graph that would not
+/// fit in the free space of the store's file system.
+fn check_limits(args: &Args, dir: &std::path::Path, target: u64) -> Result<(), String> {
+    let min = min_budget(args.seed);
+    if args.budget < min {
+        return Err(format!(
+            "a budget of {} is too small for the demo: its largest values (shared toolchain images, for seed {}) take {}, and the budget must hold at least two of them; use --budget {} or more",
+            human(args.budget),
+            args.seed,
+            human(largest_value(args.seed)),
+            human_flag(min)
+        ));
+    }
+    if let Some(total) = machine_memory()
+        && args.budget > total
+    {
+        return Err(format!(
+            "a budget of {} is more than this machine's memory ({}); pick a budget below it, such as --budget {}",
+            human(args.budget),
+            human(total),
+            human_flag(total / 8)
+        ));
+    }
+    if args.store == StoreKind::Log {
+        // The graph is stored once (deduplicated), plus record headers: its size bounds it.
+        let probe = existing_ancestor(dir);
+        if let Some(free) = free_space(&probe)
+            && target > free
+        {
+            return Err(format!(
+                "the demo's graph (about {} for --budget {} and --scale {}) would not fit in the {} free on the file system of {}; free some space, pick a smaller --budget or --scale, or another --dir",
+                human(target),
+                human(args.budget),
+                args.scale,
+                human(free),
+                probe.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A size as a `--budget` value: whole MiB, rounded up.
+fn human_flag(bytes: u64) -> String {
+    format!("{}MiB", bytes.div_ceil(1 << 20))
+}
+
+/// The nearest directory at or above `dir` that exists (the store's may not exist yet).
+fn existing_ancestor(dir: &std::path::Path) -> PathBuf {
+    let mut p = dir.to_path_buf();
+    while !p.is_dir() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent.to_path_buf(),
+            _ => return PathBuf::from("."),
+        }
+    }
+    p
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path`.
+fn free_space(path: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// The machine's memory, from `/proc/meminfo` (Linux).
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -254,10 +341,10 @@ fn open_pool(
 }
 
 fn print_table(rows: &[(&str, String)]) {
-    println!("| {:<32} | {:>20} |", "measure", "value");
-    println!("|{:-<34}|{:->22}|", "", "");
+    crate::say!("| {:<32} | {:>20} |", "measure", "value");
+    crate::say!("|{:-<34}|{:->22}|", "", "");
     for (k, v) in rows {
-        println!("| {k:<32} | {v:>20} |");
+        crate::say!("| {k:<32} | {v:>20} |");
     }
 }
 
@@ -278,7 +365,11 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         .budget
         .saturating_mul(12)
         .saturating_mul(u64::from(args.scale));
-    println!(
+    if let Err(why) = check_limits(&args, &dir, target) {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::from(crate::exit::USAGE));
+    }
+    crate::say!(
         "spillway demo: budget {}, graph of about {} of build outputs, seed {}, {:?} store",
         human(args.budget),
         human(target),
@@ -311,32 +402,35 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let walk_secs = t.elapsed().as_secs_f64();
     let first: PoolStats = pool.stats();
     drop(built.actions);
-    drop(pool);
 
-    // Reopen: the graph comes back lazily from its root.
-    let t = Instant::now();
-    let pool = open_pool(&args, &dir, &mem)?;
-    let manifest: Paged<Build> = match pool.root(ROOT)? {
-        Some(m) => m,
-        None => {
-            eprintln!("the root {ROOT:?} is missing after reopening the store");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let actions = manifest.get()?.actions.clone();
-    let reopen_reads = (n / 4).max(1);
-    bad += walk(
-        &actions,
-        &built.content_id,
-        args.seed,
-        reopen_reads,
-        &mut rng,
-        "reopened",
-    )?;
-    let reopen_secs = t.elapsed().as_secs_f64();
-    let second = pool.stats();
-    drop(actions);
-    drop(manifest);
+    // Reopen: the graph comes back lazily from its root. A memory store keeps nothing across
+    // a restart, so there is nothing to reopen.
+    let mut second: Option<PoolStats> = None;
+    let mut reopen_secs = None;
+    if mem.is_none() {
+        drop(pool);
+        let t = Instant::now();
+        let pool = open_pool(&args, &dir, &mem)?;
+        let manifest: Paged<Build> = match pool.root(ROOT)? {
+            Some(m) => m,
+            None => {
+                eprintln!("the root {ROOT:?} is missing after reopening the store");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let actions = manifest.get()?.actions.clone();
+        let reopen_reads = (n / 4).max(1);
+        bad += walk(
+            &actions,
+            &built.content_id,
+            args.seed,
+            reopen_reads,
+            &mut rng,
+            "reopened",
+        )?;
+        reopen_secs = Some(t.elapsed().as_secs_f64());
+        second = Some(pool.stats());
+    }
 
     let rss = peak_rss();
     let mut rows = vec![
@@ -358,10 +452,17 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         ),
         (
             "peak resident (budget count)",
-            human(first.peak_resident_bytes.max(second.peak_resident_bytes)),
+            human(
+                first
+                    .peak_resident_bytes
+                    .max(second.as_ref().map_or(0, |s| s.peak_resident_bytes)),
+            ),
         ),
         ("page-outs", first.page_outs.to_string()),
-        ("page-ins", (first.page_ins + second.page_ins).to_string()),
+        (
+            "page-ins",
+            (first.page_ins + second.as_ref().map_or(0, |s| s.page_ins)).to_string(),
+        ),
         (
             "hit ratio (walk)",
             format!("{:.1}%", 100.0 * first.hit_ratio()),
@@ -390,9 +491,11 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
                 (first.hits + first.misses) as f64 / walk_secs
             ),
         ),
-        ("reopen + walk", format!("{reopen_secs:.2} s")),
         ("mismatches", bad.to_string()),
     ];
+    if let Some(secs) = reopen_secs {
+        rows.insert(rows.len() - 1, ("reopen + walk", format!("{secs:.2} s")));
+    }
     if let Some(rss) = rss {
         rows.push(("peak RSS", human(rss)));
         rows.push((
@@ -401,17 +504,17 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         ));
     }
     print_table(&rows);
-    if let Some(e) = first.last_error.or(second.last_error) {
-        println!("background error seen: {e}");
+    if let Some(e) = first.last_error.or(second.and_then(|s| s.last_error)) {
+        crate::say!("background error seen: {e}");
     }
     if args.dir.is_some() {
-        println!("store kept in {}", dir.display());
+        crate::say!("store kept in {}", dir.display());
     }
     if bad == 0 {
-        println!("ok: every value read back matched its content key and its generator");
+        crate::say!("ok: every value read back matched its content key and its generator");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("FAILED: {bad} values did not match");
+        crate::say!("FAILED: {bad} values did not match");
         Ok(ExitCode::FAILURE)
     }
 }

@@ -1,10 +1,18 @@
 //! `spillway gc DIR`: delete stored objects that no named root (or persisted graph) reaches.
+//!
+//! Offline, no handle is live, so only roots keep objects. A root whose graph misses an object
+//! (a damaged store) stops the collection before anything is deleted; `--force` goes past it
+//! and deletes only what the surviving parts of the graphs do not reach.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use spillway::Pool;
+use serde_json::json;
+use spillway::{BlobStore, GcOptions, LogStoreOptions, Pool};
 
+use super::{keys_json, note_recovery, open_existing};
+use crate::output::Output;
 use crate::size::human;
 
 /// Arguments of `gc`.
@@ -13,29 +21,74 @@ pub struct Args {
     /// The store directory.
     #[arg(value_parser = crate::paths::existing_dir)]
     dir: PathBuf,
+    /// Collect even if a root's graph misses objects (a damaged store): only what the
+    /// surviving parts of the graphs do not reach is deleted, which includes whatever only the
+    /// missing objects referred to. Run `spillway verify` first.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    pub out: Output,
 }
 
-/// Runs `gc`. Offline, no handle is live, so only roots keep objects.
+/// Runs `gc`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
-    // Never create a store here: a wrong but empty directory is an error, not a new store.
-    let store = spillway::LogStore::open_with(
-        &args.dir,
-        spillway::LogStoreOptions::default().create(false),
-    )?;
+    let out = args.out;
+    let store = open_existing(&args.dir, LogStoreOptions::default())?;
+    note_recovery(&out, &args.dir, store.recovery());
+    let store = Arc::new(store);
     let pool = Pool::builder()
-        .store(std::sync::Arc::new(store))
+        .store(Arc::clone(&store) as Arc<dyn BlobStore>)
         .gc_after(0)
         .build()?;
-    let before = pool.store().stats();
-    let report = pool.gc()?;
-    pool.store().flush(spillway::Durability::Durable)?;
-    let after = pool.store().stats();
-    println!(
-        "kept {} objects reachable from {} roots, deleted {} ({} of live records freed; run `spillway compact` to give the disk space back)",
-        report.marked,
-        pool.store().roots()?.len(),
-        report.deleted,
-        human(before.live_bytes.saturating_sub(after.live_bytes))
-    );
-    Ok(ExitCode::SUCCESS)
+    let roots = store.roots()?.len();
+    let before = store.stats();
+    let pb = out.progress("marking and sweeping");
+    let report = pool.gc_with(GcOptions::default().force(args.force));
+    pb.finish_and_clear();
+    let report = report?;
+    store.flush(spillway::Durability::Durable)?;
+    let after = store.stats();
+    let freed = before.live_bytes.saturating_sub(after.live_bytes);
+    if out.json {
+        out.print_json(&json!({
+            "ok": report.missing == 0,
+            "store": args.dir.display().to_string(),
+            "roots": roots,
+            "kept": report.marked,
+            "deleted": report.deleted,
+            "freed_bytes": freed,
+            "forced": args.force,
+            "missing": report.missing,
+            "missing_keys": keys_json(&report.missing_keys),
+            "damaged_roots": report.damaged_roots,
+        }));
+    } else {
+        crate::say!(
+            "kept {} objects reachable from {} roots, deleted {} ({} of live records freed; run `spillway compact` to give the disk space back)",
+            report.marked,
+            roots,
+            report.deleted,
+            human(freed)
+        );
+        if report.missing > 0 {
+            crate::say!(
+                "forced past {} missing objects (the graphs of {} had holes); first missing: {}",
+                report.missing,
+                report.damaged_roots.join(", "),
+                report
+                    .missing_keys
+                    .iter()
+                    .take(10)
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    // A forced collection over a damaged store ran, but the store is still damaged.
+    Ok(if report.missing > 0 {
+        ExitCode::from(crate::exit::DAMAGE)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

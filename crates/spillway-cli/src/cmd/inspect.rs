@@ -1,10 +1,16 @@
 //! `spillway inspect DIR`: what a store holds, read-only.
+//!
+//! A store that a normal open refuses as damaged is opened again in read-only repair mode, so
+//! that what is left can still be shown; the exit code is then 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use serde_json::json;
 use spillway::{BlobStore, LogStore, LogStoreOptions};
 
+use super::{damaged_json, keys_json, missing_json, segment_file, torn_json};
+use crate::output::Output;
 use crate::size::human;
 
 /// Arguments of `inspect`.
@@ -13,58 +19,143 @@ pub struct Args {
     /// The store directory.
     #[arg(value_parser = crate::paths::existing_dir)]
     dir: PathBuf,
+    #[command(flatten)]
+    pub out: Output,
 }
 
 /// Runs `inspect`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
-    let store = LogStore::open_with(&args.dir, LogStoreOptions::default().read_only(true))?;
+    let out = args.out;
+    let dir = &args.dir;
+    let opts = LogStoreOptions::default().read_only(true).create(false);
+    let (store, refused) = match LogStore::open_with(dir, opts.clone()) {
+        Ok(s) => (s, None),
+        Err(e) if e.is_corruption() => {
+            let pb = out.progress("reading the damaged store");
+            let s = LogStore::open_with(dir, opts.repair(true));
+            pb.finish_and_clear();
+            (s?, Some(e.to_string()))
+        }
+        Err(e) => return Err(e),
+    };
     let s = store.stats();
     let r = store.recovery();
-    println!("store       {}", args.dir.display());
-    println!("objects     {}", s.objects);
-    println!(
+    let roots = store.roots();
+    let live_share = if s.disk_bytes == 0 {
+        1.0
+    } else {
+        s.live_bytes as f64 / s.disk_bytes as f64
+    };
+    let damaged =
+        refused.is_some() || r.found_damage() || roots.is_err() || r.checkpoint_problem.is_some();
+    let checkpoint = match (&r.checkpoint_problem, r.checkpoint_used) {
+        (Some(p), _) => ("unusable", Some(p.clone())),
+        (None, true) => ("used", None),
+        (None, false) if refused.is_some() => ("not used (damaged store)", None),
+        (None, false) => ("none", None),
+    };
+    if out.json {
+        let roots_json = match &roots {
+            Ok(list) => json!(
+                list.iter()
+                    .map(|(n, k)| json!({"name": n, "key": k.to_string()}))
+                    .collect::<Vec<_>>()
+            ),
+            Err(_) => serde_json::Value::Null,
+        };
+        out.print_json(&json!({
+            "ok": !damaged,
+            "store": dir.display().to_string(),
+            "objects": s.objects,
+            "live_bytes": s.live_bytes,
+            "disk_bytes": s.disk_bytes,
+            "segments": s.segments,
+            "live_share": live_share,
+            "checkpoint": {"state": checkpoint.0, "problem": checkpoint.1},
+            "scan": {"records": r.records_replayed, "bytes": r.bytes_scanned},
+            "roots": roots_json,
+            "roots_problem": roots.as_ref().err().map(|e| e.to_string()),
+            "torn_tail": torn_json(dir, &r.torn_tail),
+            "refused": refused,
+            "damaged": damaged_json(dir, &r.damaged),
+            "missing": missing_json(dir, &r.missing),
+            "lost_keys": keys_json(&r.lost_keys),
+        }));
+        return Ok(exit(damaged));
+    }
+    crate::say!("store       {}", dir.display());
+    crate::say!("objects     {}", s.objects);
+    crate::say!(
         "live bytes  {} ({} bytes)",
         human(s.live_bytes),
         s.live_bytes
     );
-    println!(
+    crate::say!(
         "disk bytes  {} ({} bytes)",
         human(s.disk_bytes),
         s.disk_bytes
     );
-    println!("segments    {}", s.segments);
-    let live = if s.disk_bytes == 0 {
-        100.0
-    } else {
-        100.0 * s.live_bytes as f64 / s.disk_bytes as f64
-    };
-    println!("live share  {live:.1}%");
-    println!(
-        "checkpoint  {}",
-        match (&r.checkpoint_problem, r.checkpoint_used) {
-            (Some(p), _) => format!("unusable: {p}"),
-            (None, true) => "used".to_string(),
-            (None, false) => "none".to_string(),
-        }
-    );
-    println!(
-        "tail scan   {} records, {}",
+    crate::say!("segments    {}", s.segments);
+    crate::say!("live share  {:.1}%", 100.0 * live_share);
+    match &checkpoint.1 {
+        Some(p) => crate::say!("checkpoint  {}: {p}", checkpoint.0),
+        None => crate::say!("checkpoint  {}", checkpoint.0),
+    }
+    crate::say!(
+        "scan        {} records, {}",
         r.records_replayed,
         human(r.bytes_scanned)
     );
-    let roots = store.roots()?;
-    println!("roots       {}", roots.len());
-    for (name, key) in roots.iter().take(20) {
-        println!("  {key}  {name}");
-    }
-    if roots.len() > 20 {
-        println!("  ... and {} more", roots.len() - 20);
+    match &roots {
+        Ok(roots) => {
+            crate::say!("roots       {}", roots.len());
+            for (name, key) in roots.iter().take(20) {
+                crate::say!("  {key}  {name}");
+            }
+            if roots.len() > 20 {
+                crate::say!("  ... and {} more", roots.len() - 20);
+            }
+        }
+        Err(e) => crate::say!("roots       unreadable: {e}"),
     }
     if let Some(t) = &r.torn_tail {
-        println!(
-            "torn tail   segment {} offset {}: {} bytes after it would be cut when opened for writing ({})",
-            t.segment, t.offset, t.bytes_cut, t.reason
+        crate::say!(
+            "torn tail   {} offset {}: {} bytes after it would be cut when opened for writing ({})",
+            segment_file(dir, t.segment),
+            t.offset,
+            t.bytes_cut,
+            t.reason
         );
     }
-    Ok(ExitCode::SUCCESS)
+    if let Some(e) = &refused {
+        crate::say!("DAMAGED     a normal open refuses the store: {e}");
+        for d in &r.damaged {
+            crate::say!(
+                "  {} offset {}..{}: {}",
+                segment_file(dir, d.segment),
+                d.start,
+                d.end,
+                d.reason
+            );
+        }
+        for m in &r.missing {
+            crate::say!("  {}: {}", segment_file(dir, m.segment), m.detail);
+        }
+        if !r.lost_keys.is_empty() {
+            crate::say!("  {} objects lost", r.lost_keys.len());
+        }
+        crate::say!(
+            "  run `spillway verify {}` for the whole report",
+            dir.display()
+        );
+    }
+    Ok(exit(damaged))
+}
+
+fn exit(damaged: bool) -> ExitCode {
+    if damaged {
+        ExitCode::from(crate::exit::DAMAGE)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -415,7 +415,7 @@ impl PoolShared {
                 Ok(r) => return Ok(self.note_peak(r)),
                 Err(BudgetError::TooLarge { bytes, limit }) => {
                     return Err(Error::TooLarge {
-                        what: "value (deep size) for the pool's budget",
+                        what: "value (by its deep size; the limit is the pool's whole budget)",
                         len: bytes,
                         limit,
                     });
