@@ -49,6 +49,9 @@ pub struct Args {
     /// The store backend.
     #[arg(long, value_enum, default_value_t = StoreKind::Log)]
     store: StoreKind,
+    /// No progress bars on standard error.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// A compiler or SDK: large, shared by many actions.
@@ -90,7 +93,16 @@ fn output_of(seed: u64, id: u64) -> Vec<u8> {
     out
 }
 
+/// Set by `--quiet`: no progress bars.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A progress bar on standard error; hidden with `--quiet` or when standard error is not a
+/// terminal.
 fn bar(len: u64, what: &str) -> ProgressBar {
+    use std::io::IsTerminal;
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
     let pb = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template(&format!(
         "{what:>9} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
@@ -350,6 +362,7 @@ fn print_table(rows: &[(&str, String)]) {
 
 /// Runs the demo; exits 0 only if every value read back matched.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
+    QUIET.store(args.quiet, std::sync::atomic::Ordering::Relaxed);
     let tmp;
     let dir = match &args.dir {
         Some(d) => d.clone(),
