@@ -3,15 +3,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use spillway::format::{checkpoint, marker, segment};
+use spillway::format::{checkpoint, marker, roots, segment};
 use spillway::vfs::{OpenMode, SimFs, Vfs};
 
 /// The store directory inside the simulated file system.
 pub const DIR: &str = "/store";
 
 /// Builds a store directory from fuzz input: a flags byte (bit 0: the first file is the index
-/// checkpoint), then files as `[u32 little-endian length][bytes]`; the files after the optional
-/// checkpoint are segments 1, 2, ... (at most 4).
+/// checkpoint; bit 1: the next file is `ROOTS`), then files as `[u32 little-endian
+/// length][bytes]`; the files after those are segments 1, 2, ... (at most 4).
 pub fn store_from_bytes(data: &[u8]) -> Arc<SimFs> {
     let fs = Arc::new(SimFs::new());
     let dir = Path::new(DIR);
@@ -25,7 +25,7 @@ pub fn store_from_bytes(data: &[u8]) -> Arc<SimFs> {
         return fs;
     };
     let mut files = Vec::new();
-    while rest.len() >= 4 && files.len() < 5 {
+    while rest.len() >= 4 && files.len() < 6 {
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let body = &rest[4..];
         let take = len.min(body.len());
@@ -36,6 +36,11 @@ pub fn store_from_bytes(data: &[u8]) -> Arc<SimFs> {
     if flags & 1 == 1 {
         if let Some(f) = files.next() {
             write(&fs, &dir.join(checkpoint::CHECKPOINT_FILE), f);
+        }
+    }
+    if flags & 2 == 2 {
+        if let Some(f) = files.next() {
+            write(&fs, &dir.join(roots::ROOTS_FILE), f);
         }
     }
     for (i, f) in files.take(4).enumerate() {
@@ -63,4 +68,18 @@ fn write(fs: &SimFs, path: &Path, bytes: &[u8]) {
         let _ = f.write_at(bytes, 0);
         let _ = f.sync_data();
     }
+}
+
+/// Every file of the store directory with its bytes, to show that something changed nothing.
+pub fn snapshot(fs: &SimFs) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(DIR);
+    let mut names = fs.read_dir(dir).unwrap_or_default();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let bytes = fs.read_file(&dir.join(&n)).unwrap_or_default();
+            (n, bytes)
+        })
+        .collect()
 }

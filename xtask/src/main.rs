@@ -16,7 +16,12 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-const FUZZ_TARGETS: &[&str] = &["decode_record", "decode_checkpoint", "recover_log"];
+const FUZZ_TARGETS: &[&str] = &[
+    "decode_record",
+    "decode_checkpoint",
+    "recover_log",
+    "verify_store",
+];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
 const EXAMPLES: &[&str] = &["build_cache", "matrices"];
