@@ -281,7 +281,7 @@ impl LogStore {
     /// handle.wait(Durability::Durable)?; // survives power loss from here on
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn submit_puts(&self, batch: &[Put<'_>]) -> Result<WriteHandle<Appended>> {
+    pub fn submit_puts(&self, batch: &[Put<'_>]) -> Result<WriteHandle<Appended, Error>> {
         let pipeline = self.writable()?;
         let enc = self.encode_fresh(batch)?;
         pipeline.submit(LogWrite::Put(enc))
@@ -289,7 +289,7 @@ impl LogStore {
 
     /// Deletes keys like [`delete`](BlobStore::delete) and returns the write's handle, once
     /// applied; see [`submit_puts`](Self::submit_puts).
-    pub fn submit_deletes(&self, keys: &[ContentKey]) -> Result<WriteHandle<Appended>> {
+    pub fn submit_deletes(&self, keys: &[ContentKey]) -> Result<WriteHandle<Appended, Error>> {
         let pipeline = self.writable()?;
         let present = self.present(keys);
         pipeline.submit(LogWrite::Delete(present))

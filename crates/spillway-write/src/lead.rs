@@ -12,22 +12,22 @@
 //!
 //! Invariants: the role is held by one thread at a time (the leader or the flush thread), so
 //! batches are stored in epoch order and syncs do not overlap; a leader freezes only when no
-//! batch is in flight, so it never goes past [`Config::max_frozen`](super::Config::max_frozen);
+//! batch is in flight, so it never goes past [`Config::max_frozen`](crate::Config::max_frozen);
 //! a leader that fails (an error or a panic in the flusher) fails the pipeline like the flush
 //! thread would, and its waiters get the error.
 
-use super::coordinator::Shared;
-use super::delta::Freeze;
-use super::epoch::Epoch;
-use super::flush::{FlushRole, store, sync};
-use super::flusher::Flusher;
-use super::role::FreezeOutcome;
-use super::watermark::Lead;
-use crate::store::Durability;
+use crate::delta::Freeze;
+use crate::durability::Durability;
+use crate::epoch::Epoch;
+use crate::flush::{FlushRole, store, sync};
+use crate::flusher::Flusher;
+use crate::role::FreezeOutcome;
+use crate::shared::Shared;
+use crate::watermark::Lead;
 
 /// Tries to bring `epoch` (applied) to `level` on this thread.
 pub(crate) fn lead<D, F>(
-    shared: &Shared<D, F::Snapshot>,
+    shared: &Shared<D, F::Snapshot, F::Error>,
     role: &FlushRole<F>,
     level: Durability,
     epoch: Epoch,
@@ -51,7 +51,7 @@ where
 
 /// One round as leader.
 fn lead_round<D, F>(
-    shared: &Shared<D, F::Snapshot>,
+    shared: &Shared<D, F::Snapshot, F::Error>,
     slot: &mut Option<F>,
     level: Durability,
     epoch: Epoch,

@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spillway::Durability;
-use spillway::write::{Config, Epoch, ManualClock, SubscriptionError};
+use spillway_write::{Config, Durability, Epoch, ManualClock, SubscriptionError};
 use write_support::*;
 
 #[test]

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::epoch::Epoch;
-use super::watermark::{EpochWait, Watermarks};
+use crate::durability::Durability;
+use crate::epoch::Epoch;
 use crate::error::{Error, Result};
-use crate::store::Durability;
+use crate::watermark::{EpochWait, Watermarks};
 
 enum TicketState<R> {
     Queued { wakers: Vec<Waker> },
@@ -67,7 +67,7 @@ impl<R> Drop for TicketSender<R> {
 }
 
 /// A new ticket: the handle for the producer and the sender for the writer.
-pub(crate) fn ticket<R>(marks: Arc<Watermarks>) -> (WriteHandle<R>, TicketSender<R>) {
+pub(crate) fn ticket<R, E>(marks: Arc<Watermarks<E>>) -> (WriteHandle<R, E>, TicketSender<R>) {
     let t = Arc::new(Ticket {
         state: Mutex::new(TicketState::Queued { wakers: Vec::new() }),
         done: Condvar::new(),
@@ -82,7 +82,11 @@ pub(crate) fn ticket<R>(marks: Arc<Watermarks>) -> (WriteHandle<R>, TicketSender
 }
 
 /// The handle of a write its producer applied in place.
-pub(crate) fn applied<R>(marks: Arc<Watermarks>, epoch: Epoch, result: R) -> WriteHandle<R> {
+pub(crate) fn applied<R, E>(
+    marks: Arc<Watermarks<E>>,
+    epoch: Epoch,
+    result: R,
+) -> WriteHandle<R, E> {
     WriteHandle {
         ticket: Arc::new(Ticket {
             state: Mutex::new(TicketState::Applied {
@@ -100,13 +104,13 @@ pub(crate) fn applied<R>(marks: Arc<Watermarks>, epoch: Epoch, result: R) -> Wri
 /// The write is applied (usually on the sending thread) or queued when the handle is returned;
 /// [`epoch`](Self::epoch) is known once it is applied. [`wait`](Self::wait) (or
 /// [`wait_async`](Self::wait_async)) returns its epoch once it has reached the level asked
-/// for, or the error that stopped it.
-pub struct WriteHandle<R> {
+/// for, or the error that stopped it (`E` is the pipeline's flusher error).
+pub struct WriteHandle<R, E> {
     ticket: Arc<Ticket<R>>,
-    marks: Arc<Watermarks>,
+    marks: Arc<Watermarks<E>>,
 }
 
-impl<R> WriteHandle<R> {
+impl<R, E> WriteHandle<R, E> {
     /// The write's epoch, once it is applied.
     pub fn epoch(&self) -> Option<Epoch> {
         match &*self.ticket.state.lock() {
@@ -124,14 +128,14 @@ impl<R> WriteHandle<R> {
         }
     }
 
-    fn rejection(&self) -> Error {
+    fn rejection(&self) -> Error<E> {
         self.marks.ended().unwrap_or_else(|| Error::Closed {
             pipeline: "(unknown)".into(),
         })
     }
 
     /// Blocks until the write is applied; its epoch, or `None` at the deadline.
-    fn wait_applied(&self, deadline: Option<Instant>) -> Result<Option<Epoch>> {
+    fn wait_applied(&self, deadline: Option<Instant>) -> Result<Option<Epoch>, E> {
         let mut s = self.ticket.state.lock();
         loop {
             match &*s {
@@ -153,7 +157,7 @@ impl<R> WriteHandle<R> {
     /// `Durable` may run the flush on this thread, for this write and every write applied
     /// before the flush starts (when no flush is running), instead of waking another thread
     /// for it.
-    pub fn wait(&self, level: Durability) -> Result<Epoch> {
+    pub fn wait(&self, level: Durability) -> Result<Epoch, E> {
         // Without a deadline `wait_applied` only returns with an epoch or an error.
         let epoch = loop {
             if let Some(e) = self.wait_applied(None)? {
@@ -166,7 +170,7 @@ impl<R> WriteHandle<R> {
 
     /// Like [`wait`](Self::wait), but gives up after `timeout` with `Ok(None)`. A flush this
     /// thread runs is finished first, so the call may return that much after the timeout.
-    pub fn wait_timeout(&self, level: Durability, timeout: Duration) -> Result<Option<Epoch>> {
+    pub fn wait_timeout(&self, level: Durability, timeout: Duration) -> Result<Option<Epoch>, E> {
         let deadline = Instant::now() + timeout;
         let Some(epoch) = self.wait_applied(Some(deadline))? else {
             return Ok(None);
@@ -177,7 +181,7 @@ impl<R> WriteHandle<R> {
 
     /// A future that resolves to the write's epoch once it has reached `level`. It never blocks
     /// the thread that polls it.
-    pub fn wait_async(&self, level: Durability) -> HandleWait<R> {
+    pub fn wait_async(&self, level: Durability) -> HandleWait<R, E> {
         HandleWait {
             ticket: self.ticket.clone(),
             marks: self.marks.clone(),
@@ -187,7 +191,7 @@ impl<R> WriteHandle<R> {
     }
 }
 
-impl<R> fmt::Debug for WriteHandle<R> {
+impl<R, E> fmt::Debug for WriteHandle<R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteHandle")
             .field("epoch", &self.epoch())
@@ -197,17 +201,17 @@ impl<R> fmt::Debug for WriteHandle<R> {
 
 /// The future of [`WriteHandle::wait_async`].
 #[must_use = "a future does nothing unless polled"]
-pub struct HandleWait<R> {
+pub struct HandleWait<R, E> {
     ticket: Arc<Ticket<R>>,
-    marks: Arc<Watermarks>,
+    marks: Arc<Watermarks<E>>,
     level: Durability,
-    inner: Option<EpochWait>,
+    inner: Option<EpochWait<E>>,
 }
 
-impl<R> Future for HandleWait<R> {
-    type Output = Result<Epoch>;
+impl<R, E> Future for HandleWait<R, E> {
+    type Output = Result<Epoch, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Epoch>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Epoch, E>> {
         let this = self.get_mut();
         if this.inner.is_none() {
             let mut s = this.ticket.state.lock();
@@ -237,7 +241,7 @@ impl<R> Future for HandleWait<R> {
     }
 }
 
-impl<R> fmt::Debug for HandleWait<R> {
+impl<R, E> fmt::Debug for HandleWait<R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HandleWait")
             .field("level", &self.level)
@@ -258,14 +262,14 @@ mod tests {
         }
     }
 
-    fn marks() -> Arc<Watermarks> {
+    fn marks() -> Arc<Watermarks<std::io::Error>> {
         Arc::new(Watermarks::new("t".into(), Box::new(|_| {})))
     }
 
     #[test]
     fn an_applied_ticket_gives_its_epoch_and_result_once() {
         let m = marks();
-        let (h, tx) = ticket::<&str>(m.clone());
+        let (h, tx) = ticket::<&str, _>(m.clone());
         assert_eq!(h.epoch(), None);
         assert_eq!(
             h.wait_timeout(Durability::Applied, Duration::ZERO).unwrap(),
@@ -282,7 +286,7 @@ mod tests {
     #[test]
     fn the_async_wait_follows_the_ticket_then_the_watermark() {
         let m = marks();
-        let (h, tx) = ticket::<()>(m.clone());
+        let (h, tx) = ticket::<(), _>(m.clone());
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
@@ -307,7 +311,7 @@ mod tests {
     #[test]
     fn a_ticket_dropped_unapplied_ends_its_waits() {
         let m = marks();
-        let (h, tx) = ticket::<()>(m.clone());
+        let (h, tx) = ticket::<(), _>(m.clone());
         let waiter = std::thread::spawn(move || h.wait(Durability::Durable));
         m.close();
         drop(tx);

@@ -8,11 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use spillway::write::{
+use spillway_write::{
     Config, Coordinator, Delta, Epoch, EpochRange, Flusher, Freeze, Frozen, Layer, ManualClock,
-    RetryPolicy, View, ViewGuard,
+    RetryPolicy, View, ViewGuard, WriteChannel, WriteHandle,
 };
-use spillway::{Error, Result};
+
+/// What the test flusher fails with.
+pub type DiskError = std::io::Error;
+
+/// The pipeline's error in these tests.
+pub type Error = spillway_write::Error<DiskError>;
 
 /// Writing this key makes the delta panic.
 pub const PANIC_KEY: u64 = u64::MAX;
@@ -150,8 +155,9 @@ pub struct TestFlusher {
 impl Flusher for TestFlusher {
     type Batch = Arc<FrozenTable>;
     type Snapshot = Snap;
+    type Error = DiskError;
 
-    fn write(&mut self, batch: &Arc<FrozenTable>, epochs: EpochRange) -> Result<Snap> {
+    fn write(&mut self, batch: &Arc<FrozenTable>, epochs: EpochRange) -> Result<Snap, DiskError> {
         let mut d = self.cell.disk.lock();
         d.at_gate += 1;
         self.cell.changed.notify_all();
@@ -178,11 +184,7 @@ impl Flusher for TestFlusher {
             d.failures += 1;
             d.attempts = Some((epochs.first(), failed_before + 1));
             self.cell.changed.notify_all();
-            return Err(Error::io(
-                "write",
-                "test-disk",
-                std::io::Error::other("injected failure"),
-            ));
+            return Err(DiskError::other("injected failure"));
         }
         assert_eq!(batch.writes.first().map(|w| w.0), Some(epochs.first()));
         assert_eq!(batch.writes.last().map(|w| w.0), Some(epochs.last()));
@@ -200,14 +202,10 @@ impl Flusher for TestFlusher {
         Ok(snap)
     }
 
-    fn sync(&mut self) -> Result<()> {
+    fn sync(&mut self) -> Result<(), DiskError> {
         let mut d = self.cell.disk.lock();
         if d.fail_sync {
-            return Err(Error::io(
-                "fsync",
-                "test-disk",
-                std::io::Error::other("injected sync failure"),
-            ));
+            return Err(DiskError::other("injected sync failure"));
         }
         d.syncs += 1;
         d.synced_by.push(thread_name());
@@ -217,6 +215,12 @@ impl Flusher for TestFlusher {
 }
 
 pub type Db = Coordinator<Table, TestFlusher>;
+
+/// A channel into a [`Db`].
+pub type Channel = WriteChannel<Put, Epoch, DiskError>;
+
+/// The handle of a write into a [`Db`].
+pub type Handle = WriteHandle<Epoch, DiskError>;
 
 /// A config with no size or timer trigger, no retry backoff and a manual clock.
 pub fn quiet_config(clock: &ManualClock) -> Config {

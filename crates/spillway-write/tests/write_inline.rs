@@ -11,8 +11,7 @@ mod write_support;
 
 use std::sync::{Arc, Barrier};
 
-use spillway::Durability;
-use spillway::write::{Epoch, ManualClock};
+use spillway_write::{Durability, Epoch, ManualClock};
 use write_support::*;
 
 #[test]

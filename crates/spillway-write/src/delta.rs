@@ -10,7 +10,7 @@
 //!   into an `Arc` is the model), because nothing is applied while it runs;
 //! - a delta holding no write is never frozen.
 
-use super::epoch::Epoch;
+use crate::epoch::Epoch;
 
 /// A mutable set of writes not yet frozen.
 ///

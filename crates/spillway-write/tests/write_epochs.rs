@@ -11,13 +11,12 @@ mod write_support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use spillway::Durability;
-use spillway::write::{Config, Epoch};
+use spillway_write::{Config, Durability, Epoch};
 use write_support::*;
 
 #[test]
 fn epochs_start_at_one_and_follow_apply_order() {
-    let clock = spillway::write::ManualClock::new();
+    let clock = spillway_write::ManualClock::new();
     let (db, _disk) = start(quiet_config(&clock));
     let ch = db.channel("a", 8);
     for i in 0..20u64 {

@@ -11,8 +11,7 @@ mod write_support;
 
 use std::time::Duration;
 
-use spillway::write::{Config, Epoch, ManualClock, RejectReason, RetryPolicy};
-use spillway::{Durability, Error};
+use spillway_write::{Config, Durability, Epoch, ManualClock, RejectReason, RetryPolicy};
 use write_support::*;
 
 #[test]

@@ -4,16 +4,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::clock::{Clock, SystemClock};
-use super::flusher::RetryPolicy;
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::flusher::RetryPolicy;
 
 /// How a pipeline freezes, flushes, bounds its memory and retries.
 #[derive(Clone)]
 pub struct Config {
     /// A name for messages and thread names.
     pub name: String,
-    /// Freeze the current delta once its [`size_bytes`](super::Delta::size_bytes) reaches
+    /// Freeze the current delta once its [`size_bytes`](crate::Delta::size_bytes) reaches
     /// this. Default 4 MiB.
     pub freeze_bytes: usize,
     /// Freeze the current delta this long after its first write (`None`: no timer). Default
@@ -51,20 +51,16 @@ impl Default for Config {
 }
 
 impl Config {
-    pub(crate) fn check(&self) -> Result<()> {
+    pub(crate) fn check<E>(&self) -> Result<(), E> {
         if self.max_frozen == 0 {
-            return Err(Error::InvalidArgument(
-                "write pipeline max_frozen must be at least 1".into(),
-            ));
+            return Err(Error::InvalidConfig("max_frozen must be at least 1"));
         }
         if self.writer_batch == 0 {
-            return Err(Error::InvalidArgument(
-                "write pipeline writer_batch must be at least 1".into(),
-            ));
+            return Err(Error::InvalidConfig("writer_batch must be at least 1"));
         }
         if self.freeze_interval == Some(Duration::ZERO) {
-            return Err(Error::InvalidArgument(
-                "write pipeline freeze_interval must be positive (or None for no timer)".into(),
+            return Err(Error::InvalidConfig(
+                "freeze_interval must be positive (or None for no timer)",
             ));
         }
         Ok(())

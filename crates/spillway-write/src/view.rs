@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
-use super::delta::Freeze;
-use super::epoch::{Epoch, EpochRange};
+use crate::delta::Freeze;
+use crate::epoch::{Epoch, EpochRange};
 
 /// What the shared slot of the current delta holds.
 pub(crate) enum CellState<D: Freeze> {
@@ -409,7 +409,7 @@ impl<D: Freeze, S> Views<D, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::write::{Delta, Frozen};
+    use crate::delta::{Delta, Frozen};
 
     #[derive(Default)]
     struct Log(Vec<u64>);

@@ -2,44 +2,45 @@
 //! trigger fires, and answers explicit flush requests.
 //!
 //! Freeze triggers, checked before each batch of queued writes: the delta reached
-//! [`Config::freeze_bytes`](super::Config::freeze_bytes); its first write is
-//! [`Config::freeze_interval`](super::Config::freeze_interval) old on the pipeline's clock; an
+//! [`Config::freeze_bytes`](crate::Config::freeze_bytes); its first write is
+//! [`Config::freeze_interval`](crate::Config::freeze_interval) old on the pipeline's clock; an
 //! explicit flush; shutdown; a waiter demands `Written` or `Durable` for one of its epochs and no
 //! batch is in flight (so waiters that come while a flush runs share the next one: group
-//! commit). A trigger that fires while [`Config::max_frozen`](super::Config::max_frozen) batches
+//! commit). A trigger that fires while [`Config::max_frozen`](crate::Config::max_frozen) batches
 //! are in flight makes the writer wait, applying nothing, until one is stored.
 //!
-//! The thread decides from the [`DeltaStatus`](super::role::DeltaStatus) kept in the inbox, under
+//! The thread decides from the [`DeltaStatus`](crate::status::DeltaStatus) kept in the inbox, under
 //! the inbox lock it waits on; whoever changes that status (a producer applying in place, a
 //! leading waiter freezing) wakes it when a trigger may have fired, so no wake-up is lost.
 
+use std::fmt;
 use std::sync::atomic::Ordering;
 
-use super::channel::{FlushRequest, Message};
-use super::coordinator::Shared;
-use super::delta::{Delta, Freeze};
-use super::epoch::Epoch;
-use super::role::FreezeOutcome;
-use crate::error::Error;
-use crate::store::Durability;
+use crate::channel::{FlushRequest, Message};
+use crate::delta::{Delta, Freeze};
+use crate::durability::Durability;
+use crate::epoch::Epoch;
+use crate::error::{Error, Failure, Result};
+use crate::role::FreezeOutcome;
+use crate::shared::Shared;
 
 type Msg<D> = Message<<D as Delta>::Write, <D as Delta>::Applied>;
 
-enum Action<M> {
-    Freeze(Vec<FlushRequest>),
-    Answer(Vec<FlushRequest>),
+enum Action<M, E> {
+    Freeze(Vec<FlushRequest<E>>),
+    Answer(Vec<FlushRequest<E>>),
     /// Apply writes; `true`: from paused channels too (shutdown).
     Apply(bool),
-    Reject(Vec<M>, Vec<FlushRequest>),
+    Reject(Vec<M>, Vec<FlushRequest<E>>),
     /// Shutting down after a failure: freeze the applied writes to hand them back, then exit.
     HandBackAndExit,
     Exit,
 }
 
 /// Marks the pipeline closed for the flush thread when the writer exits, even by a panic.
-struct ExitGuard<'a, D: Freeze, S>(&'a Shared<D, S>);
+struct ExitGuard<'a, D: Freeze, S, E: fmt::Display>(&'a Shared<D, S, E>);
 
-impl<D: Freeze, S> Drop for ExitGuard<'_, D, S> {
+impl<D: Freeze, S, E: fmt::Display> Drop for ExitGuard<'_, D, S, E> {
     fn drop(&mut self) {
         let sh = self.0;
         if std::thread::panicking() {
@@ -48,7 +49,7 @@ impl<D: Freeze, S> Drop for ExitGuard<'_, D, S> {
             let first = sh.marks.get(Durability::Written).next();
             sh.fail(
                 first,
-                Error::ThreadPanicked {
+                Failure::Panicked {
                     thread: format!("the writer thread of pipeline {}", sh.name),
                     consequence: "writes not yet frozen are lost; frozen batches are handed back by shutdown",
                 },
@@ -65,13 +66,13 @@ impl<D: Freeze, S> Drop for ExitGuard<'_, D, S> {
 }
 
 /// The error for a call the stopped pipeline cannot serve.
-fn ended<D: Freeze, S>(sh: &Shared<D, S>) -> Error {
+fn ended<D: Freeze, S, E>(sh: &Shared<D, S, E>) -> Error<E> {
     sh.marks.ended().unwrap_or_else(|| Error::Closed {
         pipeline: sh.name.to_string(),
     })
 }
 
-pub(crate) fn run<D: Freeze, S>(shared: &Shared<D, S>) {
+pub(crate) fn run<D: Freeze, S, E: fmt::Display>(shared: &Shared<D, S, E>) {
     let _guard = ExitGuard(shared);
     loop {
         match next_action(shared) {
@@ -110,12 +111,16 @@ pub(crate) fn run<D: Freeze, S>(shared: &Shared<D, S>) {
     }
 }
 
-fn reply(r: &FlushRequest, answer: crate::Result<u64>) {
+fn reply<E>(r: &FlushRequest<E>, answer: Result<u64, E>) {
     *r.reply.0.lock() = Some(answer);
     r.reply.1.notify_all();
 }
 
-fn answer<D: Freeze, S>(shared: &Shared<D, S>, requests: Vec<FlushRequest>, covered: Epoch) {
+fn answer<D: Freeze, S, E>(
+    shared: &Shared<D, S, E>,
+    requests: Vec<FlushRequest<E>>,
+    covered: Epoch,
+) {
     for r in requests {
         if r.durable && covered > Epoch::ZERO {
             shared.marks.request(Durability::Durable, covered);
@@ -125,7 +130,7 @@ fn answer<D: Freeze, S>(shared: &Shared<D, S>, requests: Vec<FlushRequest>, cove
 }
 
 /// Waits until there is something to do, and says what.
-fn next_action<D: Freeze, S>(sh: &Shared<D, S>) -> Action<Msg<D>> {
+fn next_action<D: Freeze, S, E>(sh: &Shared<D, S, E>) -> Action<Msg<D>, E> {
     let cfg = &sh.config;
     let mut s = sh.inbox.state.lock();
     loop {

@@ -1,7 +1,7 @@
 //! Model checking, with shuttle, of group commit in the write pipeline: producers that apply
 //! their own writes, waiters that lead a round (freeze, store, sync) when the flush role is
-//! free, and the words blocked waiters sleep on (`write/watermark.rs`, `write/lead.rs`,
-//! `write/role.rs`).
+//! free, and the words blocked waiters sleep on (`src/watermark.rs`, `src/lead.rs`,
+//! `src/role.rs`).
 //!
 //! **This runs a model, not the pipeline itself.** The pipeline sleeps on futex words through
 //! `atomic-wait` and locks with `parking_lot`, which shuttle cannot schedule, so the model

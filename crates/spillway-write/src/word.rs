@@ -1,4 +1,4 @@
-//! The futex-like words that blocked waiters sleep on (see [`watermark`](super::watermark)).
+//! The futex-like words that blocked waiters sleep on (see [`watermark`](crate::watermark)).
 //! Where the OS has them (through `atomic-wait`: a futex on Linux, Android and FreeBSD,
 //! `__ulock` on Apple systems, `WaitOnAddress` on Windows), [`wait`] sleeps while a word holds
 //! the value the caller read and [`wake_all`] wakes every sleeper with one call. Elsewhere

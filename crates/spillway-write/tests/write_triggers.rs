@@ -10,8 +10,7 @@ mod write_support;
 
 use std::time::Duration;
 
-use spillway::Durability;
-use spillway::write::{Epoch, ManualClock};
+use spillway_write::{Durability, Epoch, ManualClock};
 use write_support::*;
 
 /// The writer has applied everything up to `epoch` and then had a chance to look at its
@@ -24,7 +23,7 @@ fn applied(db: &Db, epoch: u64) {
 #[test]
 fn size_trigger_freezes_when_the_delta_reaches_the_threshold() {
     let clock = ManualClock::new();
-    let config = spillway::write::Config {
+    let config = spillway_write::Config {
         freeze_bytes: 16 * 5,
         ..quiet_config(&clock)
     };
@@ -43,7 +42,7 @@ fn size_trigger_freezes_when_the_delta_reaches_the_threshold() {
     disk.wait_until("the first batch", |d| d.ranges.len() == 1);
     assert_eq!(
         disk.disk.lock().ranges[0],
-        spillway::write::EpochRange::new(Epoch::new(1), Epoch::new(5)).unwrap()
+        spillway_write::EpochRange::new(Epoch::new(1), Epoch::new(5)).unwrap()
     );
     for i in 5..12 {
         ch.write((i, i)).unwrap();
@@ -59,7 +58,7 @@ fn size_trigger_freezes_when_the_delta_reaches_the_threshold() {
 #[test]
 fn interval_trigger_fires_exactly_when_the_manual_clock_reaches_it() {
     let clock = ManualClock::new();
-    let config = spillway::write::Config {
+    let config = spillway_write::Config {
         freeze_interval: Some(Duration::from_secs(10)),
         ..quiet_config(&clock)
     };

@@ -8,8 +8,7 @@
 
 mod write_support;
 
-use spillway::write::{Config, Epoch, ManualClock, RejectReason, SubscriptionError};
-use spillway::{Durability, Error};
+use spillway_write::{Config, Durability, Epoch, ManualClock, RejectReason, SubscriptionError};
 use write_support::*;
 
 #[test]

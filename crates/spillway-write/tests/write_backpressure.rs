@@ -11,8 +11,7 @@ mod write_support;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use spillway::Durability;
-use spillway::write::{Config, Epoch, ManualClock, RejectReason};
+use spillway_write::{Config, Durability, Epoch, ManualClock, RejectReason};
 use write_support::*;
 
 #[test]

@@ -18,15 +18,14 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use spillway::write::{Config, Epoch, ManualClock, RejectReason, WriteHandle};
-use spillway::{Durability, Error};
+use spillway_write::{Config, Durability, Epoch, ManualClock, RejectReason};
 use write_support::*;
 
 struct Sent {
     channel: usize,
     key: u64,
     value: u64,
-    handle: WriteHandle<Epoch>,
+    handle: Handle,
 }
 
 fn level(rng: &mut StdRng) -> Durability {

@@ -7,87 +7,34 @@
 //! - the writer thread applies what producers had to queue (the delta was full, or a channel
 //!   was paused, or writes were already waiting), and freezes the delta when a trigger fires;
 //! - a thread that waits for `Written` or `Durable` and leads the flush (see
-//!   [`lead`](super::lead)) freezes the delta it needs stored.
+//!   [`lead`](crate::lead)) freezes the delta it needs stored.
 //!
 //! Invariants:
 //! - the lock order is role, then the delta's cell, then the inbox, then the job queue and the
-//!   watermarks; the [`DeltaStatus`] in the inbox changes only under both the role and the
-//!   inbox lock, so the writer thread reads it consistently under the inbox lock alone;
+//!   watermarks; the [`DeltaStatus`](crate::status::DeltaStatus) in the inbox changes only
+//!   under both the role and the inbox lock, so the writer thread reads it consistently under
+//!   the inbox lock alone;
 //! - epochs are handed out under the role lock in the order the writes are applied;
 //! - a write applied in place never overtakes a queued one: a producer applies in place only
 //!   when no channel the writer thread may take from holds a write;
 //! - a panic in `apply` or `freeze` marks the current delta lost and fails the pipeline: the
 //!   lost delta is never frozen or stored, and its writes' waiters get the error.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use super::channel::{ApplyNow, Message};
-use super::coordinator::{Job, Shared};
-use super::delta::{Delta, Freeze, Frozen};
-use super::epoch::{Epoch, EpochRange};
-use super::view::{CellState, DeltaCell, FrozenLayer};
-use crate::error::Error;
-use crate::store::Durability;
+use crate::channel::{ApplyNow, Message};
+use crate::delta::{Delta, Freeze, Frozen};
+use crate::durability::Durability;
+use crate::epoch::{Epoch, EpochRange};
+use crate::error::Failure;
+use crate::shared::{Job, Role, Shared};
+use crate::view::{CellState, FrozenLayer};
 
 type Msg<D> = Message<<D as Delta>::Write, <D as Delta>::Applied>;
-
-/// The writer role's state: the current delta.
-pub(crate) struct Role<D: Freeze> {
-    pub(crate) cell: DeltaCell<D>,
-}
-
-/// What the writer thread needs to know of the current delta to decide on a freeze; kept in
-/// the inbox, so that it reads it under the lock it waits on.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DeltaStatus {
-    /// The first epoch of the current delta.
-    pub(crate) first: Epoch,
-    /// The epoch the next write gets.
-    pub(crate) next: Epoch,
-    /// The current delta's size, as of its last write.
-    pub(crate) size: usize,
-    /// Clock time of the current delta's first write.
-    pub(crate) opened_at: Option<Duration>,
-}
-
-impl DeltaStatus {
-    pub(crate) fn new(size: usize) -> DeltaStatus {
-        DeltaStatus {
-            first: Epoch::FIRST,
-            next: Epoch::FIRST,
-            size,
-            opened_at: None,
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.next == self.first
-    }
-
-    /// The last epoch applied.
-    pub(crate) fn last(&self) -> Epoch {
-        Epoch::new(self.next.get() - 1)
-    }
-
-    /// True while the current delta takes another write: below the freeze size, or empty.
-    pub(crate) fn has_room(&self, freeze_bytes: usize) -> bool {
-        self.size < freeze_bytes || self.is_empty()
-    }
-
-    /// Hands out the next epoch, starting the delta's timer with its first write.
-    fn take_epoch(&mut self, now: impl FnOnce() -> Duration) -> Epoch {
-        let epoch = self.next;
-        self.next = epoch.next();
-        if self.opened_at.is_none() {
-            self.opened_at = Some(now());
-        }
-        epoch
-    }
-}
 
 /// What a freeze did.
 pub(crate) enum FreezeOutcome {
@@ -95,7 +42,7 @@ pub(crate) enum FreezeOutcome {
     Frozen(Epoch),
     /// The delta was empty: everything up to this epoch is frozen already.
     Empty(Epoch),
-    /// [`Config::max_frozen`](super::Config::max_frozen) batches are in flight.
+    /// [`Config::max_frozen`](crate::Config::max_frozen) batches are in flight.
     NoRoom,
     /// The pipeline failed, or the current delta was lost to a panic.
     Stopped,
@@ -103,12 +50,12 @@ pub(crate) enum FreezeOutcome {
 
 /// Fails the pipeline if `apply` or `freeze` panics while this is alive: the current delta is
 /// lost (its state is whatever the panic left).
-struct LossGuard<'a, D: Freeze, S> {
-    shared: &'a Shared<D, S>,
+struct LossGuard<'a, D: Freeze, S, E: fmt::Display> {
+    shared: &'a Shared<D, S, E>,
     by: &'static str,
 }
 
-impl<D: Freeze, S> Drop for LossGuard<'_, D, S> {
+impl<D: Freeze, S, E: fmt::Display> Drop for LossGuard<'_, D, S, E> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let sh = self.shared;
@@ -116,7 +63,7 @@ impl<D: Freeze, S> Drop for LossGuard<'_, D, S> {
             let first = sh.marks.get(Durability::Written).next();
             sh.fail(
                 first,
-                Error::ThreadPanicked {
+                Failure::Panicked {
                     thread: format!("{} (pipeline {})", self.by, sh.name),
                     consequence: "writes not yet frozen are lost; frozen batches are handed back by shutdown",
                 },
@@ -125,14 +72,14 @@ impl<D: Freeze, S> Drop for LossGuard<'_, D, S> {
     }
 }
 
-impl<D: Freeze, S> Shared<D, S> {
+impl<D: Freeze, S, E: fmt::Display> Shared<D, S, E> {
     /// Applies `write` on the caller's thread if its channel may skip the queue (open, not
     /// paused, nothing queued anywhere, the delta not full); hands the write back otherwise.
     pub(crate) fn apply_now(
         &self,
         channel: usize,
         write: D::Write,
-    ) -> Result<(Epoch, D::Applied), D::Write> {
+    ) -> std::result::Result<(Epoch, D::Applied), D::Write> {
         let role = self.role.lock();
         let freeze_bytes = self.config.freeze_bytes;
         let epoch = {
@@ -309,8 +256,17 @@ impl<D: Freeze, S> Shared<D, S> {
     }
 }
 
-impl<D: Freeze, S: Send + Sync + 'static> ApplyNow<D::Write, D::Applied> for Shared<D, S> {
-    fn apply_now(&self, channel: usize, write: D::Write) -> Result<(Epoch, D::Applied), D::Write> {
+impl<D, S, E> ApplyNow<D::Write, D::Applied> for Shared<D, S, E>
+where
+    D: Freeze,
+    S: Send + Sync + 'static,
+    E: fmt::Display + Send + Sync + 'static,
+{
+    fn apply_now(
+        &self,
+        channel: usize,
+        write: D::Write,
+    ) -> std::result::Result<(Epoch, D::Applied), D::Write> {
         Shared::apply_now(self, channel, write)
     }
 }

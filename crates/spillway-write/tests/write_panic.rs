@@ -8,17 +8,11 @@
 
 mod write_support;
 
-use spillway::write::{Epoch, ManualClock, RejectReason, WriteChannel, WriteHandle};
-use spillway::{Durability, Error};
+use spillway_write::{Durability, Epoch, Failure, ManualClock, RejectReason};
 use write_support::*;
 
 /// A pipeline with write 1 stored and write 2 applied.
-fn one_stored_one_applied() -> (
-    Db,
-    std::sync::Arc<DiskCell>,
-    WriteChannel<Put, Epoch>,
-    WriteHandle<Epoch>,
-) {
+fn one_stored_one_applied() -> (Db, std::sync::Arc<DiskCell>, Channel, Handle) {
     let clock = ManualClock::new();
     let (db, disk) = start(quiet_config(&clock));
     let ch = db.channel("a", 8);
@@ -30,12 +24,7 @@ fn one_stored_one_applied() -> (
 }
 
 /// Checks that the pipeline failed with a panic and that only the first write was stored.
-fn check_failed_by_a_panic(
-    db: Db,
-    disk: &DiskCell,
-    ch: &WriteChannel<Put, Epoch>,
-    applied: &WriteHandle<Epoch>,
-) {
+fn check_failed_by_a_panic(db: Db, disk: &DiskCell, ch: &Channel, applied: &Handle) {
     assert!(matches!(
         applied.wait(Durability::Written),
         Err(Error::WriteFailed { .. })
@@ -51,7 +40,7 @@ fn check_failed_by_a_panic(
     let Error::WriteFailed { cause, .. } = &err else {
         panic!("unexpected error {err}");
     };
-    assert!(matches!(**cause, Error::ThreadPanicked { .. }), "{cause}");
+    assert!(matches!(cause, Failure::Panicked { .. }), "{cause}");
     // The delta the panic broke is lost, not handed back; what was stored stays stored.
     assert!(out.unflushed.is_empty());
     assert_eq!(disk.disk.lock().writes.len(), 1);

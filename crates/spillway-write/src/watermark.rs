@@ -10,7 +10,7 @@
 //! - a wait for `Written` or `Durable` registers a *demand*, which makes the pipeline freeze
 //!   and store (or sync) the epoch even when no size or timer trigger would;
 //! - a blocking wait first tries to *lead*: to take the flush role and do the freeze, store
-//!   and sync itself (see [`lead`](super::lead)). If another thread holds the role, the
+//!   and sync itself (see [`lead`](crate::lead)). If another thread holds the role, the
 //!   waiter sleeps until that thread releases it (each release counts itself under the mark
 //!   lock and wakes the `Written` and `Durable` waiters and the role's sleepers), then looks
 //!   again; so a blocking waiter never depends on a hand-off to the background threads when it
@@ -33,7 +33,7 @@
 //! wake only waiters they may satisfy. A wait with a timeout parks its own thread, with a
 //! waker, as an async wait registers one.
 //!
-//! The words need a futex or its kind from the OS (see [`word`](super::word)); where there is
+//! The words need a futex or its kind from the OS (see [`word`](crate::word)); where there is
 //! none, every blocked wait parks its own thread with a waker.
 
 use std::collections::BTreeMap;
@@ -47,15 +47,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::epoch::Epoch;
-use super::word;
-use crate::error::{Error, Result};
-use crate::store::Durability;
+use crate::durability::Durability;
+use crate::epoch::Epoch;
+use crate::error::{Error, Failure, Result};
+use crate::word;
 
 /// Told when a waiter needs a level that only a freeze, a flush or a sync will bring.
 pub(crate) type DemandHook = Box<dyn Fn(Durability) + Send + Sync>;
 
-/// Tries to bring an epoch to a level on the calling thread (see [`lead`](super::lead)).
+/// Tries to bring an epoch to a level on the calling thread (see [`lead`](crate::lead)).
 pub(crate) type LeadHook = Box<dyn Fn(Durability, Epoch) -> Lead + Send + Sync>;
 
 /// Wakes a thread blocked in [`Watermarks::wait`].
@@ -95,10 +95,10 @@ pub(crate) enum Lead {
     Unable,
 }
 
-/// The three marks and everybody waiting on them.
-pub(crate) struct Watermarks {
+/// The three marks and everybody waiting on them, in a pipeline whose flusher fails with `E`.
+pub(crate) struct Watermarks<E> {
     pipeline: String,
-    state: Mutex<MarkState>,
+    state: Mutex<MarkState<E>>,
     /// Per level (see [`slot`]), and for the flush role ([`ROLE`]): bumped, under the state
     /// lock, at each wake-up of the level (of the role: at each release); all of them when the
     /// pipeline ends. Untimed blocked waiters sleep on one of them.
@@ -107,13 +107,13 @@ pub(crate) struct Watermarks {
     lead: Option<LeadHook>,
 }
 
-struct MarkState {
+struct MarkState<E> {
     applied: Epoch,
     written: Epoch,
     durable: Epoch,
     demand_written: Epoch,
     demand_durable: Epoch,
-    end: Option<End>,
+    end: Option<End<E>>,
     /// Threads asleep on each word.
     sleepers: [u32; 4],
     /// The last epoch frozen: a batch holding it is on its way to storage.
@@ -130,13 +130,12 @@ struct MarkState {
     released: u64,
 }
 
-#[derive(Clone)]
-enum End {
-    Failed { first: Epoch, cause: Arc<Error> },
+enum End<E> {
+    Failed { first: Epoch, cause: Failure<E> },
     Closed,
 }
 
-impl MarkState {
+impl<E> MarkState<E> {
     fn mark(&self, level: Durability) -> Epoch {
         match level {
             Durability::Applied => self.applied,
@@ -146,7 +145,7 @@ impl MarkState {
     }
 
     /// `Some` once the wait for `epoch` at `level` is over.
-    fn outcome(&self, pipeline: &str, level: Durability, epoch: Epoch) -> Option<Result<()>> {
+    fn outcome(&self, pipeline: &str, level: Durability, epoch: Epoch) -> Option<Result<(), E>> {
         if self.mark(level) >= epoch {
             return Some(Ok(()));
         }
@@ -176,9 +175,9 @@ impl MarkState {
     }
 }
 
-impl Watermarks {
+impl<E> Watermarks<E> {
     #[cfg(test)]
-    pub(crate) fn new(pipeline: String, on_demand: DemandHook) -> Watermarks {
+    pub(crate) fn new(pipeline: String, on_demand: DemandHook) -> Watermarks<E> {
         Watermarks::with_lead(pipeline, on_demand, None)
     }
 
@@ -187,7 +186,7 @@ impl Watermarks {
         pipeline: String,
         on_demand: DemandHook,
         lead: Option<LeadHook>,
-    ) -> Watermarks {
+    ) -> Watermarks<E> {
         Watermarks {
             pipeline,
             state: Mutex::new(MarkState {
@@ -251,7 +250,7 @@ impl Watermarks {
     /// waiters are woken at once; the async wakers are returned, to be woken by the caller
     /// once it has released its own locks (a waker may poll on the spot).
     #[must_use = "the returned wakers must be woken"]
-    pub(crate) fn fail(&self, first: Epoch, cause: Arc<Error>) -> Vec<Waker> {
+    pub(crate) fn fail(&self, first: Epoch, cause: Failure<E>) -> Vec<Waker> {
         let mut s = self.state.lock();
         if s.end.is_none() {
             s.end = Some(End::Failed { first, cause });
@@ -272,14 +271,14 @@ impl Watermarks {
     }
 
     /// The error every new call gets once the pipeline has ended.
-    pub(crate) fn ended(&self) -> Option<Error> {
+    pub(crate) fn ended(&self) -> Option<Error<E>> {
         let s = self.state.lock();
         s.outcome(&self.pipeline, Durability::Applied, Epoch::new(u64::MAX))
             .and_then(Result::err)
     }
 
     /// The failure, if the pipeline failed.
-    pub(crate) fn failure(&self) -> Option<Error> {
+    pub(crate) fn failure(&self) -> Option<Error<E>> {
         match self.ended() {
             Some(e @ Error::WriteFailed { .. }) => Some(e),
             _ => None,
@@ -288,7 +287,7 @@ impl Watermarks {
 
     /// Bumps the words of `slots`; returns those that have sleepers, to wake once the lock is
     /// released.
-    fn bump(&self, s: &MarkState, slots: &[usize]) -> [bool; 4] {
+    fn bump(&self, s: &MarkState<E>, slots: &[usize]) -> [bool; 4] {
         let mut asleep = [false; 4];
         for &i in slots {
             self.words[i].fetch_add(1, Ordering::Release);
@@ -306,7 +305,7 @@ impl Watermarks {
     }
 
     /// Bumps every word and takes every waker: the pipeline ended.
-    fn take_all(&self, s: &mut MarkState) -> ([bool; 4], Vec<Waker>) {
+    fn take_all(&self, s: &mut MarkState<E>) -> ([bool; 4], Vec<Waker>) {
         let words = self.bump(s, &[0, 1, 2, ROLE]);
         let wakers = std::mem::take(&mut s.wakers)
             .into_iter()
@@ -316,7 +315,7 @@ impl Watermarks {
     }
 
     /// Wakes the waiters, blocked and async, of `level` (of every level: `None`).
-    fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState>, level: Option<Durability>) {
+    fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState<E>>, level: Option<Durability>) {
         let (words, wakers): (_, Vec<Waker>) = match level {
             Some(level) => (
                 self.bump(&s, &[slot(level)]),
@@ -362,7 +361,7 @@ impl Watermarks {
         level: Durability,
         epoch: Epoch,
         timeout: Option<Duration>,
-    ) -> Result<bool> {
+    ) -> Result<bool, E> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.state.lock();
         let mut poked = false;
@@ -444,7 +443,7 @@ impl Watermarks {
         epoch: Epoch,
         slot: &mut Option<u64>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<()>> {
+    ) -> Poll<Result<(), E>> {
         let mut s = self.state.lock();
         if let Some(done) = s.outcome(&self.pipeline, level, epoch) {
             if let Some(id) = slot.take() {
@@ -472,7 +471,7 @@ impl Watermarks {
     }
 }
 
-impl fmt::Debug for Watermarks {
+impl<E> fmt::Debug for Watermarks<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state.lock();
         f.debug_struct("Watermarks")
@@ -485,15 +484,15 @@ impl fmt::Debug for Watermarks {
 
 /// A future that resolves when an epoch reaches a durability level (or the pipeline ends).
 #[must_use = "a future does nothing unless polled"]
-pub struct EpochWait {
-    marks: Arc<Watermarks>,
+pub struct EpochWait<E> {
+    marks: Arc<Watermarks<E>>,
     level: Durability,
     epoch: Epoch,
     waker_id: Option<u64>,
 }
 
-impl EpochWait {
-    pub(crate) fn new(marks: Arc<Watermarks>, level: Durability, epoch: Epoch) -> EpochWait {
+impl<E> EpochWait<E> {
+    pub(crate) fn new(marks: Arc<Watermarks<E>>, level: Durability, epoch: Epoch) -> EpochWait<E> {
         EpochWait {
             marks,
             level,
@@ -503,10 +502,10 @@ impl EpochWait {
     }
 }
 
-impl Future for EpochWait {
-    type Output = Result<Epoch>;
+impl<E> Future for EpochWait<E> {
+    type Output = Result<Epoch, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Epoch>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Epoch, E>> {
         let this = self.get_mut();
         let epoch = this.epoch;
         this.marks
@@ -515,7 +514,7 @@ impl Future for EpochWait {
     }
 }
 
-impl Drop for EpochWait {
+impl<E> Drop for EpochWait<E> {
     fn drop(&mut self) {
         if let Some(id) = self.waker_id.take() {
             self.marks.forget(id);
@@ -523,7 +522,7 @@ impl Drop for EpochWait {
     }
 }
 
-impl fmt::Debug for EpochWait {
+impl<E> fmt::Debug for EpochWait<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EpochWait")
             .field("level", &self.level)
@@ -538,7 +537,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
-    fn marks() -> (Arc<Watermarks>, Arc<AtomicUsize>) {
+    fn marks() -> (Arc<Watermarks<std::io::Error>>, Arc<AtomicUsize>) {
         let demands = Arc::new(AtomicUsize::new(0));
         let d = demands.clone();
         let hook: DemandHook = Box::new(move |_| {
@@ -587,7 +586,7 @@ mod tests {
         let blocked = std::thread::spawn(move || m2.wait(Durability::Written, Epoch::new(3), None));
         m.fail(
             Epoch::new(3),
-            Arc::new(Error::InvalidArgument("disk gone".into())),
+            Failure::Flusher(Arc::new(std::io::Error::other("disk gone"))),
         )
         .into_iter()
         .for_each(Waker::wake);

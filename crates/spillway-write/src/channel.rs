@@ -1,7 +1,7 @@
 //! Write channels: named, bounded queues from many producers to the one writer.
 //!
 //! A write whose channel has nothing queued is applied at once on the producer's thread (see
-//! [`role`](super::role)); the queue holds the writes that must wait: the delta is full and
+//! [`role`](crate::role)); the queue holds the writes that must wait: the delta is full and
 //! waits for a freeze, the channel is paused, or earlier writes are still queued.
 //!
 //! Invariants:
@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::epoch::Epoch;
-use super::handle::{TicketSender, WriteHandle, applied, ticket};
-use super::role::DeltaStatus;
-use super::watermark::Watermarks;
-use crate::error::Error;
+use crate::epoch::Epoch;
+use crate::error::{Error, Result};
+use crate::handle::{TicketSender, WriteHandle, applied, ticket};
+use crate::status::DeltaStatus;
+use crate::watermark::Watermarks;
 
 /// One queued write with the writer's end of its ticket.
 pub(crate) struct Message<W, R> {
@@ -47,18 +47,22 @@ struct Queue<W, R> {
 }
 
 /// A request for an explicit flush; the writer answers with the epoch it covers.
-pub(crate) struct FlushRequest {
+pub(crate) struct FlushRequest<E> {
     pub(crate) durable: bool,
     /// Per channel, how many writes the writer must have taken before the flush: every write
     /// queued when it was requested.
     pub(crate) targets: Vec<u64>,
-    pub(crate) reply: Arc<(Mutex<Option<crate::Result<u64>>>, Condvar)>,
+    pub(crate) reply: FlushReply<E>,
 }
 
-pub(crate) struct InboxState<W, R> {
+/// Where the writer puts its answer to a flush request (the last epoch the flush covers), and
+/// the condition variable the requester waits on for it.
+pub(crate) type FlushReply<E> = Arc<(Mutex<Option<Result<u64, E>>>, Condvar)>;
+
+pub(crate) struct InboxState<W, R, E> {
     queues: Vec<Queue<W, R>>,
     cursor: usize,
-    pub(crate) flush_requests: Vec<FlushRequest>,
+    pub(crate) flush_requests: Vec<FlushRequest<E>>,
     /// No more writes are accepted (shutdown or failure).
     pub(crate) stopped: bool,
     /// The writer should apply what is queued, freeze, and exit.
@@ -69,7 +73,7 @@ pub(crate) struct InboxState<W, R> {
     pub(crate) delta: DeltaStatus,
 }
 
-impl<W, R> InboxState<W, R> {
+impl<W, R, E> InboxState<W, R, E> {
     /// True if a write is waiting in a channel the writer may take from.
     pub(crate) fn has_writes(&self, include_paused: bool) -> bool {
         self.queues
@@ -125,17 +129,17 @@ impl<W, R> InboxState<W, R> {
 }
 
 /// The shared inputs of the writer thread.
-pub(crate) struct Inbox<W, R> {
-    pub(crate) state: Mutex<InboxState<W, R>>,
+pub(crate) struct Inbox<W, R, E> {
+    pub(crate) state: Mutex<InboxState<W, R, E>>,
     /// Wakes the writer thread.
     pub(crate) writer: Condvar,
     /// Wakes producers waiting for room or for a resume.
     pub(crate) space: Condvar,
 }
 
-impl<W, R> Inbox<W, R> {
+impl<W, R, E> Inbox<W, R, E> {
     /// The inbox of a pipeline whose first delta is `delta_size` bytes.
-    pub(crate) fn new(delta_size: usize) -> Inbox<W, R> {
+    pub(crate) fn new(delta_size: usize) -> Inbox<W, R, E> {
         Inbox {
             state: Mutex::new(InboxState {
                 queues: Vec::new(),
@@ -159,34 +163,34 @@ impl<W, R> Inbox<W, R> {
     }
 }
 
-/// Why a write was handed back.
+/// Why a write was handed back (`E` is the pipeline's flusher error).
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum RejectReason {
+pub enum RejectReason<E> {
     /// The channel was full ([`WriteChannel::try_write`]).
     Full,
     /// The channel stayed full until the timeout ([`WriteChannel::write_timeout`]).
     TimedOut,
     /// The pipeline takes no more writes: it was shut down or it failed.
-    Stopped(Error),
+    Stopped(Error<E>),
 }
 
 /// A write the pipeline did not take, handed back with the reason.
-pub struct Rejected<W> {
+pub struct Rejected<W, E> {
     /// The write, untouched.
     pub write: W,
     /// Why it was not taken.
-    pub reason: RejectReason,
+    pub reason: RejectReason<E>,
 }
 
-impl<W> Rejected<W> {
+impl<W, E> Rejected<W, E> {
     /// The write, to send again or elsewhere.
     pub fn into_inner(self) -> W {
         self.write
     }
 }
 
-impl<W> fmt::Debug for Rejected<W> {
+impl<W, E: fmt::Debug> fmt::Debug for Rejected<W, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejected")
             .field("reason", &self.reason)
@@ -194,7 +198,7 @@ impl<W> fmt::Debug for Rejected<W> {
     }
 }
 
-impl<W> fmt::Display for Rejected<W> {
+impl<W, E: fmt::Display> fmt::Display for Rejected<W, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reason {
             RejectReason::Full => f.write_str("write channel is full"),
@@ -204,7 +208,7 @@ impl<W> fmt::Display for Rejected<W> {
     }
 }
 
-impl<W> std::error::Error for Rejected<W> {
+impl<W, E: std::error::Error + 'static> std::error::Error for Rejected<W, E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.reason {
             RejectReason::Stopped(e) => Some(e),
@@ -216,7 +220,7 @@ impl<W> std::error::Error for Rejected<W> {
 /// Applies a write on the producer's thread, if its channel may skip the queue.
 pub(crate) trait ApplyNow<W, R>: Send + Sync {
     /// The write's epoch and result, or the write back if it must be queued.
-    fn apply_now(&self, channel: usize, write: W) -> Result<(Epoch, R), W>;
+    fn apply_now(&self, channel: usize, write: W) -> std::result::Result<(Epoch, R), W>;
 }
 
 /// A named, bounded channel into a pipeline. Clone it for more producers: clones share the
@@ -224,16 +228,16 @@ pub(crate) trait ApplyNow<W, R>: Send + Sync {
 ///
 /// A write is applied on the calling thread when nothing is queued before it, so the handle
 /// usually comes back already applied; otherwise it is queued for the writer thread.
-pub struct WriteChannel<W, R> {
-    inbox: Arc<Inbox<W, R>>,
+pub struct WriteChannel<W, R, E> {
+    inbox: Arc<Inbox<W, R, E>>,
     /// The pipeline's writer role; gone once the pipeline is dropped.
     writer: Weak<dyn ApplyNow<W, R>>,
-    marks: Arc<Watermarks>,
+    marks: Arc<Watermarks<E>>,
     pipeline: Arc<str>,
     index: usize,
 }
 
-impl<W, R> Clone for WriteChannel<W, R> {
+impl<W, R, E> Clone for WriteChannel<W, R, E> {
     fn clone(&self) -> Self {
         WriteChannel {
             inbox: self.inbox.clone(),
@@ -245,15 +249,15 @@ impl<W, R> Clone for WriteChannel<W, R> {
     }
 }
 
-impl<W, R> WriteChannel<W, R> {
+impl<W, R, E> WriteChannel<W, R, E> {
     pub(crate) fn open(
-        inbox: Arc<Inbox<W, R>>,
+        inbox: Arc<Inbox<W, R, E>>,
         writer: Weak<dyn ApplyNow<W, R>>,
-        marks: Arc<Watermarks>,
+        marks: Arc<Watermarks<E>>,
         pipeline: Arc<str>,
         name: String,
         capacity: usize,
-    ) -> WriteChannel<W, R> {
+    ) -> WriteChannel<W, R, E> {
         let index = {
             let mut s = inbox.state.lock();
             s.queues.push(Queue {
@@ -274,7 +278,7 @@ impl<W, R> WriteChannel<W, R> {
         }
     }
 
-    fn stopped(&self) -> RejectReason {
+    fn stopped(&self) -> RejectReason<E> {
         RejectReason::Stopped(self.marks.ended().unwrap_or_else(|| Error::Closed {
             pipeline: self.pipeline.to_string(),
         }))
@@ -282,12 +286,12 @@ impl<W, R> WriteChannel<W, R> {
 
     /// Sends `write`, waiting while the channel is full (or paused and full). Hands it back
     /// only if the pipeline stops taking writes.
-    pub fn write(&self, write: W) -> Result<WriteHandle<R>, Rejected<W>> {
+    pub fn write(&self, write: W) -> std::result::Result<WriteHandle<R, E>, Rejected<W, E>> {
         self.send(write, Wait::Forever)
     }
 
     /// Sends `write` if there is room now; otherwise hands it back.
-    pub fn try_write(&self, write: W) -> Result<WriteHandle<R>, Rejected<W>> {
+    pub fn try_write(&self, write: W) -> std::result::Result<WriteHandle<R, E>, Rejected<W, E>> {
         self.send(write, Wait::No)
     }
 
@@ -296,11 +300,11 @@ impl<W, R> WriteChannel<W, R> {
         &self,
         write: W,
         timeout: Duration,
-    ) -> Result<WriteHandle<R>, Rejected<W>> {
+    ) -> std::result::Result<WriteHandle<R, E>, Rejected<W, E>> {
         self.send(write, Wait::Until(Instant::now() + timeout))
     }
 
-    fn send(&self, write: W, wait: Wait) -> Result<WriteHandle<R>, Rejected<W>> {
+    fn send(&self, write: W, wait: Wait) -> std::result::Result<WriteHandle<R, E>, Rejected<W, E>> {
         let write = match self.writer.upgrade() {
             Some(writer) => match writer.apply_now(self.index, write) {
                 Ok((epoch, result)) => return Ok(applied(self.marks.clone(), epoch, result)),
@@ -379,7 +383,7 @@ impl<W, R> WriteChannel<W, R> {
     }
 }
 
-impl<W, R> fmt::Debug for WriteChannel<W, R> {
+impl<W, R, E> fmt::Debug for WriteChannel<W, R, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteChannel")
             .field("pipeline", &self.pipeline)
@@ -403,12 +407,15 @@ mod tests {
     /// A writer that never applies in place, so that every write is queued.
     struct QueueOnly;
     impl ApplyNow<u32, ()> for QueueOnly {
-        fn apply_now(&self, _channel: usize, write: u32) -> Result<(Epoch, ()), u32> {
+        fn apply_now(&self, _channel: usize, write: u32) -> std::result::Result<(Epoch, ()), u32> {
             Err(write)
         }
     }
 
-    fn setup() -> (Arc<Inbox<u32, ()>>, Arc<Watermarks>) {
+    type Io = std::io::Error;
+    type TestInbox = Inbox<u32, (), Io>;
+
+    fn setup() -> (Arc<TestInbox>, Arc<Watermarks<Io>>) {
         (
             Arc::new(Inbox::new(0)),
             Arc::new(Watermarks::new("t".into(), Box::new(|_| {}))),
@@ -416,10 +423,10 @@ mod tests {
     }
 
     fn open(
-        inbox: &Arc<Inbox<u32, ()>>,
-        marks: &Arc<Watermarks>,
+        inbox: &Arc<TestInbox>,
+        marks: &Arc<Watermarks<Io>>,
         cap: usize,
-    ) -> WriteChannel<u32, ()> {
+    ) -> WriteChannel<u32, (), Io> {
         WriteChannel::open(
             inbox.clone(),
             Weak::<QueueOnly>::new(),
@@ -508,7 +515,7 @@ mod tests {
         marks.close();
         drop(msgs);
         assert!(matches!(
-            h.wait(crate::Durability::Applied),
+            h.wait(crate::durability::Durability::Applied),
             Err(Error::Closed { .. })
         ));
         assert_eq!(h.epoch(), None);

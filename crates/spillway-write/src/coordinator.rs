@@ -1,12 +1,10 @@
 //! [`Coordinator`]: owns the writer thread and the flush thread of one pipeline, and is where
 //! users open channels, read views, flush, wait and shut down.
 //!
+//! It owns the pipeline's [`Shared`] state (whose invariants hold the pipeline together) and
+//! the flush role, starts the two threads, and stops them.
+//!
 //! Invariants:
-//! - one holder of the writer role at a time applies writes and freezes (the writer thread, or
-//!   a producer applying its own write, or a leading waiter freezing), and one holder of the
-//!   flush role at a time stores batches, oldest first (the flush thread or a leading waiter),
-//!   so epochs reach storage as a growing prefix;
-//! - frozen batches not yet stored are at most [`Config::max_frozen`];
 //! - every batch frozen is either stored or, after a failure, handed back by
 //!   [`Coordinator::shutdown`] in [`Shutdown::unflushed`]: no applied write is dropped silently;
 //! - after a failure the coordinator refuses writes and flushes with the failure, and every
@@ -20,72 +18,18 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::channel::{ApplyNow, FlushRequest, Inbox, WriteChannel};
-use super::clock::Clock;
-use super::config::Config;
-use super::delta::Freeze;
-use super::epoch::{Epoch, EpochRange};
-use super::flush::FlushRole;
-use super::flusher::Flusher;
-use super::role::Role;
-use super::view::{CellState, Subscription, View, Views};
-use super::watermark::{EpochWait, Lead, Watermarks};
-use super::{flush, lead, writer};
-use crate::error::{Error, Result};
-use crate::store::Durability;
-
-/// A frozen batch waiting for (or in) its flush.
-pub(crate) struct Job<B> {
-    pub(crate) epochs: EpochRange,
-    pub(crate) batch: B,
-}
-
-pub(crate) struct JobState<B> {
-    pub(crate) queue: VecDeque<Job<B>>,
-    /// The writer has exited: store what is queued, then exit.
-    pub(crate) closing: bool,
-}
-
-/// State shared by the coordinator, its two threads and (through narrower handles) the
-/// channels and write handles.
-pub(crate) struct Shared<D: Freeze, S> {
-    pub(crate) name: Arc<str>,
-    pub(crate) config: Config,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) inbox: Arc<Inbox<D::Write, D::Applied>>,
-    pub(crate) marks: Arc<Watermarks>,
-    pub(crate) views: Views<D, S>,
-    pub(crate) jobs: Mutex<JobState<D::Batch>>,
-    pub(crate) jobs_changed: Condvar,
-    /// The writer role: the current delta (see [`role`](super::role)).
-    pub(crate) role: Mutex<Role<D>>,
-    /// The current delta was lost to a panic in `apply` or `freeze`.
-    pub(crate) lost: AtomicBool,
-}
-
-impl<D: Freeze, S> Shared<D, S> {
-    /// Wakes the flush thread (under its lock, so that no wake-up is lost).
-    pub(crate) fn poke_flusher(&self) {
-        let _j = self.jobs.lock();
-        self.jobs_changed.notify_all();
-    }
-
-    /// Puts the pipeline in its failed state: `first` is the first epoch that did not reach
-    /// the level it was on its way to.
-    pub(crate) fn fail(&self, first: Epoch, cause: Error) {
-        tracing::error!(pipeline = %self.name, first = first.get(), error = %cause, "write pipeline failed");
-        // Stopped and failed together, under the inbox lock: whoever sees the failure and
-        // then sends a write finds the channels stopped, and a refused write finds the failure.
-        let wakers = {
-            let mut s = self.inbox.state.lock();
-            s.stopped = true;
-            self.marks.fail(first, Arc::new(cause))
-        };
-        self.inbox.writer.notify_all();
-        self.inbox.space.notify_all();
-        wakers.into_iter().for_each(std::task::Waker::wake);
-    }
-}
+use crate::channel::{ApplyNow, FlushRequest, Inbox, WriteChannel};
+use crate::config::Config;
+use crate::delta::Freeze;
+use crate::durability::Durability;
+use crate::epoch::{Epoch, EpochRange};
+use crate::error::{Error, Failure, Result};
+use crate::flush::FlushRole;
+use crate::flusher::Flusher;
+use crate::shared::{JobState, Role, Shared};
+use crate::view::{CellState, Subscription, View, Views};
+use crate::watermark::{EpochWait, Lead, Watermarks};
+use crate::{flush, lead, writer};
 
 /// A frozen batch that was never stored because the pipeline failed, handed back by
 /// [`Coordinator::shutdown`].
@@ -99,12 +43,12 @@ pub struct Unflushed<B> {
 
 /// What [`Coordinator::shutdown`] returns.
 #[derive(Debug)]
-pub struct Shutdown<B, F> {
+pub struct Shutdown<F: Flusher> {
     /// `Ok` if every applied write was stored (and synced, if so configured); otherwise the
     /// failure.
-    pub result: Result<()>,
+    pub result: Result<(), F::Error>,
     /// The batches not stored, oldest first; empty when `result` is `Ok`.
-    pub unflushed: Vec<Unflushed<B>>,
+    pub unflushed: Vec<Unflushed<F::Batch>>,
     /// The flusher, back to the caller (`None` if it panicked).
     pub flusher: Option<F>,
 }
@@ -114,7 +58,7 @@ pub struct Shutdown<B, F> {
 /// waiter that needs them stored, else by the background threads), and read through
 /// [`View`]s.
 pub struct Coordinator<D: Freeze, F: Flusher<Batch = D::Batch>> {
-    shared: Arc<Shared<D, F::Snapshot>>,
+    shared: Arc<Shared<D, F::Snapshot, F::Error>>,
     flush_role: Arc<FlushRole<F>>,
     writer: Option<JoinHandle<()>>,
     flusher: Option<JoinHandle<()>>,
@@ -127,7 +71,12 @@ where
 {
     /// Starts a pipeline whose first delta is `delta`, storing through `flusher`, with
     /// `snapshot` as what readers see of storage until the first flush.
-    pub fn start(delta: D, flusher: F, snapshot: F::Snapshot, config: Config) -> Result<Self> {
+    pub fn start(
+        delta: D,
+        flusher: F,
+        snapshot: F::Snapshot,
+        config: Config,
+    ) -> Result<Self, F::Error> {
         config.check()?;
         let name: Arc<str> = Arc::from(config.name.as_str());
         let delta_size = delta.size_bytes();
@@ -136,7 +85,7 @@ where
         let flush_role = Arc::new(FlushRole {
             flusher: Mutex::new(Some(flusher)),
         });
-        let shared = Arc::new_cyclic(|weak: &Weak<Shared<D, F::Snapshot>>| {
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared<D, F::Snapshot, F::Error>>| {
             let w = weak.clone();
             let on_demand = Box::new(move |level| {
                 if let Some(sh) = w.upgrade() {
@@ -185,18 +134,24 @@ where
         let flusher = std::thread::Builder::new()
             .name(format!("{name}-flush"))
             .spawn(move || flush::run(&flush_shared, &role))
-            .map_err(|e| Error::io("spawn the flush thread of", name.to_string(), e))?;
+            .map_err(|source| Error::Spawn {
+                thread: format!("the flush thread of write pipeline {name}"),
+                source,
+            })?;
         let writer_shared = shared.clone();
         let writer = match std::thread::Builder::new()
             .name(format!("{name}-writer"))
             .spawn(move || writer::run(&writer_shared))
         {
             Ok(w) => w,
-            Err(e) => {
+            Err(source) => {
                 shared.jobs.lock().closing = true;
                 shared.poke_flusher();
                 let _ = flusher.join();
-                return Err(Error::io("spawn the writer thread of", name.to_string(), e));
+                return Err(Error::Spawn {
+                    thread: format!("the writer thread of write pipeline {name}"),
+                    source,
+                });
             }
         };
         Ok(Coordinator {
@@ -217,7 +172,7 @@ where
         &self,
         name: impl Into<String>,
         capacity: usize,
-    ) -> WriteChannel<D::Write, D::Applied> {
+    ) -> WriteChannel<D::Write, D::Applied, F::Error> {
         let shared: Arc<dyn ApplyNow<D::Write, D::Applied>> = self.shared.clone();
         WriteChannel::open(
             self.shared.inbox.clone(),
@@ -248,13 +203,13 @@ where
 
     /// Blocks until `epoch` has reached `level`. Waiting for `Written` or `Durable` makes the
     /// pipeline freeze and store (or sync) it even if no trigger fires; when no flush is running
-    /// the calling thread runs it (see [`WriteHandle::wait`](super::WriteHandle::wait)).
-    pub fn wait_for(&self, epoch: Epoch, level: Durability) -> Result<()> {
+    /// the calling thread runs it (see [`WriteHandle::wait`](crate::WriteHandle::wait)).
+    pub fn wait_for(&self, epoch: Epoch, level: Durability) -> Result<(), F::Error> {
         self.shared.marks.wait(level, epoch, None).map(|_| ())
     }
 
     /// The async face of [`wait_for`](Self::wait_for).
-    pub fn wait_for_async(&self, epoch: Epoch, level: Durability) -> EpochWait {
+    pub fn wait_for_async(&self, epoch: Epoch, level: Durability) -> EpochWait<F::Error> {
         EpochWait::new(self.shared.marks.clone(), level, epoch)
     }
 
@@ -262,7 +217,7 @@ where
     /// writer has frozen it. The flush covers every write applied before, and every write
     /// queued at the call in a channel that is not paused (so a producer's earlier writes are
     /// covered). Does not wait for storage: wait for the epoch for that.
-    pub fn request_flush(&self, durable: bool) -> Result<Epoch> {
+    pub fn request_flush(&self, durable: bool) -> Result<Epoch, F::Error> {
         let reply = Arc::new((Mutex::new(None), Condvar::new()));
         {
             let mut s = self.shared.inbox.state.lock();
@@ -291,7 +246,7 @@ where
     /// the last epoch covered. Like [`request_flush`](Self::request_flush), it covers the
     /// writes queued at the call; when none are, it waits for the applied writes directly (and
     /// usually stores them on this thread), without a round trip through the writer thread.
-    pub fn flush(&self, durable: bool) -> Result<Epoch> {
+    pub fn flush(&self, durable: bool) -> Result<Epoch, F::Error> {
         let level = if durable {
             Durability::Durable
         } else {
@@ -315,11 +270,11 @@ where
     }
 
     /// The failure that stopped the pipeline, if it failed.
-    pub fn error(&self) -> Option<Error> {
+    pub fn error(&self) -> Option<Error<F::Error>> {
         self.shared.marks.failure()
     }
 
-    fn ended(&self) -> Error {
+    fn ended(&self) -> Error<F::Error> {
         self.shared.marks.ended().unwrap_or_else(|| Error::Closed {
             pipeline: self.shared.name.to_string(),
         })
@@ -328,11 +283,11 @@ where
     /// Stops taking writes, applies the writes already queued (paused channels included),
     /// stores every frozen batch, syncs (if [`Config::sync_on_shutdown`]), and stops both
     /// threads. After a failure, hands back the batches it could not store.
-    pub fn shutdown(mut self) -> Shutdown<D::Batch, F> {
+    pub fn shutdown(mut self) -> Shutdown<F> {
         self.stop()
     }
 
-    fn stop(&mut self) -> Shutdown<D::Batch, F> {
+    fn stop(&mut self) -> Shutdown<F> {
         {
             let mut s = self.shared.inbox.state.lock();
             s.stopped = true;
@@ -354,7 +309,7 @@ where
         if let Some(thread) = panicked {
             self.shared.fail(
                 self.shared.marks.get(Durability::Written).next(),
-                Error::ThreadPanicked {
+                Failure::Panicked {
                     thread: format!("the {thread} thread of pipeline {}", self.shared.name),
                     consequence: "the pipeline stopped",
                 },

@@ -1,28 +1,29 @@
 //! The flush role and the flush thread: storing frozen batches oldest first through the
-//! [`Flusher`], retrying per the [`RetryPolicy`](super::RetryPolicy), syncing when a waiter
+//! [`Flusher`], retrying per the [`RetryPolicy`](crate::RetryPolicy), syncing when a waiter
 //! needs `Durable`, and moving the `Written` and `Durable` marks.
 //!
 //! The flusher lives in the [`FlushRole`]; whoever holds its lock stores and syncs: the flush
 //! thread, for batches frozen by size or timer and for async waiters, or a blocking waiter that
-//! leads (see [`lead`](super::lead)). One holder at a time, and each takes batches from the
+//! leads (see [`lead`](crate::lead)). One holder at a time, and each takes batches from the
 //! front of the queue, so batches are stored in epoch order whoever stores them.
 //!
 //! A batch stays in the job queue (at its front) until it is stored, so that on a failure it is
-//! still there for [`Coordinator::shutdown`](super::Coordinator::shutdown) to hand back; its
+//! still there for [`Coordinator::shutdown`](crate::Coordinator::shutdown) to hand back; its
 //! view stays in the published views, so readers keep seeing its writes. A panic in the
 //! flusher is caught where it is called and fails the pipeline like an error that is not
 //! retried; the flusher is dropped, since its state is unknown.
 
+use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::coordinator::{Job, JobState, Shared};
-use super::delta::Freeze;
-use super::flusher::Flusher;
-use crate::error::{Error, Result};
-use crate::store::Durability;
+use crate::delta::Freeze;
+use crate::durability::Durability;
+use crate::error::Failure;
+use crate::flusher::Flusher;
+use crate::shared::{Job, JobState, Shared};
 
 /// The flusher, and with its lock the right to store and sync.
 pub(crate) struct FlushRole<F> {
@@ -38,15 +39,15 @@ enum Work {
 
 /// Fails the pipeline if the flush thread dies by a panic (outside the flusher, which is
 /// caught), so nobody waits for it.
-struct PanicGuard<'a, D: Freeze, S>(&'a Shared<D, S>);
+struct PanicGuard<'a, D: Freeze, S, E: fmt::Display>(&'a Shared<D, S, E>);
 
-impl<D: Freeze, S> Drop for PanicGuard<'_, D, S> {
+impl<D: Freeze, S, E: fmt::Display> Drop for PanicGuard<'_, D, S, E> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let first = self.0.marks.get(Durability::Written).next();
             self.0.fail(
                 first,
-                Error::ThreadPanicked {
+                Failure::Panicked {
                     thread: format!("the flush thread of pipeline {}", self.0.name),
                     consequence: "the batches not stored are handed back by shutdown",
                 },
@@ -55,7 +56,7 @@ impl<D: Freeze, S> Drop for PanicGuard<'_, D, S> {
     }
 }
 
-pub(crate) fn run<D, F>(shared: &Shared<D, F::Snapshot>, role: &FlushRole<F>)
+pub(crate) fn run<D, F>(shared: &Shared<D, F::Snapshot, F::Error>, role: &FlushRole<F>)
 where
     D: Freeze,
     F: Flusher<Batch = D::Batch>,
@@ -95,7 +96,7 @@ where
 }
 
 /// What the flush thread should do now; `None`: nothing.
-fn next_work<D: Freeze, S>(shared: &Shared<D, S>, j: &JobState<D::Batch>) -> Option<Work> {
+fn next_work<D: Freeze, S, E>(shared: &Shared<D, S, E>, j: &JobState<D::Batch>) -> Option<Work> {
     let marks = &shared.marks;
     if marks.ended().is_some() {
         return Some(Work::Exit);
@@ -123,12 +124,12 @@ fn next_work<D: Freeze, S>(shared: &Shared<D, S>, j: &JobState<D::Batch>) -> Opt
 
 /// A batch being stored: put back at the front of the queue if the store does not complete
 /// (failure or panic), so that shutdown hands it back.
-struct Held<'a, D: Freeze, S> {
-    shared: &'a Shared<D, S>,
+struct Held<'a, D: Freeze, S, E> {
+    shared: &'a Shared<D, S, E>,
     job: Option<Job<D::Batch>>,
 }
 
-impl<D: Freeze, S> Drop for Held<'_, D, S> {
+impl<D: Freeze, S, E> Drop for Held<'_, D, S, E> {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
             self.shared.jobs.lock().queue.push_front(job);
@@ -136,33 +137,34 @@ impl<D: Freeze, S> Drop for Held<'_, D, S> {
     }
 }
 
-/// Runs `step` on the flusher, turning a panic into an error (and dropping the flusher);
-/// `None` if the flusher is gone.
-fn guarded<F, T>(
+/// Runs `step` on the flusher, turning a panic into a failure (and dropping the flusher);
+/// the failure comes with true if it may be retried.
+fn guarded<F: Flusher, T>(
     name: &str,
     slot: &mut Option<F>,
-    step: impl FnOnce(&mut F) -> Result<T>,
-) -> Option<std::result::Result<T, (Error, bool)>> {
-    let flusher = slot.as_mut()?;
+    step: impl FnOnce(&mut F) -> Result<T, F::Error>,
+) -> Result<T, (Failure<F::Error>, bool)> {
+    let panicked = || Failure::Panicked {
+        thread: format!("the flusher of pipeline {name}"),
+        consequence: "the batches not stored are handed back by shutdown",
+    };
+    // The flusher is gone only after it panicked: that panic failed the pipeline already.
+    let Some(flusher) = slot.as_mut() else {
+        return Err((panicked(), false));
+    };
     match catch_unwind(AssertUnwindSafe(|| step(flusher))) {
-        Ok(Ok(t)) => Some(Ok(t)),
-        Ok(Err(e)) => Some(Err((e, true))),
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err((Failure::Flusher(Arc::new(e)), true)),
         Err(_) => {
             *slot = None;
-            Some(Err((
-                Error::ThreadPanicked {
-                    thread: format!("the flusher of pipeline {name}"),
-                    consequence: "the batches not stored are handed back by shutdown",
-                },
-                false,
-            )))
+            Err((panicked(), false))
         }
     }
 }
 
 /// Stores one batch, with retries; false if the pipeline failed. The caller holds the role.
 pub(crate) fn store<D, F>(
-    shared: &Shared<D, F::Snapshot>,
+    shared: &Shared<D, F::Snapshot, F::Error>,
     slot: &mut Option<F>,
     job: Job<D::Batch>,
 ) -> bool
@@ -182,14 +184,8 @@ where
         };
         let started = shared.clock.now();
         let (e, retryable) = match guarded(&shared.name, slot, |f| f.write(&job.batch, epochs)) {
-            Some(Ok(s)) => break s,
-            Some(Err(failure)) => failure,
-            None => (
-                Error::Closed {
-                    pipeline: shared.name.to_string(),
-                },
-                false,
-            ),
+            Ok(s) => break s,
+            Err(failure) => failure,
         };
         retry += 1;
         match shared
@@ -234,21 +230,18 @@ where
 }
 
 /// Makes what is written durable; false if the pipeline failed. The caller holds the role.
-pub(crate) fn sync<D, F>(shared: &Shared<D, F::Snapshot>, slot: &mut Option<F>) -> bool
+pub(crate) fn sync<D, F>(shared: &Shared<D, F::Snapshot, F::Error>, slot: &mut Option<F>) -> bool
 where
     D: Freeze,
     F: Flusher<Batch = D::Batch>,
 {
     let written = shared.marks.get(Durability::Written);
     let e = match guarded(&shared.name, slot, F::sync) {
-        Some(Ok(())) => {
+        Ok(()) => {
             shared.marks.advance(Durability::Durable, written);
             return true;
         }
-        Some(Err((e, _))) => e,
-        None => Error::Closed {
-            pipeline: shared.name.to_string(),
-        },
+        Err((e, _)) => e,
     };
     // Not retried: after a failed sync the state of the storage is unknown.
     let first = shared.marks.get(Durability::Durable).next();
@@ -257,7 +250,7 @@ where
 }
 
 /// Waits until `deadline` on the pipeline's clock (a manual clock wakes us when it moves).
-fn backoff<D: Freeze, S>(shared: &Shared<D, S>, deadline: std::time::Duration) {
+fn backoff<D: Freeze, S, E>(shared: &Shared<D, S, E>, deadline: std::time::Duration) {
     let mut j = shared.jobs.lock();
     while shared.clock.now() < deadline {
         match shared.clock.real_wait(deadline) {

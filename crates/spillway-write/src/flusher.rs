@@ -5,34 +5,43 @@
 //! role (the pipeline's flush thread, or a thread waiting for the batch to be stored), so a
 //! flusher is `Send` but never used by two threads at once; a batch is handed to
 //! [`Flusher::write`] again (the same batch, by reference) after a failure until it succeeds
-//! or the retries run out, so `write` must be idempotent for a batch it may have half-stored; `sync` is never retried (after a failed sync the state of the
-//! storage is unknown, so the pipeline stops).
+//! or the retries run out, so `write` must be idempotent for a batch it may have half-stored;
+//! `sync` is never retried (after a failed sync the state of the storage is unknown, so the
+//! pipeline stops).
 
 use std::fmt;
 use std::time::Duration;
 
-use super::epoch::EpochRange;
-use crate::error::Result;
+use crate::epoch::EpochRange;
 
 /// Stores frozen batches.
 ///
-/// A [`BlobStore`](crate::BlobStore) fits it as: `write` = `put_batch` then
-/// `flush(Durability::Written)`, returning a snapshot handle (often the store itself, in an
-/// `Arc`); `sync` = `flush(Durability::Durable)`.
+/// A key-value store over a file fits it as: `write` = append the batch's records and hand
+/// them to the OS, returning what readers should see of the file (an index, a handle, or `()`
+/// if readers go to the file); `sync` = `fdatasync` the file (and `fsync` its directory if the
+/// file is new). Its errors reach the waiters as themselves, in [`Failure::Flusher`].
+///
+/// [`Failure::Flusher`]: crate::Failure::Flusher
 pub trait Flusher: Send + 'static {
-    /// The frozen batch it stores (the delta's [`Freeze::Batch`](super::Freeze::Batch)).
+    /// The frozen batch it stores (the delta's [`Freeze::Batch`](crate::Freeze::Batch)).
     type Batch: Send + 'static;
     /// What readers see of storage after a write.
     type Snapshot: Send + Sync + 'static;
+    /// What a failed `write` or `sync` reports.
+    type Error: std::error::Error + Send + Sync + 'static;
 
     /// Stores `batch`, the writes of `epochs`, so that they survive a crash of this process
     /// ([`Durability::Written`](crate::Durability::Written)), and returns the storage snapshot
     /// that includes them.
-    fn write(&mut self, batch: &Self::Batch, epochs: EpochRange) -> Result<Self::Snapshot>;
+    fn write(
+        &mut self,
+        batch: &Self::Batch,
+        epochs: EpochRange,
+    ) -> Result<Self::Snapshot, Self::Error>;
 
     /// Makes everything written so far survive power loss
     /// ([`Durability::Durable`](crate::Durability::Durable)).
-    fn sync(&mut self) -> Result<()>;
+    fn sync(&mut self) -> Result<(), Self::Error>;
 }
 
 /// What to do when [`Flusher::write`] fails: try the same batch again up to `max_retries`
