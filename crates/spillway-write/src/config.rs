@@ -82,3 +82,32 @@ impl fmt::Debug for Config {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_values_are_refused_by_name() {
+        let refused = |config: Config| match config.check::<std::io::Error>() {
+            Err(Error::InvalidConfig(what)) => what,
+            other => panic!("accepted: {other:?}"),
+        };
+        let what = refused(Config {
+            max_frozen: 0,
+            ..Config::default()
+        });
+        assert!(what.starts_with("max_frozen"), "{what}");
+        let what = refused(Config {
+            writer_batch: 0,
+            ..Config::default()
+        });
+        assert!(what.starts_with("writer_batch"), "{what}");
+        let what = refused(Config {
+            freeze_interval: Some(Duration::ZERO),
+            ..Config::default()
+        });
+        assert!(what.starts_with("freeze_interval"), "{what}");
+        assert!(Config::default().check::<std::io::Error>().is_ok());
+    }
+}

@@ -162,11 +162,6 @@ where
         })
     }
 
-    /// The pipeline's name.
-    pub fn name(&self) -> &str {
-        &self.shared.name
-    }
-
     /// Opens a new named channel holding at most `capacity` queued writes (at least 1).
     pub fn channel(
         &self,

@@ -70,7 +70,7 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `retry` (1 for the first), or `None` if retries are used up.
-    pub fn backoff_before(&self, retry: u32) -> Option<Duration> {
+    pub(crate) fn backoff_before(&self, retry: u32) -> Option<Duration> {
         if retry == 0 || retry > self.max_retries {
             return None;
         }

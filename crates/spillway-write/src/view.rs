@@ -37,7 +37,8 @@ pub(crate) enum CellState<D: Freeze> {
 
 pub(crate) type DeltaCell<D> = Arc<RwLock<CellState<D>>>;
 
-/// A frozen delta as readers see it, with the epochs it holds.
+/// A frozen delta in a [`View`]: the epochs it holds. Its writes are read through
+/// [`ViewGuard::layers`].
 pub struct FrozenLayer<V> {
     epochs: EpochRange,
     view: Arc<V>,
@@ -51,11 +52,6 @@ impl<V> FrozenLayer<V> {
     /// The epochs of the writes in this layer.
     pub fn epochs(&self) -> EpochRange {
         self.epochs
-    }
-
-    /// The layer's read view.
-    pub fn view(&self) -> &Arc<V> {
-        &self.view
     }
 }
 
