@@ -49,19 +49,18 @@
 //! waiter never gets an error for a write that is then stored. When the retries run out (or a
 //! [`Flusher::sync`] fails, which is never retried since the storage is then in an unknown
 //! state) the pipeline enters its **failed state**: every wait not yet satisfied, and every
-//! later write, flush or wait, reports [`Error::WriteFailed`]; the
-//! batches not stored stay visible in the views, and [`Coordinator::shutdown`] hands them
-//! back in [`Shutdown::unflushed`] together with the writes applied since (frozen into a last
-//! batch). So an acknowledged write is either stored or handed back with an error, never
-//! dropped silently.
+//! later write, flush or wait, reports [`Error::WriteFailed`] with the flusher's own error as
+//! its cause ([`Failure::Flusher`]); the batches not stored stay visible in the views, and
+//! [`Coordinator::shutdown`] hands them back in [`Shutdown::unflushed`] together with the
+//! writes applied since (frozen into a last batch). So an acknowledged write is either stored
+//! or handed back with an error, never dropped silently.
 //!
 //! A panic in user code is a bug, but it still strands nobody: a panic in
 //! [`Flusher::write`] or [`Flusher::sync`] is caught, fails the pipeline, and the batch it held
 //! is handed back like any other; a panic in [`Delta::apply`] or [`Freeze::freeze`] takes the
 //! current delta down (its writes are lost, and their waiters get [`Failure::Panicked`] as the
-//! cause), while the batches
-//! already frozen are handed back. The panic itself goes on up the thread that ran the code:
-//! the writer thread, or the producer whose `write` applied it.
+//! cause), while the batches already frozen are handed back. The panic itself goes on up the
+//! thread that ran the code: the writer thread, or the producer whose `write` applied it.
 //!
 //! ## Time
 //!
