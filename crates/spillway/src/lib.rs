@@ -5,7 +5,7 @@
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys);
 //! 2. [`mod@format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
-//! 4. [`write`]: the write pipeline (deltas, freeze, background flush, epochs, durability
+//! 4. [`write`](mod@write): the write pipeline (deltas, freeze, background flush, epochs, durability
 //!    waits, consistent views, backpressure), its own crate `spillway-write`, re-exported;
 //! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.

@@ -6,7 +6,7 @@
 //! and segment files `seg-<id>.log`. `docs/FORMAT.md` gives every byte.
 //!
 //! # Write path
-//! Writes run on the [write pipeline](crate::write) ([`pipeline`]). `put_batch` encodes its
+//! Writes run on the [write pipeline](crate::write) (module `pipeline`). `put_batch` encodes its
 //! records (outside any lock), then the pipeline's delta copies the ones not yet stored into
 //! its buffer and points the index at them: from then on readers see them
 //! ([`Durability::Applied`]). `flush(Written)` freezes the delta and the flusher writes it to
