@@ -174,22 +174,6 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
-    /// A write pipeline gave up flushing a batch after its retries, so the writes from `first`
-    /// on never reached storage. The pipeline refuses further writes; the writes it still holds
-    /// are handed back by its shutdown.
-    #[error(
-        "write pipeline {pipeline} failed to store the writes from epoch {first} on ({cause}); it refuses further writes, shut it down to recover the unflushed batches"
-    )]
-    WriteFailed {
-        /// The pipeline's name.
-        pipeline: String,
-        /// The first epoch that did not reach storage.
-        first: u64,
-        /// The flush or sync error that made it give up.
-        #[source]
-        cause: std::sync::Arc<Error>,
-    },
-
     /// Code panicked (a bug, ours or in a user-supplied delta, flusher or value) in work that
     /// others wait on; what it was doing is abandoned and reported to everyone who waited.
     #[error("{thread} panicked; {consequence}")]
@@ -205,12 +189,10 @@ pub enum Error {
     #[error(transparent)]
     Shared(std::sync::Arc<Error>),
 
-    /// A write pipeline was shut down (or its writer thread stopped), so it takes no more writes.
-    #[error("write pipeline {pipeline} is shut down and takes no more writes")]
-    Closed {
-        /// The pipeline's name.
-        pipeline: String,
-    },
+    /// A write pipeline (see [`crate::write`]) failed, was shut down, or could not start: the
+    /// pipeline's own error, with the flusher's error as its source.
+    #[error(transparent)]
+    Write(#[from] spillway_write::Error<Error>),
 }
 
 fn roots_text(roots: &[String]) -> String {

@@ -57,6 +57,7 @@ struct StoreFlusher(Arc<dyn BlobStore>);
 impl Flusher for StoreFlusher {
     type Batch = Arc<HashMap<ContentKey, Blob>>;
     type Snapshot = Arc<dyn BlobStore>;
+    type Error = spillway::Error;
 
     fn write(&mut self, batch: &Self::Batch, _epochs: EpochRange) -> Result<Arc<dyn BlobStore>> {
         let puts: Vec<Put<'_>> = batch

@@ -31,22 +31,9 @@ pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
 pub use writer::{PutDelta, StoreFlusher, StoreWrite, StoreWriter};
 
-/// How far a write has travelled, and so which failure it survives.
-///
-/// The levels are ordered: `Applied < Written < Durable`, and reaching one implies the ones
-/// below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Durability {
-    /// In the store's memory and visible to every reader of this store. Survives nothing: a
-    /// crash of this process loses it.
-    Applied,
-    /// Handed to the operating system (`write(2)` returned). Survives a crash or `kill -9` of
-    /// this process; lost if the machine loses power or the kernel crashes before writeback.
-    Written,
-    /// On stable storage: file data `fdatasync`ed and any new file's directory entry `fsync`ed.
-    /// Survives power loss and kernel crashes (given a disk that honours flushes).
-    Durable,
-}
+/// The durability levels, from the write pipeline: for a store, `Applied` is in the store's
+/// memory and visible to its readers, `Written` is handed to the OS, `Durable` is synced.
+pub use spillway_write::Durability;
 
 /// An object as stored: its payload and the keys of the objects it refers to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -102,6 +102,7 @@ pub struct StoreFlusher {
 impl Flusher for StoreFlusher {
     type Batch = Arc<KeyMap<Option<Arc<Blob>>>>;
     type Snapshot = ();
+    type Error = Error;
 
     fn write(&mut self, batch: &Self::Batch, _epochs: EpochRange) -> Result<()> {
         let mut puts = Vec::new();
@@ -147,7 +148,7 @@ impl Flusher for StoreFlusher {
 /// ```
 pub struct StoreWriter {
     coordinator: Coordinator<PutDelta, StoreFlusher>,
-    channel: WriteChannel<StoreWrite, ()>,
+    channel: WriteChannel<StoreWrite, (), Error>,
     store: Arc<dyn BlobStore>,
 }
 
@@ -178,27 +179,27 @@ impl StoreWriter {
         })
     }
 
-    fn send(&self, write: StoreWrite) -> Result<WriteHandle<()>> {
+    fn send(&self, write: StoreWrite) -> Result<WriteHandle<(), Error>> {
         self.channel
             .write(write)
             .map_err(|rejected| match rejected.reason {
-                crate::write::RejectReason::Stopped(e) => e,
+                crate::write::RejectReason::Stopped(e) => e.into(),
                 other => Error::InvalidArgument(format!("write refused: {other:?}")),
             })
     }
 
     /// Queues objects to store; the handle waits for the level the caller needs.
-    pub fn put(&self, blobs: Vec<Blob>) -> Result<WriteHandle<()>> {
+    pub fn put(&self, blobs: Vec<Blob>) -> Result<WriteHandle<(), Error>> {
         self.send(StoreWrite::Put(blobs))
     }
 
     /// Queues deletes.
-    pub fn delete(&self, keys: Vec<ContentKey>) -> Result<WriteHandle<()>> {
+    pub fn delete(&self, keys: Vec<ContentKey>) -> Result<WriteHandle<(), Error>> {
         self.send(StoreWrite::Delete(keys))
     }
 
     /// Another bounded channel into the same pipeline, for a producer of its own.
-    pub fn channel(&self, name: &str, capacity: usize) -> WriteChannel<StoreWrite, ()> {
+    pub fn channel(&self, name: &str, capacity: usize) -> WriteChannel<StoreWrite, (), Error> {
         self.coordinator.channel(name, capacity)
     }
 
@@ -224,8 +225,8 @@ impl StoreWriter {
     pub fn flush(&self, level: Durability) -> Result<Epoch> {
         match level {
             Durability::Applied => Ok(self.coordinator.watermark(Durability::Applied)),
-            Durability::Written => self.coordinator.flush(false),
-            Durability::Durable => self.coordinator.flush(true),
+            Durability::Written => Ok(self.coordinator.flush(false)?),
+            Durability::Durable => Ok(self.coordinator.flush(true)?),
         }
     }
 

@@ -97,6 +97,7 @@ impl LogFlusher {
 impl Flusher for LogFlusher {
     type Batch = Arc<LogBatch>;
     type Snapshot = ();
+    type Error = Error;
 
     fn write(&mut self, batch: &Arc<LogBatch>, _epochs: EpochRange) -> Result<()> {
         let core = Arc::clone(&self.core);

@@ -6,7 +6,7 @@
 //! and segment files `seg-<id>.log`. `docs/FORMAT.md` gives every byte.
 //!
 //! # Write path
-//! Writes run on the [write pipeline](crate::write) ([`pipeline`]). `put_batch` encodes its
+//! Writes run on the [write pipeline](crate::write) (module `pipeline`). `put_batch` encodes its
 //! records (outside any lock), then the pipeline's delta copies the ones not yet stored into
 //! its buffer and points the index at them: from then on readers see them
 //! ([`Durability::Applied`]). `flush(Written)` freezes the delta and the flusher writes it to
@@ -286,7 +286,7 @@ impl LogStore {
     /// handle.wait(Durability::Durable)?; // survives power loss from here on
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn submit_puts(&self, batch: &[Put<'_>]) -> Result<WriteHandle<Appended>> {
+    pub fn submit_puts(&self, batch: &[Put<'_>]) -> Result<WriteHandle<Appended, Error>> {
         let pipeline = self.writable()?;
         let enc = self.encode_fresh(batch)?;
         pipeline.submit(LogWrite::Put(enc))
@@ -294,7 +294,7 @@ impl LogStore {
 
     /// Deletes keys like [`delete`](BlobStore::delete) and returns the write's handle, once
     /// applied; see [`submit_puts`](Self::submit_puts).
-    pub fn submit_deletes(&self, keys: &[ContentKey]) -> Result<WriteHandle<Appended>> {
+    pub fn submit_deletes(&self, keys: &[ContentKey]) -> Result<WriteHandle<Appended, Error>> {
         let pipeline = self.writable()?;
         let present = self.present(keys);
         pipeline.submit(LogWrite::Delete(present))

@@ -21,12 +21,13 @@ use super::flusher::LogFlusher;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Location;
 use crate::write::{
-    Config, Coordinator, Epoch, Layer, RejectReason, RetryPolicy, WriteChannel, WriteHandle,
+    Config, Coordinator, Epoch, Failure, Layer, RejectReason, RetryPolicy, WriteChannel,
+    WriteHandle,
 };
 
 pub(super) struct Pipeline {
     coordinator: Coordinator<LogDelta, LogFlusher>,
-    channel: WriteChannel<LogWrite, Appended>,
+    channel: WriteChannel<LogWrite, Appended, Error>,
     core: Arc<Core>,
 }
 
@@ -68,20 +69,36 @@ impl Pipeline {
     }
 
     /// The error to report when the pipeline refuses or fails a call: the write or sync error
-    /// itself for the calls it failed (shared between them), the poison for later ones.
-    fn failure(&self, e: Error) -> Error {
+    /// itself for the calls it failed (shared between them) or the panic that failed it, the
+    /// poison for later ones.
+    fn failure(&self, e: crate::write::Error<Error>) -> Error {
+        use crate::write::Error as Pipeline;
         match e {
-            Error::WriteFailed { cause, .. } => Error::Shared(cause),
+            Pipeline::WriteFailed {
+                cause: Failure::Flusher(cause),
+                ..
+            } => Error::Shared(cause),
+            Pipeline::WriteFailed {
+                cause:
+                    Failure::Panicked {
+                        thread,
+                        consequence,
+                    },
+                ..
+            } => Error::ThreadPanicked {
+                thread,
+                consequence,
+            },
             e => match self.core.check_poison() {
                 Err(poisoned) => poisoned,
-                Ok(()) => e,
+                Ok(()) => e.into(),
             },
         }
     }
 
     /// Sends `write` and returns its handle once it is applied.
-    pub fn submit(&self, write: LogWrite) -> Result<WriteHandle<Appended>> {
-        let handle: WriteHandle<Appended> =
+    pub fn submit(&self, write: LogWrite) -> Result<WriteHandle<Appended, Error>> {
+        let handle: WriteHandle<Appended, Error> =
             self.channel
                 .write(write)
                 .map_err(|rejected| match rejected.reason {
