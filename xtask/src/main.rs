@@ -24,7 +24,12 @@ const FUZZ_TARGETS: &[&str] = &[
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
-const EXAMPLES: &[&str] = &["build_cache", "matrices"];
+/// The examples CI runs: (package, example).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("spillway", "build_cache"),
+    ("spillway", "matrices"),
+    ("spillway-write", "kv"),
+];
 
 /// The tag of the line of totals that the crash test prints at its end.
 const CRASH_TOTALS_TAG: &str = "CRASH-SWEEP-TOTALS";
@@ -246,8 +251,8 @@ fn bench(args: &[String]) -> Result<(), String> {
 }
 
 fn examples() -> Result<(), String> {
-    for example in EXAMPLES {
-        run(cargo().args(["run", "--release", "-p", "spillway", "--example", example]))?;
+    for (package, example) in EXAMPLES {
+        run(cargo().args(["run", "--release", "-p", package, "--example", example]))?;
     }
     Ok(())
 }
