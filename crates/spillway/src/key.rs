@@ -30,6 +30,9 @@ pub const KEY_DOMAIN_TAG: [u8; 16] = *b"spillway-key-v1\0";
 /// Length of a content key in bytes.
 pub const KEY_LEN: usize = 16;
 
+/// The first 15 bytes of every reserved key; the last byte numbers it (256 reserved keys).
+pub const RESERVED_KEY_PREFIX: [u8; 15] = *b"spillway:reserv";
+
 /// The 128-bit content address of an object (payload plus child keys).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContentKey([u8; KEY_LEN]);
@@ -48,6 +51,24 @@ impl ContentKey {
         let mut out = [0u8; KEY_LEN];
         hasher.finalize_xof().fill(&mut out);
         ContentKey(out)
+    }
+
+    /// Reserved key number `n`: a key that names a store's own record (the default roots'
+    /// slots), not an object. No content hashes to it (a BLAKE3 output matching its fixed 15
+    /// bytes is a 2^-120 event), so it never collides with an object's key.
+    pub const fn reserved(n: u8) -> ContentKey {
+        let mut b = [n; KEY_LEN];
+        let mut i = 0;
+        while i < RESERVED_KEY_PREFIX.len() {
+            b[i] = RESERVED_KEY_PREFIX[i];
+            i += 1;
+        }
+        ContentKey(b)
+    }
+
+    /// True for a [reserved](Self::reserved) key.
+    pub fn is_reserved(&self) -> bool {
+        self.0[..RESERVED_KEY_PREFIX.len()] == RESERVED_KEY_PREFIX
     }
 
     /// Builds a key from its raw bytes (as stored on disk).

@@ -285,3 +285,33 @@ fn roots_file_matches_the_document() {
     assert!(DOC.contains(&format!("`{}`", roots::ROOTS_FILE)));
     assert!(DOC.contains(&format!("`{}`", roots::ROOTS_TMP_FILE)));
 }
+
+#[test]
+fn roots_slot_and_reserved_keys_match_the_document() {
+    use spillway::format::roots;
+    use spillway::store::default_roots::{SLOT_HEADER_LEN, encode_slot};
+    let table_of = vec![("build".to_string(), ContentKey::of(b"graph", &[]))];
+    let b = encode_slot(5, &table_of);
+    check(
+        "roots slot",
+        &table("### Roots slots", 0),
+        &b,
+        SLOT_HEADER_LEN,
+        &[("generation", 5)],
+    );
+    let body = &b[..b.len() - 4];
+    assert_eq!(
+        &body[SLOT_HEADER_LEN..],
+        roots::encode(&table_of).as_slice()
+    );
+    assert_eq!(le(&b[b.len() - 4..]), u64::from(crc32c::crc32c(body)));
+    let prefix = std::str::from_utf8(&spillway::key::RESERVED_KEY_PREFIX).expect("ASCII");
+    assert!(DOC.contains(&format!("ASCII `{prefix}`")));
+    for n in [0u8, 1, 255] {
+        let k = ContentKey::reserved(n);
+        assert!(k.is_reserved());
+        assert_eq!(&k.as_bytes()[..15], prefix.as_bytes());
+        assert_eq!(k.as_bytes()[15], n);
+    }
+    assert!(!ContentKey::of(b"spillway:reserv", &[]).is_reserved());
+}

@@ -23,6 +23,7 @@ use std::fmt;
 use crate::error::Result;
 use crate::key::ContentKey;
 
+pub mod default_roots;
 pub mod log;
 mod mem;
 mod writer;
@@ -103,6 +104,23 @@ pub struct StoreStats {
 /// A content-addressed object store.
 ///
 /// Small, synchronous and object-safe: `Arc<dyn BlobStore>` is how the runtime holds a store.
+///
+/// A backend implements the required part: [`put_batch`](Self::put_batch),
+/// [`get`](Self::get), [`contains`](Self::contains), [`children`](Self::children),
+/// [`delete`](Self::delete), [`keys`](Self::keys), [`flush`](Self::flush) and
+/// [`stats`](Self::stats). The rest has defaults it may override:
+/// - batched reads, [`get_many`](Self::get_many) (one `get` per key by default);
+/// - **named roots**, [`roots`](Self::roots) and [`set_root`](Self::set_root): by default kept
+///   in two reserved records of the store itself, written alternately, so that a crash while
+///   one is rewritten leaves the other (see [`default_roots`]). A backend with a better place
+///   overrides them (the log store keeps a `ROOTS` file; a shared object store would use
+///   conditional puts).
+///
+/// Reserved keys ([`ContentKey::is_reserved`]) hold a store's own records, not objects:
+/// [`keys`](Self::keys) may list them, and garbage collection and verification skip them.
+///
+/// `tests/store_conformance.rs` runs the same contract tests over every backend of this crate
+/// and over a backend that implements only the required part.
 pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Stores a batch of objects. Keys already stored are skipped. On return the objects are
     /// visible to readers ([`Durability::Applied`]); call [`flush`](Self::flush) for more.
@@ -113,6 +131,11 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// True if the key is stored.
     fn contains(&self, key: &ContentKey) -> Result<bool>;
+
+    /// The keys of an object's children, without its payload; `Ok(None)` if the key is not
+    /// stored. Garbage collection and graph walks use it: a backend that keeps child keys apart
+    /// from payloads (as records do) answers without reading or copying the payload.
+    fn children(&self, key: &ContentKey) -> Result<Option<Vec<ContentKey>>>;
 
     /// Deletes objects; keys not stored are ignored.
     fn delete(&self, keys: &[ContentKey]) -> Result<()>;
@@ -128,17 +151,31 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     fn stats(&self) -> StoreStats;
 
     /// A short description for messages, such as `log store /data/cache`.
-    fn describe(&self) -> String;
+    fn describe(&self) -> String {
+        format!("{self:?}")
+    }
 
-    /// The named roots: names that keep graphs alive across restarts and garbage collection.
-    fn roots(&self) -> Result<Vec<(String, ContentKey)>>;
-
-    /// Sets (`Some`) or removes (`None`) a named root. The store is made durable first, so a
-    /// root never outlives the data it names; the change itself is durable on return.
-    fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()>;
+    /// Reads several objects: one answer per key, in order (`None` where a key is not stored).
+    fn get_many(&self, keys: &[ContentKey]) -> Result<Vec<Option<Blob>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 
     /// Stores one object.
     fn put(&self, put: Put<'_>) -> Result<()> {
         self.put_batch(std::slice::from_ref(&put))
+    }
+
+    /// The named roots, sorted by name: names that keep graphs alive across restarts and
+    /// garbage collection.
+    fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
+        default_roots::roots(self)
+    }
+
+    /// Sets (`Some`) or removes (`None`) a named root. The store is made durable first, so a
+    /// root never outlives the data it names; the change itself is durable on return. A key
+    /// that is not stored is [`Error::NotFound`](crate::Error::NotFound); a name must be 1 to
+    /// [`MAX_ROOT_NAME`](crate::format::roots::MAX_ROOT_NAME) bytes long.
+    fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
+        default_roots::set_root(self, name, key)
     }
 }

@@ -62,6 +62,7 @@ pub use verify::{MAX_LISTED, RootCheck, VerifyReport, verify, verify_on};
 use self::core::Core;
 use delta::{EncodedPuts, LogWrite};
 use pipeline::Pipeline;
+use segments::RecordBytes;
 
 /// Settings of a [`LogStore`]. `LogStoreOptions::default()` suits most uses.
 #[derive(Debug, Clone)]
@@ -238,15 +239,21 @@ impl LogStore {
         Ok(p)
     }
 
-    /// Reads the record at `loc`, from the pipeline if it has not been written yet.
-    fn read_at(&self, loc: Location, key: &ContentKey) -> Result<Option<Blob>> {
+    /// Runs `f` on the bytes of the record at `loc`, from the pipeline if it has not been
+    /// written yet; `None` if compaction removed its segment meanwhile.
+    fn with_record_at<T>(
+        &self,
+        loc: Location,
+        key: &ContentKey,
+        f: impl FnOnce(RecordBytes<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
         let core = &self.core;
         let end = loc.offset.saturating_add(u64::from(loc.len));
         if let Some(p) = &self.pipeline
             && !core.written.covers(loc.segment, end)
         {
             if let Some(bytes) = p.find_unwritten(loc) {
-                return segments::blob_from_record_bytes(bytes, &core.dir, loc, key).map(Some);
+                return f(RecordBytes::Owned(bytes)).map(Some);
             }
             // The flusher publishes what it wrote before the batch leaves the pipeline's view:
             // a record that is in neither has been written by now.
@@ -260,10 +267,34 @@ impl LogStore {
         }
         let reader = core.segments.read().get(&loc.segment).cloned();
         match reader {
-            Some(r) => r.read_blob(&core.dir, loc, key).map(Some),
+            Some(r) => r.with_record(&core.dir, loc, f).map(Some),
             // Compaction removed the segment after we looked the key up: look again.
             None => Ok(None),
         }
+    }
+
+    /// Looks `key` up and runs `f` on its record's bytes; `None` if it is not stored.
+    fn with_record<T>(
+        &self,
+        key: &ContentKey,
+        f: impl Fn(RecordBytes<'_>, Location) -> Result<T>,
+    ) -> Result<Option<T>> {
+        // A miss in `with_record_at` means compaction moved the record between our lookup and
+        // our read; the index then points at the new place. Compaction finishes a segment
+        // before it removes it, so a few retries always suffice.
+        for _ in 0..8 {
+            let Some(loc) = self.core.index.read().map.get(key).copied() else {
+                return Ok(None);
+            };
+            if let Some(found) = self.with_record_at(loc, key, |b| f(b, loc))? {
+                return Ok(Some(found));
+            }
+        }
+        Err(Error::Corrupted {
+            what: "index",
+            location: self.core.dir.display().to_string(),
+            detail: format!("key {key} points at a segment that no longer exists"),
+        })
     }
 }
 
@@ -364,7 +395,10 @@ fn check_limits(p: &Put<'_>) -> Result<()> {
             limit: u64::from(MAX_CHILDREN) * 16,
         });
     }
-    debug_assert_eq!(p.key, ContentKey::of(p.payload, p.children), "key of a put");
+    debug_assert!(
+        p.key.is_reserved() || p.key == ContentKey::of(p.payload, p.children),
+        "key of a put"
+    );
     Ok(())
 }
 
@@ -380,21 +414,14 @@ impl BlobStore for LogStore {
 
     fn get(&self, key: &ContentKey) -> Result<Option<Blob>> {
         self.core.counters.gets.fetch_add(1, Ordering::Relaxed);
-        // A miss in `read_at` means compaction moved the record between our lookup and our
-        // read; the index then points at the new place. Compaction finishes a segment before it
-        // removes it, so a few retries always suffice.
-        for _ in 0..8 {
-            let Some(loc) = self.core.index.read().map.get(key).copied() else {
-                return Ok(None);
-            };
-            if let Some(blob) = self.read_at(loc, key)? {
-                return Ok(Some(blob));
-            }
-        }
-        Err(Error::Corrupted {
-            what: "index",
-            location: self.core.dir.display().to_string(),
-            detail: format!("key {key} points at a segment that no longer exists"),
+        let dir = &self.core.dir;
+        self.with_record(key, |bytes, loc| segments::blob_of(bytes, dir, loc, key))
+    }
+
+    fn children(&self, key: &ContentKey) -> Result<Option<Vec<ContentKey>>> {
+        let dir = &self.core.dir;
+        self.with_record(key, |bytes, loc| {
+            segments::children_of(bytes, dir, loc, key)
         })
     }
 

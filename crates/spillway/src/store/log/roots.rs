@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::LogStore;
 use crate::error::{Error, Result};
-use crate::format::roots::{self, MAX_ROOT_NAME, ROOTS_FILE, ROOTS_TMP_FILE};
+use crate::format::roots::{self, ROOTS_FILE, ROOTS_TMP_FILE};
 use crate::key::ContentKey;
 use crate::store::{BlobStore, Durability};
 use crate::vfs::OpenMode;
@@ -43,12 +43,7 @@ impl LogStore {
     }
 
     pub(super) fn set_root_impl(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
-        if name.is_empty() || name.len() > MAX_ROOT_NAME {
-            return Err(Error::InvalidArgument(format!(
-                "a root name must be 1 to {MAX_ROOT_NAME} bytes long, not {}",
-                name.len()
-            )));
-        }
+        crate::store::default_roots::check_name(name)?;
         self.writable()?;
         if let Some(k) = key
             && !self.contains(&k)?

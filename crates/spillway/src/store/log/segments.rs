@@ -48,14 +48,34 @@ pub(super) fn describe(dir: &Path, loc: Location) -> String {
     )
 }
 
+/// The bytes of one record: borrowed from a mapping, or read into a buffer of their own.
+pub(super) enum RecordBytes<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl RecordBytes<'_> {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            RecordBytes::Borrowed(b) => b,
+            RecordBytes::Owned(v) => v,
+        }
+    }
+}
+
 impl SegmentReader {
-    /// Reads and checks the record at `loc`, which the index says holds `key`.
-    pub fn read_blob(&self, dir: &Path, loc: Location, key: &ContentKey) -> Result<Blob> {
+    /// Runs `f` on the bytes of the record at `loc` (not yet checked: `f` decodes them).
+    pub fn with_record<T>(
+        &self,
+        dir: &Path,
+        loc: Location,
+        f: impl FnOnce(RecordBytes<'_>) -> Result<T>,
+    ) -> Result<T> {
         match self {
             SegmentReader::Active(file, view)
                 if loc.offset + u64::from(loc.len) > view.as_ref().as_ref().len() as u64 =>
             {
-                SegmentReader::File(Arc::clone(file)).read_blob(dir, loc, key)
+                SegmentReader::File(Arc::clone(file)).with_record(dir, loc, f)
             }
             SegmentReader::Mapped(view) | SegmentReader::Active(_, view) => {
                 let bytes: &[u8] = view.as_ref().as_ref();
@@ -68,20 +88,47 @@ impl SegmentReader {
                         location: describe(dir, loc),
                         detail: format!("the segment ends at byte {}", bytes.len()),
                     })?;
-                let r = decode_checked(slice, dir, loc, key)?;
-                Ok(Blob {
-                    children: r.child_keys(),
-                    payload: r.payload.to_vec(),
-                })
+                f(RecordBytes::Borrowed(slice))
             }
             SegmentReader::File(file) => {
                 let mut buf = vec![0u8; loc.len as usize];
                 file.read_at(&mut buf, loc.offset)
                     .map_err(|e| Error::io("read", describe(dir, loc), e))?;
-                blob_from_record_bytes(buf, dir, loc, key)
+                f(RecordBytes::Owned(buf))
             }
         }
     }
+}
+
+/// Checks the record `bytes` as the put of `key` and makes a blob of it (without copying an
+/// owned buffer's payload).
+pub(super) fn blob_of(
+    bytes: RecordBytes<'_>,
+    dir: &Path,
+    loc: Location,
+    key: &ContentKey,
+) -> Result<Blob> {
+    match bytes {
+        RecordBytes::Borrowed(slice) => {
+            let r = decode_checked(slice, dir, loc, key)?;
+            Ok(Blob {
+                children: r.child_keys(),
+                payload: r.payload.to_vec(),
+            })
+        }
+        RecordBytes::Owned(buf) => blob_from_record_bytes(buf, dir, loc, key),
+    }
+}
+
+/// Checks the record `bytes` as the put of `key` (its checksum covers the payload too) and
+/// returns its child keys.
+pub(super) fn children_of(
+    bytes: RecordBytes<'_>,
+    dir: &Path,
+    loc: Location,
+    key: &ContentKey,
+) -> Result<Vec<ContentKey>> {
+    Ok(decode_checked(bytes.as_slice(), dir, loc, key)?.child_keys())
 }
 
 /// Decodes `bytes` (exactly one record) and checks that it is the put of `key`.
