@@ -1,19 +1,22 @@
 //! The futex-like words that blocked waiters sleep on (see [`watermark`](crate::watermark)).
 //! Where the OS has them (through `atomic-wait`: a futex on Linux, Android and FreeBSD,
-//! `__ulock` on Apple systems, `WaitOnAddress` on Windows), [`wait`] sleeps while a word holds
-//! the value the caller read and [`wake_all`] wakes every sleeper with one call. Elsewhere
-//! [`SUPPORTED`] is false, nobody sleeps on a word, and blocked waiters park their own thread
-//! with a waker, as timed waits do everywhere.
+//! `__ulock` on Apple systems), [`wait`] sleeps while a word holds the value the caller read and
+//! [`wake_all`] wakes every sleeper with one call. Elsewhere [`SUPPORTED`] is false, nobody
+//! sleeps on a word, and blocked waiters park their own thread with a waker, as timed waits do
+//! everywhere. CI runs the crate's tests a second time with `--cfg spillway_park_fallback`,
+//! which forces that fallback on Linux.
 
 cfg_if::cfg_if! {
-    if #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "macos",
-        target_os = "ios",
-        target_os = "watchos",
-        windows
+    if #[cfg(all(
+        not(spillway_park_fallback),
+        any(
+            target_os = "linux",
+            target_os = "android",
+            target_os = "freebsd",
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "watchos",
+        )
     ))] {
         mod imp {
             use std::sync::atomic::AtomicU32;

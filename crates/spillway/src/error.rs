@@ -99,7 +99,8 @@ pub enum Error {
         /// The store directory.
         path: PathBuf,
         /// The failure that poisoned the store.
-        cause: String,
+        #[source]
+        cause: std::sync::Arc<Error>,
     },
 
     /// A write was attempted on a store opened read-only.
@@ -195,6 +196,58 @@ pub enum Error {
     Write(#[from] spillway_write::Error<Error>),
 }
 
+/// What kind of failure an [`Error`] is, looking through [`Error::Shared`]: match on
+/// [`Error::kind`] rather than on the error, which may be a shared one.
+///
+/// ```
+/// # fn f(store: &spillway::LogStore) -> spillway::Result<()> {
+/// use spillway::{BlobStore, ErrorKind};
+/// match store.flush(spillway::Durability::Durable) {
+///     Err(e) if e.kind() == ErrorKind::Poisoned => { /* reopen the store */ }
+///     other => other?,
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Io`].
+    Io,
+    /// [`Error::Corrupted`].
+    Corrupted,
+    /// [`Error::ChecksumMismatch`].
+    ChecksumMismatch,
+    /// [`Error::UnsupportedVersion`].
+    UnsupportedVersion,
+    /// [`Error::NotAStore`].
+    NotAStore,
+    /// [`Error::Locked`].
+    Locked,
+    /// [`Error::Poisoned`].
+    Poisoned,
+    /// [`Error::ReadOnly`].
+    ReadOnly,
+    /// [`Error::NotFound`].
+    NotFound,
+    /// [`Error::TooLarge`].
+    TooLarge,
+    /// [`Error::Codec`].
+    Codec,
+    /// [`Error::PageOut`].
+    PageOut,
+    /// [`Error::Internal`].
+    Internal,
+    /// [`Error::IncompleteGraph`].
+    IncompleteGraph,
+    /// [`Error::InvalidArgument`].
+    InvalidArgument,
+    /// [`Error::ThreadPanicked`].
+    ThreadPanicked,
+    /// [`Error::Write`].
+    Write,
+}
+
 fn roots_text(roots: &[String]) -> String {
     let named: Vec<String> = roots
         .iter()
@@ -232,11 +285,59 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is, seen through [`Error::Shared`] wrappers.
+    pub fn kind(&self) -> ErrorKind {
+        match self.root() {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corrupted { .. } => ErrorKind::Corrupted,
+            Error::ChecksumMismatch { .. } => ErrorKind::ChecksumMismatch,
+            Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+            Error::NotAStore { .. } => ErrorKind::NotAStore,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::Poisoned { .. } => ErrorKind::Poisoned,
+            Error::ReadOnly { .. } => ErrorKind::ReadOnly,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::TooLarge { .. } => ErrorKind::TooLarge,
+            Error::Codec { .. } => ErrorKind::Codec,
+            Error::PageOut { .. } => ErrorKind::PageOut,
+            Error::Internal(_) => ErrorKind::Internal,
+            Error::IncompleteGraph { .. } => ErrorKind::IncompleteGraph,
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::ThreadPanicked { .. } => ErrorKind::ThreadPanicked,
+            Error::Write(_) => ErrorKind::Write,
+            // `root` never returns a shared error.
+            Error::Shared(_) => ErrorKind::Internal,
+        }
+    }
+
     /// The error itself, seen through [`Error::Shared`] wrappers.
     pub fn root(&self) -> &Error {
         match self {
             Error::Shared(e) => e.root(),
             e => e,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_kind_and_the_source_are_seen_through_shared_errors() {
+        let io = Error::io("fsync", "/store/seg.log", io::Error::other("disk on fire"));
+        let shared = Error::Shared(Arc::new(Error::Shared(Arc::new(io))));
+        assert_eq!(shared.kind(), ErrorKind::Io);
+        let poisoned = Error::Poisoned {
+            path: "/store".into(),
+            cause: Arc::new(shared),
+        };
+        assert_eq!(poisoned.kind(), ErrorKind::Poisoned);
+        // The cause is an error, with its own chain, not a string.
+        let source = std::error::Error::source(&poisoned).expect("a source");
+        assert!(source.to_string().contains("disk on fire"), "{source}");
+        assert!(poisoned.to_string().contains("disk on fire"), "{poisoned}");
     }
 }

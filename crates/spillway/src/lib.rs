@@ -2,24 +2,49 @@
 //!
 //! The crate is built in layers, each knowing only those below it:
 //!
-//! 1. [`key`]: content keys (BLAKE3 over payload and child keys);
-//! 2. [`mod@format`]: the byte-level on-disk formats (`docs/FORMAT.md`);
-//! 3. [`store`]: the [`BlobStore`] trait and its backends, with [`vfs`] underneath them;
+//! 1. [`key`]: content keys (BLAKE3 over payload and child keys), and the codec that turns
+//!    values into payloads and child keys ([`key_of`]);
+//! 2. `format`: the byte-level on-disk formats (`docs/FORMAT.md`);
+//! 3. [`store`]: the [`BlobStore`] trait and its backends, with the file-system layer `vfs`
+//!    underneath them;
 //! 4. [`write`](mod@write): the write pipeline (deltas, freeze, background flush, epochs, durability
 //!    waits, consistent views, backpressure), its own crate `spillway-write`, re-exported;
 //! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.
+//!
+//! What a user needs is at the crate root ([`Pool`], [`Paged`], [`LogStore`], [`Durability`],
+//! ...) and in [`store`], [`runtime`], [`write`](mod@write) and [`memory`] (the policy to choose).
+//! `format`, `vfs` (with the simulated file system for crash tests), the eviction policies'
+//! internals and `LogStore::open_on` are public only with the `testing` feature: for this
+//! crate's tests and fuzz targets, not a stable API.
 
 #![deny(missing_docs)]
 
-pub mod codec;
+// The log store's file layer uses Unix positioned I/O (`std::os::unix::fs::FileExt`).
+#[cfg(not(unix))]
+compile_error!(
+    "spillway builds on Unix systems only: Linux is built and tested; macOS and the BSDs are expected to work but are not tested"
+);
+
+mod codec;
 pub mod error;
-pub mod format;
 pub mod key;
 pub mod memory;
 pub mod runtime;
 pub mod store;
+
+// Internals made public by the `testing` feature (the crate's own tests, its fuzz targets,
+// tools that read the formats); private, and not part of the API, otherwise.
+#[cfg(feature = "testing")]
+pub mod format;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unreachable_pub)]
+mod format;
+#[cfg(feature = "testing")]
 pub mod vfs;
+#[cfg(not(feature = "testing"))]
+#[allow(dead_code, unreachable_pub)]
+mod vfs;
 
 /// The write pipeline, from the `spillway-write` crate, which depends on nothing of spillway:
 /// a generic coordinator on which a database's (or a store's) write path runs. The stores'
@@ -36,7 +61,8 @@ pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats,
 };
 
-pub use error::{Error, Result};
+pub use codec::key_of;
+pub use error::{Error, ErrorKind, Result};
 pub use key::ContentKey;
 pub use store::{
     Blob, BlobStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats,

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
-use spillway::{ContentKey, MemStore, Paged, Pool, PoolStats};
+use spillway::{MemStore, Paged, Pool, PoolStats};
 
 use crate::size::{human, parse_size};
 
@@ -185,13 +185,7 @@ fn build(pool: &Pool, seed: u64, target_bytes: u64) -> spillway::Result<Built> {
 fn check(handle: &Paged<Action>, expect_id: u64, seed: u64) -> spillway::Result<bool> {
     let key = handle.key()?;
     let value = handle.get()?;
-    let (payload, ctx) = spillway::codec::encode(&*value);
-    let payload = payload.map_err(|e| spillway::Error::Codec {
-        type_name: "Action",
-        key: Some(key),
-        detail: e.to_string(),
-    })?;
-    let hashes_to_key = ContentKey::of(&payload, &ctx.children) == key;
+    let hashes_to_key = spillway::key_of(&*value)? == key;
     let generated = value.id == expect_id && value.output == output_of(seed, expect_id);
     if !hashes_to_key {
         eprintln!("object {key}: its content no longer hashes to its key");

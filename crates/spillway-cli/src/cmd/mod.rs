@@ -38,7 +38,7 @@ pub fn note_recovery(out: &Output, dir: &Path, r: &RecoveryReport) {
 
 /// A segment's file, for messages and JSON.
 pub fn segment_file(dir: &Path, id: u64) -> String {
-    dir.join(spillway::format::segment::file_name(id))
+    dir.join(spillway::store::log::segment_file_name(id))
         .display()
         .to_string()
 }

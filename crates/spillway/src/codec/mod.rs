@@ -7,7 +7,7 @@
 //! children's keys, so a graph is stored bottom-up as a Merkle DAG.
 //!
 //! The handle's own `Serialize`/`Deserialize` find the list through a context that this module
-//! installs for the duration of one [`encode`] or [`decode`] call on the current thread; outside
+//! installs for the duration of one [`encode`] or [`decode_with`] call on the current thread; outside
 //! such a call (serializing a handle to JSON, say) they fail with a clear error instead of
 //! writing something that cannot be read back.
 
@@ -16,13 +16,11 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::key::ContentKey;
 
 /// What a handle found while its parent was being encoded.
 #[derive(Default)]
-#[expect(missing_debug_implementations, reason = "holds type-erased handles")]
 pub struct EncodeCtx {
     /// Keys of the children, in the order their indexes were handed out.
     pub children: Vec<ContentKey>,
@@ -32,7 +30,6 @@ pub struct EncodeCtx {
 }
 
 /// What a handle needs while its parent is being decoded.
-#[expect(missing_debug_implementations, reason = "holds the type-erased pool")]
 pub struct DecodeCtx {
     /// Keys of the children, indexed by the numbers in the payload.
     pub children: Vec<ContentKey>,
@@ -54,14 +51,30 @@ pub fn encode_with<R>(f: impl FnOnce() -> R) -> (R, EncodeCtx) {
     (out, ctx.unwrap_or_default())
 }
 
+/// The content key `value` has when stored: the key of its encoding and of its children's keys
+/// (see [`ContentKey::of`]). Every handle inside it must have a key already (an error
+/// otherwise), as it does once the value has been stored or read back from a store. Reading a
+/// value back and comparing `key_of` with its handle's key checks it end to end.
+pub fn key_of<T: Serialize + ?Sized>(value: &T) -> crate::Result<ContentKey> {
+    let (payload, ctx) = encode(value);
+    let codec_error = |detail: String| crate::Error::Codec {
+        type_name: std::any::type_name::<T>(),
+        key: None,
+        detail,
+    };
+    let payload = payload.map_err(|e| codec_error(e.to_string()))?;
+    if !ctx.missing.is_empty() {
+        return Err(codec_error(format!(
+            "{} handles inside it were never stored, so they have no key yet",
+            ctx.missing.len()
+        )));
+    }
+    Ok(ContentKey::of(&payload, &ctx.children))
+}
+
 /// Serializes `value` with postcard, collecting its children.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> (Result<Vec<u8>, postcard::Error>, EncodeCtx) {
     encode_with(|| postcard::to_allocvec(value))
-}
-
-/// Deserializes a value whose handles are resolved through `ctx`.
-pub fn decode<T: DeserializeOwned>(payload: &[u8], ctx: DecodeCtx) -> Result<T, postcard::Error> {
-    decode_with(ctx, || postcard::from_bytes(payload))
 }
 
 /// Runs `f` (which deserializes) with `ctx` installed.

@@ -48,6 +48,7 @@ impl Lru {
     }
 
     /// Tracked ids from least to most recently used (for tests and diagnostics).
+    #[cfg(any(test, feature = "testing"))]
     pub fn order(&self) -> Vec<EntryId> {
         let mut out = Vec::with_capacity(self.slots.len());
         let mut at = self.head;

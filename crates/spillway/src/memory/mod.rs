@@ -6,9 +6,8 @@
 //! - [`Budget`] counts resident bytes against a hard limit, reports a [`Pressure`] level, and
 //!   hands out [`Reservation`]s for page-ins; [`Budget::try_reserve`] refuses to pass the hard
 //!   limit and says how much must be evicted first.
-//! - An [`EvictionPolicy`] orders the resident entries and picks victims by bytes:
-//!   [`S3Fifo`] (the default, scan-resistant) or [`Lru`] (for comparison), chosen with
-//!   [`PolicyKind`].
+//! - An eviction policy orders the resident entries and picks victims by bytes: S3-FIFO (the
+//!   default, scan-resistant) or LRU (for comparison), chosen with [`PolicyKind`].
 //!
 //! Invariant the runtime relies on: the budget never evicts and the policy never accounts; the
 //! runtime keeps the two in step (insert into the policy and add to the budget together; evict
@@ -20,6 +19,16 @@ mod policy;
 mod s3fifo;
 
 pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
+pub use policy::{PolicyKind, UnknownPolicy};
+
+// The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a
+// custom policy cannot be handed to a pool). The `testing` feature makes them public for the
+// crate's own tests (a policy driven by a trace, against a simulator).
+#[cfg(feature = "testing")]
 pub use lru::Lru;
-pub use policy::{EntryId, EvictionPolicy, PolicyKind, Residents, UnknownPolicy};
+#[cfg(feature = "testing")]
+pub use policy::{EntryId, EvictionPolicy, Residents};
+#[cfg(not(feature = "testing"))]
+pub(crate) use policy::{EvictionPolicy, Residents};
+#[cfg(feature = "testing")]
 pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};

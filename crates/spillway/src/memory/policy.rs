@@ -73,10 +73,10 @@ pub trait EvictionPolicy: Send + std::fmt::Debug {
 /// Which eviction policy to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PolicyKind {
-    /// S3-FIFO by bytes ([`S3Fifo`]): scan-resistant, the default.
+    /// S3-FIFO by bytes: scan-resistant, the default.
     #[default]
     S3Fifo,
-    /// Least recently used by bytes ([`Lru`]): kept for comparison.
+    /// Least recently used by bytes: kept for comparison.
     Lru,
 }
 

@@ -75,6 +75,7 @@ impl Default for S3FifoConfig {
 }
 
 /// Counters and sizes of an [`S3Fifo`], for statistics and tests.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct S3FifoStats {
     /// Bytes in the small queue.
@@ -145,6 +146,7 @@ impl S3Fifo {
     }
 
     /// Sizes and counters.
+    #[cfg(any(test, feature = "testing"))]
     pub fn stats(&self) -> S3FifoStats {
         S3FifoStats {
             small_bytes: self.small_bytes,

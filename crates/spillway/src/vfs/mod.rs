@@ -16,9 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 mod os;
+#[cfg(any(test, feature = "testing"))]
 mod sim;
 
 pub use os::OsFs;
+#[cfg(any(test, feature = "testing"))]
 pub use sim::SimFs;
 
 /// How to open a file.

@@ -91,7 +91,7 @@ pub(super) struct Core {
     pub index: RwLock<Index>,
     pub segments: RwLock<BTreeMap<u64, SegmentReader>>,
     pub counters: Counters,
-    pub poison: RwLock<Option<String>>,
+    pub poison: RwLock<Option<Arc<Error>>>,
     /// The active segment and how much of it is in the file.
     pub written: Published,
     /// Everything before this position is durable.
@@ -111,25 +111,33 @@ impl Core {
         self.dir.join(segment::file_name(id))
     }
 
-    /// Records an I/O failure: from now on the store refuses writes.
+    /// Records an I/O failure: from now on the store refuses writes. Returns the failure (as
+    /// shared with the poison, if it is the first).
     pub fn poison(&self, op: &'static str, path: PathBuf, e: std::io::Error) -> Error {
-        let err = Error::io(op, path, e);
-        self.poison_with(&err);
-        err
+        self.poison_with(Error::io(op, path, e))
     }
 
-    /// Records a failure of the write path (the first one is kept).
-    pub fn poison_with(&self, err: &Error) {
+    /// Records a failure of the write path (the first one is kept, as the poison's cause) and
+    /// returns it.
+    pub fn poison_with(&self, err: Error) -> Error {
         let mut p = self.poison.write();
-        if p.is_none() {
-            tracing::error!(store = %self.dir.display(), error = %err, "log store poisoned");
-            *p = Some(err.to_string());
+        if p.is_some() {
+            return err;
         }
+        tracing::error!(store = %self.dir.display(), error = %err, "log store poisoned");
+        let shared = Arc::new(err);
+        *p = Some(Arc::clone(&shared));
+        Error::Shared(shared)
+    }
+
+    /// The failure that poisoned the store, if any.
+    pub fn poisoned(&self) -> Option<Arc<Error>> {
+        self.poison.read().clone()
     }
 
     /// `Err(Poisoned)` once a write or sync failed.
     pub fn check_poison(&self) -> Result<()> {
-        match self.poison.read().clone() {
+        match self.poisoned() {
             Some(cause) => Err(Error::Poisoned {
                 path: self.dir.clone(),
                 cause,

@@ -75,9 +75,7 @@ impl LogFlusher {
             .map_err(|e| core.poison("create", path.clone(), e))?;
         let reader = core
             .active_reader(&path, Arc::clone(&file))
-            .inspect_err(|e| {
-                core.poison_with(e);
-            })?;
+            .map_err(|e| core.poison_with(e))?;
         // Everything that can fail comes before the switch.
         {
             let mut segs = core.segments.write();
@@ -114,8 +112,7 @@ impl Flusher for LogFlusher {
                     c.start,
                     self.written_len
                 ));
-                core.poison_with(&e);
-                return Err(e);
+                return Err(core.poison_with(e));
             }
             if let Err(e) = self.file.write_at(&c.bytes, c.start) {
                 return Err(core.poison("write", core.segment_path(self.active), e));

@@ -57,7 +57,14 @@ mod verify;
 pub use compact::CompactionReport;
 pub use delta::Appended;
 pub use open::{DamagedRange, MissingData, RecoveryReport, SalvageReport, TornTail};
-pub use verify::{MAX_LISTED, RootCheck, VerifyReport, verify, verify_on};
+/// The file name of segment `id` in a store directory (`seg-<id, 16 digits>.log`).
+pub fn segment_file_name(id: u64) -> String {
+    crate::format::segment::file_name(id)
+}
+
+#[cfg(feature = "testing")]
+pub use verify::verify_on;
+pub use verify::{MAX_LISTED, RootCheck, VerifyReport, verify};
 
 use self::core::Core;
 use delta::{EncodedPuts, LogWrite};
@@ -191,7 +198,7 @@ impl LogStore {
 
     /// Opens the store in `dir` with `opts`.
     pub fn open_with(dir: impl AsRef<Path>, opts: LogStoreOptions) -> Result<LogStore> {
-        LogStore::open_on(Arc::new(OsFs), dir.as_ref(), opts)
+        LogStore::open_vfs(Arc::new(OsFs), dir.as_ref(), opts)
     }
 
     /// The store's directory.
@@ -205,8 +212,8 @@ impl LogStore {
     }
 
     /// The failure that poisoned the store, if any.
-    pub fn poisoned(&self) -> Option<String> {
-        self.core.poison.read().clone()
+    pub fn poisoned(&self) -> Option<Arc<Error>> {
+        self.core.poisoned()
     }
 
     /// Flushes everything durably, writes an index checkpoint and releases the lock.

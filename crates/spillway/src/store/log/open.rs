@@ -160,8 +160,19 @@ fn holder_text() -> String {
 }
 
 impl LogStore {
-    /// Opens the store in `dir` on the given file system (tests pass a [`SimFs`](crate::vfs::SimFs)).
+    /// Opens the store in `dir` on the given file system (tests pass a simulated one, which
+    /// fails on demand and keeps what a crash would leave). Public with the `testing` feature.
+    #[cfg(feature = "testing")]
     pub fn open_on(vfs: Arc<dyn Vfs>, dir: &Path, opts: LogStoreOptions) -> Result<LogStore> {
+        LogStore::open_vfs(vfs, dir, opts)
+    }
+
+    /// Opens the store in `dir` on the file system `vfs`.
+    pub(crate) fn open_vfs(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        opts: LogStoreOptions,
+    ) -> Result<LogStore> {
         let dir = dir.to_path_buf();
         let names = match vfs.read_dir(&dir) {
             Ok(n) => n,

@@ -97,14 +97,21 @@ impl VerifyReport {
 
 /// Verifies the store in `dir` without modifying it.
 pub fn verify(dir: &Path) -> Result<VerifyReport> {
-    verify_on(Arc::new(OsFs), dir)
+    verify_vfs(Arc::new(OsFs), dir)
 }
 
-/// Verifies the store in `dir` on the given file system, without modifying it.
+/// Verifies the store in `dir` on the given file system, without modifying it. Public with
+/// the `testing` feature.
 ///
 /// Errors only when `dir` cannot be read as a store at all (it does not exist, is not a store,
 /// is of a newer version); damage is reported in the [`VerifyReport`].
+#[cfg(feature = "testing")]
 pub fn verify_on(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport> {
+    verify_vfs(vfs, dir)
+}
+
+/// [`verify`] on the file system `vfs`.
+pub(crate) fn verify_vfs(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let names = match vfs.read_dir(dir) {
         Ok(names) => names,
@@ -118,7 +125,7 @@ pub fn verify_on(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport> {
     };
     // Open first: a directory that is not a store (or is of a newer version) is an error, not a
     // report. Read-only repair mode steps over damage, changes nothing and says what is lost.
-    let store = LogStore::open_on(
+    let store = LogStore::open_vfs(
         Arc::clone(&vfs),
         dir,
         LogStoreOptions::default().read_only(true).repair(true),
