@@ -12,8 +12,10 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::entry::{Entry, ErasedEntry, Slot};
-use super::pool::PoolShared;
+use super::entry::{Entry, Slot};
+use super::erased::{ChildRef, ErasedEntry};
+use super::page_out::in_current_batch;
+use super::shared::PoolShared;
 use super::value::Pageable;
 use crate::error::Result;
 use crate::key::ContentKey;
@@ -116,6 +118,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
         }
         self.entry
             .pool
+            .page_out()
             .store_graphs(&[Arc::clone(&self.entry) as Arc<dyn ErasedEntry>])?;
         self.entry
             .key
@@ -239,7 +242,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     let e = Arc::clone(entry);
                     let cell = Arc::new(parking_lot::Mutex::new(None));
                     this.result = Some(Arc::clone(&cell));
-                    entry.pool.spawn_io(Box::new(move || {
+                    entry.pool.io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.
                         e.finish_load(e.page_in_guarded(), |loaded| *cell.lock() = Some(loaded));
                     }));
@@ -261,14 +264,11 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
     }
 }
 
-/// A child handle met during an encode: carried in the codec's "missing" list.
-pub(crate) struct ChildRef(pub Arc<dyn ErasedEntry>);
-
 impl<T: ?Sized + Pageable> Serialize for Paged<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         // A child's key is written only if its record is stored, or about to be by the batch
         // this thread is writing (children before parents); otherwise it is stored first.
-        let key = if self.entry.is_stored() || super::pool::in_current_batch(self.entry.id) {
+        let key = if self.entry.is_stored() || in_current_batch(self.entry.id) {
             self.entry.key.get().copied()
         } else {
             None
@@ -293,7 +293,9 @@ impl<'de, T: ?Sized + Pageable> Deserialize<'de> for Paged<T> {
         let pool = hydrator
             .downcast::<PoolShared>()
             .map_err(|_| D::Error::custom("spillway handle decoded outside a pool"))?;
-        Ok(pool.handle_for_key::<T>(key))
+        Ok(Paged {
+            entry: Entry::for_key(&pool, key),
+        })
     }
 }
 

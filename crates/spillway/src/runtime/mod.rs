@@ -3,17 +3,68 @@
 //! A pool holds values in memory up to a byte budget. Values are immutable and reached through
 //! handles; when the budget is exceeded the coldest unpinned values (chosen by the eviction
 //! policy of [`memory`](crate::memory)) are stored, bottom-up as a Merkle DAG, and dropped from
-//! memory, to come back on their next access. See [`entry`] for an object's lifecycle and
-//! [`pool`] for the invariants the pool keeps.
+//! memory, to come back on their next access.
+//!
+//! # Parts, in dependency order
+//!
+//! Each module imports only modules listed before it (`use super::...`), never one after it:
+//!
+//! | module | holds | imports |
+//! |---|---|---|
+//! | `value` | [`Pageable`], [`DeepSize`]: what can be paged | – |
+//! | `stats` | counters, background errors, [`PoolStats`] | – |
+//! | `drop_queue` | iterative dropping of deep graphs | – |
+//! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
+//! | `threads` | the I/O threads, the background thread's wake-up signal | – |
+//! | `registry` | live entries by key; entry ids | erased |
+//! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
+//! | `page_out` | encoding graphs bottom-up, writing batches; the in-batch set | erased, gc, registry, stats |
+//! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
+//! | `shared` | `PoolShared`: the parts put together | erased, gc, page_out, registry, residency, stats, threads |
+//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | erased, shared, value, drop_queue |
+//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, page_out, shared, value |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, registry, residency, shared, stats, threads |
+//! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, shared, stats, value |
+//!
+//! Nothing below `entry` knows a value's type: the registry, page-out and eviction hold entries
+//! as `ErasedEntry`, and typed entries are made only by `entry` (for inserts and for keys,
+//! through the registry's `find_or_add`).
+//!
+//! # Invariants, by the part that keeps them
+//!
+//! - `entry`: an object's lifecycle (`Resident` → `Evicted` → `Loading` → `Resident`), pins,
+//!   single flight, and the bytes an entry is charged.
+//! - `residency`: resident bytes within the budget, every resident entry tracked, when a
+//!   reservation may pass the hard limit.
+//! - `registry`: one entry handed out per key, every live entry counted.
+//! - `page_out`: children stored before parents; entries registered in the critical section
+//!   that writes them; values that cannot be stored stay resident.
+//! - `gc`: nothing in use is swept; a damaged graph stops the collection.
+//!
+//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; an
+//! entry's wait lock → its slot lock; the residents lock → an entry's slot lock (through the
+//! policy's questions); the residents lock → the access log. No `Arc` of an entry is dropped
+//! under the residents lock or a registry shard lock (dropping the last one takes them), and
+//! values are dropped outside every lock.
 
+mod build;
 mod drop_queue;
-pub(crate) mod entry;
+mod entry;
+mod erased;
+mod gc;
 mod handle;
-pub(crate) mod pool;
+mod page_out;
+mod pool;
+mod registry;
+mod residency;
+mod shared;
 mod stats;
+mod threads;
 mod value;
 
+pub use build::PoolBuilder;
+pub use gc::{GcOptions, GcReport, MAX_MISSING_LISTED};
 pub use handle::{GetFuture, Guard, Paged};
-pub use pool::{GcOptions, GcReport, MAX_MISSING_LISTED, Pool, PoolBuilder};
+pub use pool::Pool;
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};
