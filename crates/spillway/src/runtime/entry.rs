@@ -38,6 +38,7 @@ use std::task::Waker;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry};
+use super::page_out::take_foreign;
 use super::shared::PoolShared;
 use super::value::Pageable;
 use crate::error::{Error, Result};
@@ -339,6 +340,13 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             }
         };
         let (bytes, ctx) = crate::codec::encode_with(|| value.encode_value());
+        if let Some(other) = take_foreign() {
+            return Err(Error::ForeignHandle {
+                what: format!("a value of type {} holding a handle", T::type_name()),
+                pool: self.pool.store.describe(),
+                other,
+            });
+        }
         let payload = bytes.map_err(|e| Error::Codec {
             type_name: T::type_name(),
             key: self.key(),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::entry::{Entry, Slot};
 use super::erased::{ChildRef, ErasedEntry};
-use super::page_out::in_current_batch;
+use super::page_out::{current_pool, in_current_batch, note_foreign};
 use super::shared::PoolShared;
 use super::value::Pageable;
 use crate::error::Result;
@@ -22,6 +22,11 @@ use crate::key::ContentKey;
 
 /// A handle to a value that may be paged out: cheap to clone (a reference count), immutable,
 /// and readable with [`get`](Paged::get).
+///
+/// A handle belongs to the pool that handed it out: a value holding it can be stored by that
+/// pool only. Another pool refuses to store such a value with
+/// [`Error::ForeignHandle`](crate::Error::ForeignHandle), and keeps it in memory (see
+/// [`Pool`](super::Pool)'s "One pool's handles").
 pub struct Paged<T: ?Sized + Pageable> {
     pub(crate) entry: Arc<Entry<T>>,
 }
@@ -110,6 +115,9 @@ impl<T: ?Sized + Pageable> Paged<T> {
     }
 
     /// The content key, storing the value's graph first if it was never stored.
+    ///
+    /// Fails with [`Error::ForeignHandle`](crate::Error::ForeignHandle) if the graph holds a
+    /// handle of another pool.
     pub fn key(&self) -> Result<ContentKey> {
         if let Some(k) = self.entry.key.get()
             && self.entry.is_stored()
@@ -266,6 +274,17 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
 
 impl<T: ?Sized + Pageable> Serialize for Paged<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // A pool stores only its own handles: another pool's object may not be in this pool's
+        // store, and that pool alone decides when it is paged out or collected.
+        if let Some(pool) = current_pool()
+            && pool != self.entry.pool.registry.pool()
+        {
+            note_foreign(self.entry.pool.store.describe());
+            return Err(S::Error::custom(format!(
+                "a spillway handle ({}) of another pool",
+                std::any::type_name::<Self>()
+            )));
+        }
         // A child's key is written only if its record is stored, or about to be by the batch
         // this thread is writing (children before parents); otherwise it is stored first.
         let key = if self.entry.is_stored() || in_current_batch(self.entry.id) {

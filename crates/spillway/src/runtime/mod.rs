@@ -18,10 +18,10 @@
 //! | `threads` | the I/O threads, the background thread's wake-up signal | – |
 //! | `registry` | live entries by key; entry ids | erased |
 //! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
-//! | `page_out` | encoding graphs bottom-up, writing batches; the in-batch set | erased, gc, registry, stats |
+//! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
 //! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
 //! | `shared` | `PoolShared`: the parts put together | erased, gc, page_out, registry, residency, stats, threads |
-//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | erased, shared, value, drop_queue |
+//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, page_out, shared, value |
 //! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, page_out, shared, value |
 //! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, registry, residency, shared, stats, threads |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, shared, stats, value |
@@ -38,7 +38,8 @@
 //!   reservation may pass the hard limit.
 //! - `registry`: one entry handed out per key, every live entry counted.
 //! - `page_out`: children stored before parents; entries registered in the critical section
-//!   that writes them; values that cannot be stored stay resident.
+//!   that writes them; values that cannot be stored stay resident; a pool stores only its own
+//!   handles.
 //! - `gc`: nothing in use is swept; a damaged graph stops the collection.
 //!
 //! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; an

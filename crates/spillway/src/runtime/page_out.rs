@@ -7,9 +7,14 @@
 //! - An entry is counted in the registry (and marked stored) under the collector's state lock,
 //!   in the same critical section that writes or dedups its record: a collection either sees
 //!   the write in its protected set or sees the entry among the live keys.
-//! - A value that cannot be stored (its encoding fails or passes the store's limits) stays
-//!   resident, and so do the values above it; the rest of the
+//! - A value that cannot be stored (its encoding fails, passes the store's limits, or holds a
+//!   handle of another pool) stays resident, and so do the values above it; the rest of the
 //!   graphs are stored. The error is recorded, and returned if a graph asked for failed.
+//! - A pool stores only its own handles. While a thread stores a batch, it knows the batch's
+//!   pool ([`current_pool`]); a handle of another pool met in a value being encoded fails that
+//!   value's encoding ([`note_foreign`]), so another pool's object is never written to this
+//!   pool's store nor marked stored by this pool, and its key (which this store may not hold)
+//!   never becomes a child key here.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -18,7 +23,7 @@ use std::sync::atomic::Ordering;
 
 use super::erased::{Encoded, EntryId, ErasedEntry};
 use super::gc::Collector;
-use super::registry::Registry;
+use super::registry::{PoolId, Registry};
 use super::stats::{Counters, Errors};
 use crate::error::{Error, Result};
 use crate::format::record::{MAX_CHILDREN, MAX_PAYLOAD_LEN};
@@ -50,7 +55,7 @@ impl PageOut<'_> {
         let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
         let mut batch: Vec<Pending> = Vec::new();
         let mut batch_bytes = 0;
-        let _batch = BatchScope::enter();
+        let _batch = BatchScope::enter(self.registry.pool());
         // Values that cannot be stored (their encoding fails or passes the store's limits), and
         // the parents above them: they stay resident, and the rest of the graphs are stored.
         let mut failed: HashMap<EntryId, ()> = HashMap::new();
@@ -90,7 +95,7 @@ impl PageOut<'_> {
                 }) => {
                     stack.pop();
                     e.set_key(key);
-                    IN_BATCH.with(|b| b.borrow_mut().insert(e.id()));
+                    BATCH.with(|b| b.borrow_mut().entries.insert(e.id()));
                     batch_bytes += payload.len();
                     batch.push((e, key, children, payload));
                     if batch_bytes >= BATCH_BYTES {
@@ -158,31 +163,72 @@ impl PageOut<'_> {
     }
 }
 
+/// The batch this thread is storing.
+#[derive(Default)]
+struct Batch {
+    /// The pool storing it.
+    pool: Option<PoolId>,
+    /// Entries encoded into the batch, keys known but not written yet. A parent encoded in the
+    /// same batch may refer to them by key, since the batch writes children before parents; a
+    /// parent encoded by another thread may not, since that thread's batch might fail and never
+    /// write them.
+    entries: HashSet<EntryId>,
+    /// The store of another pool whose handle the value being encoded holds.
+    foreign: Option<String>,
+}
+
 thread_local! {
-    /// Entries encoded into the batch that this thread is storing, keys known but not written
-    /// yet. A parent encoded in the same batch may refer to them by key, since the batch writes
-    /// children before parents; a parent encoded by another thread may not, since that thread's
-    /// batch might fail and never write them.
-    static IN_BATCH: RefCell<HashSet<EntryId>> = RefCell::default();
+    static BATCH: RefCell<Batch> = RefCell::default();
 }
 
-/// True if the entry is in this thread's batch (see `IN_BATCH`).
+/// True if the entry is in this thread's batch (see [`Batch::entries`]).
 pub(crate) fn in_current_batch(id: EntryId) -> bool {
-    IN_BATCH.with(|b| b.borrow().contains(&id))
+    BATCH.with(|b| b.borrow().entries.contains(&id))
 }
 
-/// Clears this thread's batch set when a `store_graphs` call ends, however it ends.
-struct BatchScope;
+/// The pool whose batch this thread is storing, if it is storing one.
+pub(crate) fn current_pool() -> Option<PoolId> {
+    BATCH.with(|b| b.borrow().pool)
+}
+
+/// Notes that the value being encoded on this thread holds a handle of the pool over `store`:
+/// the handle fails the encoding, and [`take_foreign`] then names that pool.
+pub(crate) fn note_foreign(store: String) {
+    BATCH.with(|b| b.borrow_mut().foreign = Some(store));
+}
+
+/// The store of the other pool whose handle the value just encoded on this thread holds, if it
+/// held one (see [`note_foreign`]).
+pub(crate) fn take_foreign() -> Option<String> {
+    BATCH.with(|b| b.borrow_mut().foreign.take())
+}
+
+/// Sets up this thread's batch for a `store_graphs` call, and clears it when the call ends,
+/// however it ends.
+struct BatchScope {
+    /// The pool of the batch this one interrupts, if any.
+    outer: Option<PoolId>,
+}
 
 impl BatchScope {
-    fn enter() -> BatchScope {
-        IN_BATCH.with(|b| b.borrow_mut().clear());
-        BatchScope
+    fn enter(pool: PoolId) -> BatchScope {
+        let outer = BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.entries.clear();
+            b.foreign = None;
+            b.pool.replace(pool)
+        });
+        BatchScope { outer }
     }
 }
 
 impl Drop for BatchScope {
     fn drop(&mut self) {
-        IN_BATCH.with(|b| b.borrow_mut().clear());
+        BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.pool = self.outer;
+            b.entries.clear();
+            b.foreign = None;
+        });
     }
 }

@@ -26,6 +26,25 @@ use crate::store::{BlobStore, Durability};
 /// assert_eq!(list.get()?[1].get()?[2], 3);
 /// # Ok::<(), spillway::Error>(())
 /// ```
+///
+/// # One pool's handles
+///
+/// A value stored by a pool may hold only that pool's handles (those its [`insert`](Self::insert),
+/// [`load`](Self::load) and [`root`](Self::root) hand out, and those decoded from its values):
+/// another pool's objects are not in this pool's store, and that pool pages them out and
+/// collects them on its own. Storing a value that holds a handle of another pool fails with
+/// [`Error::ForeignHandle`], which names both pools by their stores, and stores nothing of the
+/// value's graph above that handle:
+///
+/// - from [`Paged::key`], [`persist`](Self::persist) or [`set_root`](Self::set_root) (which
+///   also refuse a handle of another pool itself), the error is returned;
+/// - in a page-out that the pool makes on its own to keep within its budget, the value stays in
+///   memory, as with any value that cannot be stored; the error is counted in
+///   [`PoolStats::errors`] and kept in [`PoolStats::last_error`], and the next call that takes
+///   no value (such as [`flush`](Self::flush) or [`gc`](Self::gc)) returns it as
+///   [`Error::PageOut`].
+///
+/// To move values between pools, insert copies of them into the other pool.
 pub struct Pool {
     shared: Arc<PoolShared>,
     threads: Threads,
@@ -114,8 +133,12 @@ impl Pool {
 
     /// Stores the graph under `handle` and keeps it stored across restarts, even with no handle
     /// left, until [`unpersist`](Self::unpersist). Returns its key, for [`load`](Self::load).
+    ///
+    /// A handle of another pool, or one whose graph holds a handle of another pool, is refused
+    /// with [`Error::ForeignHandle`] (see [`Pool`]'s "One pool's handles").
     pub fn persist<T: ?Sized + Pageable>(&self, handle: &Paged<T>) -> Result<ContentKey> {
         self.take_error()?;
+        self.own(handle)?;
         let key = handle.key()?;
         self.shared
             .store
@@ -132,6 +155,9 @@ impl Pool {
 
     /// Names the graph under `handle`: stored durably, it survives restarts and garbage
     /// collection, and [`root`](Self::root) finds it again.
+    ///
+    /// A handle of another pool, or one whose graph holds a handle of another pool, is refused
+    /// with [`Error::ForeignHandle`] (see [`Pool`]'s "One pool's handles").
     pub fn set_root<T: ?Sized + Pageable>(
         &self,
         name: &str,
@@ -143,6 +169,7 @@ impl Pool {
                 "root names starting with {PERSIST_PREFIX:?} are reserved"
             )));
         }
+        self.own(handle)?;
         let key = handle.key()?;
         self.shared.store.set_root(name, Some(key))?;
         Ok(key)
@@ -256,6 +283,18 @@ impl Pool {
             errors: s.errors.count(),
             last_error: s.errors.last(),
         }
+    }
+
+    /// `Ok` if `handle` is this pool's.
+    fn own<T: ?Sized + Pageable>(&self, handle: &Paged<T>) -> Result<()> {
+        if Arc::ptr_eq(&handle.entry.pool, &self.shared) {
+            return Ok(());
+        }
+        Err(Error::ForeignHandle {
+            what: format!("a handle ({})", std::any::type_name::<Paged<T>>()),
+            pool: self.shared.store.describe(),
+            other: handle.entry.pool.store.describe(),
+        })
     }
 
     /// Reports (once) a page-out error that happened since the last call: in the background, or

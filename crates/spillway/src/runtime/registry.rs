@@ -12,7 +12,8 @@
 //! - No `Arc` of an entry is dropped while a shard lock is held (dropping the last one takes
 //!   that lock, through [`forget`](Registry::forget)).
 //!
-//! The registry also numbers its pool's entries.
+//! The registry also numbers its pool's entries and the pool itself: entry ids are unique only
+//! within a pool, the pool id tells two pools' entries apart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -29,7 +30,13 @@ const SHARDS: usize = 16;
 /// right type.
 type Registered = Vec<(EntryId, Weak<dyn ErasedEntry>)>;
 
+/// Identifies a pool among the pools of a process.
+pub(crate) type PoolId = u64;
+
+static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+
 pub(crate) struct Registry {
+    pool: PoolId,
     shards: Vec<Mutex<KeyMap<Registered>>>,
     next_id: AtomicU64,
     /// Stored objects whose last handle was dropped since the last collection.
@@ -39,10 +46,16 @@ pub(crate) struct Registry {
 impl Registry {
     pub fn new() -> Registry {
         Registry {
+            pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
             shards: (0..SHARDS).map(|_| Mutex::new(KeyMap::default())).collect(),
             next_id: AtomicU64::new(1),
             garbage: AtomicU64::new(0),
         }
+    }
+
+    /// The pool whose entries these are.
+    pub fn pool(&self) -> PoolId {
+        self.pool
     }
 
     /// An id for a new entry.
