@@ -69,3 +69,87 @@ pub use handle::{GetFuture, Guard, Paged};
 pub use pool::Pool;
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every module of the runtime but this one, with its source.
+    const SOURCES: &[(&str, &str)] = &[
+        ("build", include_str!("build.rs")),
+        ("drop_queue", include_str!("drop_queue.rs")),
+        ("entry", include_str!("entry.rs")),
+        ("erased", include_str!("erased.rs")),
+        ("gc", include_str!("gc.rs")),
+        ("handle", include_str!("handle.rs")),
+        ("page_out", include_str!("page_out.rs")),
+        ("pool", include_str!("pool.rs")),
+        ("registry", include_str!("registry.rs")),
+        ("residency", include_str!("residency.rs")),
+        ("shared", include_str!("shared.rs")),
+        ("stats", include_str!("stats.rs")),
+        ("threads", include_str!("threads.rs")),
+        ("value", include_str!("value.rs")),
+    ];
+
+    /// The rows of the table in this module's doc: a module and the modules it imports.
+    fn table() -> Vec<(String, BTreeSet<String>)> {
+        include_str!("mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .map(|row| {
+                let module = row.split('`').next().unwrap_or_default().to_string();
+                let imports = row.trim_end_matches(" |").rsplit(" | ").next();
+                let imports = imports
+                    .unwrap_or_default()
+                    .split(", ")
+                    .filter(|m| *m != "–")
+                    .map(str::to_string)
+                    .collect();
+                (module, imports)
+            })
+            .collect()
+    }
+
+    /// The sibling modules that `source` names in code (doc comments and comments left out).
+    fn imports(source: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for line in source.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("super::") {
+                let name: String = line[i + "super::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn modules_import_what_the_table_says_and_only_modules_before_them() {
+        let table = table();
+        let listed: Vec<&str> = table.iter().map(|(m, _)| m.as_str()).collect();
+        let mut sources: Vec<&str> = SOURCES.iter().map(|(m, _)| *m).collect();
+        let mut in_table = listed.clone();
+        sources.sort_unstable();
+        in_table.sort_unstable();
+        assert_eq!(in_table, sources, "the table lists every module once");
+        for (i, (module, said)) in table.iter().enumerate() {
+            let source = SOURCES
+                .iter()
+                .find(|(m, _)| m == module)
+                .map(|(_, s)| *s)
+                .unwrap_or_default();
+            assert_eq!(&imports(source), said, "imports of `{module}`");
+            for m in said {
+                assert!(
+                    listed[..i].contains(&m.as_str()),
+                    "`{module}` imports `{m}`, which is not listed before it"
+                );
+            }
+        }
+    }
+}
