@@ -145,7 +145,24 @@ pub enum Error {
     #[error("an earlier page-out failed ({cause}); the values concerned stay in memory")]
     PageOut {
         /// The failure.
-        cause: String,
+        #[source]
+        cause: std::sync::Arc<Error>,
+    },
+
+    /// A pool was asked to store a handle of another pool, or a value holding one. A pool stores
+    /// only its own handles: another pool's objects are not in its store, and that pool may
+    /// page them out or collect them on its own. Nothing was stored, and the value stays in
+    /// memory; to move values to another pool, insert copies of them there.
+    #[error(
+        "{what} of another pool (over {other}) cannot be stored by the pool over {pool}, which stores only its own handles; insert the value into this pool to get handles of its own"
+    )]
+    ForeignHandle {
+        /// What was to be stored: a value holding the handle, or the handle itself.
+        what: String,
+        /// The pool asked to store it, by its store (kind and path).
+        pool: String,
+        /// The pool the handle belongs to, by its store.
+        other: String,
     },
 
     /// A broken internal invariant: a bug in spillway, reported rather than panicking.
@@ -246,6 +263,8 @@ pub enum ErrorKind {
     ThreadPanicked,
     /// [`Error::Write`].
     Write,
+    /// [`Error::ForeignHandle`].
+    ForeignHandle,
 }
 
 fn roots_text(roots: &[String]) -> String {
@@ -305,6 +324,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::ThreadPanicked { .. } => ErrorKind::ThreadPanicked,
             Error::Write(_) => ErrorKind::Write,
+            Error::ForeignHandle { .. } => ErrorKind::ForeignHandle,
             // `root` never returns a shared error.
             Error::Shared(_) => ErrorKind::Internal,
         }

@@ -4,6 +4,8 @@
 //!
 //! `SPILLWAY_GC_SECS=n` runs the concurrent test for `n` seconds instead of about two.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -368,4 +370,32 @@ fn gc_counts_as_kept_only_what_is_stored() {
     assert_eq!((report.marked, report.deleted, report.missing), (5, 1, 0));
     assert_eq!(store.keys().expect("keys").len(), 5);
     assert!(!store.contains(&keys[5]).expect("contains"));
+}
+
+#[test]
+fn gc_marks_by_child_keys_alone_and_keeps_a_stores_own_root_records() {
+    // A backend with the default roots: kept in reserved records of the store itself, which
+    // the collection must not sweep; and it counts the payloads it serves.
+    let store = Arc::new(common::Minimal::default());
+    let pool = Pool::builder()
+        .budget(1 << 20)
+        .store(Arc::clone(&store) as Arc<dyn BlobStore>)
+        .gc_after(0)
+        .build()
+        .expect("a pool");
+    let keys = stored_graph(&pool);
+    let reads = store.payload_reads();
+    let report = pool.gc().expect("gc");
+    assert_eq!((report.marked, report.deleted), (5, 1), "{report:?}");
+    assert_eq!(store.payload_reads(), reads, "marking read a payload");
+    let root: Paged<Node> = pool
+        .root("graph")
+        .expect("roots")
+        .expect("the root survives");
+    assert_eq!(root.key().expect("key"), keys[0]);
+    assert_eq!(check(&root), 5);
+    drop(root);
+    let again = pool.gc().expect("gc again");
+    assert_eq!((again.marked, again.deleted), (5, 0));
+    assert_eq!(pool.roots().expect("roots").len(), 1);
 }

@@ -8,43 +8,10 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use common::Obj;
+use common::{Minimal, Obj};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use spillway::{
-    Blob, BlobStore, ContentKey, Durability, Error, LogStore, MemStore, Put, StoreStats,
-};
-
-/// A backend with only the required part of the trait, over a `MemStore`.
-#[derive(Debug, Default)]
-struct Minimal(MemStore);
-
-impl BlobStore for Minimal {
-    fn put_batch(&self, batch: &[Put<'_>]) -> spillway::Result<()> {
-        self.0.put_batch(batch)
-    }
-    fn get(&self, key: &ContentKey) -> spillway::Result<Option<Blob>> {
-        self.0.get(key)
-    }
-    fn contains(&self, key: &ContentKey) -> spillway::Result<bool> {
-        self.0.contains(key)
-    }
-    fn children(&self, key: &ContentKey) -> spillway::Result<Option<Vec<ContentKey>>> {
-        self.0.children(key)
-    }
-    fn delete(&self, keys: &[ContentKey]) -> spillway::Result<()> {
-        self.0.delete(keys)
-    }
-    fn keys(&self) -> spillway::Result<Vec<ContentKey>> {
-        self.0.keys()
-    }
-    fn flush(&self, durability: Durability) -> spillway::Result<()> {
-        self.0.flush(durability)
-    }
-    fn stats(&self) -> StoreStats {
-        self.0.stats()
-    }
-}
+use spillway::{BlobStore, ContentKey, Durability, Error, LogStore, MemStore, Put};
 
 /// A fresh store of each backend, with a name for messages. The temporary directory lives as
 /// long as the store.

@@ -3,12 +3,15 @@
 //! Lifecycle (all transitions happen in this file):
 //!
 //! ```text
-//!  insert ──► Resident ──(stored, no guard, chosen by the policy)──► Evicted
+//!  insert ──► Resident ──(stored, no guard, chosen by the policy)──► Evicted ◄── for_key
 //!                ▲                                                      │
 //!                └────────────── Loading ◄────────(get)─────────────────┘
 //! ```
 //!
-//! - A `Resident` value is pinned while any [`Guard`](super::Guard) holds a clone of its `Arc`:
+//! (`for_key` makes the entry of a stored key that has no live one: a handle from `Pool::load`
+//! or `Pool::root`, or a child handle met while decoding its parent.)
+//!
+//! - A `Resident` value is pinned while any guard holds a clone of its `Arc`:
 //!   eviction requires the slot's `Arc` to be the only one (strong count 1), checked under the
 //!   slot's write lock, so a guard can never outlive its value in memory.
 //! - Only a *stored* entry (its key known and its record in the store) is evicted; a failed
@@ -34,51 +37,17 @@ use std::task::Waker;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::pool::PoolShared;
+use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry};
+use super::page_out::take_foreign;
+use super::shared::PoolShared;
 use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::ContentKey;
-
-/// Id of an entry in the eviction policy.
-pub(crate) type EntryId = u64;
 
 pub(crate) enum Slot<T: ?Sized> {
     Resident(Arc<T>),
     Evicted,
     Loading,
-}
-
-/// The result of encoding an entry's value.
-pub(crate) enum Encoded {
-    /// Payload and child keys; the key is computed from both.
-    Done {
-        key: ContentKey,
-        children: Vec<ContentKey>,
-        payload: Vec<u8>,
-    },
-    /// Children not stored yet: encode them first.
-    Missing(Vec<Arc<dyn ErasedEntry>>),
-    /// Another thread stored the entry (and may have evicted it) meanwhile: nothing to do.
-    Stored,
-}
-
-/// What the pool needs of an entry without knowing its value type.
-pub(crate) trait ErasedEntry: Send + Sync {
-    fn id(&self) -> EntryId;
-    fn key(&self) -> Option<ContentKey>;
-    fn is_stored(&self) -> bool;
-    fn mark_stored(&self, key: ContentKey);
-    /// Marks the entry as counted in the registry; false if it already was.
-    fn mark_registered(&self) -> bool;
-    fn set_key(&self, key: ContentKey);
-    fn encode(&self) -> Result<Encoded>;
-    fn take_hits(&self) -> u8;
-    fn is_pinned(&self) -> bool;
-    /// Drops the value from memory if it is resident, stored and unpinned; returns the bytes
-    /// released.
-    fn try_evict(&self) -> Option<u64>;
-    fn resident_size(&self) -> u64;
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 /// An entry, shared by every handle to one object.
@@ -132,6 +101,49 @@ pub(crate) fn duplicate(e: &Arc<Error>) -> Error {
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
+    fn new(
+        pool: &Arc<PoolShared>,
+        slot: Slot<T>,
+        key: Option<ContentKey>,
+        fixed_size: Option<u64>,
+    ) -> Entry<T> {
+        let k = OnceLock::new();
+        if let Some(key) = key {
+            let _ = k.set(key);
+        }
+        Entry {
+            id: pool.registry.next_id(),
+            pool: Arc::clone(pool),
+            key: k,
+            stored: AtomicBool::new(key.is_some()),
+            slot: RwLock::new(slot),
+            hits: Default::default(),
+            size: AtomicU64::new(0),
+            fixed_size,
+            load_lock: Mutex::new(LoadWait::default()),
+            load_cv: Condvar::new(),
+            registered: AtomicBool::new(false),
+        }
+    }
+
+    /// A new object, resident: its size (`fixed`, or the value's deep size) is reserved, then
+    /// charged, and the entry is handed to the policy.
+    pub fn insert(pool: &Arc<PoolShared>, value: Arc<T>, fixed: Option<u64>) -> Result<Arc<Self>> {
+        let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
+        let reservation = pool.reserve(size)?;
+        let entry = Arc::new(Entry::new(pool, Slot::Resident(value), None, fixed));
+        entry.size.store(reservation.commit(), Ordering::Relaxed);
+        pool.residency
+            .admit(Arc::clone(&entry) as Arc<dyn ErasedEntry>, size);
+        Ok(entry)
+    }
+
+    /// The entry for a stored key: the live one if the object is in use, else a new one,
+    /// `Evicted`, that loads on first access.
+    pub fn for_key(pool: &Arc<PoolShared>, key: ContentKey) -> Arc<Self> {
+        pool.entry_for_key(key, || Entry::new(pool, Slot::Evicted, Some(key), None))
+    }
+
     pub fn size_of(&self, value: &T) -> u64 {
         self.fixed_size
             .unwrap_or_else(|| value.deep_size() as u64)
@@ -145,8 +157,8 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if self.hits.load(Ordering::Relaxed) < 3 {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
-        if self.pool.logs_accesses() {
-            self.pool.log_access(self.id);
+        if self.pool.residency.logs_accesses() {
+            self.pool.residency.log_access(self.id);
         }
     }
 
@@ -172,7 +184,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         let estimate = pool.reserve(
             self.fixed_size
                 .unwrap_or(blob.payload.len() as u64)
-                .clamp(1, pool.hard_limit()),
+                .clamp(1, pool.residency.hard_limit()),
         )?;
         let ctx = crate::codec::DecodeCtx {
             children: blob.children,
@@ -277,6 +289,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if loaded.is_ok() {
             let size = self.size.load(Ordering::Relaxed);
             self.pool
+                .residency
                 .admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
         }
         let out = deliver(loaded);
@@ -327,6 +340,13 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             }
         };
         let (bytes, ctx) = crate::codec::encode_with(|| value.encode_value());
+        if let Some(other) = take_foreign() {
+            return Err(Error::ForeignHandle {
+                what: format!("a value of type {} holding a handle", T::type_name()),
+                pool: self.pool.store.describe(),
+                other,
+            });
+        }
         let payload = bytes.map_err(|e| Error::Codec {
             type_name: T::type_name(),
             key: self.key(),
@@ -336,7 +356,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             let missing = ctx
                 .missing
                 .into_iter()
-                .filter_map(|m| m.downcast::<super::handle::ChildRef>().ok())
+                .filter_map(|m| m.downcast::<ChildRef>().ok())
                 .map(|c| Arc::clone(&c.0))
                 .collect();
             return Ok(Encoded::Missing(missing));
@@ -376,7 +396,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 _ => return None,
             }
         };
-        self.pool.budget_release(size);
+        self.pool.residency.release(size);
         super::drop_queue::defer(Box::new(old));
         Some(size)
     }
@@ -394,7 +414,7 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
     fn drop(&mut self) {
         let size = *self.size.get_mut();
         if size > 0 {
-            self.pool.budget_release(size);
+            self.pool.residency.release(size);
         }
         let registered = *self.registered.get_mut();
         self.pool

@@ -12,14 +12,21 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::entry::{Entry, ErasedEntry, Slot};
-use super::pool::PoolShared;
+use super::entry::{Entry, Slot};
+use super::erased::{ChildRef, ErasedEntry};
+use super::page_out::{current_pool, in_current_batch, note_foreign};
+use super::shared::PoolShared;
 use super::value::Pageable;
 use crate::error::Result;
 use crate::key::ContentKey;
 
 /// A handle to a value that may be paged out: cheap to clone (a reference count), immutable,
 /// and readable with [`get`](Paged::get).
+///
+/// A handle belongs to the pool that handed it out: a value holding it can be stored by that
+/// pool only. Another pool refuses to store such a value with
+/// [`Error::ForeignHandle`](crate::Error::ForeignHandle), and keeps it in memory (see
+/// [`Pool`](super::Pool)'s "One pool's handles").
 pub struct Paged<T: ?Sized + Pageable> {
     pub(crate) entry: Arc<Entry<T>>,
 }
@@ -108,6 +115,9 @@ impl<T: ?Sized + Pageable> Paged<T> {
     }
 
     /// The content key, storing the value's graph first if it was never stored.
+    ///
+    /// Fails with [`Error::ForeignHandle`](crate::Error::ForeignHandle) if the graph holds a
+    /// handle of another pool.
     pub fn key(&self) -> Result<ContentKey> {
         if let Some(k) = self.entry.key.get()
             && self.entry.is_stored()
@@ -116,6 +126,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
         }
         self.entry
             .pool
+            .page_out()
             .store_graphs(&[Arc::clone(&self.entry) as Arc<dyn ErasedEntry>])?;
         self.entry
             .key
@@ -238,7 +249,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     let e = Arc::clone(entry);
                     let cell = Arc::new(parking_lot::Mutex::new(None));
                     this.result = Some(Arc::clone(&cell));
-                    entry.pool.spawn_io(Box::new(move || {
+                    entry.pool.io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.
                         e.finish_load(e.page_in_guarded(), |loaded| *cell.lock() = Some(loaded));
                     }));
@@ -260,14 +271,22 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
     }
 }
 
-/// A child handle met during an encode: carried in the codec's "missing" list.
-pub(crate) struct ChildRef(pub Arc<dyn ErasedEntry>);
-
 impl<T: ?Sized + Pageable> Serialize for Paged<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        // A pool stores only its own handles: another pool's object may not be in this pool's
+        // store, and that pool alone decides when it is paged out or collected.
+        if let Some(pool) = current_pool()
+            && pool != self.entry.pool.registry.pool()
+        {
+            note_foreign(self.entry.pool.store.describe());
+            return Err(S::Error::custom(format!(
+                "a spillway handle ({}) of another pool",
+                std::any::type_name::<Self>()
+            )));
+        }
         // A child's key is written only if its record is stored, or about to be by the batch
         // this thread is writing (children before parents); otherwise it is stored first.
-        let key = if self.entry.is_stored() || super::pool::in_current_batch(self.entry.id) {
+        let key = if self.entry.is_stored() || in_current_batch(self.entry.id) {
             self.entry.key.get().copied()
         } else {
             None
@@ -292,7 +311,9 @@ impl<'de, T: ?Sized + Pageable> Deserialize<'de> for Paged<T> {
         let pool = hydrator
             .downcast::<PoolShared>()
             .map_err(|_| D::Error::custom("spillway handle decoded outside a pool"))?;
-        Ok(pool.handle_for_key::<T>(key))
+        Ok(Paged {
+            entry: Entry::for_key(&pool, key),
+        })
     }
 }
 

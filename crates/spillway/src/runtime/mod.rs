@@ -3,17 +3,153 @@
 //! A pool holds values in memory up to a byte budget. Values are immutable and reached through
 //! handles; when the budget is exceeded the coldest unpinned values (chosen by the eviction
 //! policy of [`memory`](crate::memory)) are stored, bottom-up as a Merkle DAG, and dropped from
-//! memory, to come back on their next access. The docs of the private modules `entry` (an
-//! object's lifecycle) and `pool` (the invariants the pool keeps) say how.
+//! memory, to come back on their next access.
+//!
+//! # Parts, in dependency order
+//!
+//! Each module imports only modules listed before it (`use super::...`), never one after it:
+//!
+//! | module | holds | imports |
+//! |---|---|---|
+//! | `value` | [`Pageable`], [`DeepSize`]: what can be paged | – |
+//! | `stats` | counters, background errors, [`PoolStats`] | – |
+//! | `drop_queue` | iterative dropping of deep graphs | – |
+//! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
+//! | `threads` | the I/O threads, the background thread's wake-up signal | – |
+//! | `registry` | live entries by key; entry ids | erased |
+//! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
+//! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
+//! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
+//! | `shared` | `PoolShared`: the parts put together | erased, gc, page_out, registry, residency, stats, threads |
+//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, page_out, shared, value |
+//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, page_out, shared, value |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, registry, residency, shared, stats, threads |
+//! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, shared, stats, value |
+//!
+//! Nothing below `entry` knows a value's type: the registry, page-out and eviction hold entries
+//! as `ErasedEntry`, and typed entries are made only by `entry` (for inserts and for keys,
+//! through the registry's `find_or_add`).
+//!
+//! # Invariants, by the part that keeps them
+//!
+//! - `entry`: an object's lifecycle (`Resident` → `Evicted` → `Loading` → `Resident`), pins,
+//!   single flight, and the bytes an entry is charged.
+//! - `residency`: resident bytes within the budget, every resident entry tracked, when a
+//!   reservation may pass the hard limit.
+//! - `registry`: one entry handed out per key, every live entry counted.
+//! - `page_out`: children stored before parents; entries registered in the critical section
+//!   that writes them; values that cannot be stored stay resident; a pool stores only its own
+//!   handles.
+//! - `gc`: nothing in use is swept; a damaged graph stops the collection.
+//!
+//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; an
+//! entry's wait lock → its slot lock; the residents lock → an entry's slot lock (through the
+//! policy's questions); the residents lock → the access log. No `Arc` of an entry is dropped
+//! under the residents lock or a registry shard lock (dropping the last one takes them), and
+//! values are dropped outside every lock.
 
+mod build;
 mod drop_queue;
-pub(crate) mod entry;
+mod entry;
+mod erased;
+mod gc;
 mod handle;
-pub(crate) mod pool;
+mod page_out;
+mod pool;
+mod registry;
+mod residency;
+mod shared;
 mod stats;
+mod threads;
 mod value;
 
+pub use build::PoolBuilder;
+pub use gc::{GcOptions, GcReport, MAX_MISSING_LISTED};
 pub use handle::{GetFuture, Guard, Paged};
-pub use pool::{GcOptions, GcReport, MAX_MISSING_LISTED, Pool, PoolBuilder};
+pub use pool::Pool;
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// Every module of the runtime but this one, with its source.
+    const SOURCES: &[(&str, &str)] = &[
+        ("build", include_str!("build.rs")),
+        ("drop_queue", include_str!("drop_queue.rs")),
+        ("entry", include_str!("entry.rs")),
+        ("erased", include_str!("erased.rs")),
+        ("gc", include_str!("gc.rs")),
+        ("handle", include_str!("handle.rs")),
+        ("page_out", include_str!("page_out.rs")),
+        ("pool", include_str!("pool.rs")),
+        ("registry", include_str!("registry.rs")),
+        ("residency", include_str!("residency.rs")),
+        ("shared", include_str!("shared.rs")),
+        ("stats", include_str!("stats.rs")),
+        ("threads", include_str!("threads.rs")),
+        ("value", include_str!("value.rs")),
+    ];
+
+    /// The rows of the table in this module's doc: a module and the modules it imports.
+    fn table() -> Vec<(String, BTreeSet<String>)> {
+        include_str!("mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .map(|row| {
+                let module = row.split('`').next().unwrap_or_default().to_string();
+                let imports = row.trim_end_matches(" |").rsplit(" | ").next();
+                let imports = imports
+                    .unwrap_or_default()
+                    .split(", ")
+                    .filter(|m| *m != "–")
+                    .map(str::to_string)
+                    .collect();
+                (module, imports)
+            })
+            .collect()
+    }
+
+    /// The sibling modules that `source` names in code (doc comments and comments left out).
+    fn imports(source: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for line in source.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("super::") {
+                let name: String = line[i + "super::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn modules_import_what_the_table_says_and_only_modules_before_them() {
+        let table = table();
+        let listed: Vec<&str> = table.iter().map(|(m, _)| m.as_str()).collect();
+        let mut sources: Vec<&str> = SOURCES.iter().map(|(m, _)| *m).collect();
+        let mut in_table = listed.clone();
+        sources.sort_unstable();
+        in_table.sort_unstable();
+        assert_eq!(in_table, sources, "the table lists every module once");
+        for (i, (module, said)) in table.iter().enumerate() {
+            let source = SOURCES
+                .iter()
+                .find(|(m, _)| m == module)
+                .map(|(_, s)| *s)
+                .unwrap_or_default();
+            assert_eq!(&imports(source), said, "imports of `{module}`");
+            for m in said {
+                assert!(
+                    listed[..i].contains(&m.as_str()),
+                    "`{module}` imports `{m}`, which is not listed before it"
+                );
+            }
+        }
+    }
+}

@@ -1,8 +1,13 @@
-//! Pool statistics: counters cheap enough to bump on every access, and the snapshot users read.
+//! Pool statistics: counters cheap enough to bump on every access, the errors met where no
+//! caller waits for them, and the snapshot users read.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::Error;
 use crate::memory::Pressure;
 
 /// A counter striped over cache lines, so that threads bumping it on the hot path do not
@@ -56,7 +61,43 @@ pub(crate) struct Counters {
     pub dedup_hits: AtomicU64,
     pub gc_runs: AtomicU64,
     pub gc_deleted: AtomicU64,
-    pub errors: AtomicU64,
+}
+
+/// Errors met where no caller waits for them: page-outs in the background or while making room
+/// for an insert or a page-in (which then goes ahead past the budget rather than lose a value),
+/// and background collections. Each is counted, kept as the last one for [`PoolStats`], and
+/// kept until a caller is told ([`take_unreported`](Self::take_unreported)).
+#[derive(Debug, Default)]
+pub(crate) struct Errors {
+    count: AtomicU64,
+    last: RwLock<Option<String>>,
+    /// An error not yet reported to a caller.
+    unreported: Mutex<Option<Arc<Error>>>,
+}
+
+impl Errors {
+    /// Records `e`; returns it, shared with the report to come.
+    pub fn record(&self, e: Error) -> Arc<Error> {
+        tracing::warn!(error = %e, "spillway pool: background error");
+        self.count.fetch_add(1, Ordering::Relaxed);
+        *self.last.write() = Some(e.to_string());
+        let e = Arc::new(e);
+        *self.unreported.lock() = Some(Arc::clone(&e));
+        e
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn last(&self) -> Option<String> {
+        self.last.read().clone()
+    }
+
+    /// The error recorded since the last call, if any.
+    pub fn take_unreported(&self) -> Option<Arc<Error>> {
+        self.unreported.lock().take()
+    }
 }
 
 /// A snapshot of a pool's counters.

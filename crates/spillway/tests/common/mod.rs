@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
-use spillway::{Blob, ContentKey, LogStoreOptions, Put};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use spillway::{
+    Blob, BlobStore, ContentKey, Durability, LogStoreOptions, MemStore, Put, StoreStats,
+};
 
 /// An object to store: payload, children and the key they give.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,4 +87,49 @@ pub fn env_count(var: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// A backend with only the required part of `BlobStore`, over a `MemStore`: it gets named
+/// roots, batched reads and its description from the trait's defaults. It counts the objects'
+/// payloads it serves (`get` of a key that is not reserved).
+#[derive(Debug, Default)]
+pub struct Minimal {
+    inner: MemStore,
+    pub gets: AtomicU64,
+}
+
+impl Minimal {
+    pub fn payload_reads(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
+    }
+}
+
+impl BlobStore for Minimal {
+    fn put_batch(&self, batch: &[Put<'_>]) -> spillway::Result<()> {
+        self.inner.put_batch(batch)
+    }
+    fn get(&self, key: &ContentKey) -> spillway::Result<Option<Blob>> {
+        if !key.is_reserved() {
+            self.gets.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.get(key)
+    }
+    fn contains(&self, key: &ContentKey) -> spillway::Result<bool> {
+        self.inner.contains(key)
+    }
+    fn children(&self, key: &ContentKey) -> spillway::Result<Option<Vec<ContentKey>>> {
+        self.inner.children(key)
+    }
+    fn delete(&self, keys: &[ContentKey]) -> spillway::Result<()> {
+        self.inner.delete(keys)
+    }
+    fn keys(&self) -> spillway::Result<Vec<ContentKey>> {
+        self.inner.keys()
+    }
+    fn flush(&self, durability: Durability) -> spillway::Result<()> {
+        self.inner.flush(durability)
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
 }

@@ -1,0 +1,175 @@
+//! Building a pool: the [`PoolBuilder`] and its defaults, the parts it puts together, and the
+//! pool's threads (the I/O threads of [`threads`](super::threads), and the background thread
+//! that pages out above the soft limit and collects garbage once enough accumulated).
+//!
+//! The threads hold the pool's parts only weakly or not at all: the [`Pool`](super::Pool)
+//! stops them when it is dropped ([`Threads::stop`]), and handles that outlive it keep working
+//! without them.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::gc::{Collector, GcOptions};
+use super::registry::Registry;
+use super::residency::Residency;
+use super::shared::PoolShared;
+use super::stats::{Counters, Errors};
+use super::threads::{IoPool, Signal};
+use crate::error::{Error, Result};
+use crate::memory::{Budget, PolicyKind};
+use crate::store::{BlobStore, LogStore, LogStoreOptions};
+
+/// Builds a [`Pool`](super::Pool). Every setting has a default a newcomer can use.
+#[derive(Debug, Default)]
+pub struct PoolBuilder {
+    budget: Option<u64>,
+    store: Option<Arc<dyn BlobStore>>,
+    dir: Option<PathBuf>,
+    policy: PolicyKind,
+    io_threads: Option<usize>,
+    gc_after: Option<u64>,
+}
+
+impl PoolBuilder {
+    /// The byte budget for resident values (default: an eighth of the machine's memory).
+    pub fn budget(mut self, bytes: u64) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+
+    /// Store paged-out values in this store (default: a [`LogStore`] in [`dir`](Self::dir), or
+    /// in a temporary directory removed when the pool is dropped).
+    pub fn store(mut self, store: Arc<dyn BlobStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Open a [`LogStore`] in this directory.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The eviction policy (default S3-FIFO).
+    pub fn policy(mut self, policy: PolicyKind) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Threads that run async page-ins (default 2).
+    pub fn io_threads(mut self, n: usize) -> Self {
+        self.io_threads = Some(n.max(1));
+        self
+    }
+
+    /// Run a garbage collection in the background once this many stored objects lost their last
+    /// handle (default 100,000; 0 turns background collection off).
+    pub fn gc_after(mut self, dropped_objects: u64) -> Self {
+        self.gc_after = Some(dropped_objects);
+        self
+    }
+
+    /// The parts of a pool with these settings, and its threads, running.
+    pub(crate) fn start(self) -> Result<(Arc<PoolShared>, Threads)> {
+        let limit = self.budget.unwrap_or_else(default_budget);
+        let budget = Budget::with_limit(limit)
+            .map_err(|e| Error::InvalidArgument(format!("pool budget of {limit} bytes: {e}")))?;
+        let mut tmp = None;
+        let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
+            (Some(s), _) => s,
+            (None, Some(dir)) => Arc::new(LogStore::open_with(dir, pool_store_options())?),
+            (None, None) => {
+                let t = tempfile::Builder::new()
+                    .prefix("spillway-pool-")
+                    .tempdir()
+                    .map_err(|e| {
+                        Error::io("create temporary directory", std::env::temp_dir(), e)
+                    })?;
+                let store = LogStore::open_with(t.path(), pool_store_options())?;
+                tmp = Some(t);
+                Arc::new(store)
+            }
+        };
+        let signal = Arc::new(Signal::default());
+        let (io, mut handles) = IoPool::start(self.io_threads.unwrap_or(2))?;
+        let shared = Arc::new(PoolShared {
+            store,
+            stats: Counters::default(),
+            errors: Errors::default(),
+            residency: Residency::new(budget, self.policy.build(), Arc::clone(&signal)),
+            registry: Registry::new(),
+            collector: Collector::new(self.gc_after.unwrap_or(100_000)),
+            io,
+            _tmp: tmp,
+        });
+        let weak = Arc::downgrade(&shared);
+        // If this fails, the I/O threads end when `shared`, and with it their queue, is dropped.
+        handles.push(
+            std::thread::Builder::new()
+                .name("spillway-pageout".into())
+                .spawn(move || background(weak, signal))
+                .map_err(|e| Error::io("spawn thread", "spillway-pageout", e))?,
+        );
+        Ok((shared, Threads { handles }))
+    }
+}
+
+/// A running pool's threads.
+#[derive(Debug)]
+pub(crate) struct Threads {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Threads {
+    /// Stops the threads: closing the I/O queue ends the I/O threads, and the background
+    /// thread sees it on its next wake-up.
+    pub fn stop(&mut self, shared: &PoolShared) {
+        shared.io.close();
+        shared.residency.wake();
+        for t in self.handles.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A pool reads its log store with `pread`, so that the page cache does not count in the
+/// process's resident set, which users compare with the budget.
+fn pool_store_options() -> LogStoreOptions {
+    LogStoreOptions::default().map_sealed(false)
+}
+
+fn default_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(8 << 30);
+    (total / 8).max(64 << 20)
+}
+
+/// The background thread: pages out above the soft limit, collects garbage when enough
+/// accumulated. Holds the pool only weakly, so it ends when the pool is gone.
+fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
+    loop {
+        signal.wait(Duration::from_millis(50));
+        let Some(p) = pool.upgrade() else { return };
+        if p.io.is_closed() {
+            return;
+        }
+        if let Some(bytes) = p.residency.page_out_due()
+            && let Err(e) = p.evict(bytes)
+        {
+            p.errors.record(e);
+        }
+        if p.collector.due(p.registry.garbage())
+            && let Err(e) = p.gc(GcOptions::default())
+        {
+            p.errors.record(e);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! An object as the parts below `entry` see it: without its value type.
+//!
+//! The registry, page-out and eviction hold entries of every type side by side, so they know an
+//! entry only through [`ErasedEntry`]: its id and key, whether it is stored, and the few
+//! operations they apply to it (encode, evict, ask whether it is pinned). `entry::Entry`
+//! implements it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::key::ContentKey;
+
+/// Id of an entry, unique within its pool (two pools' entries may share one): the eviction
+/// policy's name for it.
+pub(crate) type EntryId = u64;
+
+/// The result of encoding an entry's value.
+pub(crate) enum Encoded {
+    /// Payload and child keys; the key is computed from both.
+    Done {
+        key: ContentKey,
+        children: Vec<ContentKey>,
+        payload: Vec<u8>,
+    },
+    /// Children not stored yet: encode them first.
+    Missing(Vec<Arc<dyn ErasedEntry>>),
+    /// Another thread stored the entry (and may have evicted it) meanwhile: nothing to do.
+    Stored,
+}
+
+/// What the pool needs of an entry without knowing its value type.
+pub(crate) trait ErasedEntry: Send + Sync {
+    fn id(&self) -> EntryId;
+    fn key(&self) -> Option<ContentKey>;
+    fn is_stored(&self) -> bool;
+    fn mark_stored(&self, key: ContentKey);
+    /// Marks the entry as counted in the registry; false if it already was.
+    fn mark_registered(&self) -> bool;
+    fn set_key(&self, key: ContentKey);
+    fn encode(&self) -> Result<Encoded>;
+    fn take_hits(&self) -> u8;
+    fn is_pinned(&self) -> bool;
+    /// Drops the value from memory if it is resident, stored and unpinned; returns the bytes
+    /// released.
+    fn try_evict(&self) -> Option<u64>;
+    fn resident_size(&self) -> u64;
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// A child handle met during an encode: carried in the codec's "missing" list.
+pub(crate) struct ChildRef(pub Arc<dyn ErasedEntry>);

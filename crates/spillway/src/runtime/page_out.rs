@@ -1,0 +1,234 @@
+//! Page-out: encoding graphs bottom-up and writing them to the store in batches.
+//!
+//! Invariants:
+//! - A record is written only after the records of its children: a parent's key names its
+//!   children's keys, so it is encoded only once they have keys, and a batch is written in the
+//!   order it was encoded.
+//! - An entry is counted in the registry (and marked stored) under the collector's state lock,
+//!   in the same critical section that writes or dedups its record: a collection either sees
+//!   the write in its protected set or sees the entry among the live keys.
+//! - A value that cannot be stored (its encoding fails, passes the store's limits, or holds a
+//!   handle of another pool) stays resident, and so do the values above it; the rest of the
+//!   graphs are stored. The error is recorded, and returned if a graph asked for failed.
+//! - A pool stores only its own handles. While a thread stores a batch, it knows the batch's
+//!   pool ([`current_pool`]); a handle of another pool met in a value being encoded fails that
+//!   value's encoding ([`note_foreign`]), so another pool's object is never written to this
+//!   pool's store nor marked stored by this pool, and its key (which this store may not hold)
+//!   never becomes a child key here.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::erased::{Encoded, EntryId, ErasedEntry};
+use super::gc::Collector;
+use super::registry::{PoolId, Registry};
+use super::stats::{Counters, Errors};
+use crate::error::{Error, Result};
+use crate::format::record::{MAX_CHILDREN, MAX_PAYLOAD_LEN};
+use crate::key::ContentKey;
+use crate::store::{BlobStore, Put};
+
+/// Page-out writes are grouped into batches of about this many payload bytes. A batch lives
+/// twice while it is handed over (the encoded values here, the store's records until they are
+/// written), outside the budget, so it is kept small: 1 MiB pages out as fast as 4 MiB did and
+/// takes about 16 MiB off the peak RSS of a pool inserting far more than its budget.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// An encoded object waiting to be written: the entry, its key, child keys and payload.
+type Pending = (Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>);
+
+/// A page-out: the parts of the pool it writes through.
+pub(crate) struct PageOut<'a> {
+    pub store: &'a dyn BlobStore,
+    pub stats: &'a Counters,
+    pub errors: &'a Errors,
+    pub registry: &'a Registry,
+    pub collector: &'a Collector,
+}
+
+impl PageOut<'_> {
+    /// Stores the graphs under `roots` bottom-up, without recursion: an entry whose children
+    /// have no keys yet is encoded again after them.
+    pub fn store_graphs(&self, roots: &[Arc<dyn ErasedEntry>]) -> Result<()> {
+        let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut batch_bytes = 0;
+        let _batch = BatchScope::enter(self.registry.pool());
+        // Values that cannot be stored (their encoding fails or passes the store's limits), and
+        // the parents above them: they stay resident, and the rest of the graphs are stored.
+        let mut failed: HashMap<EntryId, ()> = HashMap::new();
+        let mut first_error: Option<Error> = None;
+        while let Some(e) = stack.last().cloned() {
+            if e.is_stored() || in_current_batch(e.id()) || failed.contains_key(&e.id()) {
+                stack.pop();
+                continue;
+            }
+            let encoded = e.encode().and_then(|enc| match enc {
+                Encoded::Done {
+                    ref children,
+                    ref payload,
+                    ..
+                } if payload.len() > MAX_PAYLOAD_LEN as usize
+                    || children.len() > MAX_CHILDREN as usize =>
+                {
+                    Err(Error::TooLarge {
+                        what: "encoded value (payload or child list) for the store",
+                        len: (payload.len() + 16 * children.len()) as u64,
+                        limit: u64::from(MAX_PAYLOAD_LEN),
+                    })
+                }
+                other => Ok(other),
+            });
+            match encoded {
+                Err(err) => {
+                    stack.pop();
+                    failed.insert(e.id(), ());
+                    let shared = self.errors.record(err);
+                    first_error.get_or_insert(Error::Shared(shared));
+                }
+                Ok(Encoded::Done {
+                    key,
+                    children,
+                    payload,
+                }) => {
+                    stack.pop();
+                    e.set_key(key);
+                    BATCH.with(|b| b.borrow_mut().entries.insert(e.id()));
+                    batch_bytes += payload.len();
+                    batch.push((e, key, children, payload));
+                    if batch_bytes >= BATCH_BYTES {
+                        self.write_batch(&mut batch)?;
+                        batch_bytes = 0;
+                    }
+                }
+                Ok(Encoded::Missing(children)) => {
+                    if children.iter().any(|c| failed.contains_key(&c.id())) {
+                        stack.pop();
+                        failed.insert(e.id(), ());
+                    } else {
+                        stack.extend(children);
+                    }
+                }
+                Ok(Encoded::Stored) => {
+                    stack.pop();
+                }
+            }
+        }
+        self.write_batch(&mut batch)?;
+        match first_error {
+            Some(err) if roots.iter().any(|r| failed.contains_key(&r.id())) => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    fn write_batch(&self, batch: &mut Vec<Pending>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut gc = self.collector.writing();
+        let mut puts = Vec::with_capacity(batch.len());
+        let mut written = 0;
+        for (_, key, children, payload) in batch.iter() {
+            gc.protect(*key);
+            if self.store.contains(key)? {
+                self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                written += payload.len() as u64;
+                puts.push(Put {
+                    key: *key,
+                    children,
+                    payload,
+                });
+            }
+        }
+        self.store.put_batch(&puts)?;
+        self.stats
+            .objects_written
+            .fetch_add(puts.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_written
+            .fetch_add(written, Ordering::Relaxed);
+        drop(puts);
+        // Still under the collector's state lock: a collection that starts after the write
+        // sees the entries among the live keys.
+        for (e, key, _, _) in batch.iter() {
+            e.mark_stored(*key);
+            self.registry.register(e, *key);
+        }
+        drop(gc);
+        batch.clear();
+        Ok(())
+    }
+}
+
+/// The batch this thread is storing.
+#[derive(Default)]
+struct Batch {
+    /// The pool storing it.
+    pool: Option<PoolId>,
+    /// Entries encoded into the batch, keys known but not written yet. A parent encoded in the
+    /// same batch may refer to them by key, since the batch writes children before parents; a
+    /// parent encoded by another thread may not, since that thread's batch might fail and never
+    /// write them.
+    entries: HashSet<EntryId>,
+    /// The store of another pool whose handle the value being encoded holds.
+    foreign: Option<String>,
+}
+
+thread_local! {
+    static BATCH: RefCell<Batch> = RefCell::default();
+}
+
+/// True if the entry is in this thread's batch (see [`Batch::entries`]).
+pub(crate) fn in_current_batch(id: EntryId) -> bool {
+    BATCH.with(|b| b.borrow().entries.contains(&id))
+}
+
+/// The pool whose batch this thread is storing, if it is storing one.
+pub(crate) fn current_pool() -> Option<PoolId> {
+    BATCH.with(|b| b.borrow().pool)
+}
+
+/// Notes that the value being encoded on this thread holds a handle of the pool over `store`:
+/// the handle fails the encoding, and [`take_foreign`] then names that pool.
+pub(crate) fn note_foreign(store: String) {
+    BATCH.with(|b| b.borrow_mut().foreign = Some(store));
+}
+
+/// The store of the other pool whose handle the value just encoded on this thread holds, if it
+/// held one (see [`note_foreign`]).
+pub(crate) fn take_foreign() -> Option<String> {
+    BATCH.with(|b| b.borrow_mut().foreign.take())
+}
+
+/// Sets up this thread's batch for a `store_graphs` call, and clears it when the call ends,
+/// however it ends.
+struct BatchScope {
+    /// The pool of the batch this one interrupts, if any.
+    outer: Option<PoolId>,
+}
+
+impl BatchScope {
+    fn enter(pool: PoolId) -> BatchScope {
+        let outer = BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.entries.clear();
+            b.foreign = None;
+            b.pool.replace(pool)
+        });
+        BatchScope { outer }
+    }
+}
+
+impl Drop for BatchScope {
+    fn drop(&mut self) {
+        BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.pool = self.outer;
+            b.entries.clear();
+            b.foreign = None;
+        });
+    }
+}

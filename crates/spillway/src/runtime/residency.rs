@@ -1,0 +1,310 @@
+//! Residency: which values are in memory. The byte budget (reservation before a value comes
+//! in), admission to the eviction policy, the access log a recency-ordered policy reads, and
+//! eviction, which pages victims out and drops them.
+//!
+//! Invariants:
+//! - The budget's resident count is the sum of the sizes of entries in the `Resident` or
+//!   `Loading` state (see `entry`); `peak` is its high-water mark.
+//! - Every resident entry is either tracked by the policy, held by an eviction in progress
+//!   (which puts it back if it cannot be evicted), or about to be admitted by the insert or
+//!   page-in that just made it resident.
+//! - A reservation passes the hard limit only when nothing can be paged out (no evictable entry
+//!   is left, after waiting out other threads' evictions, whose victims they hold), or when the
+//!   store failed to take a page-out: the value is then kept rather than lost.
+//! - No `Arc` of an entry is dropped while the residents lock is held (dropping the last one
+//!   takes that lock, through [`forget`](Residency::forget)).
+//!
+//! Lock order: the residents lock → an entry's slot lock (through the policy's questions); the
+//! residents lock → the access log.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use super::erased::{EntryId, ErasedEntry};
+use super::page_out::PageOut;
+use super::threads::Signal;
+use crate::error::{Error, Result};
+use crate::memory::{Budget, BudgetError, EvictionPolicy, Reservation, Residents};
+
+/// Accesses logged before they are handed to a recency-ordered policy.
+const ACCESS_LOG_LEN: usize = 4096;
+/// Background page-out frees this share of the budget beyond the soft limit, so that it does
+/// not wake for every small allocation.
+const HYSTERESIS: f64 = 0.05;
+
+struct ResidentSet {
+    policy: Box<dyn EvictionPolicy>,
+    entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
+}
+
+/// What the policy may ask about entries while the residents lock is held.
+struct Lookup<'a> {
+    entries: &'a HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    /// Entries upgraded during the call, dropped only after the lock is released.
+    keep: &'a mut Vec<Arc<dyn ErasedEntry>>,
+}
+
+impl Residents for Lookup<'_> {
+    fn take_hits(&mut self, id: EntryId) -> u8 {
+        match self.entries.get(&id).and_then(Weak::upgrade) {
+            Some(e) => {
+                let h = e.take_hits();
+                self.keep.push(e);
+                h
+            }
+            None => 0,
+        }
+    }
+
+    fn can_evict(&mut self, id: EntryId) -> bool {
+        match self.entries.get(&id).and_then(Weak::upgrade) {
+            Some(e) => {
+                let ok = !e.is_pinned();
+                self.keep.push(e);
+                ok
+            }
+            None => false,
+        }
+    }
+}
+
+/// A pool's resident values: the budget, the policy and the evictions in progress.
+pub(crate) struct Residency {
+    budget: Arc<Budget>,
+    peak: AtomicU64,
+    residents: Mutex<ResidentSet>,
+    /// Accesses not yet handed to a policy that orders by recency (`None` for one that does
+    /// not, such as S3-FIFO, which reads the per-entry hit counters instead).
+    access_log: Option<Mutex<Vec<EntryId>>>,
+    /// Evictions in progress that hold victims taken out of the policy.
+    evicting: AtomicU64,
+    /// Wakes the background page-out.
+    signal: Arc<Signal>,
+}
+
+impl Residency {
+    pub fn new(budget: Budget, policy: Box<dyn EvictionPolicy>, signal: Arc<Signal>) -> Residency {
+        let access_log = policy.wants_access_log().then(|| Mutex::new(Vec::new()));
+        Residency {
+            budget: Arc::new(budget),
+            peak: AtomicU64::new(0),
+            residents: Mutex::new(ResidentSet {
+                policy,
+                entries: HashMap::new(),
+            }),
+            access_log,
+            evicting: AtomicU64::new(0),
+            signal,
+        }
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// The highest resident byte count seen.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    pub fn hard_limit(&self) -> u64 {
+        self.budget.hard_limit()
+    }
+
+    pub fn release(&self, bytes: u64) {
+        self.budget.sub(bytes);
+    }
+
+    /// Bytes the background page-out should free now, if any: what passes the soft limit, and
+    /// a little more.
+    pub fn page_out_due(&self) -> Option<u64> {
+        let over = self.budget.over_soft_limit();
+        (over > 0).then(|| over + (self.budget.hard_limit() as f64 * HYSTERESIS) as u64)
+    }
+
+    /// Wakes the background page-out.
+    pub fn wake(&self) {
+        self.signal.wake();
+    }
+
+    #[inline]
+    pub fn logs_accesses(&self) -> bool {
+        self.access_log.is_some()
+    }
+
+    /// Logs an access; hands the log to the policy when it fills up.
+    pub fn log_access(&self, id: EntryId) {
+        let Some(log) = &self.access_log else { return };
+        let full = {
+            let mut l = log.lock();
+            l.push(id);
+            (l.len() >= ACCESS_LOG_LEN).then(|| std::mem::take(&mut *l))
+        };
+        if let Some(ids) = full {
+            self.residents.lock().policy.record_accesses(&ids);
+        }
+    }
+
+    /// Hands the logged accesses to the policy (before it chooses victims).
+    fn drain_access_log(&self, rs: &mut ResidentSet) {
+        if let Some(log) = &self.access_log {
+            let ids = std::mem::take(&mut *log.lock());
+            rs.policy.record_accesses(&ids);
+        }
+    }
+
+    /// Reserves `bytes` of the budget, paging out through `out` in the calling thread while
+    /// the reservation would pass the hard limit. A value larger than the whole budget is an
+    /// error. If nothing more can be paged out (every resident value is pinned), the
+    /// reservation is granted past the limit rather than failing a read: the overshoot shows in
+    /// the peak.
+    ///
+    /// An eviction that finds nothing to evict while another thread's eviction holds victims
+    /// waits for that one rather than passing the limit: its victims are about to be freed.
+    pub fn reserve(&self, bytes: u64, out: &PageOut<'_>) -> Result<Reservation> {
+        // Bounded only as a safety net against a pathological schedule.
+        for _ in 0..100_000 {
+            match self.budget.try_reserve(bytes) {
+                Ok(r) => return Ok(self.note_peak(r)),
+                Err(BudgetError::TooLarge { bytes, limit }) => {
+                    return Err(Error::TooLarge {
+                        what: "value (by its deep size; the limit is the pool's whole budget)",
+                        len: bytes,
+                        limit,
+                    });
+                }
+                Err(BudgetError::OverLimit { must_free, .. }) => {
+                    // Free a little more than needed so that the next caller does not evict
+                    // again at once.
+                    let slack = self.budget.hard_limit() / 64;
+                    match self.evict(must_free + slack, out) {
+                        Ok(0) => {
+                            if self.evicting.load(Ordering::Acquire) == 0 {
+                                break;
+                            }
+                            std::thread::yield_now();
+                        }
+                        Ok(_) => {}
+                        // The store failed: the values that were to be paged out stay
+                        // resident, and so does this one, past the limit, rather than being
+                        // lost. The error reaches the caller through the stats and the next
+                        // call that does not take a value (flush, gc, roots, shrink).
+                        Err(e) => {
+                            out.errors.record(e);
+                            break;
+                        }
+                    }
+                }
+                Err(e) => return Err(Error::InvalidArgument(e.to_string())),
+            }
+        }
+        Ok(self.note_peak(self.budget.reserve(bytes)))
+    }
+
+    fn note_peak(&self, r: Reservation) -> Reservation {
+        self.peak
+            .fetch_max(self.budget.resident(), Ordering::Relaxed);
+        r
+    }
+
+    /// Hands a newly resident entry, already charged to the budget, to the policy.
+    pub fn admit(&self, entry: Arc<dyn ErasedEntry>, size: u64) {
+        let ghost = entry.key().map(|k| k.prefix_u64());
+        {
+            let mut rs = self.residents.lock();
+            rs.entries.insert(entry.id(), Arc::downgrade(&entry));
+            rs.policy.insert(entry.id(), size, ghost);
+        }
+        drop(entry);
+        if self.budget.over_soft_limit() > 0 {
+            self.signal.wake();
+        }
+    }
+
+    /// Puts an entry that could not be evicted back under the policy's care.
+    fn requeue(&self, entry: &Arc<dyn ErasedEntry>) {
+        let size = entry.resident_size();
+        if size == 0 {
+            return;
+        }
+        let mut rs = self.residents.lock();
+        rs.entries.insert(entry.id(), Arc::downgrade(entry));
+        rs.policy
+            .insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
+    }
+
+    /// Entry `id` is gone (its last handle dropped).
+    pub fn forget(&self, id: EntryId) {
+        let mut rs = self.residents.lock();
+        if rs.entries.remove(&id).is_some() {
+            rs.policy.remove(id);
+        }
+    }
+
+    /// Pages out, through `out`, at least `bytes` of resident values (fewer if not enough are
+    /// evictable).
+    pub fn evict(&self, bytes: u64, out: &PageOut<'_>) -> Result<u64> {
+        let level = self.budget.pressure();
+        let mut keep = Vec::new();
+        let (victims, _in_flight): (Vec<Arc<dyn ErasedEntry>>, _) = {
+            let mut rs = self.residents.lock();
+            // Lock order: residents, then the access log (`log_access` never holds both).
+            self.drain_access_log(&mut rs);
+            let ResidentSet { policy, entries } = &mut *rs;
+            let chosen = policy.evict(
+                bytes,
+                &mut Lookup {
+                    entries,
+                    keep: &mut keep,
+                },
+            );
+            let victims: Vec<_> = chosen
+                .into_iter()
+                .filter_map(|(id, _)| entries.remove(&id).and_then(|w| w.upgrade()))
+                .collect();
+            // Counted under the residents lock, so that a thread whose eviction found nothing
+            // because these victims were taken sees this one in flight.
+            let in_flight = (!victims.is_empty()).then(|| InFlight::new(&self.evicting));
+            (victims, in_flight)
+        };
+        drop(keep);
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        let stored = out.store_graphs(&victims);
+        let mut freed = 0;
+        let mut count = 0;
+        for v in &victims {
+            match v.try_evict() {
+                Some(n) => {
+                    freed += n;
+                    count += 1;
+                }
+                None => self.requeue(v),
+            }
+        }
+        out.stats.page_outs.fetch_add(count, Ordering::Relaxed);
+        self.budget.record_evictions_at(level, count, freed);
+        drop(victims);
+        stored.map(|()| freed)
+    }
+}
+
+/// Counts an eviction in progress for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicU64) -> InFlight<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,102 @@
+//! [`PoolShared`]: the parts of a pool that its handles share, put together, and the few
+//! operations that take more than one part.
+//!
+//! Every entry holds an `Arc<PoolShared>`, so a pool's parts live as long as any handle does,
+//! after the [`Pool`](super::Pool) itself is dropped.
+
+use std::sync::Arc;
+
+use super::erased::{EntryId, ErasedEntry};
+use super::gc::{Collection, Collector, GcOptions, GcReport};
+use super::page_out::PageOut;
+use super::registry::Registry;
+use super::residency::Residency;
+use super::stats::{Counters, Errors};
+use super::threads::IoPool;
+use crate::error::Result;
+use crate::key::ContentKey;
+use crate::memory::Reservation;
+use crate::store::BlobStore;
+
+/// The part of a pool shared by its handles.
+pub(crate) struct PoolShared {
+    pub store: Arc<dyn BlobStore>,
+    pub stats: Counters,
+    pub errors: Errors,
+    pub residency: Residency,
+    pub registry: Registry,
+    pub collector: Collector,
+    pub io: IoPool,
+    /// Kept so that a default pool's temporary directory outlives its store.
+    pub _tmp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for PoolShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolShared")
+            .field("store", &self.store.describe())
+            .field("budget", self.residency.budget())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PoolShared {
+    /// A page-out through this pool's parts.
+    pub fn page_out(&self) -> PageOut<'_> {
+        PageOut {
+            store: &*self.store,
+            stats: &self.stats,
+            errors: &self.errors,
+            registry: &self.registry,
+            collector: &self.collector,
+        }
+    }
+
+    /// See [`Residency::reserve`].
+    pub fn reserve(&self, bytes: u64) -> Result<Reservation> {
+        self.residency.reserve(bytes, &self.page_out())
+    }
+
+    /// See [`Residency::evict`].
+    pub fn evict(&self, bytes: u64) -> Result<u64> {
+        self.residency.evict(bytes, &self.page_out())
+    }
+
+    /// A garbage collection (see [`gc`](super::gc)).
+    pub fn gc(&self, opts: GcOptions) -> Result<GcReport> {
+        Collection {
+            collector: &self.collector,
+            store: &*self.store,
+            registry: &self.registry,
+            stats: &self.stats,
+        }
+        .gc(opts)
+    }
+
+    /// The live entry for a stored key, or a new one from `make` (see
+    /// [`Registry::find_or_add`]), safe from a running collection.
+    pub fn entry_for_key<E: ErasedEntry + 'static>(
+        &self,
+        key: ContentKey,
+        make: impl FnOnce() -> E,
+    ) -> Arc<E> {
+        let (entry, new) = self.registry.find_or_add(key, make);
+        // A live entry was in the registry already, where a collection finds it. A new one is
+        // registered first, then protected: a collection that starts after this check sees the
+        // handle among the live keys; one already running gets the key in its protected set
+        // (or, if it has already swept it, `Pool::load`'s check of the store then fails).
+        if new {
+            self.collector.protect(key);
+        }
+        entry
+    }
+
+    /// An entry is gone (its last handle dropped); `key` is its key if it was counted in the
+    /// registry.
+    pub fn forget(&self, id: EntryId, key: Option<ContentKey>) {
+        self.residency.forget(id);
+        if let Some(k) = key {
+            self.registry.forget(id, k);
+        }
+    }
+}
