@@ -50,13 +50,14 @@ mod flusher;
 mod index;
 mod open;
 mod pipeline;
+mod recover;
 mod roots;
 mod segments;
 mod verify;
 
 pub use compact::CompactionReport;
 pub use delta::Appended;
-pub use open::{DamagedRange, MissingData, RecoveryReport, SalvageReport, TornTail};
+pub use recover::{DamagedRange, MissingData, RecoveryReport, SalvageReport, TornTail};
 /// The file name of segment `id` in a store directory (`seg-<id, 16 digits>.log`).
 pub fn segment_file_name(id: u64) -> String {
     crate::format::segment::file_name(id)

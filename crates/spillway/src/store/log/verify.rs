@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::open::{DamagedRange, MissingData, TornTail};
+use super::recover::{DamagedRange, MissingData, TornTail};
 use super::{LogStore, LogStoreOptions};
 use crate::error::{Error, Result};
 use crate::format::record::RecordKind;

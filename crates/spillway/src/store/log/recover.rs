@@ -1,0 +1,536 @@
+//! Recovery: rebuilding the index when a log store is opened, and telling a torn write from
+//! damage.
+//!
+//! Recovery rebuilds the index from the checkpoint plus a scan of the log after the
+//! checkpoint's tail position. In the last segment, a bad record with no valid record after it
+//! is a torn write from a crash: the segment is cut there and the cut reported. Anything else is
+//! damage, and a normal open refuses it, changing nothing, with the file and offset named:
+//! - a bad record with valid records after it, or in a sealed segment the scan reads;
+//! - log bytes that the checkpoint vouches for and that are gone: a segment file it names is
+//!   missing or shorter than it says, or a segment numbered between its tail segment and the
+//!   last one is missing. A checkpoint is written only after the log is durable through its
+//!   tail, and segments are deleted (by compaction or repair) only after a newer checkpoint
+//!   stops naming them, so no crash leaves this behind.
+//!
+//! A checkpoint that does not decode, or that names positions no writer produces (lengths are
+//! added with overflow checks: the fields are read from disk), is ignored and the whole log
+//! scanned: it is only an index.
+//!
+//! **Repair mode** ([`LogStoreOptions::repair`]) scans the whole log and trusts no checkpoint.
+//! Damage is stepped over (the next record whose checksum holds and whose key is its content's
+//! hash starts the scan again), so every record a checksum vouches for is kept. A torn tail is
+//! cut; segments with damage are salvaged once the store is open: their records that are still
+//! needed are copied to the end of the log, a durable checkpoint stops naming them, and only
+//! then are they removed (a damaged last segment first gets a new segment after it, which
+//! becomes the active one). The report names the damaged ranges, the missing data and the keys
+//! the old checkpoint listed that no surviving record holds. A repair always writes a new
+//! checkpoint, so a cut before the old one's tail never leaves it naming bytes that later
+//! records reuse. Read-only, repair mode changes nothing and reports what it would do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::LogStoreOptions;
+use super::index::Index;
+use super::segments::Scanned;
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
+use crate::format::record::{self, RECORD_MAGIC, RecordKind};
+use crate::format::{DecodeError, segment};
+use crate::key::ContentKey;
+use crate::vfs::{OpenMode, Vfs};
+
+/// A cut made at the end of the log during recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment cut.
+    pub segment: u64,
+    /// Where it now ends.
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes_cut: u64,
+    /// Why the first removed record was rejected.
+    pub reason: String,
+}
+
+/// What recovery did when the store was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// The index checkpoint was loaded.
+    pub checkpoint_used: bool,
+    /// Why an existing checkpoint was not used (the log was scanned in full instead).
+    pub checkpoint_problem: Option<String>,
+    /// Log bytes scanned after the checkpoint.
+    pub bytes_scanned: u64,
+    /// Records replayed from the scan.
+    pub records_replayed: u64,
+    /// A torn tail that was cut (or, read-only, ignored).
+    pub torn_tail: Option<TornTail>,
+    /// Repair mode: byte ranges of segments that hold no record a checksum vouches for. Their
+    /// segments are salvaged (writable) or would be (read-only).
+    pub damaged: Vec<DamagedRange>,
+    /// Repair mode: log data the index checkpoint vouched for as durable that is gone (a
+    /// missing or shortened segment file). A normal open refuses such a store.
+    pub missing: Vec<MissingData>,
+    /// Repair mode: keys the index checkpoint listed that no surviving record holds (and no
+    /// surviving tombstone deleted), sorted. Objects stored after the checkpoint and lost with
+    /// a damaged range are not known by key; their ranges are in `damaged`.
+    pub lost_keys: Vec<ContentKey>,
+    /// Repair mode, writable: what salvaging the damaged segments did.
+    pub salvage: Option<SalvageReport>,
+    /// Repair mode, writable: the `STORE` marker was damaged and was written again.
+    pub marker_rewritten: bool,
+}
+
+impl RecoveryReport {
+    /// True if recovery found data lost or damaged (a torn tail is not: it is the normal trace
+    /// of a crash during a write that was never acknowledged as written).
+    pub fn found_damage(&self) -> bool {
+        !self.damaged.is_empty()
+            || !self.missing.is_empty()
+            || !self.lost_keys.is_empty()
+            || self.marker_rewritten
+    }
+}
+
+/// Bytes of a segment that hold no record a checksum vouches for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRange {
+    /// The segment.
+    pub segment: u64,
+    /// First damaged byte.
+    pub start: u64,
+    /// The byte after the last damaged one: the next verified record, or the segment's end.
+    pub end: u64,
+    /// Why the bytes at `start` were refused.
+    pub reason: String,
+}
+
+/// Log data that the index checkpoint vouched for as durable and that is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingData {
+    /// The segment concerned.
+    pub segment: u64,
+    /// Objects the checkpoint placed in the part that is gone.
+    pub objects: u64,
+    /// What is wrong with the file.
+    pub detail: String,
+}
+
+/// What salvaging damaged segments did: every record a checksum still vouches for and that
+/// is still live was copied to the end of the log, made durable, and only then were the
+/// damaged segment files removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SalvageReport {
+    /// The damaged segments, rewritten and removed.
+    pub segments: Vec<u64>,
+    /// Live put records copied out of them.
+    pub records_copied: u64,
+    /// Tombstones copied out of them.
+    pub tombstones_copied: u64,
+    /// Bytes in their damaged ranges, dropped.
+    pub bytes_dropped: u64,
+}
+
+pub(super) struct Recovered {
+    pub index: Index,
+    pub report: RecoveryReport,
+    /// Where the last segment must be cut, if anywhere.
+    pub cut: Option<LogPosition>,
+    /// Segment lengths as found (before any cut).
+    pub lens: BTreeMap<u64, u64>,
+    /// Damaged segments (repair mode) whose verified records are copied out before the segment
+    /// is removed. When the last segment is among them, a new segment becomes the active one.
+    pub salvage: Vec<u64>,
+}
+
+/// How an index checkpoint that decodes fits the segment files found.
+enum Fit {
+    /// Every byte it vouches for is there.
+    Fits,
+    /// It names positions no writer produces (read from disk, so not trusted): ignored.
+    Invalid(String),
+    /// It vouches for log bytes that are gone: durable data was lost.
+    Missing(Vec<MissingData>),
+}
+
+/// Checks that a checkpoint only refers to bytes that exist.
+///
+/// A checkpoint is written only after the log is durable through its tail, so every segment it
+/// names (and every segment created after its tail segment, up to the last one: segments are
+/// numbered in order and only compaction and repair delete them, each after writing a new
+/// checkpoint) must be there, at least as long as it says.
+fn classify(c: &Checkpoint, lens: &BTreeMap<u64, u64>) -> Fit {
+    let header = segment::SEGMENT_HEADER_LEN as u64;
+    if c.tail.offset < header {
+        return Fit::Invalid(format!(
+            "its tail position (segment {}, offset {}) is inside a segment header",
+            c.tail.segment, c.tail.offset
+        ));
+    }
+    // Bytes vouched for in each segment, and the objects placed there.
+    let mut vouched: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    if !c.entries.is_empty() || c.tail.offset > header {
+        vouched.insert(c.tail.segment, (c.tail.offset, 0));
+    }
+    for (key, loc) in &c.entries {
+        let end = loc.offset.checked_add(u64::from(loc.len));
+        let sane = loc.offset >= header
+            && end.is_some_and(|end| {
+                loc.segment < c.tail.segment
+                    || (loc.segment == c.tail.segment && end <= c.tail.offset)
+            });
+        let Some(end) = end.filter(|_| sane) else {
+            return Fit::Invalid(format!(
+                "key {key} points at segment {} offset {}, which is not in the log",
+                loc.segment, loc.offset
+            ));
+        };
+        let v = vouched.entry(loc.segment).or_default();
+        v.0 = v.0.max(end);
+        v.1 += 1;
+    }
+    let mut missing = Vec::new();
+    for (&id, &(len, objects)) in &vouched {
+        match lens.get(&id) {
+            Some(&found) if found >= len => {}
+            Some(&found) => missing.push(MissingData {
+                segment: id,
+                objects: c
+                    .entries
+                    .iter()
+                    .filter(|(_, l)| l.segment == id && l.offset + u64::from(l.len) > found)
+                    .count() as u64,
+                detail: format!(
+                    "the file ends at byte {found}, but the index checkpoint vouches for {len} bytes of it"
+                ),
+            }),
+            None => missing.push(MissingData {
+                segment: id,
+                objects,
+                detail: format!(
+                    "the file is missing, but the index checkpoint vouches for {len} bytes of it"
+                ),
+            }),
+        }
+    }
+    if let Some(&last) = lens.keys().next_back() {
+        for id in c.tail.segment.saturating_add(1)..last {
+            if !lens.contains_key(&id) {
+                missing.push(MissingData {
+                    segment: id,
+                    objects: 0,
+                    detail: format!(
+                        "the file is missing, but a later segment ({}) exists",
+                        segment::file_name(last)
+                    ),
+                });
+            }
+        }
+    }
+    if missing.is_empty() {
+        Fit::Fits
+    } else {
+        Fit::Missing(missing)
+    }
+}
+
+/// The error a normal open gives when durable data is gone.
+fn missing_error(dir: &Path, missing: &[MissingData]) -> Error {
+    let first = &missing[0];
+    let objects: u64 = missing.iter().map(|m| m.objects).sum();
+    let more = match missing.len() {
+        1 => String::new(),
+        n => format!(" ({} damaged segment files in all)", n),
+    };
+    Error::Corrupted {
+        what: "log",
+        location: dir
+            .join(segment::file_name(first.segment))
+            .display()
+            .to_string(),
+        detail: format!(
+            "{}{more}; {objects} objects that were durable are gone. Nothing was changed: `spillway verify {dir}` lists the loss, and `spillway verify --repair {dir}` keeps what is left and forgets the rest",
+            first.detail,
+            dir = dir.display()
+        ),
+    }
+}
+
+pub(super) fn recover(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    ids: &[u64],
+    opts: &LogStoreOptions,
+) -> Result<Recovered> {
+    let mut lens = BTreeMap::new();
+    for &id in ids {
+        let path = dir.join(segment::file_name(id));
+        let len = vfs
+            .open(&path, OpenMode::Read)
+            .and_then(|f| f.len())
+            .map_err(|e| Error::io("open", &path, e))?;
+        lens.insert(id, len);
+    }
+    let mut report = RecoveryReport::default();
+    let mut index = Index::default();
+    let mut start = LogPosition {
+        segment: ids.first().copied().unwrap_or(0),
+        offset: 0,
+    };
+    // Keys the checkpoint knows: in repair mode, those found nowhere after the scan are lost.
+    let mut vouched_keys = Vec::new();
+    let ckpt_path = dir.join(checkpoint::CHECKPOINT_FILE);
+    match vfs.read_file(&ckpt_path) {
+        Ok(bytes) => match checkpoint::decode(&bytes) {
+            Ok(c) => {
+                let fit = classify(&c, &lens);
+                if opts.repair {
+                    // Repair scans the whole log, trusting no index, and writes a new
+                    // checkpoint; this one only tells what should be there.
+                    match fit {
+                        Fit::Missing(m) => report.missing = m,
+                        Fit::Invalid(problem) => report.checkpoint_problem = Some(problem),
+                        Fit::Fits => {}
+                    }
+                    vouched_keys = c.entries.iter().map(|(k, _)| *k).collect();
+                } else {
+                    match fit {
+                        Fit::Missing(m) => return Err(missing_error(dir, &m)),
+                        Fit::Invalid(problem) => {
+                            tracing::warn!(file = %ckpt_path.display(), %problem, "ignoring the index checkpoint; scanning the whole log");
+                            report.checkpoint_problem = Some(problem);
+                        }
+                        Fit::Fits => {
+                            for (k, loc) in c.entries {
+                                index.insert(k, loc);
+                            }
+                            start = c.tail;
+                            report.checkpoint_used = true;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let problem = e.to_string();
+                tracing::warn!(file = %ckpt_path.display(), %problem, "ignoring the index checkpoint; scanning the whole log");
+                report.checkpoint_problem = Some(problem);
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("read", ckpt_path, e)),
+    }
+
+    let mut cut = None;
+    let mut salvage = Vec::new();
+    let mut tombstoned: crate::key::KeyMap<()> = Default::default();
+    let last = ids.last().copied();
+    for &id in ids.iter().filter(|&&id| id >= start.segment) {
+        let path = dir.join(segment::file_name(id));
+        let is_last = Some(id) == last;
+        let data = vfs
+            .read_file(&path)
+            .map_err(|e| Error::io("read", &path, e))?;
+        let header = segment::SEGMENT_HEADER_LEN as u64;
+        let pos = if id == start.segment {
+            start.offset.max(header)
+        } else {
+            header
+        };
+        report.bytes_scanned += (data.len() as u64).saturating_sub(pos);
+        let mut replay = |index: &mut Index, at: usize, r: &record::Record<'_>| {
+            let loc = Location {
+                segment: id,
+                offset: at as u64,
+                len: r.header.record_len() as u32,
+            };
+            match r.header.kind {
+                RecordKind::Put => {
+                    index.insert(r.header.key, loc);
+                }
+                RecordKind::Tombstone => {
+                    index.remove(&r.header.key);
+                    tombstoned.insert(r.header.key, ());
+                }
+            }
+        };
+        if opts.repair {
+            let header_problem = match segment::decode_header(&data) {
+                Ok(found) if found == id => None,
+                Ok(found) => Some(format!(
+                    "the header names segment {found}, the file name {id}"
+                )),
+                Err(DecodeError::UnsupportedVersion(v)) => {
+                    return Err(Error::UnsupportedVersion {
+                        path,
+                        found: v,
+                        supported: segment::SEGMENT_VERSION,
+                    });
+                }
+                Err(e) => Some(format!("segment header: {e}")),
+            };
+            let mut damage = Vec::new();
+            if let Some(reason) = header_problem {
+                damage.push(DamagedRange {
+                    segment: id,
+                    start: 0,
+                    end: header.min(data.len() as u64),
+                    reason,
+                });
+            }
+            let mut verified_after_damage = false;
+            for item in super::segments::records_tolerant(&data, pos as usize) {
+                match item {
+                    Scanned::Record(at, r) => {
+                        verified_after_damage |= !damage.is_empty();
+                        replay(&mut index, at, &r);
+                        report.records_replayed += 1;
+                    }
+                    Scanned::Damaged { start, end, reason } => damage.push(DamagedRange {
+                        segment: id,
+                        start: start as u64,
+                        end: end as u64,
+                        reason: reason.to_string(),
+                    }),
+                }
+            }
+            let torn = is_last && !verified_after_damage && damage.len() == 1;
+            if torn {
+                let d = damage.remove(0);
+                // A bad header with nothing verified after it: the segment was being created.
+                let at = if d.start < header { 0 } else { d.start };
+                report.torn_tail = Some(TornTail {
+                    segment: id,
+                    offset: at,
+                    bytes_cut: data.len() as u64 - at,
+                    reason: d.reason,
+                });
+                cut = Some(LogPosition {
+                    segment: id,
+                    offset: at,
+                });
+            } else if !damage.is_empty() {
+                salvage.push(id);
+                report.damaged.extend(damage);
+            }
+            continue;
+        }
+        match segment::decode_header(&data) {
+            Ok(found) if found == id => {}
+            Ok(found) => {
+                return Err(Error::Corrupted {
+                    what: "segment header",
+                    location: path.display().to_string(),
+                    detail: format!("the header names segment {found}, the file name {id}"),
+                });
+            }
+            Err(DecodeError::UnsupportedVersion(v)) => {
+                return Err(Error::UnsupportedVersion {
+                    path,
+                    found: v,
+                    supported: segment::SEGMENT_VERSION,
+                });
+            }
+            // The segment was being created when the process stopped: no valid record follows,
+            // and no checkpoint vouches for its contents (a checkpoint whose tail lies in this
+            // segment was written after the header was synced, so a bad header is damage).
+            Err(e)
+                if is_last
+                    && !(valid_record_after(&data, 1)
+                        || (report.checkpoint_used && id == start.segment)) =>
+            {
+                report.torn_tail = Some(TornTail {
+                    segment: id,
+                    offset: 0,
+                    bytes_cut: data.len() as u64,
+                    reason: format!("segment header: {e}"),
+                });
+                cut = Some(LogPosition {
+                    segment: id,
+                    offset: 0,
+                });
+                continue;
+            }
+            Err(e) => return Err(e.at("segment header", path.display().to_string())),
+        }
+        for item in super::segments::records(&data, pos as usize) {
+            match item {
+                Ok((at, r)) => {
+                    replay(&mut index, at, &r);
+                    report.records_replayed += 1;
+                }
+                Err((at, e)) => {
+                    let pos = at as u64;
+                    let location = format!("{} offset {pos}", path.display());
+                    if !is_last {
+                        return Err(e.at("record", location));
+                    }
+                    if valid_record_after(&data, at + 1) {
+                        return Err(Error::Corrupted {
+                            what: "record",
+                            location,
+                            detail: format!(
+                                "{e}; valid records follow, so this is damage rather than a torn write. \
+                                 Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
+                                dir.display()
+                            ),
+                        });
+                    }
+                    report.torn_tail = Some(TornTail {
+                        segment: id,
+                        offset: pos,
+                        bytes_cut: data.len() as u64 - pos,
+                        reason: e.to_string(),
+                    });
+                    cut = Some(LogPosition {
+                        segment: id,
+                        offset: pos,
+                    });
+                }
+            }
+        }
+    }
+    // Records of a segment that is cut or salvaged were never indexed beyond what was verified,
+    // and a full scan (repair) trusted no checkpoint entry: the index holds only records that
+    // exist. Keys the checkpoint vouched for that the scan found nowhere (and no tombstone
+    // removed) are lost.
+    let mut lost: Vec<ContentKey> = vouched_keys
+        .into_iter()
+        .filter(|k| !index.map.contains_key(k) && !tombstoned.contains_key(k))
+        .collect();
+    lost.sort_unstable();
+    report.lost_keys = lost;
+    Ok(Recovered {
+        index,
+        report,
+        cut,
+        lens,
+        salvage,
+    })
+}
+
+/// True if some complete, checksum-valid record starts at or after `from`.
+///
+/// Each candidate costs a checksum over up to the rest of the segment, so a tail crafted with
+/// many fake record headers could make this quadratic: after `MAX_CANDIDATES` candidates it
+/// answers `true`, the safe side (the damage is then refused rather than cut).
+fn valid_record_after(data: &[u8], from: usize) -> bool {
+    const MAX_CANDIDATES: usize = 1024;
+    let mut i = from;
+    let mut candidates = 0;
+    while i + RECORD_MAGIC.len() <= data.len() {
+        match data[i..].windows(4).position(|w| w == RECORD_MAGIC) {
+            Some(p) => {
+                candidates += 1;
+                if candidates > MAX_CANDIDATES || record::decode(&data[i + p..]).is_ok() {
+                    return true;
+                }
+                i += p + 1;
+            }
+            None => return false,
+        }
+    }
+    false
+}
