@@ -21,8 +21,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::Error;
-
 /// Domain tag hashed before every object, so that spillway keys never collide with plain BLAKE3
 /// hashes of the same bytes.
 pub const KEY_DOMAIN_TAG: [u8; 16] = *b"spillway-key-v1\0";
@@ -105,16 +103,16 @@ impl fmt::Debug for ContentKey {
     }
 }
 
+/// Text that is not a content key (32 hexadecimal digits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a content key: expected 32 hexadecimal digits")]
+pub struct ParseKeyError(pub String);
+
 impl FromStr for ContentKey {
-    type Err = Error;
+    type Err = ParseKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            Error::InvalidArgument(format!(
-                "{s:?} is not a content key: expected {} hexadecimal digits",
-                KEY_LEN * 2
-            ))
-        };
+        let bad = || ParseKeyError(s.to_string());
         if s.len() != KEY_LEN * 2 || !s.is_ascii() {
             return Err(bad());
         }

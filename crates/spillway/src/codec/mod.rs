@@ -55,9 +55,9 @@ pub fn encode_with<R>(f: impl FnOnce() -> R) -> (R, EncodeCtx) {
 /// (see [`ContentKey::of`]). Every handle inside it must have a key already (an error
 /// otherwise), as it does once the value has been stored or read back from a store. Reading a
 /// value back and comparing `key_of` with its handle's key checks it end to end.
-pub fn key_of<T: Serialize + ?Sized>(value: &T) -> crate::Result<ContentKey> {
+pub fn key_of<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<ContentKey> {
     let (payload, ctx) = encode(value);
-    let codec_error = |detail: String| crate::Error::Codec {
+    let codec_error = |detail: String| crate::error::Error::Codec {
         type_name: std::any::type_name::<T>(),
         key: None,
         detail,

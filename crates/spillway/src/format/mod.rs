@@ -52,16 +52,16 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Converts into the crate error, naming the structure and where it was read.
-    pub fn at(self, what: &'static str, location: impl Into<String>) -> crate::Error {
+    pub fn at(self, what: &'static str, location: impl Into<String>) -> crate::error::Error {
         let location = location.into();
         match self {
-            DecodeError::Checksum { expected, got } => crate::Error::ChecksumMismatch {
+            DecodeError::Checksum { expected, got } => crate::error::Error::ChecksumMismatch {
                 what,
                 location,
                 expected,
                 got,
             },
-            other => crate::Error::Corrupted {
+            other => crate::error::Error::Corrupted {
                 what,
                 location,
                 detail: other.to_string(),

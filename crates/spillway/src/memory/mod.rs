@@ -14,12 +14,13 @@
 //! through the policy, then subtract from the budget what it wrote out and dropped).
 
 mod budget;
+mod kind;
 mod lru;
 mod policy;
 mod s3fifo;
 
 pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
-pub use policy::{PolicyKind, UnknownPolicy};
+pub use kind::{PolicyKind, UnknownPolicy};
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a
 // custom policy cannot be handed to a pool). The `testing` feature makes them public for the

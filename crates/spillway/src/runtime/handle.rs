@@ -132,7 +132,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
             .key
             .get()
             .copied()
-            .ok_or_else(|| crate::Error::Internal("a stored entry has no key".into()))
+            .ok_or_else(|| crate::error::Error::Internal("a stored entry has no key".into()))
     }
 
     /// True if both handles refer to the same object in memory.

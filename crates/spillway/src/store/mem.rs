@@ -118,7 +118,7 @@ impl BlobStore for MemStore {
         super::default_roots::check_name(name)?;
         let mut roots = self.roots.write();
         match key {
-            Some(k) if !self.map.read().contains_key(&k) => Err(crate::Error::NotFound {
+            Some(k) if !self.map.read().contains_key(&k) => Err(crate::error::Error::NotFound {
                 key: k,
                 store: self.describe(),
             }),

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::key::{ContentKey, KeyMap};
 use crate::store::{Blob, BlobStore, Durability, Put};
-use crate::write::{
+use spillway_write::{
     Config, Coordinator, Delta, Epoch, EpochRange, Flusher, Freeze, Frozen, Layer, WriteChannel,
     WriteHandle,
 };
@@ -183,7 +183,7 @@ impl StoreWriter {
         self.channel
             .write(write)
             .map_err(|rejected| match rejected.reason {
-                crate::write::RejectReason::Stopped(e) => e.into(),
+                spillway_write::RejectReason::Stopped(e) => e.into(),
                 other => Error::InvalidArgument(format!("write refused: {other:?}")),
             })
     }

@@ -30,7 +30,7 @@ use crate::format::checkpoint::{Location, LogPosition};
 use crate::format::record::{self, RecordKind};
 use crate::format::segment::{self, SEGMENT_HEADER_LEN};
 use crate::key::ContentKey;
-use crate::write::{Delta, Epoch, Freeze, Frozen};
+use spillway_write::{Delta, Epoch, Freeze, Frozen};
 
 /// Encoded puts at least this large become a chunk without a copy (see the module docs); a
 /// chunk at least this large is not extended with later records either.

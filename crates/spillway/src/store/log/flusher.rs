@@ -22,7 +22,7 @@ use super::segments::SegmentReader;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::LogPosition;
 use crate::vfs::{OpenMode, VfsFile};
-use crate::write::{EpochRange, Flusher};
+use spillway_write::{EpochRange, Flusher};
 
 /// The file end of the log: the active segment and how much of it was written.
 pub(super) struct LogFlusher {

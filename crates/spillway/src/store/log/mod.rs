@@ -41,7 +41,7 @@ use crate::format::record::{self, MAX_CHILDREN, MAX_PAYLOAD_LEN, RecordKind};
 use crate::key::ContentKey;
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
 use crate::vfs::OsFs;
-use crate::write::WriteHandle;
+use spillway_write::WriteHandle;
 
 mod compact;
 mod core;

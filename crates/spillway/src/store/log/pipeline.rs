@@ -20,7 +20,7 @@ use super::delta::{Appended, LogBatch, LogDelta, LogWrite};
 use super::flusher::LogFlusher;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Location;
-use crate::write::{
+use spillway_write::{
     Config, Coordinator, Epoch, Failure, Layer, RejectReason, RetryPolicy, WriteChannel,
     WriteHandle,
 };
@@ -71,8 +71,8 @@ impl Pipeline {
     /// The error to report when the pipeline refuses or fails a call: the write or sync error
     /// itself for the calls it failed (shared between them) or the panic that failed it, the
     /// poison for later ones.
-    fn failure(&self, e: crate::write::Error<Error>) -> Error {
-        use crate::write::Error as Pipeline;
+    fn failure(&self, e: spillway_write::Error<Error>) -> Error {
+        use spillway_write::Error as Pipeline;
         match e {
             Pipeline::WriteFailed {
                 cause: Failure::Flusher(cause),
@@ -106,7 +106,7 @@ impl Pipeline {
                     other => Error::Internal(format!("log store write refused: {other:?}")),
                 })?;
         handle
-            .wait(crate::Durability::Applied)
+            .wait(spillway_write::Durability::Applied)
             .map_err(|e| self.failure(e))?;
         Ok(handle)
     }
