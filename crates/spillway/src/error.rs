@@ -172,8 +172,9 @@ pub enum Error {
     /// Garbage collection found objects that roots or live handles reach but that are not
     /// stored: the store is damaged, and the collection deleted nothing.
     #[error(
-        "garbage collection of {store} stopped and deleted nothing: {missing_count} objects reachable from {} are not stored ({}{}); check the store (`spillway verify`), or force the collection to delete only what the surviving parts of the graphs do not reach",
+        "garbage collection of {store} stopped and deleted nothing: the graphs of {} miss {} ({}{}); check the store (`spillway verify`), or force the collection to delete only what the surviving parts of the graphs do not reach",
         roots_text(roots),
+        count(*missing_count, "object"),
         missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
         if *missing_count > missing.len() as u64 { ", ..." } else { "" }
     )]
@@ -265,6 +266,15 @@ pub enum ErrorKind {
     Write,
     /// [`Error::ForeignHandle`].
     ForeignHandle,
+}
+
+/// `n` and the noun, singular or plural: "1 object", "2 objects".
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn roots_text(roots: &[String]) -> String {

@@ -152,10 +152,7 @@ fn lost_durable_bytes_are_refused_and_nothing_is_changed() {
         assert!(err.is_corruption(), "{err}");
         let msg = err.to_string();
         assert!(msg.contains(&segment::file_name(3)), "{msg}");
-        assert!(
-            msg.contains("1 objects that were durable are gone"),
-            "{msg}"
-        );
+        assert!(msg.contains("durable data is gone (1 object)"), "{msg}");
         assert!(msg.contains("verify --repair"), "{msg}");
     }
     assert_eq!(snapshot(&fs), before, "a refused open changes nothing");
@@ -195,7 +192,7 @@ fn a_deleted_segment_is_refused_and_repair_names_every_object_it_held() {
         let msg = err.to_string();
         assert!(msg.contains(&segment::file_name(victim)), "{msg}");
         assert!(msg.contains("the file is missing"), "{msg}");
-        assert!(msg.contains("3 objects that were durable"), "{msg}");
+        assert!(msg.contains("durable data is gone (3 objects)"), "{msg}");
 
         let store = open(&fs, opts().repair(true)).expect("repair");
         let r = store.recovery().clone();

@@ -115,17 +115,17 @@ fn print_repair(dir: &Path, r: &RecoveryReport) {
     }
     for m in &r.missing {
         crate::say!(
-            "  lost {}: {} ({} objects)",
+            "  lost {}: {} ({})",
             segment_file(dir, m.segment),
             m.detail,
-            m.objects
+            spillway::error::count(m.objects, "object")
         );
         did = true;
     }
     if !r.lost_keys.is_empty() {
         crate::say!(
-            "  {} objects that the old index checkpoint listed are lost:",
-            r.lost_keys.len()
+            "  lost {} that the old index checkpoint listed:",
+            spillway::error::count(r.lost_keys.len() as u64, "object")
         );
         for k in &r.lost_keys {
             crate::say!("    {k}");

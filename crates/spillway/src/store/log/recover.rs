@@ -252,8 +252,9 @@ fn missing_error(dir: &Path, missing: &[MissingData]) -> Error {
             .display()
             .to_string(),
         detail: format!(
-            "{}{more}; {objects} objects that were durable are gone. Nothing was changed: `spillway verify {dir}` lists the loss, and `spillway verify --repair {dir}` keeps what is left and forgets the rest",
+            "{}{more}; durable data is gone ({}). Nothing was changed: `spillway verify {dir}` lists the loss, and `spillway verify --repair {dir}` keeps what is left and forgets the rest",
             first.detail,
+            crate::error::count(objects, "object"),
             dir = dir.display()
         ),
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use super::recover::{DamagedRange, MissingData, TornTail};
 use super::{LogStore, LogStoreOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, count};
 use crate::format::record::RecordKind;
 use crate::format::{checkpoint, roots, segment};
 use crate::key::{BuildKeyHasher, ContentKey, KeyMap};
@@ -146,16 +146,16 @@ pub(crate) fn verify_vfs(vfs: Arc<dyn Vfs>, dir: &Path) -> Result<VerifyReport> 
     }
     for m in &rec.missing {
         report.problems.push(format!(
-            "{}: {} ({} objects were in the part that is gone)",
+            "{}: {} ({} in the part that is gone)",
             dir.join(segment::file_name(m.segment)).display(),
             m.detail,
-            m.objects
+            count(m.objects, "object")
         ));
     }
     if !rec.lost_keys.is_empty() {
         report.problems.push(format!(
-            "{} objects listed by the index checkpoint are in no readable record: {}",
-            rec.lost_keys.len(),
+            "no readable record holds {} that the index checkpoint lists: {}",
+            count(rec.lost_keys.len() as u64, "object"),
             listed(&rec.lost_keys)
         ));
     }
@@ -316,8 +316,8 @@ fn check_graphs(store: &LogStore, report: &mut VerifyReport) -> Result<()> {
                 format!("its object {} is not stored", check.key)
             } else {
                 format!(
-                    "{} objects of its graph are not stored: {}",
-                    check.missing_count,
+                    "its graph misses {}: {}",
+                    count(check.missing_count, "object"),
                     listed(&check.missing)
                 )
             };
