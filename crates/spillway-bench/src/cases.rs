@@ -149,7 +149,7 @@ pub fn all(o: &Options) -> Vec<Case> {
     push(
         "W3".into(),
         format!(
-            "W3: a graph of {} nodes (half of the child references to shared subtrees): page out, then walk back from the root",
+            "W3: a graph of {} nodes (half of the child references to shared subtrees): page out (timed until the data is handed to the OS, Written, on both sides: spillway's `flush(Written)`, pagable's `flush` with SQLite's journal and sync off), then walk back from the root",
             group_digits(n(1_000_000, 20_000))
         ),
         spec(Kind::Graph, n(1_000_000, 20_000), 32, 0, 1, 0),

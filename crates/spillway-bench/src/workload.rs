@@ -11,9 +11,9 @@
 //! - get: the `get` calls of a chunk of lookups; comparing the returned bytes with the expected
 //!   ones and freeing them happens after the timer stops, chunk by chunk.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use spillway::ContentKey;
@@ -102,56 +102,79 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
-use crate::shared::timed_gets;
-pub use crate::shared::{Job, Measurement, Rss, payload, peak_rss_bytes};
+pub use crate::shared::{Job, Measurement};
+use crate::shared::{KvPeer, Res, run_kv};
 
-/// Runs `job` in this process and measures it.
-pub fn run(job: &Job, id: ContenderId) -> anyhow::Result<Measurement> {
-    let (count, size) = (job.spec.count, job.spec.size);
-    let level = id.flush_level();
-    let mut m = Measurement::default();
+/// One of spillway's own stores as a [`KvPeer`], so that it runs W1/W2 through the very driver
+/// the peers run ([`run_kv`]): the harness names objects by [`ContentKey`] (hashing is part of the
+/// timed put, as a user of a content-addressed store pays it) and keeps the keys to read back.
+struct Keyed {
+    store: Option<Box<dyn contender::Contender>>,
+    keys: Vec<ContentKey>,
+    level: contender::FlushLevel,
+}
 
-    let t = Instant::now();
-    let mut store = contender::open(id, &job.dir)?;
-    m.open_secs = t.elapsed().as_secs_f64();
-
-    // Put phase.
-    let mut keys: Vec<ContentKey> = Vec::with_capacity(count as usize);
-    let batch = job.batch.max(1);
-    let mut buf = vec![0u8; batch * size];
-    let mut put_time = Duration::ZERO;
-    let mut next = 0u64;
-    while next < count {
-        let n = batch.min((count - next) as usize);
-        for (i, chunk) in buf[..n * size].chunks_exact_mut(size).enumerate() {
-            payload(job.seed, next + i as u64, chunk);
-        }
-        let t = Instant::now();
-        let payloads: Vec<&[u8]> = buf[..n * size].chunks_exact(size).collect();
-        let start = keys.len();
-        keys.extend(payloads.iter().map(|p| ContentKey::of(p, &[])));
-        store.put_batch(&keys[start..], &payloads)?;
-        put_time += t.elapsed();
-        next += n as u64;
+impl Keyed {
+    fn store(&mut self) -> Res<&mut Box<dyn contender::Contender>> {
+        self.store
+            .as_mut()
+            .ok_or_else(|| "the store is closed".into())
     }
-    let t = Instant::now();
-    store.flush(level)?;
-    let flush = t.elapsed();
-    m.flush_secs = flush.as_secs_f64();
-    m.put_secs = (put_time + flush).as_secs_f64();
-    drop(buf);
-    m.rss_after_put = Rss::now();
+}
 
-    // Get phase, in a random order, in chunks so that returned buffers can be checked untimed.
-    timed_gets(&mut m, job, |i| store.get(&keys[i as usize]))?;
-    m.rss_after_get = Rss::now();
-    m.counters = store.counters();
+impl KvPeer for Keyed {
+    fn put_batch(&mut self, first: u64, payloads: &[&[u8]]) -> Res<()> {
+        debug_assert_eq!(first as usize, self.keys.len());
+        let start = self.keys.len();
+        self.keys
+            .extend(payloads.iter().map(|p| ContentKey::of(p, &[])));
+        let keys = std::mem::take(&mut self.keys);
+        let done = self.store()?.put_batch(&keys[start..], payloads);
+        self.keys = keys;
+        Ok(done?)
+    }
 
-    let t = Instant::now();
-    store.close()?;
-    m.close_secs = t.elapsed().as_secs_f64();
-    m.peak_rss_bytes = peak_rss_bytes().unwrap_or(0);
-    Ok(m)
+    fn flush(&mut self) -> Res<()> {
+        let level = self.level;
+        Ok(self.store()?.flush(level)?)
+    }
+
+    fn get(&mut self, index: u64) -> Res<Option<Vec<u8>>> {
+        let key = *self
+            .keys
+            .get(index as usize)
+            .ok_or("an object that was never put")?;
+        Ok(self.store()?.get(&key)?)
+    }
+
+    fn close(&mut self) -> Res<()> {
+        match self.store.take() {
+            Some(s) => Ok(s.close()?),
+            None => Ok(()),
+        }
+    }
+
+    fn counters(&self) -> BTreeMap<String, u64> {
+        self.store
+            .as_ref()
+            .map(|s| s.counters())
+            .unwrap_or_default()
+    }
+}
+
+/// Runs W1/W2 `job` on spillway's contender `id` in this process, through the shared driver.
+pub fn run(job: &Job, id: ContenderId) -> anyhow::Result<Measurement> {
+    run_kv(
+        || {
+            Ok(Keyed {
+                store: Some(contender::open(id, &job.dir).map_err(|e| e.to_string())?),
+                keys: Vec::with_capacity(job.spec.count as usize),
+                level: id.flush_level(),
+            })
+        },
+        job,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// A W1/W2 job.
