@@ -23,6 +23,8 @@ pub struct LimitSizes {
     pub seq_write_bytes: usize,
     /// Number of 4 KiB append + `fdatasync` rounds.
     pub fsync_rounds: usize,
+    /// Bytes written for each figure of the disk measured beside a workload.
+    pub disk_bytes: usize,
 }
 
 impl LimitSizes {
@@ -31,12 +33,14 @@ impl LimitSizes {
         blake3_bytes: 256 << 20,
         seq_write_bytes: 1 << 30,
         fsync_rounds: 2000,
+        disk_bytes: 256 << 20,
     };
     pub const QUICK: LimitSizes = LimitSizes {
         memcpy_bytes: 16 << 20,
         blake3_bytes: 16 << 20,
         seq_write_bytes: 32 << 20,
         fsync_rounds: 100,
+        disk_bytes: 16 << 20,
     };
 }
 
@@ -134,6 +138,45 @@ fn seq_write_fsync(dir: &Path, total: usize) -> anyhow::Result<f64> {
         f.write_all(&chunk)?;
     }
     f.sync_data()?;
+    let secs = t.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok((n * chunk.len()) as f64 / secs)
+}
+
+/// The bench directory's disk, measured beside one workload (before and after it, in each run):
+/// the write bandwidth a store that ends without a sync can reach (the page cache taking the
+/// writes), and the one a store that ends with `fdatasync` can reach.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct DiskLimit {
+    /// Sequential writes of 1 MiB chunks, timed until the last write returns, no sync.
+    pub write: f64,
+    /// The same, then one `fdatasync`, timed to its end.
+    pub write_fsync: f64,
+}
+
+/// Measures [`DiskLimit`] in `dir` with `bytes` of writes for each figure.
+pub fn measure_disk(dir: &Path, bytes: usize) -> anyhow::Result<DiskLimit> {
+    Ok(DiskLimit {
+        write: seq_write(dir, bytes)?,
+        write_fsync: seq_write_fsync(dir, bytes)?,
+    })
+}
+
+/// Sequential writes of 1 MiB chunks, no sync; bytes per second until the last write returns.
+fn seq_write(dir: &Path, total: usize) -> anyhow::Result<f64> {
+    let path = dir.join("limits-seq-write-nosync.tmp");
+    let chunk = random_bytes(1 << 20);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let n = total.div_ceil(chunk.len()).max(1);
+    let t = Instant::now();
+    for _ in 0..n {
+        f.write_all(&chunk)?;
+    }
     let secs = t.elapsed().as_secs_f64();
     drop(f);
     std::fs::remove_file(&path)?;

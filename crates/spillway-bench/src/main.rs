@@ -282,6 +282,7 @@ fn parent_main(cli: &Cli) -> anyhow::Result<()> {
     eprintln!("machine: {}", machine.summary());
 
     let mut limits: Vec<Limits> = Vec::new();
+    let mut disk: Vec<report::DiskSample> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
     let mut failures = Vec::new();
     let mut errors = Vec::new();
@@ -304,6 +305,20 @@ fn parent_main(cli: &Cli) -> anyhow::Result<()> {
                 }
                 remove_dir(&dir)?;
             }
+            // The disk beside this workload, before its contenders (and after them, below): the
+            // figure the puts are read against, and its spread.
+            let measure_disk = |disk: &mut Vec<report::DiskSample>| -> anyhow::Result<()> {
+                if !cli.no_limits && case.writes_disk() {
+                    settle();
+                    disk.push(report::DiskSample {
+                        run,
+                        case: case.id.clone(),
+                        limit: limits::measure_disk(base.path(), limit_sizes.disk_bytes)?,
+                    });
+                }
+                Ok(())
+            };
+            measure_disk(&mut disk)?;
             // Rotate the order from run to run so that no contender always goes first.
             let mut order = case.contenders.clone();
             let shift = run % order.len().max(1);
@@ -356,6 +371,7 @@ fn parent_main(cli: &Cli) -> anyhow::Result<()> {
                 }
                 remove_dir(&dir)?;
             }
+            measure_disk(&mut disk)?;
         }
     }
 
@@ -369,6 +385,7 @@ fn parent_main(cli: &Cli) -> anyhow::Result<()> {
         warmup: !cli.no_warmup,
         cases,
         limits,
+        disk,
         samples,
         errors,
     };

@@ -127,6 +127,12 @@ impl ContenderId {
         }
     }
 
+    /// True if the contender's put phase ends with a sync to stable storage (`fdatasync`), so
+    /// that its puts are read against the disk's write + sync bandwidth, not its plain writes.
+    pub fn put_ends_with_sync(self) -> bool {
+        matches!(self, ContenderId::SpillwayLogDurable)
+    }
+
     /// True if the contender writes to disk, so that comparing it with disk limits makes sense.
     pub fn uses_disk(self) -> bool {
         !matches!(self, ContenderId::SpillwayMem)
