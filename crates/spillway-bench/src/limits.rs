@@ -62,7 +62,7 @@ pub fn measure(dir: &Path, sizes: LimitSizes) -> anyhow::Result<Limits> {
         memcpy: memcpy(sizes.memcpy_bytes),
         blake3_1k: blake3_bandwidth(sizes.blake3_bytes, 1 << 10),
         blake3_1m: blake3_bandwidth(sizes.blake3_bytes, 1 << 20),
-        seq_write_fsync: seq_write_fsync(dir, sizes.seq_write_bytes)?,
+        seq_write_fsync: seq_write(dir, sizes.seq_write_bytes, true)?,
         fsync_4k_median: 0.0,
         fsync_4k_p99: 0.0,
     }
@@ -122,9 +122,9 @@ fn blake3_bandwidth(total: usize, input: usize) -> f64 {
     (buf.len() / input * input) as f64 / best
 }
 
-/// Writes `total` bytes in 1 MiB chunks to a new file in `dir`, then `fdatasync`s it; bytes per
-/// second over the whole (writes and sync).
-fn seq_write_fsync(dir: &Path, total: usize) -> anyhow::Result<f64> {
+/// Writes `total` bytes in 1 MiB chunks to a new file in `dir`, then (with `sync`) `fdatasync`s
+/// it; bytes per second over the whole (writes and sync).
+fn seq_write(dir: &Path, total: usize, sync: bool) -> anyhow::Result<f64> {
     let path = dir.join("limits-seq-write.tmp");
     let chunk = random_bytes(1 << 20);
     let mut f = OpenOptions::new()
@@ -137,7 +137,9 @@ fn seq_write_fsync(dir: &Path, total: usize) -> anyhow::Result<f64> {
     for _ in 0..n {
         f.write_all(&chunk)?;
     }
-    f.sync_data()?;
+    if sync {
+        f.sync_data()?;
+    }
     let secs = t.elapsed().as_secs_f64();
     drop(f);
     std::fs::remove_file(&path)?;
@@ -158,29 +160,9 @@ pub struct DiskLimit {
 /// Measures [`DiskLimit`] in `dir` with `bytes` of writes for each figure.
 pub fn measure_disk(dir: &Path, bytes: usize) -> anyhow::Result<DiskLimit> {
     Ok(DiskLimit {
-        write: seq_write(dir, bytes)?,
-        write_fsync: seq_write_fsync(dir, bytes)?,
+        write: seq_write(dir, bytes, false)?,
+        write_fsync: seq_write(dir, bytes, true)?,
     })
-}
-
-/// Sequential writes of 1 MiB chunks, no sync; bytes per second until the last write returns.
-fn seq_write(dir: &Path, total: usize) -> anyhow::Result<f64> {
-    let path = dir.join("limits-seq-write-nosync.tmp");
-    let chunk = random_bytes(1 << 20);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)?;
-    let n = total.div_ceil(chunk.len()).max(1);
-    let t = Instant::now();
-    for _ in 0..n {
-        f.write_all(&chunk)?;
-    }
-    let secs = t.elapsed().as_secs_f64();
-    drop(f);
-    std::fs::remove_file(&path)?;
-    Ok((n * chunk.len()) as f64 / secs)
 }
 
 /// Latency of appending 4 KiB to a file and `fdatasync`ing it, `rounds` times.
