@@ -138,6 +138,7 @@ pub fn all(o: &Options) -> Vec<Case> {
                 PagableSqlite,
                 Sqlite,
                 Foyer,
+                FoyerTuned,
                 FileBackedFbstore,
                 FileBackedRedb,
                 FileBackedFbstoreBincode,
@@ -163,6 +164,7 @@ pub fn all(o: &Options) -> Vec<Case> {
         SpillwayPoolS3fifo,
         SpillwayPoolLru,
         Foyer,
+        FoyerTuned,
         FileBackedFbstore,
     ];
     for t in [1usize, 2] {

@@ -735,19 +735,21 @@ impl Report {
             .filter(|c| c.spec.kind == Kind::Zipf && !c.id.contains("budget"))
         {
             let p = ContenderId::SpillwayPoolS3fifo;
-            let f = ContenderId::Foyer;
+            // Against foyer set up so that it keeps what it is given: the default one drops most
+            // of a bulk load, and beating a cache that lost the data measures the loss.
+            let f = ContenderId::FoyerTuned;
             let ops = |s: &Sample| s.m.counter("ops") as f64 / s.m.get_secs;
             let r = self.median(&case.id, p, ops) / self.median(&case.id, f, ops);
             let hp = self.median(&case.id, p, |s| hit_ratio(&s.m));
             let hf = self.median(&case.id, f, |s| hit_ratio(&s.m));
             if r.is_finite() {
                 rows.push((
-                    format!("{}: pool ≥ 1.0× foyer ops/s", case.id),
+                    format!("{}: pool ≥ 1.0× foyer-tuned ops/s", case.id),
                     r,
                     format!("{r:.2}×"),
                 ));
                 rows.push((
-                    format!("{}: pool hit ratio ≥ foyer's", case.id),
+                    format!("{}: pool hit ratio ≥ foyer-tuned's", case.id),
                     if hf > 0.0 { hp / hf } else { f64::INFINITY },
                     format!("{} vs {}", percent(hp), percent(hf)),
                 ));

@@ -74,8 +74,12 @@ pub enum ContenderId {
     FileBackedFbstoreBincode,
     /// `file_backed` 0.6 `FBPool` over `RedbStore`, raw codec.
     FileBackedRedb,
-    /// `foyer` 0.22 hybrid cache: memory budget plus a disk device.
+    /// `foyer` 0.22 hybrid cache: memory budget plus a disk device, default settings.
     Foyer,
+    /// The same, with the write buffers foyer's documentation names as the limit on what it
+    /// takes (`buffer_pool_size`, `submit_queue_size_threshold`) sized to the data, and two
+    /// flushers, so that a bulk load drops as little as it allows.
+    FoyerTuned,
     /// SQLite through `rusqlite`: WAL, `synchronous=NORMAL`, a transaction per batch.
     Sqlite,
 }
@@ -94,6 +98,7 @@ impl ContenderId {
             ContenderId::FileBackedFbstoreBincode => "file-backed-fbstore-bincode",
             ContenderId::FileBackedRedb => "file-backed-redb",
             ContenderId::Foyer => "foyer",
+            ContenderId::FoyerTuned => "foyer-tuned",
             ContenderId::Sqlite => "sqlite",
         }
     }
@@ -122,7 +127,9 @@ impl ContenderId {
             ContenderId::FileBackedFbstore
             | ContenderId::FileBackedFbstoreBincode
             | ContenderId::FileBackedRedb => "evicted items written; resident ones in memory only",
-            ContenderId::Foyer => "cache: evicted entries written, some dropped",
+            ContenderId::Foyer | ContenderId::FoyerTuned => {
+                "cache: evicted entries written, some dropped"
+            }
             ContenderId::Sqlite => "committed (WAL, synchronous=NORMAL)",
         }
     }
@@ -145,7 +152,7 @@ impl ContenderId {
             ContenderId::FileBackedFbstore
             | ContenderId::FileBackedFbstoreBincode
             | ContenderId::FileBackedRedb => Some("file_backed"),
-            ContenderId::Foyer => Some("foyer"),
+            ContenderId::Foyer | ContenderId::FoyerTuned => Some("foyer"),
             ContenderId::Sqlite => Some("sqlite"),
             _ => None,
         }
