@@ -18,9 +18,11 @@ mod kind;
 mod lru;
 mod policy;
 mod s3fifo;
+mod watermarks;
 
 pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
 pub use kind::{PolicyKind, UnknownPolicy};
+pub use watermarks::Watermarks;
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a
 // custom policy cannot be handed to a pool). The `testing` feature makes them public for the
@@ -28,8 +30,8 @@ pub use kind::{PolicyKind, UnknownPolicy};
 #[cfg(feature = "testing")]
 pub use lru::Lru;
 #[cfg(feature = "testing")]
-pub use policy::{EntryId, EvictionPolicy, Residents};
+pub use policy::{EntryId, EvictionPolicy, Residents, Victim};
 #[cfg(not(feature = "testing"))]
-pub(crate) use policy::{EvictionPolicy, Residents};
+pub(crate) use policy::{EvictionPolicy, Residents, Victim};
 #[cfg(feature = "testing")]
 pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};

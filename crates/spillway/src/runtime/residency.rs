@@ -27,13 +27,12 @@ use super::erased::{EntryId, ErasedEntry};
 use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
-use crate::memory::{Budget, BudgetError, EvictionPolicy, Reservation, Residents};
+use crate::memory::{
+    Budget, BudgetError, EvictionPolicy, Reservation, Residents, Victim, Watermarks,
+};
 
 /// Accesses logged before they are handed to a recency-ordered policy.
 const ACCESS_LOG_LEN: usize = 4096;
-/// Background page-out frees this share of the budget beyond the soft limit, so that it does
-/// not wake for every small allocation.
-const HYSTERESIS: f64 = 0.05;
 
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
@@ -81,12 +80,20 @@ pub(crate) struct Residency {
     access_log: Option<Mutex<Vec<EntryId>>>,
     /// Evictions in progress that hold victims taken out of the policy.
     evicting: AtomicU64,
+    /// Where background page-out starts and stops; `None` in a deterministic pool, which has
+    /// no background page-out.
+    watermarks: Option<Watermarks>,
     /// Wakes the background page-out.
     signal: Arc<Signal>,
 }
 
 impl Residency {
-    pub fn new(budget: Budget, policy: Box<dyn EvictionPolicy>, signal: Arc<Signal>) -> Residency {
+    pub fn new(
+        budget: Budget,
+        policy: Box<dyn EvictionPolicy>,
+        watermarks: Option<Watermarks>,
+        signal: Arc<Signal>,
+    ) -> Residency {
         let access_log = policy.wants_access_log().then(|| Mutex::new(Vec::new()));
         Residency {
             budget: Arc::new(budget),
@@ -97,6 +104,7 @@ impl Residency {
             }),
             access_log,
             evicting: AtomicU64::new(0),
+            watermarks,
             signal,
         }
     }
@@ -118,11 +126,11 @@ impl Residency {
         self.budget.sub(bytes);
     }
 
-    /// Bytes the background page-out should free now, if any: what passes the soft limit, and
-    /// a little more.
+    /// Bytes the background page-out should free now, if any: once past the start mark, down
+    /// to the stop mark.
     pub fn page_out_due(&self) -> Option<u64> {
-        let over = self.budget.over_soft_limit();
-        (over > 0).then(|| over + (self.budget.hard_limit() as f64 * HYSTERESIS) as u64)
+        self.watermarks?
+            .due(self.budget.hard_limit(), self.budget.resident())
     }
 
     /// Wakes the background page-out.
@@ -157,7 +165,8 @@ impl Residency {
     }
 
     /// Reserves `bytes` of the budget, paging out through `out` in the calling thread while
-    /// the reservation would pass the hard limit. A value larger than the whole budget is an
+    /// the reservation would pass the hard limit: exactly what the reservation needs (whole
+    /// values, so at least that), never more. A value larger than the whole budget is an
     /// error. If nothing more can be paged out (every resident value is pinned), the
     /// reservation is granted past the limit rather than failing a read: the overshoot shows in
     /// the peak.
@@ -177,10 +186,7 @@ impl Residency {
                     });
                 }
                 Err(BudgetError::OverLimit { must_free, .. }) => {
-                    // Free a little more than needed so that the next caller does not evict
-                    // again at once.
-                    let slack = self.budget.hard_limit() / 64;
-                    match self.evict(must_free + slack, out) {
+                    match self.evict(must_free, out) {
                         Ok(0) => {
                             if self.evicting.load(Ordering::Acquire) == 0 {
                                 break;
@@ -210,30 +216,37 @@ impl Residency {
         r
     }
 
-    /// Hands a newly resident entry, already charged to the budget, to the policy.
+    /// Hands a newly resident entry (a miss: inserted, or paged in), already charged to the
+    /// budget, to the policy. Its ghost id is its key's prefix if it has a key: what the policy
+    /// remembered it under if it left memory before.
     pub fn admit(&self, entry: Arc<dyn ErasedEntry>, size: u64) {
         let ghost = entry.key().map(|k| k.prefix_u64());
         {
             let mut rs = self.residents.lock();
+            // Accesses logged before this insert come before it in the policy's order.
+            self.drain_access_log(&mut rs);
             rs.entries.insert(entry.id(), Arc::downgrade(&entry));
             rs.policy.insert(entry.id(), size, ghost);
         }
         drop(entry);
-        if self.budget.over_soft_limit() > 0 {
+        if let Some(w) = self.watermarks
+            && w.passed(self.budget.hard_limit(), self.budget.resident())
+        {
             self.signal.wake();
         }
     }
 
-    /// Puts an entry that could not be evicted back under the policy's care.
+    /// Puts an entry that could not be evicted back under the policy's care. It never left
+    /// memory, so it has no ghost to come back under.
     fn requeue(&self, entry: &Arc<dyn ErasedEntry>) {
         let size = entry.resident_size();
         if size == 0 {
             return;
         }
         let mut rs = self.residents.lock();
+        self.drain_access_log(&mut rs);
         rs.entries.insert(entry.id(), Arc::downgrade(entry));
-        rs.policy
-            .insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
+        rs.policy.insert(entry.id(), size, None);
     }
 
     /// Entry `id` is gone (its last handle dropped).
@@ -245,11 +258,13 @@ impl Residency {
     }
 
     /// Pages out, through `out`, at least `bytes` of resident values (fewer if not enough are
-    /// evictable).
+    /// evictable). A victim that leaves memory and that the policy asked to remember is handed
+    /// back to it with its key's prefix, the ghost id it comes back under when paged in.
     pub fn evict(&self, bytes: u64, out: &PageOut<'_>) -> Result<u64> {
         let level = self.budget.pressure();
         let mut keep = Vec::new();
-        let (victims, _in_flight): (Vec<Arc<dyn ErasedEntry>>, _) = {
+        type Chosen = (Arc<dyn ErasedEntry>, Victim);
+        let (victims, _in_flight): (Vec<Chosen>, _) = {
             let mut rs = self.residents.lock();
             // Lock order: residents, then the access log (`log_access` never holds both).
             self.drain_access_log(&mut rs);
@@ -263,7 +278,7 @@ impl Residency {
             );
             let victims: Vec<_> = chosen
                 .into_iter()
-                .filter_map(|(id, _)| entries.remove(&id).and_then(|w| w.upgrade()))
+                .filter_map(|v| Some((entries.remove(&v.id)?.upgrade()?, v)))
                 .collect();
             // Counted under the residents lock, so that a thread whose eviction found nothing
             // because these victims were taken sees this one in flight.
@@ -274,16 +289,30 @@ impl Residency {
         if victims.is_empty() {
             return Ok(0);
         }
-        let stored = out.store_graphs(&victims);
+        let entries: Vec<Arc<dyn ErasedEntry>> =
+            victims.iter().map(|(e, _)| Arc::clone(e)).collect();
+        let stored = out.store_graphs(&entries);
+        drop(entries);
         let mut freed = 0;
         let mut count = 0;
-        for v in &victims {
-            match v.try_evict() {
+        let mut ghosts = Vec::new();
+        for (e, v) in &victims {
+            match e.try_evict() {
                 Some(n) => {
                     freed += n;
                     count += 1;
+                    // Evicted, so stored, so its key is known.
+                    if let Some(k) = e.key().filter(|_| v.ghost) {
+                        ghosts.push((k.prefix_u64(), v.bytes));
+                    }
                 }
-                None => self.requeue(v),
+                None => self.requeue(e),
+            }
+        }
+        if !ghosts.is_empty() {
+            let mut rs = self.residents.lock();
+            for (ghost, bytes) in ghosts {
+                rs.policy.remember(ghost, bytes);
             }
         }
         out.stats.page_outs.fetch_add(count, Ordering::Relaxed);
