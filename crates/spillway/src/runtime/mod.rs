@@ -5,6 +5,23 @@
 //! policy of [`memory`](crate::memory)) are stored, bottom-up as a Merkle DAG, and dropped from
 //! memory, to come back on their next access.
 //!
+//! # Eviction: when it runs and what the policy sees
+//!
+//! - An insert or a page-in that would pass the budget first evicts, in the caller, exactly the
+//!   bytes it needs (whole values, so at least that) and no more: resident bytes never pass the
+//!   budget, unless every resident value is pinned or the store fails a page-out.
+//! - A background thread takes that work off the callers' path: once resident bytes pass the
+//!   start watermark it pages out down to the stop watermark (98 % and 95 % of the budget by
+//!   default, [`PoolBuilder::page_out_watermarks`]). A [deterministic](PoolBuilder::deterministic)
+//!   pool has no background thread: eviction happens only in the caller, so one sequence of
+//!   calls always gives the same counts.
+//! - The policy is told what a cache simulator would be told for the same requests: a value
+//!   that comes into memory (inserted, or paged in by this read) is a miss, an insertion; a read
+//!   of a resident value (or one that waited for another caller's page-in) is a use; a value
+//!   evicted from S3-FIFO's small queue leaves a ghost under its content key, which every evicted
+//!   value has (it was stored to be evicted) and which its page-in presents again. Entry ids
+//!   stay the same while any handle lives, so an object is one id to the policy across page-outs.
+//!
 //! # Parts, in dependency order
 //!
 //! Each module imports only modules listed before it (`use super::...`), never one after it:

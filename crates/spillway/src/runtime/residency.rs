@@ -2,6 +2,14 @@
 //! in), admission to the eviction policy, the access log a recency-ordered policy reads, and
 //! eviction, which pages victims out and drops them.
 //!
+//! What the policy is told, in the order a cache simulator would be told it: a reservation that
+//! would pass the hard limit evicts exactly what it needs (the policy frees whole values until
+//! that much is freed); then the value comes in and is admitted (an insertion, with its key's
+//! prefix as ghost id when it has a key); reads of resident values reach it as hit counters and,
+//! for LRU, through the access log, handed over before every insert and eviction; a victim the
+//! policy wants remembered is handed back with its key's prefix once it has left memory (a victim
+//! that stays, pinned at the last moment or not stored, is inserted again, with no ghost).
+//!
 //! Invariants:
 //! - The budget's resident count is the sum of the sizes of entries in the `Resident` or
 //!   `Loading` state (see `entry`); `peak` is its high-water mark.
