@@ -1,11 +1,13 @@
 //! [`Watermarks`]: where a pool's background page-out starts and where it stops.
 //!
 //! Eviction in the caller keeps resident bytes within the hard limit: a reservation that would
-//! pass it evicts exactly what it needs first, never more. Background page-out, where a pool
-//! runs it, only takes that work off the callers' path: once the resident bytes pass the
-//! *start* mark it pages out down to the *stop* mark. Both are percent of the hard limit, close
-//! to it by default (98 % and 95 %), so that a pool under steady pressure holds 95 to 100 % of
-//! its budget rather than leaving a fifth of it unused.
+//! pass it evicts first. Page-out between the marks batches that work and, where a pool runs a
+//! background thread, takes it off the callers' path: once the resident bytes pass the *start*
+//! mark, the thread pages out down to the *stop* mark, and a caller that finds the budget full
+//! before the thread got there does the same page-out itself. Both marks are percent of the
+//! hard limit, close to it by default (98 % and 95 %), so that a pool under steady pressure
+//! holds 95 to 100 % of its budget rather than leaving a fifth of it unused; marks of 100 %
+//! make a caller evict exactly what it needs.
 //!
 //! Invariant: `0 < stop <= start <= 100` (percent), checked by [`Watermarks::new`].
 
@@ -48,16 +50,20 @@ impl Watermarks {
         self.stop_percent
     }
 
-    /// Bytes to page out with `resident` bytes resident under a hard limit of `limit`: down to
-    /// the stop mark once past the start mark, else none.
-    pub fn due(&self, limit: u64, resident: u64) -> Option<u64> {
-        let start = percent_of(limit, self.start_percent);
-        (resident > start).then(|| resident - percent_of(limit, self.stop_percent))
+    /// The start mark in bytes, under a hard limit of `limit` bytes.
+    pub fn start_bytes(&self, limit: u64) -> u64 {
+        percent_of(limit, self.start_percent)
     }
 
-    /// True once `resident` bytes pass the start mark.
+    /// The stop mark in bytes, under a hard limit of `limit` bytes.
+    pub fn stop_bytes(&self, limit: u64) -> u64 {
+        percent_of(limit, self.stop_percent)
+    }
+
+    /// True once `resident` bytes pass the start mark: page-out should run, down to the stop
+    /// mark.
     pub fn passed(&self, limit: u64, resident: u64) -> bool {
-        resident > percent_of(limit, self.start_percent)
+        resident > self.start_bytes(limit)
     }
 }
 
@@ -83,17 +89,17 @@ mod tests {
     fn page_out_runs_from_the_start_mark_down_to_the_stop_mark() {
         let w = Watermarks::default();
         assert_eq!((w.start_percent(), w.stop_percent()), (98, 95));
-        assert_eq!(w.due(1000, 980), None);
+        assert_eq!((w.start_bytes(1000), w.stop_bytes(1000)), (980, 950));
         assert!(!w.passed(1000, 980));
-        assert_eq!(w.due(1000, 981), Some(31));
         assert!(w.passed(1000, 981));
-        assert_eq!(w.due(1000, 1000), Some(50));
         let stop = (u128::from(u64::MAX) * 95 / 100) as u64;
-        assert_eq!(w.due(u64::MAX, u64::MAX), Some(u64::MAX - stop));
+        assert_eq!(w.stop_bytes(u64::MAX), stop);
+        assert!(w.passed(u64::MAX, u64::MAX));
         let w = Watermarks::new(70, 60).unwrap();
-        assert_eq!(w.due(1000, 700), None);
-        assert_eq!(w.due(1000, 701), Some(101));
-        assert_eq!(Watermarks::new(100, 100).unwrap().due(1000, 1000), None);
+        assert!(!w.passed(1000, 700));
+        assert!(w.passed(1000, 701));
+        assert_eq!(w.stop_bytes(1000), 600);
+        assert!(!Watermarks::new(100, 100).unwrap().passed(1000, 1000));
     }
 
     #[test]

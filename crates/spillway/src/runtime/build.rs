@@ -74,11 +74,13 @@ impl PoolBuilder {
         self
     }
 
-    /// Where background page-out starts and where it stops, in percent of the budget (default
-    /// 98 and 95): once resident bytes pass `start_percent` of the budget, the background
-    /// thread pages out down to `stop_percent`, so that inserts and page-ins seldom have to
-    /// evict themselves. Whatever the marks, an insert or page-in that would pass the budget
-    /// evicts first, in the caller, exactly what it needs. `build` refuses marks that do not
+    /// Where page-out starts and where it stops, in percent of the budget (default 98 and 95):
+    /// once resident bytes pass `start_percent` of the budget, the background thread pages
+    /// out down to `stop_percent`, so that inserts and page-ins seldom have to evict
+    /// themselves. An insert or page-in that finds the budget full before the background
+    /// thread got there does that page-out itself, down to `stop_percent`, in one batch;
+    /// `page_out_watermarks(100, 100)` makes it evict exactly what it needs instead. Resident
+    /// bytes stay within the budget whatever the marks. `build` refuses marks that do not
     /// satisfy `0 < stop <= start <= 100`.
     pub fn page_out_watermarks(mut self, start_percent: u8, stop_percent: u8) -> Self {
         self.watermarks = Some((start_percent, stop_percent));
@@ -88,7 +90,7 @@ impl PoolBuilder {
     /// A deterministic pool (default off): no background thread, so no background page-out and
     /// no background garbage collection (`gc_after` and the watermarks are not used); values
     /// are evicted only in the caller, when an insert or a page-in would pass the budget, and
-    /// exactly as much as it needs. Two runs of one sequence of calls from one thread then
+    /// exactly as much as it needs (whole values, so at least that). Two runs of one sequence of calls from one thread then
     /// count the same hits, misses, page-ins and page-outs, which makes it the mode for tests
     /// and for replaying traces against a cache simulator. Async reads still page in on the
     /// pool's I/O threads; awaited one at a time, they are as deterministic.
@@ -202,8 +204,8 @@ fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
         if p.io.is_closed() {
             return;
         }
-        if let Some(bytes) = p.residency.page_out_due()
-            && let Err(e) = p.evict(bytes)
+        if let Some(target) = p.residency.page_out_target()
+            && let Err(e) = p.evict_to(target)
         {
             p.errors.record(e);
         }

@@ -3,8 +3,9 @@
 //! eviction, which pages victims out and drops them.
 //!
 //! What the policy is told, in the order a cache simulator would be told it: a reservation that
-//! would pass the hard limit evicts exactly what it needs (the policy frees whole values until
-//! that much is freed); then the value comes in and is admitted (an insertion, with its key's
+//! would pass the hard limit evicts first (in a deterministic pool exactly what it needs: the
+//! policy frees whole values until that much is freed; else down to the stop watermark, the
+//! background page-out's work not done yet); then the value comes in and is admitted (an insertion, with its key's
 //! prefix as ghost id when it has a key); reads of resident values reach it as hit counters and,
 //! for LRU, through the access log, handed over before every insert and eviction; a victim the
 //! policy wants remembered is handed back with its key's prefix once it has left memory (a victim
@@ -88,6 +89,8 @@ pub(crate) struct Residency {
     access_log: Option<Mutex<Vec<EntryId>>>,
     /// Evictions in progress that hold victims taken out of the policy.
     evicting: AtomicU64,
+    /// Bytes of those victims: about to be released, so not counted again by another eviction.
+    releasing: AtomicU64,
     /// Where background page-out starts and stops; `None` in a deterministic pool, which has
     /// no background page-out.
     watermarks: Option<Watermarks>,
@@ -112,6 +115,7 @@ impl Residency {
             }),
             access_log,
             evicting: AtomicU64::new(0),
+            releasing: AtomicU64::new(0),
             watermarks,
             signal,
         }
@@ -134,11 +138,18 @@ impl Residency {
         self.budget.sub(bytes);
     }
 
-    /// Bytes the background page-out should free now, if any: once past the start mark, down
-    /// to the stop mark.
-    pub fn page_out_due(&self) -> Option<u64> {
-        self.watermarks?
-            .due(self.budget.hard_limit(), self.budget.resident())
+    /// The resident bytes the background page-out should bring the level down to now, if it
+    /// should run: the stop mark, once past the start mark.
+    pub fn page_out_target(&self) -> Option<u64> {
+        let w = self.watermarks?;
+        let limit = self.budget.hard_limit();
+        w.passed(limit, self.budget.resident())
+            .then(|| w.stop_bytes(limit))
+    }
+
+    /// True while another eviction holds victims it is about to release.
+    pub fn evictions_in_flight(&self) -> bool {
+        self.evicting.load(Ordering::Acquire) > 0
     }
 
     /// Wakes the background page-out.
@@ -164,18 +175,22 @@ impl Residency {
         }
     }
 
-    /// Hands the logged accesses to the policy (before it chooses victims).
+    /// Hands the logged accesses to the policy (before it inserts or chooses victims). The log
+    /// keeps its buffer: this runs on every miss.
     fn drain_access_log(&self, rs: &mut ResidentSet) {
         if let Some(log) = &self.access_log {
-            let ids = std::mem::take(&mut *log.lock());
-            rs.policy.record_accesses(&ids);
+            let mut ids = log.lock();
+            if !ids.is_empty() {
+                rs.policy.record_accesses(&ids);
+                ids.clear();
+            }
         }
     }
 
     /// Reserves `bytes` of the budget, paging out through `out` in the calling thread while
-    /// the reservation would pass the hard limit: exactly what the reservation needs (whole
-    /// values, so at least that), never more. A value larger than the whole budget is an
-    /// error. If nothing more can be paged out (every resident value is pinned), the
+    /// the reservation would pass the hard limit: without watermarks (a deterministic pool)
+    /// exactly what the reservation needs (whole values, so at least that), never more; with
+    /// them, down to the stop mark. A value larger than the whole budget is an error. If nothing more can be paged out (every resident value is pinned), the
     /// reservation is granted past the limit rather than failing a read: the overshoot shows in
     /// the peak.
     ///
@@ -193,15 +208,29 @@ impl Residency {
                         limit,
                     });
                 }
-                Err(BudgetError::OverLimit { must_free, .. }) => {
-                    match self.evict(must_free, out) {
-                        Ok(0) => {
+                Err(BudgetError::OverLimit { .. }) => {
+                    // Room for this reservation; with background page-out, a caller that finds
+                    // the budget full does the page-out the background thread has not done
+                    // yet, down to the stop mark.
+                    let limit = self.budget.hard_limit();
+                    let mut target = limit.saturating_sub(bytes);
+                    if let Some(w) = self.watermarks {
+                        target = target.min(w.stop_bytes(limit));
+                    }
+                    match self.evict_down(target, out) {
+                        Ok(Evicted::Freed(1..)) => {}
+                        // At the target already, counting what other evictions are about to
+                        // release: wait for them, then look again.
+                        Ok(Evicted::AtTarget { others: true }) => std::thread::yield_now(),
+                        Ok(Evicted::AtTarget { others: false }) => {}
+                        // Nothing could go (or what was chosen stayed, pinned at the last
+                        // moment): past the limit, unless another eviction is about to free.
+                        Ok(Evicted::Nothing | Evicted::Freed(0)) => {
                             if self.evicting.load(Ordering::Acquire) == 0 {
                                 break;
                             }
                             std::thread::yield_now();
                         }
-                        Ok(_) => {}
                         // The store failed: the values that were to be paged out stay
                         // resident, and so does this one, past the limit, rather than being
                         // lost. The error reaches the caller through the stats and the next
@@ -265,15 +294,36 @@ impl Residency {
         }
     }
 
-    /// Pages out, through `out`, at least `bytes` of resident values (fewer if not enough are
-    /// evictable). A victim that leaves memory and that the policy asked to remember is handed
-    /// back to it with its key's prefix, the ghost id it comes back under when paged in.
-    pub fn evict(&self, bytes: u64, out: &PageOut<'_>) -> Result<u64> {
+    /// Pages out, through `out`, resident values until at most `target` bytes are resident,
+    /// not counting those that other evictions in progress are about to release (fewer if not
+    /// enough are evictable; whole values, so possibly a little more). Returns the bytes freed:
+    /// 0 if there was nothing to do. A victim that leaves memory and that the policy asked to
+    /// remember is handed back to it with its key's prefix, the ghost id it comes back under
+    /// when paged in.
+    pub fn evict_to(&self, target: u64, out: &PageOut<'_>) -> Result<u64> {
+        self.evict_down(target, out).map(|e| match e {
+            Evicted::Freed(bytes) => bytes,
+            Evicted::AtTarget { .. } | Evicted::Nothing => 0,
+        })
+    }
+
+    /// [`evict_to`](Self::evict_to), saying why it freed nothing when it did.
+    fn evict_down(&self, target: u64, out: &PageOut<'_>) -> Result<Evicted> {
         let level = self.budget.pressure();
         let mut keep = Vec::new();
         type Chosen = (Arc<dyn ErasedEntry>, Victim);
         let (victims, _in_flight): (Vec<Chosen>, _) = {
             let mut rs = self.residents.lock();
+            // Decided under the residents lock, with the victims of the evictions in progress
+            // counted as gone: two threads paging out to one mark free its excess once.
+            let releasing = self.releasing.load(Ordering::Acquire);
+            let staying = self.budget.resident().saturating_sub(releasing);
+            let bytes = staying.saturating_sub(target);
+            if bytes == 0 {
+                return Ok(Evicted::AtTarget {
+                    others: releasing > 0,
+                });
+            }
             // Lock order: residents, then the access log (`log_access` never holds both).
             self.drain_access_log(&mut rs);
             let ResidentSet { policy, entries } = &mut *rs;
@@ -289,13 +339,15 @@ impl Residency {
                 .filter_map(|v| Some((entries.remove(&v.id)?.upgrade()?, v)))
                 .collect();
             // Counted under the residents lock, so that a thread whose eviction found nothing
-            // because these victims were taken sees this one in flight.
-            let in_flight = (!victims.is_empty()).then(|| InFlight::new(&self.evicting));
+            // because these victims were taken sees this one in flight, and one that decides
+            // how much to free does not count them again.
+            let bytes = victims.iter().map(|(_, v)| v.bytes).sum();
+            let in_flight = (!victims.is_empty()).then(|| InFlight::new(self, bytes));
             (victims, in_flight)
         };
         drop(keep);
         if victims.is_empty() {
-            return Ok(0);
+            return Ok(Evicted::Nothing);
         }
         let entries: Vec<Arc<dyn ErasedEntry>> =
             victims.iter().map(|(e, _)| Arc::clone(e)).collect();
@@ -326,22 +378,41 @@ impl Residency {
         out.stats.page_outs.fetch_add(count, Ordering::Relaxed);
         self.budget.record_evictions_at(level, count, freed);
         drop(victims);
-        stored.map(|()| freed)
+        stored.map(|()| Evicted::Freed(freed))
     }
 }
 
-/// Counts an eviction in progress for as long as it lives.
-struct InFlight<'a>(&'a AtomicU64);
+/// What an eviction did.
+enum Evicted {
+    /// Victims were paged out (and this many bytes freed: fewer if some could not go after
+    /// all).
+    Freed(u64),
+    /// Nothing to do: at most the target is resident, not counting the victims of other
+    /// evictions in progress (`others`: there were some).
+    AtTarget { others: bool },
+    /// Over the target, but the policy found nothing it could evict.
+    Nothing,
+}
+
+/// Counts an eviction in progress, and the bytes of its victims, for as long as it lives.
+struct InFlight<'a> {
+    residency: &'a Residency,
+    bytes: u64,
+}
 
 impl<'a> InFlight<'a> {
-    fn new(counter: &'a AtomicU64) -> InFlight<'a> {
-        counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter)
+    fn new(residency: &'a Residency, bytes: u64) -> InFlight<'a> {
+        residency.evicting.fetch_add(1, Ordering::AcqRel);
+        residency.releasing.fetch_add(bytes, Ordering::AcqRel);
+        InFlight { residency, bytes }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.residency
+            .releasing
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+        self.residency.evicting.fetch_sub(1, Ordering::AcqRel);
     }
 }
