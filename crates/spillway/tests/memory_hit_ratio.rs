@@ -1,9 +1,11 @@
 //! Hit ratios of the eviction policies in a small simulated cache.
 //!
 //! The simulator is a cache of `capacity` bytes that inserts on a miss and, when an insert would
-//! pass the capacity, evicts through the policy first, the way the paging runtime will. It
-//! feeds S3-FIFO hit counters and LRU an access log, as the runtime does. The assertions are
-//! properties of the algorithms on fixed, seeded traces, not timings.
+//! pass the capacity, evicts through the policy first, the way the paging runtime does. It
+//! feeds S3-FIFO hit counters and LRU an access log, and hands victims that leave a ghost back
+//! under their ids, as the runtime does. The assertions are properties of the algorithms on
+//! fixed, seeded traces, not timings. (`pool_replay.rs` holds a pool to an independent
+//! simulator.)
 
 use std::collections::HashMap;
 
@@ -37,7 +39,7 @@ struct Sim {
 impl Sim {
     fn new(kind: PolicyKind, capacity: u64) -> Sim {
         Sim {
-            policy: kind.build(),
+            policy: kind.build(capacity),
             capacity,
             used: 0,
             sizes: HashMap::new(),
@@ -65,10 +67,13 @@ impl Sim {
         if self.used + size > self.capacity {
             let need = self.used + size - self.capacity;
             let victims = self.policy.evict(need, &mut Counters(&mut self.hits_since));
-            for (v, bytes) in victims {
-                assert_eq!(self.sizes.remove(&v), Some(bytes));
-                self.hits_since.remove(&v);
-                self.used -= bytes;
+            for v in victims {
+                assert_eq!(self.sizes.remove(&v.id), Some(v.bytes));
+                self.hits_since.remove(&v.id);
+                self.used -= v.bytes;
+                if v.ghost {
+                    self.policy.remember(v.id, v.bytes);
+                }
             }
             assert!(
                 self.used + size <= self.capacity,

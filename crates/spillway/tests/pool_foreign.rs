@@ -118,10 +118,16 @@ fn making_room_for_inserts_keeps_the_value_and_reports_the_error() {
 fn a_background_page_out_keeps_the_value_and_reports_the_error() {
     let a = pool(64 << 20);
     let budget = 1 << 20;
-    let b = pool(budget);
+    // Background page-out from 70 % of the budget (the default starts it at 98 %).
+    let b = Pool::builder()
+        .budget(budget)
+        .gc_after(0)
+        .page_out_watermarks(70, 65)
+        .build()
+        .expect("pool");
     let child = a.insert(vec![3u64; 10]).unwrap();
     let parent = b.insert((vec![5u8; 64 << 10], child.clone())).unwrap();
-    // Past the soft limit (70 %), under the hard one: no insert pages out, the background
+    // Past the start mark (70 %), under the budget: no insert pages out, the background
     // thread does.
     let others: Vec<_> = (0..12u8)
         .map(|i| b.insert(vec![i; 64 << 10]).unwrap())

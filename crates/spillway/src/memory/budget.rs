@@ -15,10 +15,13 @@
 //! | [`Pressure::High`]      | below the critical threshold (95 %) |
 //! | [`Pressure::Critical`]  | at or above the critical threshold  |
 //!
-//! The *soft limit* is the moderate threshold: background page-out starts there and works to
-//! bring the level back under it. The *hard limit* is the limit itself: [`Budget::try_reserve`]
-//! refuses a reservation that would pass it and says how many bytes must be freed first, so the
-//! caller evicts synchronously before it decodes.
+//! The levels report how close the resident bytes are to the limit (a pool counts its evictions
+//! by the level they happened at); they do not decide when a pool pages out. The *hard limit* is
+//! the limit itself: [`Budget::try_reserve`] refuses a reservation that would pass it and says
+//! how many bytes must be freed first, so the caller evicts synchronously, exactly that much,
+//! before it decodes. A pool's background page-out, which only takes that work off the callers'
+//! path, runs between its own [`Watermarks`](super::Watermarks), close to the hard limit. The
+//! *soft limit* is the moderate threshold, for a user of a bare budget who pages out by level.
 //!
 //! Invariants:
 //! - thresholds satisfy `0 < moderate <= high <= critical <= 100` (percent), checked when the
@@ -38,11 +41,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Pressure {
-    /// Below the soft limit: nothing to do.
+    /// Below the moderate threshold.
     Normal,
-    /// At or above the soft limit: background page-out runs.
+    /// At or above the moderate threshold (the soft limit).
     Moderate,
-    /// Close to the hard limit: page-out should hurry (larger batches).
+    /// At or above the high threshold.
     High,
     /// At or over the critical threshold: new reservations will soon have to evict synchronously.
     Critical,
@@ -232,7 +235,8 @@ impl Budget {
         self.config.limit
     }
 
-    /// The soft limit (the moderate threshold): background page-out starts here.
+    /// The soft limit: the moderate threshold. (A pool's background page-out runs between its
+    /// [`Watermarks`](super::Watermarks) instead.)
     pub fn soft_limit(&self) -> u64 {
         self.moderate_at
     }
@@ -260,7 +264,7 @@ impl Budget {
         }
     }
 
-    /// Bytes above the soft limit: what background page-out should free (zero under it).
+    /// Bytes above the soft limit (zero under it).
     pub fn over_soft_limit(&self) -> u64 {
         self.resident().saturating_sub(self.moderate_at)
     }

@@ -29,10 +29,11 @@ impl PolicyKind {
         }
     }
 
-    /// A new, empty policy of this kind.
-    pub fn build(self) -> Box<dyn EvictionPolicy> {
+    /// A new, empty policy of this kind for a cache of `capacity` bytes (a pool's budget;
+    /// S3-FIFO sizes its queues and its ghosts by it, LRU needs no size).
+    pub fn build(self, capacity: u64) -> Box<dyn EvictionPolicy> {
         match self {
-            PolicyKind::S3Fifo => Box::new(S3Fifo::new()),
+            PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
             PolicyKind::Lru => Box::new(Lru::new()),
         }
     }
@@ -73,7 +74,7 @@ mod tests {
         assert_eq!("S3-FIFO".parse::<PolicyKind>(), Ok(PolicyKind::S3Fifo));
         assert!("clock".parse::<PolicyKind>().is_err());
         assert_eq!(PolicyKind::default(), PolicyKind::S3Fifo);
-        assert!(PolicyKind::Lru.build().wants_access_log());
-        assert!(!PolicyKind::S3Fifo.build().wants_access_log());
+        assert!(PolicyKind::Lru.build(1 << 20).wants_access_log());
+        assert!(!PolicyKind::S3Fifo.build(1 << 20).wants_access_log());
     }
 }

@@ -2,17 +2,19 @@
 //!
 //! Entries sit in one doubly linked list from least to most recently used; the links are
 //! indexes into a slab (`Vec` plus a free list), and a hash map finds an entry's slot, so every
-//! operation is O(1) without unsafe code. An insert and every recorded access move the entry to
-//! the most-recently-used end; `evict` takes from the least-recently-used end. An entry that
+//! operation is O(1) without unsafe code. An insert (a miss) and every recorded access (a use)
+//! move the entry to the most-recently-used end; `evict` takes from the least-recently-used end
+//! until enough bytes are freed, exactly as an LRU cache simulator would, provided the runtime
+//! hands over its logged accesses before each insert and eviction (it does). An entry that
 //! [`Residents::can_evict`] refuses is in use, so it is moved to the most-recently-used end,
-//! and the walk looks at each entry at most once per call.
+//! and the walk looks at each entry at most once per call. LRU keeps no ghosts.
 //!
 //! Invariants: the map and the list hold the same ids; `bytes` is the sum of the listed sizes;
 //! free slots are never linked.
 
 use std::collections::HashMap;
 
-use super::policy::{EntryId, EvictionPolicy, Residents};
+use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
 
 const NIL: usize = usize::MAX;
 
@@ -154,7 +156,7 @@ impl EvictionPolicy for Lru {
         true
     }
 
-    fn evict(&mut self, bytes: u64, residents: &mut dyn Residents) -> Vec<(EntryId, u64)> {
+    fn evict(&mut self, bytes: u64, residents: &mut dyn Residents) -> Vec<Victim> {
         let mut victims = Vec::new();
         let mut freed = 0u64;
         // Each entry is looked at at most once: refused ones go to the back, behind the rest.
@@ -168,7 +170,11 @@ impl EvictionPolicy for Lru {
                 self.slots.remove(&id);
                 self.free_slot(at);
                 freed = freed.saturating_add(size);
-                victims.push((id, size));
+                victims.push(Victim {
+                    id,
+                    bytes: size,
+                    ghost: false,
+                });
             } else {
                 self.touch(at);
             }
@@ -204,6 +210,10 @@ mod tests {
         }
     }
 
+    fn pairs(victims: Vec<Victim>) -> Vec<(EntryId, u64)> {
+        victims.into_iter().map(|v| (v.id, v.bytes)).collect()
+    }
+
     #[test]
     fn evicts_least_recently_used_first() {
         let mut lru = Lru::new();
@@ -212,7 +222,7 @@ mod tests {
         }
         lru.record_accesses(&[1, 3]);
         assert_eq!(lru.order(), [2, 4, 1, 3]);
-        let v = lru.evict(15, &mut Pinned(vec![]));
+        let v = pairs(lru.evict(15, &mut Pinned(vec![])));
         assert_eq!(v, [(2, 10), (4, 10)]);
         assert_eq!(lru.tracked_bytes(), 20);
         assert_eq!(lru.len(), 2);
@@ -227,7 +237,7 @@ mod tests {
         let v = lru.evict(100, &mut Pinned(vec![1, 2, 3]));
         assert!(v.is_empty());
         assert_eq!(lru.len(), 3);
-        let v = lru.evict(10, &mut Pinned(vec![1]));
+        let v = pairs(lru.evict(10, &mut Pinned(vec![1])));
         assert_eq!(v, [(2, 10)]);
         assert_eq!(lru.order(), [3, 1]);
     }

@@ -5,25 +5,32 @@
 //! that most objects in real workloads are touched once and never again ("one-hit wonders"), so
 //! the cheapest way to protect the useful ones is to give every newcomer a short probation and
 //! let only those reused during it into the long-lived part of the cache. Here it is with sizes
-//! in bytes rather than in entries, because the budget is in bytes:
+//! in bytes rather than in entries, because the budget is in bytes. With a capacity of `C`
+//! bytes (the pool's budget):
 //!
-//! - **small** is a FIFO for newcomers, kept to about 10 % of the tracked bytes;
-//! - **main** is a FIFO for entries that proved themselves (about 90 %);
-//! - **ghost** is a bounded FIFO of content ids (not values) of entries recently evicted from
-//!   small, holding roughly as many ids as main holds entries.
+//! - **small** is a FIFO for newcomers, with a share of `C` (10 %, as in the paper);
+//! - **main** is a FIFO for entries that proved themselves, with the rest of `C`;
+//! - **ghost** is a FIFO of content ids (not values) of entries evicted from small, holding as
+//!   many bytes' worth of ids as main's share (the paper's "as many entries as main", by
+//!   bytes).
 //!
 //! Each entry has a frequency from 0 to 3, raised by the hits the runtime reports through
 //! [`Residents::take_hits`] (read only when the entry reaches the head of a queue, so hits cost
-//! the policy nothing) and saturating at 3.
+//! the policy nothing; taking them late gives the same frequency as counting each hit when it
+//! happens, since the frequency only grows between two visits to the head).
 //!
-//! - *Insert*: an entry whose ghost id is remembered was evicted recently and is back, so it goes
-//!   straight to main (and the ghost id is forgotten); any other entry goes to small.
-//! - *Evict*, until enough bytes are freed: take from small while it holds at least its share of
-//!   the bytes (or main is empty), else from main.
-//!   - From small: a head reused since insertion (frequency ≥ 1) moves to main with frequency 0;
-//!     otherwise it is evicted and its ghost id remembered.
+//! - *Insert* (a miss): an entry whose ghost id is remembered was evicted recently and is back,
+//!   so it goes to main (and the ghost id is forgotten); any other entry goes to small. Either
+//!   way with frequency 0.
+//! - *Evict*, one eviction at a time until enough bytes are freed: from small if small holds at
+//!   least its share (or main is empty), else from main.
+//!   - From small: a head reused since insertion (frequency ≥ 1) moves to main's tail with
+//!     frequency 0, and if main is then over its share one eviction from main follows; then the
+//!     next head. The first head not reused is evicted, and the runtime is asked to hand back
+//!     its ghost id once it has left memory ([`EvictionPolicy::remember`]).
 //!   - From main: a head with frequency > 0 goes back to the tail with frequency − 1 (a
-//!     second-chance clock that forgets old popularity); otherwise it is evicted.
+//!     second-chance clock that forgets old popularity); the first head with frequency 0 is
+//!     evicted.
 //!
 //! A one-time scan therefore flows through small and out without disturbing main, while
 //! entries hit more than once stay in main as long as they keep being hit.
@@ -38,16 +45,17 @@
 //! Removal is lazy: [`EvictionPolicy::remove`] forgets the entry in the map at once and leaves
 //! its queue slot behind as a tombstone, recognised by a stamp that does not match the entry's
 //! current one. Tombstones are skipped when they reach a head and swept in one pass when they
-//! outnumber the live entries, so removal is amortised O(1).
+//! outnumber the live entries, so removal is amortised O(1). Ghosts taken by an insert are
+//! removed the same way.
 //!
 //! Invariants (between calls): every tracked entry has exactly one queue slot whose stamp
-//! matches its own;
-//! `small_bytes`/`main_bytes` and `small_len`/`main_len` are the sums and counts of the tracked
-//! entries in each queue; every id in the ghost set has a slot in the ghost FIFO with its stamp.
+//! matches its own; `small_bytes`/`main_bytes` and `small_len`/`main_len` are the sums and counts
+//! of the tracked entries in each queue; every id in the ghost set has a slot in the ghost FIFO
+//! with its stamp, and `ghost_bytes` is the sum of the ghost set's sizes, at most main's share.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::policy::{EntryId, EvictionPolicy, Residents};
+use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
 
 /// Highest frequency an entry can reach.
 const MAX_FREQ: u8 = 3;
@@ -58,18 +66,21 @@ const MIN_SWEEP: usize = 64;
 /// Settings of an [`S3Fifo`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct S3FifoConfig {
-    /// Share of the tracked bytes that the small queue may hold before eviction takes from it,
-    /// in percent (1..=100). The paper uses 10.
+    /// The cache's size in bytes (a pool's budget): the queues' shares are parts of it.
+    pub capacity: u64,
+    /// Small's share of the capacity, in percent (1..=100). The paper uses 10.
     pub small_percent: u8,
-    /// The ghost FIFO remembers at least this many ids, however small main is.
-    pub min_ghosts: usize,
 }
 
-impl Default for S3FifoConfig {
-    fn default() -> S3FifoConfig {
+impl S3FifoConfig {
+    /// Small's share in the paper, in percent.
+    pub const DEFAULT_SMALL_PERCENT: u8 = 10;
+
+    /// A cache of `capacity` bytes with the paper's settings.
+    pub fn new(capacity: u64) -> S3FifoConfig {
         S3FifoConfig {
-            small_percent: 10,
-            min_ghosts: 64,
+            capacity,
+            small_percent: Self::DEFAULT_SMALL_PERCENT,
         }
     }
 }
@@ -88,6 +99,8 @@ pub struct S3FifoStats {
     pub main_len: usize,
     /// Ghost ids remembered.
     pub ghosts: usize,
+    /// Bytes the remembered ghost ids stand for.
+    pub ghost_bytes: u64,
     /// Entries moved from small to main.
     pub promotions: u64,
     /// Inserts that found their ghost id and went straight to main.
@@ -105,15 +118,17 @@ struct Meta {
     bytes: u64,
     freq: u8,
     queue: Queue,
-    ghost: Option<u64>,
     /// Matches the stamp of the entry's one live queue slot.
     stamp: u64,
 }
 
 /// S3-FIFO eviction by bytes. See the module documentation for the algorithm.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct S3Fifo {
-    config: S3FifoConfig,
+    /// Small's share of the capacity, in bytes.
+    small_share: u64,
+    /// Main's share of the capacity, in bytes: also the ghosts' bytes.
+    main_share: u64,
     entries: HashMap<EntryId, Meta>,
     small: VecDeque<(EntryId, u64)>,
     main: VecDeque<(EntryId, u64)>,
@@ -124,24 +139,55 @@ pub struct S3Fifo {
     /// Queue slots whose entry was removed or replaced.
     tombstones: usize,
     next_stamp: u64,
+    /// Ghost ids in the order remembered, with their stamps.
     ghosts: VecDeque<(u64, u64)>,
-    ghost_set: HashMap<u64, u64>,
+    /// Ghost id -> (stamp, bytes) of its live slot.
+    ghost_set: HashMap<u64, (u64, u64)>,
+    ghost_bytes: u64,
     promotions: u64,
     ghost_hits: u64,
 }
 
+/// One call of `evict`: what it freed, what it holds aside and how much work it has left.
+struct Run {
+    victims: Vec<Victim>,
+    freed: u64,
+    /// Entries refused by the runtime, put back at the tails of their queues at the end.
+    held: Vec<EntryId>,
+    steps: usize,
+    /// No live slot left in small / main for this call.
+    small_out: bool,
+    main_out: bool,
+}
+
 impl S3Fifo {
-    /// An empty S3-FIFO with the paper's settings.
-    pub fn new() -> S3Fifo {
-        S3Fifo::with_config(S3FifoConfig::default())
+    /// An empty S3-FIFO for a cache of `capacity` bytes, with the paper's settings.
+    pub fn new(capacity: u64) -> S3Fifo {
+        S3Fifo::with_config(S3FifoConfig::new(capacity))
     }
 
     /// An empty S3-FIFO with the given settings (`small_percent` is clamped to 1..=100).
-    pub fn with_config(mut config: S3FifoConfig) -> S3Fifo {
-        config.small_percent = config.small_percent.clamp(1, 100);
+    pub fn with_config(config: S3FifoConfig) -> S3Fifo {
+        let percent = config.small_percent.clamp(1, 100);
+        // u128 so that capacities near u64::MAX do not overflow; the result is <= capacity.
+        let small_share = (u128::from(config.capacity) * u128::from(percent) / 100) as u64;
         S3Fifo {
-            config,
-            ..S3Fifo::default()
+            small_share,
+            main_share: config.capacity - small_share,
+            entries: HashMap::new(),
+            small: VecDeque::new(),
+            main: VecDeque::new(),
+            small_bytes: 0,
+            main_bytes: 0,
+            small_len: 0,
+            main_len: 0,
+            tombstones: 0,
+            next_stamp: 0,
+            ghosts: VecDeque::new(),
+            ghost_set: HashMap::new(),
+            ghost_bytes: 0,
+            promotions: 0,
+            ghost_hits: 0,
         }
     }
 
@@ -154,6 +200,7 @@ impl S3Fifo {
             small_len: self.small_len,
             main_len: self.main_len,
             ghosts: self.ghost_set.len(),
+            ghost_bytes: self.ghost_bytes,
             promotions: self.promotions,
             ghost_hits: self.ghost_hits,
         }
@@ -216,26 +263,14 @@ impl S3Fifo {
         }
     }
 
-    fn ghost_capacity(&self) -> usize {
-        self.main_len.max(self.config.min_ghosts)
-    }
-
-    fn remember_ghost(&mut self, ghost: u64) {
-        let stamp = self.stamp();
-        self.ghost_set.insert(ghost, stamp);
-        self.ghosts.push_back((ghost, stamp));
-        let cap = self.ghost_capacity();
-        while self.ghost_set.len() > cap {
-            let Some((g, s)) = self.ghosts.pop_front() else {
-                break;
-            };
-            if self.ghost_set.get(&g) == Some(&s) {
-                self.ghost_set.remove(&g);
+    /// True if `ghost` was remembered; it no longer is.
+    fn take_ghost(&mut self, ghost: u64) -> bool {
+        match self.ghost_set.remove(&ghost) {
+            Some((_, bytes)) => {
+                self.ghost_bytes -= bytes;
+                true
             }
-        }
-        if self.ghosts.len() > 2 * self.ghost_set.len() + MIN_SWEEP {
-            let set = &self.ghost_set;
-            self.ghosts.retain(|(g, s)| set.get(g) == Some(s));
+            None => false,
         }
     }
 
@@ -256,56 +291,91 @@ impl S3Fifo {
         self.account(meta.queue, meta.bytes, false);
         Some(meta)
     }
-}
 
-/// What one step of `evict` did.
-enum Step {
-    /// An entry moved forward (promoted, or its frequency spent): progress, nothing freed.
-    Moved,
-    /// An entry was evicted.
-    Evicted(EntryId, u64),
-    /// The runtime refused to let the head go; it is out of its queue until re-enqueued.
-    Refused(EntryId),
-}
-
-impl S3Fifo {
-    fn step_small(&mut self, residents: &mut dyn Residents) -> Option<Step> {
-        let id = self.pop_live(Queue::Small)?;
-        if self.absorb_hits(id, residents) >= 1 {
-            let meta = self.entries.get_mut(&id)?;
-            meta.freq = 0;
-            meta.queue = Queue::Main;
-            let bytes = meta.bytes;
-            self.account(Queue::Small, bytes, false);
-            self.account(Queue::Main, bytes, true);
-            self.enqueue(id);
-            self.promotions += 1;
-            return Some(Step::Moved);
+    /// One eviction: from small if it holds its share (or main has nothing left), else from
+    /// main; from the other if the chosen one has nothing left in this call.
+    fn evict_one(&mut self, run: &mut Run, residents: &mut dyn Residents) {
+        let from_small = !run.small_out
+            && (self.small_bytes >= self.small_share || self.main_len == 0 || run.main_out);
+        if from_small {
+            self.evict_small(run, residents);
+        } else {
+            self.evict_main(run, residents);
         }
-        if !residents.can_evict(id) {
-            return Some(Step::Refused(id));
-        }
-        let meta = self.take_out(id)?;
-        if let Some(g) = meta.ghost {
-            self.remember_ghost(g);
-        }
-        Some(Step::Evicted(id, meta.bytes))
     }
 
-    fn step_main(&mut self, residents: &mut dyn Residents) -> Option<Step> {
-        let id = self.pop_live(Queue::Main)?;
-        if self.absorb_hits(id, residents) > 0 {
-            if let Some(meta) = self.entries.get_mut(&id) {
-                meta.freq -= 1;
+    /// Promotes reused heads of small until one that was not reused is evicted, or small is
+    /// used up.
+    fn evict_small(&mut self, run: &mut Run, residents: &mut dyn Residents) {
+        while run.steps > 0 {
+            run.steps -= 1;
+            let Some(id) = self.pop_live(Queue::Small) else {
+                run.small_out = true;
+                return;
+            };
+            if self.absorb_hits(id, residents) >= 1 {
+                let Some(meta) = self.entries.get_mut(&id) else {
+                    continue;
+                };
+                meta.freq = 0;
+                meta.queue = Queue::Main;
+                let bytes = meta.bytes;
+                self.account(Queue::Small, bytes, false);
+                self.account(Queue::Main, bytes, true);
+                self.enqueue(id);
+                self.promotions += 1;
+                run.main_out = false;
+                if self.main_bytes > self.main_share {
+                    self.evict_main(run, residents);
+                }
+                continue;
             }
-            self.enqueue(id);
-            return Some(Step::Moved);
+            if !residents.can_evict(id) {
+                run.held.push(id);
+                continue;
+            }
+            if let Some(meta) = self.take_out(id) {
+                run.freed = run.freed.saturating_add(meta.bytes);
+                run.victims.push(Victim {
+                    id,
+                    bytes: meta.bytes,
+                    ghost: true,
+                });
+                return;
+            }
         }
-        if !residents.can_evict(id) {
-            return Some(Step::Refused(id));
+    }
+
+    /// Gives heads of main with frequency > 0 another round until one with frequency 0 is
+    /// evicted, or main is used up.
+    fn evict_main(&mut self, run: &mut Run, residents: &mut dyn Residents) {
+        while run.steps > 0 {
+            run.steps -= 1;
+            let Some(id) = self.pop_live(Queue::Main) else {
+                run.main_out = true;
+                return;
+            };
+            if self.absorb_hits(id, residents) > 0 {
+                if let Some(meta) = self.entries.get_mut(&id) {
+                    meta.freq -= 1;
+                }
+                self.enqueue(id);
+                continue;
+            }
+            if !residents.can_evict(id) {
+                run.held.push(id);
+                continue;
+            }
+            if let Some(meta) = self.take_out(id) {
+                run.freed = run.freed.saturating_add(meta.bytes);
+                run.victims.push(Victim {
+                    id,
+                    bytes: meta.bytes,
+                    ghost: false,
+                });
+                return;
+            }
         }
-        let meta = self.take_out(id)?;
-        Some(Step::Evicted(id, meta.bytes))
     }
 }
 
@@ -313,7 +383,7 @@ impl EvictionPolicy for S3Fifo {
     fn insert(&mut self, id: EntryId, bytes: u64, ghost: Option<u64>) {
         self.remove(id);
         let queue = match ghost {
-            Some(g) if self.ghost_set.remove(&g).is_some() => {
+            Some(g) if self.take_ghost(g) => {
                 self.ghost_hits += 1;
                 Queue::Main
             }
@@ -325,7 +395,6 @@ impl EvictionPolicy for S3Fifo {
                 bytes,
                 freq: 0,
                 queue,
-                ghost,
                 stamp: 0,
             },
         );
@@ -353,53 +422,51 @@ impl EvictionPolicy for S3Fifo {
         }
     }
 
-    fn evict(&mut self, bytes: u64, residents: &mut dyn Residents) -> Vec<(EntryId, u64)> {
-        let mut victims = Vec::new();
-        let mut freed = 0u64;
-        // Refused entries are held aside until the end of the call, so that each is looked at
-        // once per call and a queue full of pinned entries is simply used up.
-        let mut held: Vec<EntryId> = Vec::new();
-        let (mut small_done, mut main_done) = (false, false);
+    fn evict(&mut self, bytes: u64, residents: &mut dyn Residents) -> Vec<Victim> {
         // An entry leaves after at most one step in small and MAX_FREQ + 1 in main; the bound
         // allows that for every slot and keeps the call finite even if the runtime reports hits
         // on every question.
-        let mut steps = (self.small.len() + self.main.len() + 1) * (usize::from(MAX_FREQ) + 3);
-        while freed < bytes && steps > 0 {
-            steps -= 1;
-            let from_small = match (small_done, main_done) {
-                (true, true) => break,
-                (false, true) => true,
-                (true, false) => false,
-                (false, false) => {
-                    let tracked = u128::from(self.small_bytes + self.main_bytes);
-                    let share = u128::from(self.small_bytes) * 100;
-                    self.main_len == 0 || share >= tracked * u128::from(self.config.small_percent)
-                }
-            };
-            let step = if from_small {
-                self.step_small(residents)
-            } else {
-                self.step_main(residents)
-            };
-            match step {
-                None if from_small => small_done = true,
-                None => main_done = true,
-                Some(Step::Moved) => {
-                    // A promotion gives main new work.
-                    main_done = false;
-                }
-                Some(Step::Refused(id)) => held.push(id),
-                Some(Step::Evicted(id, size)) => {
-                    freed = freed.saturating_add(size);
-                    victims.push((id, size));
-                }
-            }
+        let mut run = Run {
+            victims: Vec::new(),
+            freed: 0,
+            held: Vec::new(),
+            steps: (self.small.len() + self.main.len() + 1) * (usize::from(MAX_FREQ) + 3),
+            small_out: false,
+            main_out: false,
+        };
+        while run.freed < bytes && run.steps > 0 && !(run.small_out && run.main_out) {
+            self.evict_one(&mut run, residents);
         }
-        for id in held {
+        for id in std::mem::take(&mut run.held) {
             self.enqueue(id);
         }
         self.sweep_if_needed();
-        victims
+        run.victims
+    }
+
+    fn remember(&mut self, ghost: u64, bytes: u64) {
+        // Remembered again: the older slot becomes stale.
+        self.take_ghost(ghost);
+        let stamp = self.stamp();
+        self.ghost_set.insert(ghost, (stamp, bytes));
+        self.ghosts.push_back((ghost, stamp));
+        self.ghost_bytes += bytes;
+        while self.ghost_bytes > self.main_share {
+            let Some((g, s)) = self.ghosts.pop_front() else {
+                break;
+            };
+            if let Some(&(live, b)) = self.ghost_set.get(&g)
+                && live == s
+            {
+                self.ghost_set.remove(&g);
+                self.ghost_bytes -= b;
+            }
+        }
+        if self.ghosts.len() > 2 * self.ghost_set.len() + MIN_SWEEP {
+            let set = &self.ghost_set;
+            self.ghosts
+                .retain(|(g, s)| set.get(g).is_some_and(|&(live, _)| live == *s));
+        }
     }
 
     fn tracked_bytes(&self) -> u64 {
@@ -435,51 +502,114 @@ mod tests {
         }
     }
 
+    fn ids(victims: &[Victim]) -> Vec<EntryId> {
+        victims.iter().map(|v| v.id).collect()
+    }
+
     #[test]
     fn one_hit_wonders_leave_from_small_and_reused_entries_are_promoted() {
-        let mut p = S3Fifo::new();
+        let mut p = S3Fifo::new(100);
         let mut r = Fake::default();
         for id in 0..10 {
-            p.insert(id, 10, Some(id + 100));
+            p.insert(id, 10, None);
         }
         r.hits.insert(0, 1);
         r.hits.insert(1, 2);
         let v = p.evict(10, &mut r);
         assert_eq!(
             v,
-            [(2, 10)],
-            "0 and 1 were reused and go to main; 2 is the first victim"
+            [Victim {
+                id: 2,
+                bytes: 10,
+                ghost: true
+            }],
+            "0 and 1 were reused and go to main; 2 is the first victim, and leaves a ghost"
         );
         let s = p.stats();
         assert_eq!((s.main_len, s.small_len, s.promotions), (2, 7, 2));
-        assert_eq!(s.ghosts, 1);
-        // 2 comes back: its ghost id sends it straight to main.
+        assert_eq!(
+            s.ghosts, 0,
+            "a ghost is remembered once the victim has left memory"
+        );
+        p.remember(102, 10);
+        assert_eq!((p.stats().ghosts, p.stats().ghost_bytes), (1, 10));
+        // 2 comes back under its ghost id: straight to main.
         p.insert(2, 10, Some(102));
         assert_eq!(p.stats().main_len, 3);
         assert_eq!(p.stats().ghost_hits, 1);
+        assert_eq!(p.stats().ghosts, 0);
     }
 
     #[test]
     fn main_gives_a_second_chance_per_frequency_step() {
-        let mut p = S3Fifo::new();
+        let mut p = S3Fifo::new(100);
         let mut r = Fake::default();
-        p.insert(1, 10, Some(1));
-        p.insert(2, 10, Some(2));
-        p.evict(10, &mut r); // 1 -> ghost
-        p.evict(10, &mut r); // 2 -> ghost
+        p.insert(1, 10, None);
+        p.insert(2, 10, None);
+        assert_eq!(ids(&p.evict(10, &mut r)), [1]);
+        p.remember(1, 10);
+        assert_eq!(ids(&p.evict(10, &mut r)), [2]);
+        p.remember(2, 10);
         p.insert(1, 10, Some(1));
         p.insert(2, 10, Some(2));
         assert_eq!(p.stats().main_len, 2);
         r.hits.insert(1, 5);
         // 1 has frequency 3 (saturated): it is passed over three times before it can go.
         let v = p.evict(20, &mut r);
-        assert_eq!(v, [(2, 10), (1, 10)]);
+        assert_eq!(ids(&v), [2, 1]);
+        assert!(
+            v.iter().all(|v| !v.ghost),
+            "victims from main leave no ghost"
+        );
         assert!(p.is_empty());
     }
 
     #[test]
+    fn small_holds_its_share_of_the_capacity() {
+        // Capacity 100: small's share is 10 bytes, main's 90.
+        let mut p = S3Fifo::new(100);
+        let mut r = Fake::default();
+        for id in 0..10 {
+            p.insert(id, 10, None);
+            r.hits.insert(id, 1);
+        }
+        p.insert(10, 10, None);
+        p.insert(11, 10, None);
+        // The reused entries move to main; with the tenth, main passes its share of 90 bytes
+        // and gives up its head; then small evicts its first unused entry.
+        let v = p.evict(10, &mut r);
+        assert_eq!(ids(&v), [0, 10]);
+        assert_eq!(v.iter().map(|v| v.ghost).collect::<Vec<_>>(), [false, true]);
+        let s = p.stats();
+        assert_eq!((s.small_len, s.main_len, s.promotions), (1, 9, 10));
+        // Small (10 bytes) holds its share: the next eviction takes from it again.
+        assert_eq!(ids(&p.evict(1, &mut r)), [11]);
+        // Now small is below its share: main gives up its head.
+        assert_eq!(ids(&p.evict(1, &mut r)), [1]);
+    }
+
+    #[test]
+    fn ghosts_hold_as_many_bytes_as_main_may() {
+        let mut p = S3Fifo::new(100);
+        for g in 0..20 {
+            p.remember(g, 10);
+        }
+        let s = p.stats();
+        assert_eq!((s.ghosts, s.ghost_bytes), (9, 90));
+        // The oldest went first.
+        p.insert(1, 10, Some(5));
+        assert_eq!(p.stats().main_len, 0, "ghost 5 was forgotten");
+        p.insert(2, 10, Some(15));
+        assert_eq!(p.stats().main_len, 1, "ghost 15 was remembered");
+        assert_eq!(p.stats().ghost_bytes, 80);
+        // A ghost remembered again counts once.
+        p.remember(16, 10);
+        assert_eq!(p.stats().ghost_bytes, 80);
+    }
+
+    #[test]
     fn everything_pinned_terminates_and_keeps_everything() {
-        let mut p = S3Fifo::new();
+        let mut p = S3Fifo::new(1000);
         let mut r = Fake::default();
         for id in 0..100 {
             p.insert(id, 7, Some(id));
@@ -496,7 +626,7 @@ mod tests {
 
     #[test]
     fn tombstones_are_swept() {
-        let mut p = S3Fifo::new();
+        let mut p = S3Fifo::new(1000);
         for id in 0..1000 {
             p.insert(id, 1, None);
         }
@@ -507,6 +637,6 @@ mod tests {
         assert_eq!(p.tracked_bytes(), 10);
         let v = p.evict(u64::MAX, &mut Fake::default());
         assert_eq!(v.len(), 10);
-        assert!(v.iter().all(|&(id, _)| id >= 990));
+        assert!(v.iter().all(|v| v.id >= 990));
     }
 }

@@ -1,6 +1,7 @@
 //! Building a pool: the [`PoolBuilder`] and its defaults, the parts it puts together, and the
 //! pool's threads (the I/O threads of [`threads`](super::threads), and the background thread
-//! that pages out above the soft limit and collects garbage once enough accumulated).
+//! that pages out between the watermarks and collects garbage once enough accumulated; a
+//! deterministic pool has no background thread).
 //!
 //! The threads hold the pool's parts only weakly or not at all: the [`Pool`](super::Pool)
 //! stops them when it is dropped ([`Threads::stop`]), and handles that outlive it keep working
@@ -18,7 +19,7 @@ use super::shared::PoolShared;
 use super::stats::{Counters, Errors};
 use super::threads::{IoPool, Signal};
 use crate::error::{Error, Result};
-use crate::memory::{Budget, PolicyKind};
+use crate::memory::{Budget, PolicyKind, Watermarks};
 use crate::store::{BlobStore, LogStore, LogStoreOptions};
 
 /// Builds a [`Pool`](super::Pool). Every setting has a default a newcomer can use.
@@ -30,6 +31,8 @@ pub struct PoolBuilder {
     policy: PolicyKind,
     io_threads: Option<usize>,
     gc_after: Option<u64>,
+    watermarks: Option<(u8, u8)>,
+    deterministic: bool,
 }
 
 impl PoolBuilder {
@@ -71,11 +74,42 @@ impl PoolBuilder {
         self
     }
 
+    /// Where page-out starts and where it stops, in percent of the budget (default 98 and 95):
+    /// once resident bytes pass `start_percent` of the budget, the background thread pages
+    /// out down to `stop_percent`, so that inserts and page-ins seldom have to evict
+    /// themselves. An insert or page-in that finds the budget full before the background
+    /// thread got there does that page-out itself, down to `stop_percent`, in one batch;
+    /// `page_out_watermarks(100, 100)` makes it evict exactly what it needs instead. Resident
+    /// bytes stay within the budget whatever the marks. `build` refuses marks that do not
+    /// satisfy `0 < stop <= start <= 100`.
+    pub fn page_out_watermarks(mut self, start_percent: u8, stop_percent: u8) -> Self {
+        self.watermarks = Some((start_percent, stop_percent));
+        self
+    }
+
+    /// A deterministic pool (default off): no background thread, so no background page-out and
+    /// no background garbage collection (`gc_after` and the watermarks are not used); values
+    /// are evicted only in the caller, when an insert or a page-in would pass the budget, and
+    /// exactly as much as it needs (whole values, so at least that). Two runs of one sequence of calls from one thread then
+    /// count the same hits, misses, page-ins and page-outs, which makes it the mode for tests
+    /// and for replaying traces against a cache simulator. Async reads still page in on the
+    /// pool's I/O threads; awaited one at a time, they are as deterministic.
+    pub fn deterministic(mut self, on: bool) -> Self {
+        self.deterministic = on;
+        self
+    }
+
     /// The parts of a pool with these settings, and its threads, running.
     pub(crate) fn start(self) -> Result<(Arc<PoolShared>, Threads)> {
         let limit = self.budget.unwrap_or_else(default_budget);
         let budget = Budget::with_limit(limit)
             .map_err(|e| Error::InvalidArgument(format!("pool budget of {limit} bytes: {e}")))?;
+        let watermarks = match self.watermarks {
+            Some((start, stop)) => Watermarks::new(start, stop).map_err(|e| {
+                Error::InvalidArgument(format!("page-out watermarks {start} % and {stop} %: {e}"))
+            })?,
+            None => Watermarks::default(),
+        };
         let mut tmp = None;
         let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
             (Some(s), _) => s,
@@ -98,20 +132,28 @@ impl PoolBuilder {
             store,
             stats: Counters::default(),
             errors: Errors::default(),
-            residency: Residency::new(budget, self.policy.build(), Arc::clone(&signal)),
+            residency: Residency::new(
+                budget,
+                self.policy.build(limit),
+                (!self.deterministic).then_some(watermarks),
+                Arc::clone(&signal),
+            ),
             registry: Registry::new(),
             collector: Collector::new(self.gc_after.unwrap_or(100_000)),
             io,
             _tmp: tmp,
         });
-        let weak = Arc::downgrade(&shared);
-        // If this fails, the I/O threads end when `shared`, and with it their queue, is dropped.
-        handles.push(
-            std::thread::Builder::new()
-                .name("spillway-pageout".into())
-                .spawn(move || background(weak, signal))
-                .map_err(|e| Error::io("spawn thread", "spillway-pageout", e))?,
-        );
+        if !self.deterministic {
+            let weak = Arc::downgrade(&shared);
+            // If this fails, the I/O threads end when `shared`, and with it their queue, is
+            // dropped.
+            handles.push(
+                std::thread::Builder::new()
+                    .name("spillway-pageout".into())
+                    .spawn(move || background(weak, signal))
+                    .map_err(|e| Error::io("spawn thread", "spillway-pageout", e))?,
+            );
+        }
         Ok((shared, Threads { handles }))
     }
 }
@@ -152,8 +194,9 @@ fn default_budget() -> u64 {
     (total / 8).max(64 << 20)
 }
 
-/// The background thread: pages out above the soft limit, collects garbage when enough
-/// accumulated. Holds the pool only weakly, so it ends when the pool is gone.
+/// The background thread: pages out from the start watermark down to the stop watermark,
+/// collects garbage when enough accumulated. Holds the pool only weakly, so it ends when the
+/// pool is gone.
 fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
     loop {
         signal.wait(Duration::from_millis(50));
@@ -161,8 +204,8 @@ fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
         if p.io.is_closed() {
             return;
         }
-        if let Some(bytes) = p.residency.page_out_due()
-            && let Err(e) = p.evict(bytes)
+        if let Some(target) = p.residency.page_out_target()
+            && let Err(e) = p.evict_to(target)
         {
             p.errors.record(e);
         }

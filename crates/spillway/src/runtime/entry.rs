@@ -150,8 +150,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
             .max(1)
     }
 
-    /// Records an access for the eviction policy: a saturating counter, no lock; and, for a
-    /// policy that orders by recency (LRU), the access itself, in the pool's access log.
+    /// Records a use of the resident value for the eviction policy: a saturating counter, no
+    /// lock; and, for a policy that orders by recency (LRU), the access itself, in the pool's
+    /// access log. The read that pages a value in is not a use (the policy is told of an
+    /// insertion instead); a read that finds it resident, or waited for another's page-in, is.
     #[inline]
     pub fn hit(&self) {
         if self.hits.load(Ordering::Relaxed) < 3 {
@@ -226,12 +228,14 @@ impl<T: ?Sized + Pageable> Entry<T> {
         )
     }
 
-    /// The blocking load path: single flight, then a guard.
-    pub fn load_blocking(self: &Arc<Self>) -> Result<Arc<T>> {
+    /// The blocking load path: single flight. Returns the value and whether this caller loaded
+    /// it (a miss, which the policy was told of as an insertion) rather than finding it loaded
+    /// by another (a use).
+    pub fn load_blocking(self: &Arc<Self>) -> Result<(Arc<T>, bool)> {
         loop {
             let mut slot = self.slot.write();
             match &*slot {
-                Slot::Resident(v) => return Ok(Arc::clone(v)),
+                Slot::Resident(v) => return Ok((Arc::clone(v), false)),
                 Slot::Loading => {
                     drop(slot);
                     let mut wait = self.load_lock.lock();
@@ -252,7 +256,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 Slot::Evicted => {
                     *slot = Slot::Loading;
                     drop(slot);
-                    return self.finish_load(self.page_in_guarded(), |r| r);
+                    return self.finish_load(self.page_in_guarded(), |r| r.map(|v| (v, true)));
                 }
             }
         }
@@ -388,11 +392,16 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             let mut slot = self.slot.write();
             match &*slot {
                 // The size is taken under the lock: once the lock is released a page-in may
-                // start and charge the entry again.
-                Slot::Resident(v) if Arc::strong_count(v) == 1 => (
-                    std::mem::replace(&mut *slot, Slot::Evicted),
-                    self.size.swap(0, Ordering::Relaxed),
-                ),
+                // start and charge the entry again. So are the hits cleared: uses of the value
+                // that leaves count for nothing when it comes back (a page-in is a new
+                // insertion), and no read can record one until a page-in ends.
+                Slot::Resident(v) if Arc::strong_count(v) == 1 => {
+                    self.hits.store(0, Ordering::Relaxed);
+                    (
+                        std::mem::replace(&mut *slot, Slot::Evicted),
+                        self.size.swap(0, Ordering::Relaxed),
+                    )
+                }
                 _ => return None,
             }
         };

@@ -98,8 +98,12 @@ impl<T: ?Sized + Pageable> Paged<T> {
             .stats
             .misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let value = self.entry.load_blocking()?;
-        self.entry.hit();
+        // A page-in by this caller is a miss, which the policy sees as an insertion; finding the
+        // value loaded by another caller meanwhile is a use.
+        let (value, loaded) = self.entry.load_blocking()?;
+        if !loaded {
+            self.entry.hit();
+        }
         Ok(Guard { value })
     }
 

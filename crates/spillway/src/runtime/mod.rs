@@ -5,6 +5,25 @@
 //! policy of [`memory`](crate::memory)) are stored, bottom-up as a Merkle DAG, and dropped from
 //! memory, to come back on their next access.
 //!
+//! # Eviction: when it runs and what the policy sees
+//!
+//! - An insert or a page-in that would pass the budget first evicts, in the caller: resident
+//!   bytes never pass the budget, unless every resident value is pinned or the store fails a
+//!   page-out.
+//! - Page-out runs between two watermarks (98 % and 95 % of the budget by default,
+//!   [`PoolBuilder::page_out_watermarks`]): once resident bytes pass the start mark, a
+//!   background thread pages out down to the stop mark, off the callers' path; a caller that
+//!   finds the budget full before the thread got there does that page-out itself, in one batch.
+//! - A [deterministic](PoolBuilder::deterministic) pool has no background thread: a caller
+//!   evicts exactly the bytes it needs (whole values, so at least that) and no more, so one
+//!   sequence of calls always gives the same counts, and the misses of a cache simulator.
+//! - The policy is told what a cache simulator would be told for the same requests: a value
+//!   that comes into memory (inserted, or paged in by this read) is a miss, an insertion; a read
+//!   of a resident value (or one that waited for another caller's page-in) is a use; a value
+//!   evicted from S3-FIFO's small queue leaves a ghost under its content key, which every evicted
+//!   value has (it was stored to be evicted) and which its page-in presents again. Entry ids
+//!   stay the same while any handle lives, so an object is one id to the policy across page-outs.
+//!
 //! # Parts, in dependency order
 //!
 //! Each module imports only modules listed before it (`use super::...`), never one after it:

@@ -236,8 +236,10 @@ impl Pool {
                 return Ok(freed);
             }
             // The policy does a bounded amount of work per call: call again until it frees
-            // nothing more.
-            match self.shared.evict(resident - bytes)? {
+            // nothing more, and let other evictions in progress (whose victims count as gone)
+            // end first.
+            match self.shared.evict_to(bytes)? {
+                0 if self.shared.residency.evictions_in_flight() => std::thread::yield_now(),
                 0 => return Ok(freed),
                 n => freed += n,
             }

@@ -2,6 +2,15 @@
 //! in), admission to the eviction policy, the access log a recency-ordered policy reads, and
 //! eviction, which pages victims out and drops them.
 //!
+//! What the policy is told, in the order a cache simulator would be told it: a reservation that
+//! would pass the hard limit evicts first (in a deterministic pool exactly what it needs: the
+//! policy frees whole values until that much is freed; else down to the stop watermark, the
+//! background page-out's work not done yet); then the value comes in and is admitted (an insertion, with its key's
+//! prefix as ghost id when it has a key); reads of resident values reach it as hit counters and,
+//! for LRU, through the access log, handed over before every insert and eviction; a victim the
+//! policy wants remembered is handed back with its key's prefix once it has left memory (a victim
+//! that stays, pinned at the last moment or not stored, is inserted again, with no ghost).
+//!
 //! Invariants:
 //! - The budget's resident count is the sum of the sizes of entries in the `Resident` or
 //!   `Loading` state (see `entry`); `peak` is its high-water mark.
@@ -27,13 +36,12 @@ use super::erased::{EntryId, ErasedEntry};
 use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
-use crate::memory::{Budget, BudgetError, EvictionPolicy, Reservation, Residents};
+use crate::memory::{
+    Budget, BudgetError, EvictionPolicy, Reservation, Residents, Victim, Watermarks,
+};
 
 /// Accesses logged before they are handed to a recency-ordered policy.
 const ACCESS_LOG_LEN: usize = 4096;
-/// Background page-out frees this share of the budget beyond the soft limit, so that it does
-/// not wake for every small allocation.
-const HYSTERESIS: f64 = 0.05;
 
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
@@ -81,12 +89,22 @@ pub(crate) struct Residency {
     access_log: Option<Mutex<Vec<EntryId>>>,
     /// Evictions in progress that hold victims taken out of the policy.
     evicting: AtomicU64,
+    /// Bytes of those victims: about to be released, so not counted again by another eviction.
+    releasing: AtomicU64,
+    /// Where background page-out starts and stops; `None` in a deterministic pool, which has
+    /// no background page-out.
+    watermarks: Option<Watermarks>,
     /// Wakes the background page-out.
     signal: Arc<Signal>,
 }
 
 impl Residency {
-    pub fn new(budget: Budget, policy: Box<dyn EvictionPolicy>, signal: Arc<Signal>) -> Residency {
+    pub fn new(
+        budget: Budget,
+        policy: Box<dyn EvictionPolicy>,
+        watermarks: Option<Watermarks>,
+        signal: Arc<Signal>,
+    ) -> Residency {
         let access_log = policy.wants_access_log().then(|| Mutex::new(Vec::new()));
         Residency {
             budget: Arc::new(budget),
@@ -97,6 +115,8 @@ impl Residency {
             }),
             access_log,
             evicting: AtomicU64::new(0),
+            releasing: AtomicU64::new(0),
+            watermarks,
             signal,
         }
     }
@@ -118,11 +138,18 @@ impl Residency {
         self.budget.sub(bytes);
     }
 
-    /// Bytes the background page-out should free now, if any: what passes the soft limit, and
-    /// a little more.
-    pub fn page_out_due(&self) -> Option<u64> {
-        let over = self.budget.over_soft_limit();
-        (over > 0).then(|| over + (self.budget.hard_limit() as f64 * HYSTERESIS) as u64)
+    /// The resident bytes the background page-out should bring the level down to now, if it
+    /// should run: the stop mark, once past the start mark.
+    pub fn page_out_target(&self) -> Option<u64> {
+        let w = self.watermarks?;
+        let limit = self.budget.hard_limit();
+        w.passed(limit, self.budget.resident())
+            .then(|| w.stop_bytes(limit))
+    }
+
+    /// True while another eviction holds victims it is about to release.
+    pub fn evictions_in_flight(&self) -> bool {
+        self.evicting.load(Ordering::Acquire) > 0
     }
 
     /// Wakes the background page-out.
@@ -148,17 +175,22 @@ impl Residency {
         }
     }
 
-    /// Hands the logged accesses to the policy (before it chooses victims).
+    /// Hands the logged accesses to the policy (before it inserts or chooses victims). The log
+    /// keeps its buffer: this runs on every miss.
     fn drain_access_log(&self, rs: &mut ResidentSet) {
         if let Some(log) = &self.access_log {
-            let ids = std::mem::take(&mut *log.lock());
-            rs.policy.record_accesses(&ids);
+            let mut ids = log.lock();
+            if !ids.is_empty() {
+                rs.policy.record_accesses(&ids);
+                ids.clear();
+            }
         }
     }
 
     /// Reserves `bytes` of the budget, paging out through `out` in the calling thread while
-    /// the reservation would pass the hard limit. A value larger than the whole budget is an
-    /// error. If nothing more can be paged out (every resident value is pinned), the
+    /// the reservation would pass the hard limit: without watermarks (a deterministic pool)
+    /// exactly what the reservation needs (whole values, so at least that), never more; with
+    /// them, down to the stop mark. A value larger than the whole budget is an error. If nothing more can be paged out (every resident value is pinned), the
     /// reservation is granted past the limit rather than failing a read: the overshoot shows in
     /// the peak.
     ///
@@ -176,18 +208,29 @@ impl Residency {
                         limit,
                     });
                 }
-                Err(BudgetError::OverLimit { must_free, .. }) => {
-                    // Free a little more than needed so that the next caller does not evict
-                    // again at once.
-                    let slack = self.budget.hard_limit() / 64;
-                    match self.evict(must_free + slack, out) {
-                        Ok(0) => {
+                Err(BudgetError::OverLimit { .. }) => {
+                    // Room for this reservation; with background page-out, a caller that finds
+                    // the budget full does the page-out the background thread has not done
+                    // yet, down to the stop mark.
+                    let limit = self.budget.hard_limit();
+                    let mut target = limit.saturating_sub(bytes);
+                    if let Some(w) = self.watermarks {
+                        target = target.min(w.stop_bytes(limit));
+                    }
+                    match self.evict_down(target, out) {
+                        Ok(Evicted::Freed(1..)) => {}
+                        // At the target already, counting what other evictions are about to
+                        // release: wait for them, then look again.
+                        Ok(Evicted::AtTarget { others: true }) => std::thread::yield_now(),
+                        Ok(Evicted::AtTarget { others: false }) => {}
+                        // Nothing could go (or what was chosen stayed, pinned at the last
+                        // moment): past the limit, unless another eviction is about to free.
+                        Ok(Evicted::Nothing | Evicted::Freed(0)) => {
                             if self.evicting.load(Ordering::Acquire) == 0 {
                                 break;
                             }
                             std::thread::yield_now();
                         }
-                        Ok(_) => {}
                         // The store failed: the values that were to be paged out stay
                         // resident, and so does this one, past the limit, rather than being
                         // lost. The error reaches the caller through the stats and the next
@@ -210,30 +253,37 @@ impl Residency {
         r
     }
 
-    /// Hands a newly resident entry, already charged to the budget, to the policy.
+    /// Hands a newly resident entry (a miss: inserted, or paged in), already charged to the
+    /// budget, to the policy. Its ghost id is its key's prefix if it has a key: what the policy
+    /// remembered it under if it left memory before.
     pub fn admit(&self, entry: Arc<dyn ErasedEntry>, size: u64) {
         let ghost = entry.key().map(|k| k.prefix_u64());
         {
             let mut rs = self.residents.lock();
+            // Accesses logged before this insert come before it in the policy's order.
+            self.drain_access_log(&mut rs);
             rs.entries.insert(entry.id(), Arc::downgrade(&entry));
             rs.policy.insert(entry.id(), size, ghost);
         }
         drop(entry);
-        if self.budget.over_soft_limit() > 0 {
+        if let Some(w) = self.watermarks
+            && w.passed(self.budget.hard_limit(), self.budget.resident())
+        {
             self.signal.wake();
         }
     }
 
-    /// Puts an entry that could not be evicted back under the policy's care.
+    /// Puts an entry that could not be evicted back under the policy's care. It never left
+    /// memory, so it has no ghost to come back under.
     fn requeue(&self, entry: &Arc<dyn ErasedEntry>) {
         let size = entry.resident_size();
         if size == 0 {
             return;
         }
         let mut rs = self.residents.lock();
+        self.drain_access_log(&mut rs);
         rs.entries.insert(entry.id(), Arc::downgrade(entry));
-        rs.policy
-            .insert(entry.id(), size, entry.key().map(|k| k.prefix_u64()));
+        rs.policy.insert(entry.id(), size, None);
     }
 
     /// Entry `id` is gone (its last handle dropped).
@@ -244,13 +294,36 @@ impl Residency {
         }
     }
 
-    /// Pages out, through `out`, at least `bytes` of resident values (fewer if not enough are
-    /// evictable).
-    pub fn evict(&self, bytes: u64, out: &PageOut<'_>) -> Result<u64> {
+    /// Pages out, through `out`, resident values until at most `target` bytes are resident,
+    /// not counting those that other evictions in progress are about to release (fewer if not
+    /// enough are evictable; whole values, so possibly a little more). Returns the bytes freed:
+    /// 0 if there was nothing to do. A victim that leaves memory and that the policy asked to
+    /// remember is handed back to it with its key's prefix, the ghost id it comes back under
+    /// when paged in.
+    pub fn evict_to(&self, target: u64, out: &PageOut<'_>) -> Result<u64> {
+        self.evict_down(target, out).map(|e| match e {
+            Evicted::Freed(bytes) => bytes,
+            Evicted::AtTarget { .. } | Evicted::Nothing => 0,
+        })
+    }
+
+    /// [`evict_to`](Self::evict_to), saying why it freed nothing when it did.
+    fn evict_down(&self, target: u64, out: &PageOut<'_>) -> Result<Evicted> {
         let level = self.budget.pressure();
         let mut keep = Vec::new();
-        let (victims, _in_flight): (Vec<Arc<dyn ErasedEntry>>, _) = {
+        type Chosen = (Arc<dyn ErasedEntry>, Victim);
+        let (victims, _in_flight): (Vec<Chosen>, _) = {
             let mut rs = self.residents.lock();
+            // Decided under the residents lock, with the victims of the evictions in progress
+            // counted as gone: two threads paging out to one mark free its excess once.
+            let releasing = self.releasing.load(Ordering::Acquire);
+            let staying = self.budget.resident().saturating_sub(releasing);
+            let bytes = staying.saturating_sub(target);
+            if bytes == 0 {
+                return Ok(Evicted::AtTarget {
+                    others: releasing > 0,
+                });
+            }
             // Lock order: residents, then the access log (`log_access` never holds both).
             self.drain_access_log(&mut rs);
             let ResidentSet { policy, entries } = &mut *rs;
@@ -263,48 +336,83 @@ impl Residency {
             );
             let victims: Vec<_> = chosen
                 .into_iter()
-                .filter_map(|(id, _)| entries.remove(&id).and_then(|w| w.upgrade()))
+                .filter_map(|v| Some((entries.remove(&v.id)?.upgrade()?, v)))
                 .collect();
             // Counted under the residents lock, so that a thread whose eviction found nothing
-            // because these victims were taken sees this one in flight.
-            let in_flight = (!victims.is_empty()).then(|| InFlight::new(&self.evicting));
+            // because these victims were taken sees this one in flight, and one that decides
+            // how much to free does not count them again.
+            let bytes = victims.iter().map(|(_, v)| v.bytes).sum();
+            let in_flight = (!victims.is_empty()).then(|| InFlight::new(self, bytes));
             (victims, in_flight)
         };
         drop(keep);
         if victims.is_empty() {
-            return Ok(0);
+            return Ok(Evicted::Nothing);
         }
-        let stored = out.store_graphs(&victims);
+        let entries: Vec<Arc<dyn ErasedEntry>> =
+            victims.iter().map(|(e, _)| Arc::clone(e)).collect();
+        let stored = out.store_graphs(&entries);
+        drop(entries);
         let mut freed = 0;
         let mut count = 0;
-        for v in &victims {
-            match v.try_evict() {
+        let mut ghosts = Vec::new();
+        for (e, v) in &victims {
+            match e.try_evict() {
                 Some(n) => {
                     freed += n;
                     count += 1;
+                    // Evicted, so stored, so its key is known.
+                    if let Some(k) = e.key().filter(|_| v.ghost) {
+                        ghosts.push((k.prefix_u64(), v.bytes));
+                    }
                 }
-                None => self.requeue(v),
+                None => self.requeue(e),
+            }
+        }
+        if !ghosts.is_empty() {
+            let mut rs = self.residents.lock();
+            for (ghost, bytes) in ghosts {
+                rs.policy.remember(ghost, bytes);
             }
         }
         out.stats.page_outs.fetch_add(count, Ordering::Relaxed);
         self.budget.record_evictions_at(level, count, freed);
         drop(victims);
-        stored.map(|()| freed)
+        stored.map(|()| Evicted::Freed(freed))
     }
 }
 
-/// Counts an eviction in progress for as long as it lives.
-struct InFlight<'a>(&'a AtomicU64);
+/// What an eviction did.
+enum Evicted {
+    /// Victims were paged out (and this many bytes freed: fewer if some could not go after
+    /// all).
+    Freed(u64),
+    /// Nothing to do: at most the target is resident, not counting the victims of other
+    /// evictions in progress (`others`: there were some).
+    AtTarget { others: bool },
+    /// Over the target, but the policy found nothing it could evict.
+    Nothing,
+}
+
+/// Counts an eviction in progress, and the bytes of its victims, for as long as it lives.
+struct InFlight<'a> {
+    residency: &'a Residency,
+    bytes: u64,
+}
 
 impl<'a> InFlight<'a> {
-    fn new(counter: &'a AtomicU64) -> InFlight<'a> {
-        counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter)
+    fn new(residency: &'a Residency, bytes: u64) -> InFlight<'a> {
+        residency.evicting.fetch_add(1, Ordering::AcqRel);
+        residency.releasing.fetch_add(bytes, Ordering::AcqRel);
+        InFlight { residency, bytes }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.residency
+            .releasing
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+        self.residency.evicting.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -57,9 +57,9 @@ impl PoolShared {
         self.residency.reserve(bytes, &self.page_out())
     }
 
-    /// See [`Residency::evict`].
-    pub fn evict(&self, bytes: u64) -> Result<u64> {
-        self.residency.evict(bytes, &self.page_out())
+    /// See [`Residency::evict_to`].
+    pub fn evict_to(&self, target: u64) -> Result<u64> {
+        self.residency.evict_to(target, &self.page_out())
     }
 
     /// A garbage collection (see [`gc`](super::gc)).

@@ -96,8 +96,8 @@ impl IoPool {
     }
 }
 
-/// Wakes the background thread: when the budget passes its soft limit, and when the pool is
-/// dropped.
+/// Wakes the background thread: when resident bytes pass the page-out start mark, and when the
+/// pool is dropped.
 #[derive(Default)]
 pub(crate) struct Signal {
     woken: Mutex<bool>,
