@@ -189,6 +189,29 @@ pub enum Error {
         missing_count: u64,
     },
 
+    /// A request to a remote store (S3-compatible object storage) failed, after its retries.
+    #[error("could not {what} {location}: {detail}")]
+    Remote {
+        /// What was being done ("upload", "read", "list", ...).
+        what: &'static str,
+        /// The object or prefix, as a URL (no credentials).
+        location: String,
+        /// The service's or the client's message.
+        detail: String,
+    },
+
+    /// A change lost a race with another writer (a root changed by another machine at the same
+    /// time); nothing was overwritten.
+    #[error("{what} of {store} was not changed: {detail}")]
+    Conflict {
+        /// What was to change.
+        what: String,
+        /// The store.
+        store: String,
+        /// What happened and what to do.
+        detail: String,
+    },
+
     /// A bad argument or configuration value.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -266,6 +289,10 @@ pub enum ErrorKind {
     Write,
     /// [`Error::ForeignHandle`].
     ForeignHandle,
+    /// [`Error::Remote`].
+    Remote,
+    /// [`Error::Conflict`].
+    Conflict,
 }
 
 /// `n` and the noun, singular or plural: "1 object", "2 objects".
@@ -335,6 +362,8 @@ impl Error {
             Error::ThreadPanicked { .. } => ErrorKind::ThreadPanicked,
             Error::Write(_) => ErrorKind::Write,
             Error::ForeignHandle { .. } => ErrorKind::ForeignHandle,
+            Error::Remote { .. } => ErrorKind::Remote,
+            Error::Conflict { .. } => ErrorKind::Conflict,
             // `root` never returns a shared error.
             Error::Shared(_) => ErrorKind::Internal,
         }

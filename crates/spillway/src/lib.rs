@@ -67,6 +67,8 @@ pub use key::ContentKey;
 pub use store::{
     Blob, BlobStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats,
 };
+#[cfg(feature = "s3")]
+pub use store::{S3Store, S3StoreOptions};
 
 /// The README's examples, compiled and run as doc tests.
 #[doc = include_str!("../../../README.md")]

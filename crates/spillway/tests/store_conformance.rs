@@ -1,7 +1,8 @@
 //! The contract of `BlobStore`, run over every backend of the crate and over `Minimal`, a
 //! backend that implements only the required methods and gets the rest (named roots, batched
 //! reads, the description) from the trait's defaults: what a third party writing a backend
-//! must keep, and what it gets for free. A new backend adds one line to `each_backend`.
+//! must keep, and what it gets for free. A new backend adds one line to `each_backend`. The S3
+//! store runs too when the local S3 test server is up (always in CI).
 
 mod common;
 
@@ -19,11 +20,22 @@ fn each_backend() -> Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::Tem
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = LogStore::open_with(tmp.path().join("store"), common::small_opts(16 << 10))
         .expect("log store");
-    vec![
+    let mut backends: Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::TempDir>)> = vec![
         ("memory", Arc::new(MemStore::new()), None),
         ("log", Arc::new(log), Some(tmp)),
         ("minimal", Arc::new(Minimal::default()), None),
-    ]
+    ];
+    // The S3 store, on the local test server (see `common::s3_location`), with no grace period
+    // so that deletes take effect at once.
+    if let Some(url) = common::s3_location("conformance") {
+        let opts = spillway::S3StoreOptions::default().gc_grace(std::time::Duration::ZERO);
+        backends.push((
+            "s3",
+            Arc::new(spillway::S3Store::open(&url, opts).expect("S3 store")),
+            None,
+        ));
+    }
+    backends
 }
 
 /// Runs `check` on every backend.

@@ -26,11 +26,15 @@ use crate::key::ContentKey;
 pub mod default_roots;
 pub mod log;
 mod mem;
+#[cfg(feature = "s3")]
+mod s3;
 mod writer;
 
 pub use crate::format::roots::MAX_ROOT_NAME;
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3Store, S3StoreOptions};
 pub use writer::{PutDelta, StoreFlusher, StoreWrite, StoreWriter};
 
 /// The durability levels, from the write pipeline: for a store, `Applied` is in the store's

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use spillway::{
@@ -131,5 +133,32 @@ impl BlobStore for Minimal {
     }
     fn stats(&self) -> StoreStats {
         self.inner.stats()
+    }
+}
+
+/// A fresh S3 location for one test, `s3://<bucket>/<unique prefix>`, on the server that
+/// `.ci/s3-server` starts (`SPILLWAY_S3_URL` names its bucket; the `AWS_*` variables, the
+/// endpoint and credentials). `None`, with a message, when run by hand without it; in CI
+/// (`CI` set) a missing server is a failure, not a skip.
+pub fn s3_location(test: &str) -> Option<String> {
+    match std::env::var("SPILLWAY_S3_URL") {
+        Ok(base) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            Some(format!(
+                "{}/{test}-{}-{nanos}",
+                base.trim_end_matches('/'),
+                std::process::id()
+            ))
+        }
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("SPILLWAY_S3_URL is not set: CI must start the S3 test server (.ci/s3-server)")
+        }
+        Err(_) => {
+            eprintln!("skipped {test}: no S3 test server (run `eval \"$(.ci/s3-server)\"` first)");
+            None
+        }
     }
 }
