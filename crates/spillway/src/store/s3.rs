@@ -335,16 +335,20 @@ impl S3Store {
         Ok(r)
     }
 
-    /// Every version of every root: (name, sequence, path), from one listing.
-    async fn root_versions(&self) -> Result<Vec<(String, u64, ObjPath)>> {
-        let dir = self.prefix.child("roots");
+    /// Everything under `<prefix>/<dir>`.
+    async fn list(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        let dir = self.prefix.child(dir);
         self.count(&self.counters.requests, 1);
-        let metas: Vec<object_store::ObjectMeta> = self
-            .remote
+        self.remote
             .list(Some(&dir))
             .try_collect()
             .await
-            .map_err(|e| self.remote_error("list", &dir, e))?;
+            .map_err(|e| self.remote_error("list", &dir, e))
+    }
+
+    /// Every version of every root: (name, sequence, path), from one listing.
+    async fn root_versions(&self) -> Result<Vec<(String, u64, ObjPath)>> {
+        let metas = self.list("roots").await?;
         let mut out = Vec::new();
         for m in metas {
             let parts: Vec<_> = m.location.parts().collect();
@@ -365,14 +369,7 @@ impl S3Store {
 
     /// Objects under the prefix and when each was last written.
     async fn object_metas(&self) -> Result<Vec<(ContentKey, age::Modified)>> {
-        let dir = self.prefix.child("objects");
-        self.count(&self.counters.requests, 1);
-        let metas: Vec<object_store::ObjectMeta> = self
-            .remote
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| self.remote_error("list", &dir, e))?;
+        let metas = self.list("objects").await?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
