@@ -25,6 +25,13 @@ fn each_backend() -> Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::Tem
         ("log", Arc::new(log), Some(tmp)),
         ("minimal", Arc::new(Minimal::default()), None),
     ];
+    // The local cache in front of a remote store (here a memory one).
+    let cache_dir = tempfile::tempdir().expect("tempdir");
+    let local = LogStore::open_with(cache_dir.path().join("cache"), common::small_opts(16 << 10))
+        .expect("cache log");
+    let cached = spillway::store::CachedStore::open(local, Arc::new(MemStore::new()), 1 << 20)
+        .expect("cached store");
+    backends.push(("cached", Arc::new(cached), Some(cache_dir)));
     // The S3 store, on the local test server (see `common::s3_location`), with no grace period
     // so that deletes take effect at once.
     if let Some(url) = common::s3_location("conformance") {

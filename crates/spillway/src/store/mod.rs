@@ -23,6 +23,7 @@ use std::fmt;
 use crate::error::Result;
 use crate::key::ContentKey;
 
+mod cached;
 pub mod default_roots;
 pub mod log;
 mod mem;
@@ -31,6 +32,7 @@ mod s3;
 mod writer;
 
 pub use crate::format::roots::MAX_ROOT_NAME;
+pub use cached::{CacheStats, CachedStore};
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
 #[cfg(feature = "s3")]
