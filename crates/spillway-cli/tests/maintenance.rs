@@ -510,3 +510,37 @@ fn no_color_is_respected() {
     assert_eq!(plain.status.code(), Some(2));
     assert!(!plain.stderr.contains(&0x1b), "{}", text(&plain));
 }
+
+/// The demo on S3 (through its local cache), then inspect, verify and gc on the prefix; skipped
+/// without the local S3 test server (CI always starts one).
+#[test]
+fn the_commands_work_on_an_s3_prefix() {
+    let Ok(base) = std::env::var("SPILLWAY_S3_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must start the S3 test server"
+        );
+        eprintln!("skipped: no S3 test server (run `eval \"$(.ci/s3-server)\"` first)");
+        return;
+    };
+    let url = format!("{base}/cli-{}", std::process::id());
+    let o = spillway(&["demo", "-q", "--budget", "1MiB", "--store", &url]);
+    expect(&o, 0, &["ok: every value", "S3 store"]);
+    expect(&spillway(&["inspect", &url]), 0, &["demo/build"]);
+    expect(&spillway(&["verify", &url]), 0, &["ok"]);
+    let o = spillway(&["gc", "--json", &url]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["deleted"], 0, "{v}");
+    assert!(v["kept"].as_u64().expect("kept") > 100, "{v}");
+    expect(
+        &spillway(&["verify", "--repair", &url]),
+        2,
+        &["no log to repair"],
+    );
+    expect(
+        &spillway(&["compact", &url]),
+        2,
+        &["works on a store directory"],
+    );
+}

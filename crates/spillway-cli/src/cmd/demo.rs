@@ -23,12 +23,37 @@ use spillway::{MemStore, Paged, Pool, PoolStats};
 use crate::size::{human, parse_size};
 
 /// Which store backend the demo runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// The embedded crash-safe log store (the default).
     Log,
     /// An in-memory store (paged-out values stay in RAM; nothing survives the run).
     Mem,
+    /// S3-compatible object storage at `s3://BUCKET/PREFIX` (endpoint and credentials from the
+    /// `AWS_*` variables), behind a local log-store cache; the reopen phase starts from an empty
+    /// cache, as another machine would.
+    S3(String),
+}
+
+impl StoreKind {
+    fn parse(s: &str) -> Result<StoreKind, String> {
+        match s {
+            "log" => Ok(StoreKind::Log),
+            "mem" => Ok(StoreKind::Mem),
+            url if url.starts_with("s3://") => Ok(StoreKind::S3(url.to_string())),
+            other => Err(format!(
+                "{other:?} is not a store: use log, mem or s3://BUCKET/PREFIX"
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            StoreKind::Log => "log store".into(),
+            StoreKind::Mem => "memory store".into(),
+            StoreKind::S3(url) => format!("S3 store {url} (with a local cache)"),
+        }
+    }
 }
 
 /// Arguments of `demo`.
@@ -47,7 +72,7 @@ pub struct Args {
     #[arg(long, value_parser = crate::paths::store_dir)]
     dir: Option<PathBuf>,
     /// The store backend.
-    #[arg(long, value_enum, default_value_t = StoreKind::Log)]
+    #[arg(long, default_value = "log", value_parser = StoreKind::parse, value_name = "log|mem|s3://BUCKET/PREFIX")]
     store: StoreKind,
     /// No progress bars on standard error.
     #[arg(long, short)]
@@ -275,15 +300,21 @@ fn check_limits(args: &Args, dir: &std::path::Path, target: u64) -> Result<(), S
             human_flag(total / 8)
         ));
     }
-    if args.store == StoreKind::Log {
-        // The graph is stored once (deduplicated), plus record headers: its size bounds it.
+    // The graph is stored once (deduplicated), plus record headers: its size bounds the log
+    // store; in front of S3, the two phases' local caches are bounded by their budgets.
+    let on_disk = match args.store {
+        StoreKind::Log => Some(target),
+        StoreKind::S3(_) => Some(2 * cache_budget(args.budget)),
+        StoreKind::Mem => None,
+    };
+    if let Some(need) = on_disk {
         let probe = existing_ancestor(dir);
         if let Some(free) = free_space(&probe)
-            && target > free
+            && need > free
         {
             return Err(format!(
-                "the demo's graph (about {} for --budget {} and --scale {}) would not fit in the {} free on the file system of {}; free some space, pick a smaller --budget or --scale, or another --dir",
-                human(target),
+                "the demo's data on this disk (about {} for --budget {} and --scale {}) would not fit in the {} free on the file system of {}; free some space, pick a smaller --budget or --scale, or another --dir",
+                human(need),
                 human(args.budget),
                 args.scale,
                 human(free),
@@ -332,18 +363,56 @@ fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The local cache's disk budget in front of S3.
+fn cache_budget(budget: u64) -> u64 {
+    (256 << 20).max(4 * budget)
+}
+
+/// The pool of one phase of the demo (0: build and walk; 1: reopen and walk again).
 fn open_pool(
     args: &Args,
     dir: &std::path::Path,
     mem: &Option<Arc<MemStore>>,
+    phase: u32,
 ) -> spillway::Result<Pool> {
     let builder = Pool::builder().budget(args.budget);
-    match mem {
-        Some(m) => builder.store(Arc::clone(m) as _),
-        None => builder.dir(dir),
+    match (&args.store, mem) {
+        (_, Some(m)) => builder.store(Arc::clone(m) as _),
+        (StoreKind::S3(url), _) => builder.store(s3_cache(url, dir, phase, args.budget)?),
+        _ => builder.dir(dir),
     }
     .gc_after(0)
     .build()
+}
+
+/// An S3 store behind a cache of its own for `phase` (a fresh one each phase).
+#[cfg(feature = "s3")]
+fn s3_cache(
+    url: &str,
+    dir: &std::path::Path,
+    phase: u32,
+    budget: u64,
+) -> spillway::Result<Arc<dyn spillway::BlobStore>> {
+    let remote = Arc::new(spillway::S3Store::open(
+        url,
+        spillway::S3StoreOptions::default(),
+    )?);
+    let local = spillway::LogStore::open(dir.join(format!("cache-{phase}")))?;
+    Ok(Arc::new(spillway::store::CachedStore::open(
+        local,
+        remote,
+        cache_budget(budget),
+    )?))
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3_cache(
+    url: &str,
+    _dir: &std::path::Path,
+    _phase: u32,
+    _budget: u64,
+) -> spillway::Result<Arc<dyn spillway::BlobStore>> {
+    crate::cmd::s3::open(url)
 }
 
 fn print_table(rows: &[(&str, String)]) {
@@ -377,14 +446,14 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         return Ok(ExitCode::from(crate::exit::USAGE));
     }
     crate::say!(
-        "spillway demo: budget {}, graph of about {} of build outputs, seed {}, {:?} store",
+        "spillway demo: budget {}, graph of about {} of build outputs, seed {}, {}",
         human(args.budget),
         human(target),
         args.seed,
-        args.store
+        args.store.describe()
     );
 
-    let pool = open_pool(&args, &dir, &mem)?;
+    let pool = open_pool(&args, &dir, &mem, 0)?;
     let t = Instant::now();
     let built = build(&pool, args.seed, target)?;
     let manifest = pool.insert(Build {
@@ -417,7 +486,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     if mem.is_none() {
         drop(pool);
         let t = Instant::now();
-        let pool = open_pool(&args, &dir, &mem)?;
+        let pool = open_pool(&args, &dir, &mem, 1)?;
         let manifest: Paged<Build> = match pool.root(ROOT)? {
             Some(m) => m,
             None => {

@@ -4,7 +4,6 @@
 //! (a damaged store) stops the collection before anything is deleted; `--force` goes past it
 //! and deletes only what the surviving parts of the graphs do not reach.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -13,14 +12,16 @@ use spillway::{BlobStore, GcOptions, LogStoreOptions, Pool};
 
 use super::{keys_json, note_recovery, open_existing};
 use crate::output::Output;
+use crate::paths::Location;
 use crate::size::human;
 
 /// Arguments of `gc`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store directory.
-    #[arg(value_parser = crate::paths::existing_dir)]
-    dir: PathBuf,
+    /// The store: a directory, or `s3://BUCKET/PREFIX` (objects younger than the S3 store's
+    /// grace period, one hour, are kept: another machine may be uploading them).
+    #[arg(value_parser = crate::paths::location, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: Location,
     /// Collect even if a root's graph misses objects (a damaged store): only what the
     /// surviving parts of the graphs do not reach is deleted, which includes whatever only the
     /// missing objects referred to. Run `spillway verify` first.
@@ -33,9 +34,24 @@ pub struct Args {
 /// Runs `gc`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
-    let store = open_existing(&args.dir, LogStoreOptions::default())?;
-    note_recovery(&out, &args.dir, store.recovery());
-    let store = Arc::new(store);
+    let (store, name): (Arc<dyn BlobStore>, String) = match &args.store {
+        Location::Dir(dir) => {
+            let store = open_existing(dir, LogStoreOptions::default())?;
+            note_recovery(&out, dir, store.recovery());
+            (Arc::new(store), dir.display().to_string())
+        }
+        Location::S3(url) => (super::s3::open(url)?, url.clone()),
+    };
+    collect(store, &name, args.force, &out)
+}
+
+/// Collects the garbage of `store`, whatever its kind.
+fn collect(
+    store: Arc<dyn BlobStore>,
+    name: &str,
+    force: bool,
+    out: &Output,
+) -> spillway::Result<ExitCode> {
     let pool = Pool::builder()
         .store(Arc::clone(&store) as Arc<dyn BlobStore>)
         .gc_after(0)
@@ -43,7 +59,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let roots = store.roots()?.len();
     let before = store.stats();
     let pb = out.progress("marking and sweeping");
-    let report = pool.gc_with(GcOptions::default().force(args.force));
+    let report = pool.gc_with(GcOptions::default().force(force));
     pb.finish_and_clear();
     let report = report?;
     store.flush(spillway::Durability::Durable)?;
@@ -52,24 +68,33 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     if out.json {
         out.print_json(&json!({
             "ok": report.missing == 0,
-            "store": args.dir.display().to_string(),
+            "store": name,
             "roots": roots,
             "kept": report.marked,
             "deleted": report.deleted,
             "freed_bytes": freed,
-            "forced": args.force,
+            "forced": force,
             "missing": report.missing,
             "missing_keys": keys_json(&report.missing_keys),
             "damaged_roots": report.damaged_roots,
         }));
     } else {
-        crate::say!(
-            "kept {} objects reachable from {} roots, deleted {} ({} of live records freed; run `spillway compact` to give the disk space back)",
-            report.marked,
-            roots,
-            report.deleted,
-            human(freed)
-        );
+        if name.starts_with("s3://") {
+            crate::say!(
+                "kept {} objects reachable from {} roots, deleted {} (objects younger than the grace period are kept even if unreachable: another machine may be uploading them)",
+                report.marked,
+                roots,
+                report.deleted
+            );
+        } else {
+            crate::say!(
+                "kept {} objects reachable from {} roots, deleted {} ({} of live records freed; run `spillway compact` to give the disk space back)",
+                report.marked,
+                roots,
+                report.deleted,
+                human(freed)
+            );
+        }
         if report.missing > 0 {
             crate::say!(
                 "forced past {} missing objects (the graphs of {} had holes); first missing: {}",

@@ -3,7 +3,6 @@
 //! A store that a normal open refuses as damaged is opened again in read-only repair mode, so
 //! that what is left can still be shown; the exit code is then 1.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -11,14 +10,15 @@ use spillway::{BlobStore, LogStore, LogStoreOptions};
 
 use super::{damaged_json, keys_json, missing_json, segment_file, torn_json};
 use crate::output::Output;
+use crate::paths::Location;
 use crate::size::human;
 
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store directory.
-    #[arg(value_parser = crate::paths::existing_dir)]
-    dir: PathBuf,
+    /// The store: a directory, or `s3://BUCKET/PREFIX`.
+    #[arg(value_parser = crate::paths::location, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: Location,
     #[command(flatten)]
     pub out: Output,
 }
@@ -26,7 +26,10 @@ pub struct Args {
 /// Runs `inspect`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
-    let dir = &args.dir;
+    let dir = match &args.store {
+        Location::Dir(dir) => dir,
+        Location::S3(url) => return super::s3::inspect(url, &out),
+    };
     let opts = LogStoreOptions::default().read_only(true).create(false);
     let (store, refused) = match LogStore::open_with(dir, opts.clone()) {
         Ok(s) => (s, None),

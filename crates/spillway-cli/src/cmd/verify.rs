@@ -1,7 +1,7 @@
 //! `spillway verify DIR [--repair]`: check everything; with `--repair`, first salvage what a
 //! checksum still vouches for, then check again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
@@ -10,14 +10,15 @@ use spillway::store::log::{RecoveryReport, VerifyReport, verify};
 
 use super::{damaged_json, keys_json, missing_json, open_existing, segment_file, torn_json};
 use crate::output::Output;
+use crate::paths::Location;
 use crate::size::human;
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store directory.
-    #[arg(value_parser = crate::paths::existing_dir)]
-    dir: PathBuf,
+    /// The store: a directory, or `s3://BUCKET/PREFIX` (its objects and graphs are checked).
+    #[arg(value_parser = crate::paths::location, value_name = "DIR|s3://BUCKET/PREFIX")]
+    store: Location,
     /// Repair first: cut a torn tail; copy every record a checksum still vouches for out of
     /// damaged segments, then remove them; write a new index checkpoint (and a damaged STORE
     /// marker). Lists every key and byte range it drops. Takes the store's write lock.
@@ -30,7 +31,21 @@ pub struct Args {
 /// Runs `verify`; exits 1 if anything is wrong (after the repair, with `--repair`).
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
-    let dir = &args.dir;
+    let dir = match &args.store {
+        Location::Dir(dir) => dir,
+        Location::S3(url) => {
+            if args.repair {
+                return Err(spillway::Error::InvalidArgument(
+                    "--repair works on a store directory; an S3 store has no log to repair".into(),
+                ));
+            }
+            let store = super::s3::open(url)?;
+            let pb = out.progress("verifying");
+            let report = spillway::store::log::verify_graphs(store.as_ref());
+            pb.finish_and_clear();
+            return Ok(show(&out, Path::new(url), None, &report?));
+        }
+    };
     let repaired = if args.repair {
         let pb = out.progress("repairing");
         let store = open_existing(dir, LogStoreOptions::default().repair(true));
@@ -46,15 +61,25 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let report = verify(dir);
     pb.finish_and_clear();
     let report = report?;
+    Ok(show(&out, dir, repaired.as_ref(), &report))
+}
+
+/// Prints the report (and the repair's) and returns the exit code.
+fn show(
+    out: &Output,
+    dir: &Path,
+    repaired: Option<&RecoveryReport>,
+    report: &VerifyReport,
+) -> ExitCode {
     if out.json {
         out.print_json(&json!({
             "ok": report.is_clean(),
             "store": dir.display().to_string(),
-            "repair": repaired.as_ref().map(|r| repair_json(dir, r)),
-            "verify": verify_json(dir, &report),
+            "repair": repaired.map(|r| repair_json(dir, r)),
+            "verify": verify_json(dir, report),
         }));
     } else {
-        if let Some(r) = &repaired {
+        if let Some(r) = repaired {
             print_repair(dir, r);
             if !report.is_clean() {
                 crate::say!(
@@ -62,13 +87,13 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
                 );
             }
         }
-        print_verify(&report);
+        print_verify(report);
     }
-    Ok(if report.is_clean() {
+    if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(crate::exit::DAMAGE)
-    })
+    }
 }
 
 fn print_repair(dir: &Path, r: &RecoveryReport) {

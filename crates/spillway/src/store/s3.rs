@@ -240,10 +240,16 @@ impl S3Store {
 
     /// What failed, on which object, for messages.
     fn remote_error(&self, what: &'static str, path: &ObjPath, e: object_store::Error) -> Error {
+        let hint = match &e {
+            object_store::Error::NotFound { .. } => "",
+            _ => {
+                " (check the endpoint, AWS_ENDPOINT, and the credentials, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the machine's role)"
+            }
+        };
         Error::Remote {
             what,
             location: format!("{}/{}", self.url_root(), path),
-            detail: e.to_string(),
+            detail: format!("{e}{hint}"),
         }
     }
 
