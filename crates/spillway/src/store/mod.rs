@@ -23,12 +23,17 @@ use std::fmt;
 use crate::error::Result;
 use crate::key::ContentKey;
 
+pub mod check;
 pub mod default_roots;
+pub mod dir;
+mod lock;
 pub mod log;
 mod mem;
 mod writer;
 
 pub use crate::format::roots::MAX_ROOT_NAME;
+pub use check::CheckReport;
+pub use dir::{DirStore, DirStoreOptions, KeptGraph};
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
 pub use writer::{PutDelta, StoreFlusher, StoreWrite, StoreWriter};
