@@ -22,12 +22,20 @@ fn each_backend() -> Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::Tem
         .expect("log store");
     let dir_tmp = tempfile::tempdir().expect("tempdir");
     let dir = DirStore::open(dir_tmp.path().join("store")).expect("directory store");
-    let backends: Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::TempDir>)> = vec![
+    #[allow(unused_mut)]
+    let mut backends: Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::TempDir>)> = vec![
         ("memory", Arc::new(MemStore::new()), None),
         ("log", Arc::new(log), Some(tmp)),
         ("directory", Arc::new(dir), Some(dir_tmp)),
         ("minimal", Arc::new(Minimal::default()), None),
     ];
+    #[cfg(feature = "sqlite")]
+    {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sqlite = spillway::store::SqliteStore::open(tmp.path().join("store.sqlite"))
+            .expect("sqlite store");
+        backends.push(("sqlite", Arc::new(sqlite), Some(tmp)));
+    }
     backends
 }
 

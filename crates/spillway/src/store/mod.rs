@@ -29,6 +29,8 @@ pub mod dir;
 mod lock;
 pub mod log;
 mod mem;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod writer;
 
 pub use crate::format::roots::MAX_ROOT_NAME;
@@ -36,6 +38,8 @@ pub use check::CheckReport;
 pub use dir::{DirStore, DirStoreOptions, KeptGraph};
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreOptions};
 pub use writer::{PutDelta, StoreFlusher, StoreWrite, StoreWriter};
 
 /// The durability levels, from the write pipeline: for a store, `Applied` is in the store's
