@@ -123,8 +123,12 @@ impl DirStore {
         }
         if cleanup && !report.removed.is_empty() {
             for d in removed_dirs(&report.removed) {
-                vfs.sync_dir(&d)
-                    .map_err(|e| Error::io("fsync directory", &d, e))?;
+                match vfs.sync_dir(&d) {
+                    Ok(()) => {}
+                    // An interrupted persist's directory, removed with its parent synced.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("fsync directory", &d, e)),
+                }
             }
             tracing::info!(store = %dir.display(), files = report.removed.len(), "removed the temporary files of an interrupted write");
         }
