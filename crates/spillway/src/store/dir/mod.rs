@@ -56,7 +56,7 @@ mod kept;
 mod open;
 mod roots;
 
-pub use kept::KeptGraph;
+pub use kept::{KeptGraph, MAX_KEPT_NAME};
 pub use open::OpenReport;
 
 /// Name of the directory of object files.

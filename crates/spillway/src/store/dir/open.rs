@@ -80,6 +80,12 @@ impl DirStore {
             create_store(vfs.as_ref(), &dir, &names, &mut report)?;
         }
         let objects = dir.join(OBJECTS_DIR);
+        if !opts.read_only && !names.iter().any(|n| n == OBJECTS_DIR) {
+            // A new store, or a crash right after the marker of one.
+            vfs.create_dir_all(&objects)
+                .and_then(|()| vfs.sync_dir(&dir))
+                .map_err(|e| Error::io("create directory", &objects, e))?;
+        }
         let clean = names.iter().any(|n| n == CLEAN_FILE);
         report.clean = clean || create;
         if !opts.read_only && clean {
@@ -209,8 +215,9 @@ fn check_marker(
     Ok(true)
 }
 
-/// Creates a new store in `dir` (whose lock is held): `objects/`, then the marker, written
-/// under a temporary name and renamed, so that the marker exists only whole.
+/// Creates a new store in `dir` (whose lock is held): the marker, written under a temporary
+/// name and renamed, so that it exists only whole. `objects/` follows, as in any store that
+/// lacks it.
 fn create_store(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -223,9 +230,6 @@ fn create_store(
             .map_err(|e| Error::io("remove", &tmp, e))?;
         report.removed.push(tmp);
     }
-    let objects = dir.join(OBJECTS_DIR);
-    vfs.create_dir_all(&objects)
-        .map_err(|e| Error::io("create directory", &objects, e))?;
     let tmp = dir.join(MARKER_TMP_FILE);
     let path = dir.join(DIR_MARKER_FILE);
     vfs.open(&tmp, OpenMode::Create)
