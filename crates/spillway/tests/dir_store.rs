@@ -11,23 +11,6 @@ use common::Obj;
 use spillway::store::{DirStore, DirStoreOptions};
 use spillway::{BlobStore, Durability, Error, ErrorKind, Paged, Pool};
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_one_byte_corruption_is_reported_naming_the_file_never_returned() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -888,7 +888,7 @@ impl SqliteStore {
                 got,
             });
         }
-        if bytes.len() % KEY_LEN != 0 {
+        if !bytes.len().is_multiple_of(KEY_LEN) {
             return Err(Error::Corrupted {
                 what: "object's child keys",
                 location: location(),
