@@ -12,10 +12,11 @@
 //! 5. [`memory`]: the byte budget, pressure levels and eviction policies;
 //! 6. [`runtime`]: the [`Pool`] and its [`Paged`] handles.
 //!
-//! What a user needs is at the crate root ([`Pool`], [`Paged`], [`LogStore`], [`Durability`],
-//! ...) and in [`store`], [`runtime`], [`write`](mod@write) and [`memory`] (the policy to choose).
-//! `format`, `vfs` (with the simulated file system for crash tests), the eviction policies'
-//! internals and `LogStore::open_on` are public only with the `testing` feature: for this
+//! What a user needs is at the crate root ([`Pool`], [`Paged`], [`LogStore`], [`DirStore`],
+//! [`Durability`], ...) and in [`store`], [`runtime`], [`write`](mod@write) and [`memory`] (the
+//! policy to choose). `SqliteStore` needs the `sqlite` feature. `format`, `vfs` (with the
+//! simulated file system for crash tests), the eviction policies' internals and
+//! `LogStore::open_on` / `DirStore::open_on` are public only with the `testing` feature: for this
 //! crate's tests and fuzz targets, not a stable API.
 
 #![deny(missing_docs)]
@@ -64,8 +65,10 @@ pub use runtime::{
 pub use codec::key_of;
 pub use error::{Error, ErrorKind, Result};
 pub use key::ContentKey;
+#[cfg(feature = "sqlite")]
+pub use store::SqliteStore;
 pub use store::{
-    Blob, BlobStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats,
+    Blob, BlobStore, DirStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats,
 };
 #[cfg(feature = "s3")]
 pub use store::{S3Store, S3StoreOptions};

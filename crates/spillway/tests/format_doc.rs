@@ -315,3 +315,88 @@ fn roots_slot_and_reserved_keys_match_the_document() {
     }
     assert!(!ContentKey::of(b"spillway:reserv", &[]).is_reserved());
 }
+
+#[test]
+fn directory_store_files_match_the_document() {
+    use spillway::format::object;
+    // The marker.
+    let m = object::encode_marker(object::DIR_STORE_VERSION);
+    let rows = table("### Directory store marker", 0);
+    check("dir marker", &rows, &m, object::DIR_MARKER_LEN, &[]);
+    assert!(DOC.contains(&format!(
+        "### Directory store marker (`{}`, {} bytes)",
+        object::DIR_MARKER_FILE,
+        object::DIR_MARKER_LEN
+    )));
+    // An object file.
+    let children = [ContentKey::of(b"c1", &[]), ContentKey::of(b"c2", &[])];
+    let payload = b"a payload";
+    let key = ContentKey::of(payload, &children);
+    let b = object::encode(&key, &children, payload);
+    let rows = table("### Object file", 0);
+    check(
+        "object file",
+        &rows,
+        &b,
+        object::OBJECT_HEADER_LEN,
+        &[("child count", 2), ("payload length", payload.len() as u64)],
+    );
+    assert!(DOC.contains(&format!(
+        "### Object file ({}-byte header",
+        object::OBJECT_HEADER_LEN
+    )));
+    let field = |name: &str| {
+        rows.iter()
+            .find(|r| r.field.starts_with(name))
+            .unwrap_or_else(|| panic!("no field {name:?}"))
+    };
+    let k = field("content key");
+    assert_eq!(&b[k.offset..k.offset + k.size], key.as_bytes());
+    let p = field("CRC32C of the payload");
+    assert_eq!(
+        le(&b[p.offset..p.offset + 4]),
+        u64::from(crc32c::crc32c(payload))
+    );
+    let h = field("CRC32C of bytes 0..44 followed by the child keys");
+    let mut covered = b[..44].to_vec();
+    covered.extend_from_slice(&b[48..48 + 32]);
+    assert_eq!(
+        le(&b[h.offset..h.offset + 4]),
+        u64::from(crc32c::crc32c(&covered))
+    );
+    assert_eq!(&b[48..64], children[0].as_bytes());
+    assert_eq!(&b[48 + 32..], payload);
+    assert_eq!(b.len(), 48 + 16 * 2 + payload.len());
+    // A kept graph's manifest.
+    let mut keys = vec![key, children[0]];
+    keys.sort_unstable();
+    let man = object::encode_manifest(&object::Manifest {
+        root: key,
+        keys: keys.clone(),
+    });
+    let rows = table("### Kept graph manifest", 0);
+    check(
+        "manifest",
+        &rows,
+        &man,
+        object::MANIFEST_HEADER_LEN,
+        &[("object count", 2)],
+    );
+    assert_eq!(&man[16..32], key.as_bytes());
+    assert_eq!(&man[40..56], keys[0].as_bytes());
+    assert_eq!(man.len(), 40 + 16 * 2 + 4);
+    assert_eq!(
+        le(&man[man.len() - 4..]),
+        u64::from(crc32c::crc32c(&man[..man.len() - 4]))
+    );
+    for name in [
+        object::MANIFEST_FILE,
+        object::MANIFEST_TMP_FILE,
+        spillway::store::dir::CLEAN_FILE,
+        spillway::store::dir::LOCK_FILE,
+    ] {
+        assert!(DOC.contains(&format!("`{name}`")), "{name}");
+    }
+    assert_eq!(spillway::store::dir::MAX_KEPT_NAME, 200);
+    assert!(DOC.contains("1 to 200 ASCII letters"));
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use common::{Minimal, Obj};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use spillway::store::DirStore;
 use spillway::{BlobStore, ContentKey, Durability, Error, LogStore, MemStore, Put};
 
 /// A fresh store of each backend, with a name for messages. The temporary directory lives as
@@ -20,9 +21,12 @@ fn each_backend() -> Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::Tem
     let tmp = tempfile::tempdir().expect("tempdir");
     let log = LogStore::open_with(tmp.path().join("store"), common::small_opts(16 << 10))
         .expect("log store");
+    let dir_tmp = tempfile::tempdir().expect("tempdir");
+    let dir = DirStore::open(dir_tmp.path().join("store")).expect("directory store");
     let mut backends: Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::TempDir>)> = vec![
         ("memory", Arc::new(MemStore::new()), None),
         ("log", Arc::new(log), Some(tmp)),
+        ("directory", Arc::new(dir), Some(dir_tmp)),
         ("minimal", Arc::new(Minimal::default()), None),
     ];
     // The local cache in front of a remote store (here a memory one).
@@ -41,6 +45,13 @@ fn each_backend() -> Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::Tem
             Arc::new(spillway::S3Store::open(&url, opts).expect("S3 store")),
             None,
         ));
+    }
+    #[cfg(feature = "sqlite")]
+    {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let sqlite = spillway::store::SqliteStore::open(tmp.path().join("store.sqlite"))
+            .expect("sqlite store");
+        backends.push(("sqlite", Arc::new(sqlite), Some(tmp)));
     }
     backends
 }

@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod marker;
+pub mod object;
 pub mod record;
 pub mod roots;
 pub mod segment;

@@ -6,7 +6,22 @@
 //! - [`LogStore`]: the embedded default, an append-only crash-safe segment log in a directory,
 //!   whose own write path runs on the [write pipeline](crate::write) (its `flush(level)` is a
 //!   wait on the pipeline's watermarks, with group commit);
+//! - [`DirStore`]: one file per object in sharded directories, each with a checksummed
+//!   header; durable by syncing the files written and their directories; graphs kept aside by
+//!   hard links ([`DirStore::persist`]) and brought back after a restart
+//!   ([`DirStore::register`]);
+//! - `SqliteStore` (feature `sqlite`, off by default): one SQLite database file in WAL mode,
+//!   whose durable flush is a synced commit;
 //! - [`MemStore`]: in memory, for tests and as a fast reference.
+//!
+//! Which failure each level survives, per backend:
+//!
+//! | backend | `Applied` | `Written` | `Durable` |
+//! |---|---|---|---|
+//! | `LogStore` | in the write buffer: nothing | in the segment file: a process crash | `fdatasync`ed: a power loss |
+//! | `DirStore` | = `Written` | renamed into place: a process crash | files and directories synced: a power loss |
+//! | `SqliteStore` | = `Written` | committed to the `-wal` file: a process crash | a synced commit: a power loss |
+//! | `MemStore` | nothing survives the process | | |
 //!
 //! [`StoreWriter`] puts any other store's writes on the [write pipeline](crate::write): `put`
 //! plus `wait(level)` as the durability API, with group commit for many concurrent writers.
@@ -24,19 +39,28 @@ use crate::error::Result;
 use crate::key::ContentKey;
 
 mod cached;
+pub mod check;
 pub mod default_roots;
+pub mod dir;
+mod lock;
 pub mod log;
 mod mem;
 #[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod writer;
 
 pub use crate::format::roots::MAX_ROOT_NAME;
 pub use cached::{CacheStats, CachedStore};
+pub use check::CheckReport;
+pub use dir::{DirStore, DirStoreOptions, KeptGraph};
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3Store, S3StoreOptions};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreOptions};
 pub use writer::{PutDelta, StoreFlusher, StoreWrite, StoreWriter};
 
 /// The durability levels, from the write pipeline: for a store, `Applied` is in the store's

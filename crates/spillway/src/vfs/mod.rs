@@ -58,7 +58,7 @@ impl fmt::Debug for LockOutcome {
 pub trait Vfs: Send + Sync + fmt::Debug + 'static {
     /// Creates a directory and its parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
-    /// Lists the names of the entries in a directory.
+    /// Lists the names of the entries in a directory (files and subdirectories).
     fn read_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Opens a file.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn VfsFile>>;
@@ -75,6 +75,11 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Gives the file at `from` a second name, `to` (which must not exist): a hard link, one
+    /// file under two names.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Tries to take an exclusive lock on `path`, recording `holder` in it when it succeeds.

@@ -211,6 +211,7 @@ impl Vfs for SimFs {
         }
         Ok(s.names
             .keys()
+            .chain(s.dirs.iter())
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
             .collect())
@@ -277,6 +278,45 @@ impl Vfs for SimFs {
         }
         s.inode(path)?;
         s.names.remove(path);
+        Ok(())
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        let ino = s.inode(from)?;
+        if s.names.contains_key(to) || s.dirs.contains(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{}", to.display()),
+            ));
+        }
+        s.names.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.state.lock();
+        if s.tick()? {
+            return Err(crashed());
+        }
+        if !s.dirs.contains(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}", dir.display()),
+            ));
+        }
+        let inside = |p: &PathBuf| p.parent() == Some(dir);
+        if s.names.keys().any(inside) || s.dirs.iter().any(inside) {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{}", dir.display()),
+            ));
+        }
+        // Like creation, removal of a directory is treated as durable at once.
+        s.dirs.remove(dir);
         Ok(())
     }
 
