@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use spillway::LogStoreOptions;
+use spillway::store::check::CheckReport;
 use spillway::store::log::{RecoveryReport, VerifyReport, verify};
 
 use super::{damaged_json, keys_json, missing_json, open_existing, segment_file, torn_json};
@@ -41,9 +42,9 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
             }
             let store = super::s3::open(url)?;
             let pb = out.progress("verifying");
-            let report = spillway::store::log::verify_graphs(store.as_ref());
+            let report = spillway::store::check::check(store.as_ref());
             pb.finish_and_clear();
-            return Ok(show(&out, Path::new(url), None, &report?));
+            return Ok(show_check(&out, url, &report?));
         }
     };
     let repaired = if args.repair {
@@ -90,6 +91,46 @@ fn show(
         print_verify(report);
     }
     if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::DAMAGE)
+    }
+}
+
+/// Prints the check of a store that has no log (S3, a directory store, a SQLite file) and
+/// returns the exit code.
+pub fn show_check(out: &Output, store: &str, r: &CheckReport) -> ExitCode {
+    if out.json {
+        out.print_json(&json!({
+            "ok": r.is_clean(),
+            "store": store,
+            "objects": r.objects,
+            "bytes": r.bytes,
+            "problems": r.problems,
+            "problem_count": r.problem_count,
+            "notes": r.notes,
+        }));
+    } else {
+        crate::say!("{} objects, {}", r.objects, human(r.bytes));
+        for n in &r.notes {
+            crate::say!("note: {n}");
+        }
+        for p in &r.problems {
+            crate::say!("problem: {p}");
+        }
+        if r.problem_count > r.problems.len() as u64 {
+            crate::say!(
+                "… and {} more problems",
+                r.problem_count - r.problems.len() as u64
+            );
+        }
+        if r.is_clean() {
+            crate::say!("ok");
+        } else {
+            crate::say!("DAMAGED: {} problems (see above)", r.problem_count);
+        }
+    }
+    if r.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(crate::exit::DAMAGE)

@@ -43,6 +43,15 @@ impl CheckReport {
     }
 }
 
+/// Checks any store as [`check_objects`] does: for stores without files of their own to check
+/// (an S3 prefix, say). The log, directory and SQLite stores have `check`/`verify` of their own,
+/// which add what only they can see.
+pub fn check(store: &dyn BlobStore) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    check_objects(store, &mut report)?;
+    Ok(report)
+}
+
 /// Reads every object of `store` (its key recomputed from its payload and children), checks
 /// that every child is stored and that every named root's graph is whole.
 pub fn check_objects(store: &dyn BlobStore, report: &mut CheckReport) -> Result<()> {

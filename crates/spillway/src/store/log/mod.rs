@@ -65,7 +65,7 @@ pub fn segment_file_name(id: u64) -> String {
 
 #[cfg(feature = "testing")]
 pub use verify::verify_on;
-pub use verify::{MAX_LISTED, RootCheck, VerifyReport, verify, verify_graphs};
+pub use verify::{MAX_LISTED, RootCheck, VerifyReport, verify};
 
 use self::core::Core;
 use delta::{EncodedPuts, LogWrite};

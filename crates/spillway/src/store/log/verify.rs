@@ -359,23 +359,6 @@ fn walk_root(children: &KeyMap<Vec<ContentKey>>, name: String, key: ContentKey) 
     }
 }
 
-/// Verifies the objects and graphs of any store: every live object is read (which checks it:
-/// every backend refuses bytes that do not check out), every child of one must be stored, and
-/// every named root's graph whole. For stores without files of their own to check, such as an
-/// S3 prefix; a log store's [`verify`] does this and checks its files too.
-pub fn verify_graphs(store: &dyn BlobStore) -> Result<VerifyReport> {
-    let mut report = VerifyReport::default();
-    if let Err(e) = store.roots() {
-        report
-            .problems
-            .push(format!("the named roots cannot be read: {e}"));
-    }
-    check_graphs(store, &mut report)?;
-    report.records = report.live_objects;
-    report.puts = report.live_objects;
-    Ok(report)
-}
-
 /// Keys for a message: the first ten, then how many more.
 fn listed(keys: &[ContentKey]) -> String {
     let mut s: Vec<String> = keys.iter().take(10).map(|k| k.to_string()).collect();
