@@ -62,25 +62,28 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
 }
 
 /// What to run instead, for errors where the next step is not obvious.
-fn hint(e: &spillway::Error) -> Option<String> {
+fn hint(e: &spillway::Error, log: bool) -> Option<String> {
     match e.root() {
         spillway::Error::Locked { path, .. } => Some(format!(
             "`spillway inspect {0}` and `spillway verify {0}` (without --repair) read the store while it is locked",
             path.display()
         )),
-        e if e.is_corruption() => Some(
+        e if e.is_corruption() && log => Some(
             "`spillway verify` on the store reports all the damage; `spillway verify --repair` keeps every record a checksum vouches for and lists what it drops".to_string(),
+        ),
+        e if e.is_corruption() => Some(
+            "`spillway verify` on the store lists all the damage; a damaged object is an error when read, never wrong data".to_string(),
         ),
         _ => None,
     }
 }
 
 /// Prints `e` (and, with `--json`, a JSON document on standard output) and returns the exit
-/// code.
-pub fn report(e: &spillway::Error, out: &Output) -> ExitCode {
+/// code. `log`: the store is a log store, which `verify --repair` can repair.
+pub fn report(e: &spillway::Error, out: &Output, log: bool) -> ExitCode {
     let code = code_for(e);
     let lines = chain(e);
-    let hint = hint(e);
+    let hint = hint(e, log);
     eprintln!("error: {}", lines[0]);
     for cause in &lines[1..] {
         eprintln!("  caused by: {cause}");

@@ -55,27 +55,28 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let (result, out) = match cli.command {
-        Command::Demo(a) => (cmd::demo::run(a), output::Output::default()),
+    // A log store's damage can be repaired with `verify --repair`; the hint says so only there.
+    let (result, out, log) = match cli.command {
+        Command::Demo(a) => (cmd::demo::run(a), output::Output::default(), true),
         Command::Inspect(a) => {
-            let out = a.out;
-            (cmd::inspect::run(a), out)
+            let (out, log) = (a.out, a.store.is_log());
+            (cmd::inspect::run(a), out, log)
         }
         Command::Verify(a) => {
-            let out = a.out;
-            (cmd::verify::run(a), out)
+            let (out, log) = (a.out, a.store.is_log());
+            (cmd::verify::run(a), out, log)
         }
         Command::Compact(a) => {
-            let out = a.out;
-            (cmd::compact::run(a), out)
+            let (out, log) = (a.out, a.store.is_log());
+            (cmd::compact::run(a), out, log)
         }
         Command::Gc(a) => {
-            let out = a.out;
-            (cmd::gc::run(a), out)
+            let (out, log) = (a.out, a.store.is_log());
+            (cmd::gc::run(a), out, log)
         }
     };
     match result {
         Ok(code) => code,
-        Err(e) => exit::report(&e, &out),
+        Err(e) => exit::report(&e, &out, log),
     }
 }

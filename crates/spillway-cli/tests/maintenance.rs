@@ -7,21 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{spillway, text};
+use common::{expect, spillway, text};
 
 use spillway::store::log::verify;
-use spillway::{BlobStore, ContentKey, LogStore, LogStoreOptions, Put};
-
-#[track_caller]
-fn expect(o: &Output, code: i32, needles: &[&str]) {
-    let t = text(o);
-    assert_eq!(o.status.code(), Some(code), "{t}");
-    for n in needles {
-        assert!(t.contains(n), "expected {n:?} in:\n{t}");
-    }
-}
+use spillway::{BlobStore, ContentKey, LogStore, LogStoreOptions};
 
 /// A store of a rooted graph: 240 leaves of 1 KiB, 24 parents of 10 leaves each, and the root
 /// over the parents, written last (so it is the last record of the last segment); plus 20
@@ -41,40 +32,14 @@ impl Fixture {
         let dir = tmp.path().join("store");
         let store = LogStore::open_with(&dir, LogStoreOptions::default().segment_size(64 << 10))
             .expect("create");
-        let mut all = BTreeSet::new();
-        let mut garbage = BTreeSet::new();
-        for g in 0..20u32 {
-            let payload = format!("garbage {g}").repeat(50).into_bytes();
-            let p = Put::new(&payload, &[]);
-            store.put(p).expect("put");
-            garbage.insert(p.key);
-            all.insert(p.key);
-        }
-        let mut parents = Vec::new();
-        for p in 0..24u32 {
-            let mut leaves = Vec::new();
-            for l in 0..10u32 {
-                let payload = vec![(p * 10 + l) as u8; 1000 + (p * 10 + l) as usize];
-                let put = Put::new(&payload, &[]);
-                store.put(put).expect("put");
-                leaves.push(put.key);
-                all.insert(put.key);
-            }
-            let payload = format!("parent {p}").into_bytes();
-            let put = Put::new(&payload, &leaves);
-            store.put(put).expect("put");
-            parents.push(put.key);
-            all.insert(put.key);
-        }
-        let root = Put::new(b"the root", &parents);
-        store.put(root).expect("put");
-        all.insert(root.key);
-        store.set_root("graph", Some(root.key)).expect("root");
+        let common::Graph {
+            root, all, garbage, ..
+        } = common::write_graph(&store, 20, 24, 10, 1000);
         store.close().expect("close");
         let f = Fixture {
             _tmp: tmp,
             dir,
-            root: root.key,
+            root,
             all,
             garbage,
         };
@@ -541,6 +506,6 @@ fn the_commands_work_on_an_s3_prefix() {
     expect(
         &spillway(&["compact", &url]),
         2,
-        &["works on a store directory"],
+        &["an S3 store has no log to compact"],
     );
 }

@@ -1,6 +1,5 @@
 //! `spillway compact DIR`: rewrite mostly-dead segments and give their space back.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -8,14 +7,15 @@ use spillway::{BlobStore, LogStoreOptions};
 
 use super::{note_recovery, open_existing};
 use crate::output::Output;
+use crate::paths::Location;
 use crate::size::human;
 
 /// Arguments of `compact`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store directory.
-    #[arg(value_parser = crate::paths::existing_dir)]
-    dir: PathBuf,
+    /// The log store's directory.
+    #[arg(value_parser = crate::paths::location, value_name = "DIR")]
+    pub store: Location,
     /// Rewrite sealed segments whose live share (of the bytes their records take) is below
     /// this fraction; 1 rewrites every segment with any dead record.
     #[arg(long, default_value_t = 0.5, value_parser = parse_fraction)]
@@ -34,11 +34,12 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 /// Runs `compact`.
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
-    let store = open_existing(
-        &args.dir,
-        LogStoreOptions::default().compact_below(args.below),
-    )?;
-    note_recovery(&out, &args.dir, store.recovery());
+    let dir = match &args.store {
+        Location::Log(dir) => dir,
+        other => return Err(super::stores::log_only(other, "compact")),
+    };
+    let store = open_existing(dir, LogStoreOptions::default().compact_below(args.below))?;
+    note_recovery(&out, dir, store.recovery());
     let before = store.stats().disk_bytes;
     let pb = out.progress("compacting");
     let r = store.compact();
@@ -49,7 +50,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     if out.json {
         out.print_json(&json!({
             "ok": true,
-            "store": args.dir.display().to_string(),
+            "store": dir.display().to_string(),
             "segments_removed": r.segments_removed,
             "records_copied": r.records_copied,
             "tombstones_copied": r.tombstones_copied,

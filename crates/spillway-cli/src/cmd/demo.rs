@@ -27,6 +27,10 @@ use crate::size::{human, parse_size};
 pub enum StoreKind {
     /// The embedded crash-safe log store (the default).
     Log,
+    /// A directory store: one file per object (`--dir` is its directory).
+    Dir,
+    /// A SQLite store: one database file, `store.sqlite` in `--dir`.
+    Sqlite,
     /// An in-memory store (paged-out values stay in RAM; nothing survives the run).
     Mem,
     /// S3-compatible object storage at `s3://BUCKET/PREFIX` (endpoint and credentials from the
@@ -39,10 +43,12 @@ impl StoreKind {
     fn parse(s: &str) -> Result<StoreKind, String> {
         match s {
             "log" => Ok(StoreKind::Log),
+            "dir" => Ok(StoreKind::Dir),
+            "sqlite" => Ok(StoreKind::Sqlite),
             "mem" => Ok(StoreKind::Mem),
             url if url.starts_with("s3://") => Ok(StoreKind::S3(url.to_string())),
             other => Err(format!(
-                "{other:?} is not a store: use log, mem or s3://BUCKET/PREFIX"
+                "{other:?} is not a store: use log, dir, sqlite, mem or s3://BUCKET/PREFIX"
             )),
         }
     }
@@ -50,6 +56,8 @@ impl StoreKind {
     fn describe(&self) -> String {
         match self {
             StoreKind::Log => "log store".into(),
+            StoreKind::Dir => "directory store".into(),
+            StoreKind::Sqlite => "SQLite store".into(),
             StoreKind::Mem => "memory store".into(),
             StoreKind::S3(url) => format!("S3 store {url} (with a local cache)"),
         }
@@ -72,7 +80,7 @@ pub struct Args {
     #[arg(long, value_parser = crate::paths::store_dir)]
     dir: Option<PathBuf>,
     /// The store backend.
-    #[arg(long, default_value = "log", value_parser = StoreKind::parse, value_name = "log|mem|s3://BUCKET/PREFIX")]
+    #[arg(long, default_value = "log", value_parser = StoreKind::parse, value_name = "log|dir|sqlite|mem|s3://BUCKET/PREFIX")]
     store: StoreKind,
     /// No progress bars on standard error.
     #[arg(long, short)]
@@ -303,7 +311,9 @@ fn check_limits(args: &Args, dir: &std::path::Path, target: u64) -> Result<(), S
     // The graph is stored once (deduplicated), plus record headers: its size bounds the log
     // store; in front of S3, the two phases' local caches are bounded by their budgets.
     let on_disk = match args.store {
-        StoreKind::Log => Some(target),
+        StoreKind::Log | StoreKind::Sqlite => Some(target),
+        // A file per object: its last block is part empty, about 2 KiB each on average.
+        StoreKind::Dir => Some(target + target / 16),
         StoreKind::S3(_) => Some(2 * cache_budget(args.budget)),
         StoreKind::Mem => None,
     };
@@ -379,11 +389,34 @@ fn open_pool(
     match (&args.store, mem) {
         (_, Some(m)) => builder.store(Arc::clone(m) as _),
         (StoreKind::S3(url), _) => builder.store(s3_cache(url, dir, phase, args.budget)?),
+        (StoreKind::Dir, _) => builder.store(Arc::new(spillway::DirStore::open(dir)?)),
+        (StoreKind::Sqlite, _) => builder.store(sqlite_store(dir)?),
         _ => builder.dir(dir),
     }
     .gc_after(0)
     .build()
 }
+
+/// The SQLite store of the demo: `store.sqlite` in `dir`.
+#[cfg(feature = "sqlite")]
+fn sqlite_store(dir: &std::path::Path) -> spillway::Result<Arc<dyn spillway::BlobStore>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| spillway::Error::io("create the store's directory", dir, e))?;
+    Ok(Arc::new(spillway::SqliteStore::open(
+        dir.join(SQLITE_FILE),
+    )?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_store(dir: &std::path::Path) -> spillway::Result<Arc<dyn spillway::BlobStore>> {
+    Err(spillway::Error::InvalidArgument(format!(
+        "{}: this build of spillway has no SQLite support; build the command with the `sqlite` feature",
+        dir.display()
+    )))
+}
+
+/// The SQLite store's file in the demo's directory.
+const SQLITE_FILE: &str = "store.sqlite";
 
 /// An S3 store behind a cache of its own for `phase` (a fresh one each phase).
 #[cfg(feature = "s3")]
@@ -584,7 +617,11 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         crate::say!("background error seen: {e}");
     }
     if args.dir.is_some() {
-        crate::say!("store kept in {}", dir.display());
+        let kept = match args.store {
+            StoreKind::Sqlite => dir.join(SQLITE_FILE),
+            _ => dir.clone(),
+        };
+        crate::say!("store kept in {}", kept.display());
     }
     if bad == 0 {
         crate::say!("ok: every value read back matched its content key and its generator");

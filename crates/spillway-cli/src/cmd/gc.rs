@@ -18,10 +18,11 @@ use crate::size::human;
 /// Arguments of `gc`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store: a directory, or `s3://BUCKET/PREFIX` (objects younger than the S3 store's
-    /// grace period, one hour, are kept: another machine may be uploading them).
-    #[arg(value_parser = crate::paths::location, value_name = "DIR|s3://BUCKET/PREFIX")]
-    store: Location,
+    /// The store: a directory (a log store or a directory store), a SQLite store's file, or
+    /// `s3://BUCKET/PREFIX` (objects younger than the S3 store's grace period, one hour, are
+    /// kept: another machine may be uploading them).
+    #[arg(value_parser = crate::paths::location, value_name = "DIR|FILE|s3://BUCKET/PREFIX")]
+    pub store: Location,
     /// Collect even if a root's graph misses objects (a damaged store): only what the
     /// surviving parts of the graphs do not reach is deleted, which includes whatever only the
     /// missing objects referred to. Run `spillway verify` first.
@@ -35,20 +36,21 @@ pub struct Args {
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
     let (store, name): (Arc<dyn BlobStore>, String) = match &args.store {
-        Location::Dir(dir) => {
+        Location::Log(dir) => {
             let store = open_existing(dir, LogStoreOptions::default())?;
             note_recovery(&out, dir, store.recovery());
             (Arc::new(store), dir.display().to_string())
         }
-        Location::S3(url) => (super::s3::open(url)?, url.clone()),
+        other => (super::stores::open(other, true)?, other.name()),
     };
-    collect(store, &name, args.force, &out)
+    collect(store, &name, &args.store, args.force, &out)
 }
 
 /// Collects the garbage of `store`, whatever its kind.
 fn collect(
     store: Arc<dyn BlobStore>,
     name: &str,
+    loc: &Location,
     force: bool,
     out: &Output,
 ) -> spillway::Result<ExitCode> {
@@ -79,12 +81,20 @@ fn collect(
             "damaged_roots": report.damaged_roots,
         }));
     } else {
-        if name.starts_with("s3://") {
+        if let Location::S3(_) = loc {
             crate::say!(
                 "kept {} objects reachable from {} roots, deleted {} (objects younger than the grace period are kept even if unreachable: another machine may be uploading them)",
                 report.marked,
                 roots,
                 report.deleted
+            );
+        } else if let Location::DirStore(_) | Location::Sqlite(_) = loc {
+            crate::say!(
+                "kept {} objects reachable from {} roots, deleted {} ({} freed)",
+                report.marked,
+                roots,
+                report.deleted,
+                human(freed)
             );
         } else {
             crate::say!(

@@ -16,9 +16,10 @@ use crate::size::human;
 /// Arguments of `inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store: a directory, or `s3://BUCKET/PREFIX`.
-    #[arg(value_parser = crate::paths::location, value_name = "DIR|s3://BUCKET/PREFIX")]
-    store: Location,
+    /// The store: a directory (a log store or a directory store), a SQLite store's file, or
+    /// `s3://BUCKET/PREFIX`.
+    #[arg(value_parser = crate::paths::location, value_name = "DIR|FILE|s3://BUCKET/PREFIX")]
+    pub store: Location,
     #[command(flatten)]
     pub out: Output,
 }
@@ -27,8 +28,8 @@ pub struct Args {
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
     let dir = match &args.store {
-        Location::Dir(dir) => dir,
-        Location::S3(url) => return super::s3::inspect(url, &out),
+        Location::Log(dir) => dir,
+        other => return super::stores::inspect(other, &out),
     };
     let opts = LogStoreOptions::default().read_only(true).create(false);
     let (store, refused) = match LogStore::open_with(dir, opts.clone()) {

@@ -13,7 +13,7 @@ pub mod compact;
 pub mod demo;
 pub mod gc;
 pub mod inspect;
-pub mod s3;
+pub mod stores;
 pub mod verify;
 
 /// Opens the store in `dir`, which must exist: maintenance never creates a store (an empty

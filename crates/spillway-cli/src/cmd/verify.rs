@@ -17,10 +17,12 @@ use crate::size::human;
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The store: a directory, or `s3://BUCKET/PREFIX` (its objects and graphs are checked).
-    #[arg(value_parser = crate::paths::location, value_name = "DIR|s3://BUCKET/PREFIX")]
-    store: Location,
-    /// Repair first: cut a torn tail; copy every record a checksum still vouches for out of
+    /// The store: a directory (a log store or a directory store), a SQLite store's file, or
+    /// `s3://BUCKET/PREFIX`. Every object is read back and checked against its key, and every
+    /// root's graph must be whole.
+    #[arg(value_parser = crate::paths::location, value_name = "DIR|FILE|s3://BUCKET/PREFIX")]
+    pub store: Location,
+    /// Repair a log store first: cut a torn tail; copy every record a checksum still vouches for out of
     /// damaged segments, then remove them; write a new index checkpoint (and a damaged STORE
     /// marker). Lists every key and byte range it drops. Takes the store's write lock.
     #[arg(long)]
@@ -33,18 +35,15 @@ pub struct Args {
 pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
     let dir = match &args.store {
-        Location::Dir(dir) => dir,
-        Location::S3(url) => {
+        Location::Log(dir) => dir,
+        other => {
             if args.repair {
-                return Err(spillway::Error::InvalidArgument(
-                    "--repair works on a store directory; an S3 store has no log to repair".into(),
-                ));
+                return Err(super::stores::log_only(other, "--repair"));
             }
-            let store = super::s3::open(url)?;
             let pb = out.progress("verifying");
-            let report = spillway::store::check::check(store.as_ref());
+            let report = super::stores::check(other);
             pb.finish_and_clear();
-            return Ok(show_check(&out, url, &report?));
+            return Ok(show_check(&out, &other.name(), &report?));
         }
     };
     let repaired = if args.repair {

@@ -59,6 +59,9 @@ mod roots;
 pub use kept::{KeptGraph, MAX_KEPT_NAME};
 pub use open::OpenReport;
 
+/// Name of the marker file that makes a directory a directory store (what tools look for to
+/// tell it from a log store's directory).
+pub const MARKER_FILE: &str = crate::format::object::DIR_MARKER_FILE;
 /// Name of the directory of object files.
 pub const OBJECTS_DIR: &str = "objects";
 /// Name of the directory of kept graphs.
