@@ -245,9 +245,58 @@ fn crash_sweep(iters: u64) -> Result<(), String> {
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
-    run(cargo()
-        .args(["run", "--release", "-p", "spillway-bench", "--"])
-        .args(args))
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "spillway-bench", "--"])
+        .args(args);
+    // The S3 rows need a server: the local test server, started here unless one is configured
+    // already (or this is the quick smoke, which leaves them out) and stopped at the end.
+    let server = if std::env::var_os("SPILLWAY_S3_URL").is_none()
+        && !args
+            .iter()
+            .any(|a| a == "--quick" || a == "--help" || a == "-h")
+    {
+        start_s3_server(&mut cmd)
+    } else {
+        None
+    };
+    let result = run(&mut cmd);
+    if let Some(pid) = server {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    result
+}
+
+/// Starts the local S3 test server (`.ci/s3-server`) and passes its environment to `cmd`;
+/// returns its process id. Without it (no Python here, say) the S3 rows are left out.
+fn start_s3_server(cmd: &mut Command) -> Option<u32> {
+    let script = root().join(".ci").join("s3-server");
+    let out = match Command::new("bash").arg(&script).output() {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!(
+                "the S3 test server did not start ({}): the S3 rows are left out",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!(
+                "cannot run {}: {e}; the S3 rows are left out",
+                script.display()
+            );
+            return None;
+        }
+    };
+    let mut pid = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            if k == "SPILLWAY_S3_SERVER_PID" {
+                pid = v.parse().ok();
+            }
+            cmd.env(k, v);
+        }
+    }
+    pid
 }
 
 fn examples() -> Result<(), String> {

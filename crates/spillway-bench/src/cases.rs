@@ -2,9 +2,9 @@
 //!
 //! | id | what | contenders |
 //! |---|---|---|
-//! | W1, W2 | put N objects, flush, get all in a random order | log store, peers' stores |
-//! | W3 | graph of 1M nodes, half the child references shared: page out, walk back | pool, pagable |
-//! | W4 | Zipf(0.99) reads over 10× the budget, 1 and 2 threads; and a budget sweep | pool, foyer, file_backed |
+//! | W1, W2 | put N objects, flush, get all in a random order | each spillway store (S3 with and without a local cache), peers' stores |
+//! | W3 | graph of 1M nodes, half the child references shared: page out, walk back | pool (log, S3, cached S3), pagable |
+//! | W4 | Zipf(0.99) reads over 10× the budget, 1 and 2 threads; and a budget sweep | pool (each store), foyer, file_backed |
 //! | W5 | 80/20 reads/puts, budget 10 % of the data | pool, foyer, file_backed |
 //! | W6 | insert 10× the budget, keep every handle: peak RSS | pool, file_backed, pagable |
 //! | R1–R3 | the runtime: resident get, page-out/page-in, memory per paged-out handle | pool |
@@ -38,10 +38,12 @@ impl Case {
         if let Some(&cap) = self.caps.get(&id)
             && cap < s.count
         {
-            // The budget stays the same share of the (smaller) data set.
-            s.budget = (s.budget as f64 * cap as f64 / s.count as f64)
-                .round()
-                .max(1.0) as u64;
+            // The budget stays the same share of the (smaller) data set; 0 (no budget) stays 0.
+            if s.budget != 0 {
+                s.budget = (s.budget as f64 * cap as f64 / s.count as f64)
+                    .round()
+                    .max(1.0) as u64;
+            }
             s.count = cap;
         }
         s
@@ -135,6 +137,10 @@ pub fn all(o: &Options) -> Vec<Case> {
                 SpillwayLogWritten,
                 SpillwayLogDurable,
                 SpillwayMem,
+                SpillwayDir,
+                SpillwaySqlite,
+                SpillwayS3,
+                SpillwayS3Cached,
                 PagableSqlite,
                 Sqlite,
                 Foyer,
@@ -154,7 +160,12 @@ pub fn all(o: &Options) -> Vec<Case> {
             group_digits(n(1_000_000, 20_000))
         ),
         spec(Kind::Graph, n(1_000_000, 20_000), 32, 0, 1, 0),
-        vec![SpillwayPoolS3fifo, PagableSqlite],
+        vec![
+            SpillwayPoolS3fifo,
+            SpillwayPoolS3,
+            SpillwayPoolS3Cached,
+            PagableSqlite,
+        ],
     );
 
     // W4: Zipf reads over 10× the budget.
@@ -168,6 +179,16 @@ pub fn all(o: &Options) -> Vec<Case> {
         FileBackedFbstore,
     ];
     for t in [1usize, 2] {
+        let mut contenders = cache.clone();
+        contenders.splice(
+            2..2,
+            [
+                SpillwayPoolDir,
+                SpillwayPoolSqlite,
+                SpillwayPoolS3,
+                SpillwayPoolS3Cached,
+            ],
+        );
         push(
             format!("W4-{t}t"),
             format!(
@@ -176,7 +197,7 @@ pub fn all(o: &Options) -> Vec<Case> {
                 format_size(zs)
             ),
             spec(Kind::Zipf, zc, zs, zbytes / 10, t, n(1_000_000, 50_000)),
-            cache.clone(),
+            contenders,
         );
     }
     for pct in [2u64, 5, 20, 40] {
@@ -270,6 +291,28 @@ pub fn all(o: &Options) -> Vec<Case> {
             let bincode_cap = ((4u64 << 20) / c.spec.size.max(1) as u64).max(2);
             c.caps.insert(FileBackedFbstoreBincode, bincode_cap);
         }
+        // The S3 server is a local test server (an emulator in Python): a request costs
+        // about a millisecond, so the S3 rows run smaller data sets (the tables say how many).
+        let s3_cap = match c.spec.kind {
+            Kind::Kv => ((64u64 << 20) / c.spec.size.max(1) as u64).clamp(16, 5_000),
+            _ => 10_000,
+        };
+        let s3_cap = if q { s3_cap.min(500) } else { s3_cap };
+        for id in [
+            SpillwayS3,
+            SpillwayS3Cached,
+            SpillwayPoolS3,
+            SpillwayPoolS3Cached,
+        ] {
+            c.caps.insert(id, s3_cap);
+        }
+    }
+    let s3 = crate::contender::spillway_stores::s3_configured();
+    if !s3 && !q {
+        eprintln!(
+            "no S3 server configured ({} unset): the S3 contenders are left out",
+            crate::contender::spillway_stores::S3_URL_VAR
+        );
     }
 
     cases
@@ -277,7 +320,8 @@ pub fn all(o: &Options) -> Vec<Case> {
         .filter(|c| o.only.is_empty() || o.only.iter().any(|p| c.id.starts_with(p.as_str())))
         .map(|mut c| {
             c.contenders.retain(|id| {
-                (o.peers || id.is_spillway())
+                (s3 || !id.needs_s3())
+                    && (o.peers || id.is_spillway())
                     && (o.contenders.is_empty() || o.contenders.contains(id))
             });
             c

@@ -142,12 +142,19 @@ fn child_main(job: &str) -> anyhow::Result<()> {
     let id = ContenderId::from_name(&job.contender)
         .with_context(|| format!("unknown contender {:?}", job.contender))?;
     let m = match (id, job.spec.kind) {
-        (ContenderId::SpillwayPoolS3fifo, _) => {
-            contender::spillway_pool::run(&job, spillway::memory::PolicyKind::S3Fifo)
+        (ContenderId::SpillwayPoolLru, _) => {
+            contender::spillway_pool::run(&job, spillway::memory::PolicyKind::Lru, id.backend())
                 .map_err(|e| anyhow::anyhow!("{e}"))?
         }
-        (ContenderId::SpillwayPoolLru, _) => {
-            contender::spillway_pool::run(&job, spillway::memory::PolicyKind::Lru)
+        (
+            ContenderId::SpillwayPoolS3fifo
+            | ContenderId::SpillwayPoolDir
+            | ContenderId::SpillwayPoolSqlite
+            | ContenderId::SpillwayPoolS3
+            | ContenderId::SpillwayPoolS3Cached,
+            _,
+        ) => {
+            contender::spillway_pool::run(&job, spillway::memory::PolicyKind::S3Fifo, id.backend())
                 .map_err(|e| anyhow::anyhow!("{e}"))?
         }
         (_, Kind::Kv) => workload::run(&job, id)?,

@@ -420,9 +420,9 @@ impl Report {
             let _ = writeln!(o, "### {}\n", case.title);
             let _ = writeln!(
                 o,
-                "| contender | page-out nodes/s | walk nodes/s | spillway ÷ it: page-out / walk | objects stored | RSS before page-out | peak RSS | missing / wrong |"
+                "| contender | nodes | page-out nodes/s | walk nodes/s | spillway ÷ it: page-out / walk | objects stored | S3 GETs in the walk | RSS before page-out | peak RSS | missing / wrong |"
             );
-            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
             let out = |s: &Sample| s.spec.count as f64 / s.m.put_secs;
             let walk = |s: &Sample| s.spec.count as f64 / s.m.get_secs;
             let (ro, rw) = (
@@ -444,10 +444,21 @@ impl Report {
                     )
                 };
                 let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
+                let fetched = if samples
+                    .iter()
+                    .any(|s| s.m.counters.contains_key("remote_gets"))
+                {
+                    group_digits(
+                        self.median(&case.id, c, |s| s.m.counter("remote_gets") as f64) as u64,
+                    )
+                } else {
+                    "–".to_string()
+                };
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {ratios} | {} | {} | {} | {bad} |",
+                    "| {} | {} | {} | {} | {ratios} | {} | {fetched} | {} | {} | {bad} |",
                     c.name(),
+                    group_digits(case.spec_for(c).count),
                     cell(&self.per_sample(&case.id, c, out), count_rate),
                     cell(&self.per_sample(&case.id, c, walk), count_rate),
                     group_digits(

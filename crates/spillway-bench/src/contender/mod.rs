@@ -17,9 +17,11 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 use spillway::ContentKey;
 
-mod spillway_log;
 mod spillway_mem;
 pub mod spillway_pool;
+pub mod spillway_stores;
+
+pub use spillway_stores::Backend;
 
 /// How far the flush at the end of the put phase must carry the writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,10 +64,26 @@ pub enum ContenderId {
     SpillwayLogDurable,
     /// spillway's `MemStore`: no I/O at all, the reference for the harness's own overhead.
     SpillwayMem,
+    /// spillway's `DirStore` (a file per object), flushed to `Written`.
+    SpillwayDir,
+    /// spillway's `SqliteStore`, flushed to `Written`.
+    SpillwaySqlite,
+    /// spillway's `S3Store` against the local S3 server, flushed to `Durable` (in the bucket).
+    SpillwayS3,
+    /// The same behind a `CachedStore` (a local log store), flushed to `Durable` (in the bucket).
+    SpillwayS3Cached,
     /// spillway's `Pool` with S3-FIFO eviction over its default `LogStore`.
     SpillwayPoolS3fifo,
     /// spillway's `Pool` with LRU eviction.
     SpillwayPoolLru,
+    /// The S3-FIFO pool over a `DirStore`.
+    SpillwayPoolDir,
+    /// The S3-FIFO pool over a `SqliteStore`.
+    SpillwayPoolSqlite,
+    /// The S3-FIFO pool over an `S3Store`.
+    SpillwayPoolS3,
+    /// The S3-FIFO pool over an `S3Store` behind a `CachedStore`.
+    SpillwayPoolS3Cached,
     /// `pagable` 0.3.3 with its SQLite storage (no journal, no sync).
     PagableSqlite,
     /// `file_backed` 0.6 `FBPool` over `FBStore` (a file per item), raw codec.
@@ -91,8 +109,16 @@ impl ContenderId {
             ContenderId::SpillwayLogWritten => "spillway-log-written",
             ContenderId::SpillwayLogDurable => "spillway-log-durable",
             ContenderId::SpillwayMem => "spillway-mem",
+            ContenderId::SpillwayDir => "spillway-dir",
+            ContenderId::SpillwaySqlite => "spillway-sqlite",
+            ContenderId::SpillwayS3 => "spillway-s3",
+            ContenderId::SpillwayS3Cached => "spillway-s3-cached",
             ContenderId::SpillwayPoolS3fifo => "spillway-pool-s3fifo",
             ContenderId::SpillwayPoolLru => "spillway-pool-lru",
+            ContenderId::SpillwayPoolDir => "spillway-pool-dir",
+            ContenderId::SpillwayPoolSqlite => "spillway-pool-sqlite",
+            ContenderId::SpillwayPoolS3 => "spillway-pool-s3",
+            ContenderId::SpillwayPoolS3Cached => "spillway-pool-s3-cached",
             ContenderId::PagableSqlite => "pagable-sqlite",
             ContenderId::FileBackedFbstore => "file-backed-fbstore",
             ContenderId::FileBackedFbstoreBincode => "file-backed-fbstore-bincode",
@@ -111,7 +137,9 @@ impl ContenderId {
     /// The level the put phase ends with (spillway's own stores).
     pub fn flush_level(self) -> FlushLevel {
         match self {
-            ContenderId::SpillwayLogDurable => FlushLevel::Durable,
+            ContenderId::SpillwayLogDurable
+            | ContenderId::SpillwayS3
+            | ContenderId::SpillwayS3Cached => FlushLevel::Durable,
             _ => FlushLevel::Written,
         }
     }
@@ -119,10 +147,18 @@ impl ContenderId {
     /// What the end of the put phase guarantees for this contender, for the tables.
     pub fn level_label(self) -> &'static str {
         match self {
-            ContenderId::SpillwayLogWritten => "Written",
+            ContenderId::SpillwayLogWritten
+            | ContenderId::SpillwayDir
+            | ContenderId::SpillwaySqlite => "Written",
+            ContenderId::SpillwayS3 | ContenderId::SpillwayS3Cached => "Durable (in the bucket)",
             ContenderId::SpillwayLogDurable => "Durable",
             ContenderId::SpillwayMem => "none (memory)",
-            ContenderId::SpillwayPoolS3fifo | ContenderId::SpillwayPoolLru => "Applied",
+            ContenderId::SpillwayPoolS3fifo
+            | ContenderId::SpillwayPoolLru
+            | ContenderId::SpillwayPoolDir
+            | ContenderId::SpillwayPoolSqlite
+            | ContenderId::SpillwayPoolS3
+            | ContenderId::SpillwayPoolS3Cached => "Applied",
             ContenderId::PagableSqlite => "written (no journal, no sync)",
             ContenderId::FileBackedFbstore
             | ContenderId::FileBackedFbstoreBincode
@@ -142,7 +178,26 @@ impl ContenderId {
 
     /// True if the contender writes to disk, so that comparing it with disk limits makes sense.
     pub fn uses_disk(self) -> bool {
-        !matches!(self, ContenderId::SpillwayMem)
+        !matches!(
+            self,
+            ContenderId::SpillwayMem | ContenderId::SpillwayS3 | ContenderId::SpillwayS3Cached
+        )
+    }
+
+    /// The store a spillway contender runs on.
+    pub fn backend(self) -> Backend {
+        match self {
+            ContenderId::SpillwayDir | ContenderId::SpillwayPoolDir => Backend::Dir,
+            ContenderId::SpillwaySqlite | ContenderId::SpillwayPoolSqlite => Backend::Sqlite,
+            ContenderId::SpillwayS3 | ContenderId::SpillwayPoolS3 => Backend::S3,
+            ContenderId::SpillwayS3Cached | ContenderId::SpillwayPoolS3Cached => Backend::S3Cached,
+            _ => Backend::Log,
+        }
+    }
+
+    /// True if the contender needs the S3 server.
+    pub fn needs_s3(self) -> bool {
+        matches!(self.backend(), Backend::S3 | Backend::S3Cached)
     }
 
     /// The peer project (under `bench-peers/`) whose executable runs this contender, if any.
@@ -172,10 +227,15 @@ impl ContenderId {
 /// Opens contender `id` in the empty directory `dir`.
 pub fn open(id: ContenderId, dir: &Path) -> anyhow::Result<Box<dyn Contender>> {
     Ok(match id {
-        ContenderId::SpillwayLogWritten | ContenderId::SpillwayLogDurable => {
-            Box::new(spillway_log::LogContender::open(dir)?)
-        }
         ContenderId::SpillwayMem => Box::new(spillway_mem::MemContender::new()),
+        ContenderId::SpillwayLogWritten
+        | ContenderId::SpillwayLogDurable
+        | ContenderId::SpillwayDir
+        | ContenderId::SpillwaySqlite
+        | ContenderId::SpillwayS3
+        | ContenderId::SpillwayS3Cached => {
+            Box::new(spillway_stores::StoreContender::open(id.backend(), dir)?)
+        }
         other => anyhow::bail!(
             "{} is not a key-value contender of this process",
             other.name()

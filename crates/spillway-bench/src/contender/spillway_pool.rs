@@ -11,24 +11,30 @@ use serde::{Deserialize, Serialize};
 use spillway::memory::PolicyKind;
 use spillway::{Paged, Pool};
 
+use crate::contender::Backend;
+use crate::contender::spillway_stores::{Opened, open_store};
 use crate::shared::{
     CachePeer, GRAPH_NODE_BYTES, Job, Kind, Measurement, Read, Res, Rss, graph_children,
     peak_rss_bytes, run_mixed, run_rss, run_zipf, shuffled, tagged_index, tagged_payload,
     thread_rng,
 };
 
-fn open(job: &Job, policy: PolicyKind) -> Res<Pool> {
+/// The pool of a job, over `backend` in the job's directory; and the S3 store behind it, if
+/// any (its requests are counted).
+fn open(job: &Job, policy: PolicyKind, backend: Backend) -> Res<(Pool, Opened)> {
     let budget = if job.spec.budget == 0 {
         4 << 30
     } else {
         job.spec.budget
     };
-    Ok(Pool::builder()
+    let opened = open_store(backend, &job.dir).map_err(|e| e.to_string())?;
+    let pool = Pool::builder()
         .budget(budget)
         .policy(policy)
-        .dir(&job.dir)
+        .store(Arc::clone(&opened.store))
         .gc_after(0)
-        .build()?)
+        .build()?;
+    Ok((pool, opened))
 }
 
 /// Objects by index in a pool; a read is a hit if the value was resident.
@@ -64,13 +70,13 @@ impl CachePeer for PoolPeer {
     }
 }
 
-/// Runs `job` on a pool with `policy`.
-pub fn run(job: &Job, policy: PolicyKind) -> Res<Measurement> {
+/// Runs `job` on a pool with `policy` over `backend`.
+pub fn run(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     match job.spec.kind {
         Kind::Zipf | Kind::Mixed | Kind::Rss => {
             let t = Instant::now();
             let mut p = PoolPeer {
-                pool: open(job, policy)?,
+                pool: open(job, policy, backend)?.0,
                 items: Vec::with_capacity(job.spec.count as usize),
             };
             let open_secs = t.elapsed().as_secs_f64();
@@ -82,10 +88,10 @@ pub fn run(job: &Job, policy: PolicyKind) -> Res<Measurement> {
             m.open_secs = open_secs;
             Ok(m)
         }
-        Kind::Graph => run_graph(job, policy),
-        Kind::ResidentGet => run_resident_get(job, policy),
-        Kind::Paging => run_paging(job, policy),
-        Kind::Handles => run_handles(job, policy),
+        Kind::Graph => run_graph(job, policy, backend),
+        Kind::ResidentGet => run_resident_get(job, policy, backend),
+        Kind::Paging => run_paging(job, policy, backend),
+        Kind::Handles => run_handles(job, policy, backend),
         Kind::Kv => Err("the pool is measured on the budgeted workloads, not W1/W2".into()),
     }
 }
@@ -100,11 +106,11 @@ struct Node {
 
 /// W3: build the graph in the pool, page all of it out (store bottom-up, then shrink to zero),
 /// and walk it back from the root, visiting every node once.
-fn run_graph(job: &Job, policy: PolicyKind) -> Res<Measurement> {
+fn run_graph(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     let n = job.spec.count;
     let mut m = Measurement::default();
     let t = Instant::now();
-    let pool = open(job, policy)?;
+    let (pool, opened) = open(job, policy, backend)?;
     m.open_secs = t.elapsed().as_secs_f64();
     let mut nodes: Vec<Option<Paged<Node>>> = (0..n).map(|_| None).collect();
     for i in (0..n).rev() {
@@ -134,6 +140,7 @@ fn run_graph(job: &Job, policy: PolicyKind) -> Res<Measurement> {
         .insert("stored_objects".into(), s.objects_written);
     m.counters.insert("dedup_hits".into(), s.dedup_hits);
 
+    let fetched_before = opened.remote_gets();
     let t = Instant::now();
     let mut seen = vec![false; n as usize];
     let mut visited = 0u64;
@@ -156,6 +163,10 @@ fn run_graph(job: &Job, policy: PolicyKind) -> Res<Measurement> {
     m.missing = n - visited;
     m.counters.insert("nodes".into(), visited);
     m.counters.insert("page_ins".into(), pool.stats().page_ins);
+    if opened.remote.is_some() {
+        m.counters
+            .insert("remote_gets".into(), opened.remote_gets() - fetched_before);
+    }
     m.rss_after_get = Rss::now();
     m.peak_rss_bytes = peak_rss_bytes().unwrap_or(0);
     Ok(m)
@@ -163,10 +174,10 @@ fn run_graph(job: &Job, policy: PolicyKind) -> Res<Measurement> {
 
 /// Resident `Paged::get` against `Arc` deref, `ops` reads per thread over 1,024 small values,
 /// on `threads` threads reading the same values.
-fn run_resident_get(job: &Job, policy: PolicyKind) -> Res<Measurement> {
+fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     const VALUES: usize = 1024;
     let mut m = Measurement::default();
-    let pool = open(job, policy)?;
+    let (pool, _opened) = open(job, policy, backend)?;
     let handles: Vec<Paged<u64>> = (0..VALUES as u64)
         .map(|i| pool.insert(i))
         .collect::<Result<_, _>>()?;
@@ -230,9 +241,9 @@ fn run_resident_get(job: &Job, policy: PolicyKind) -> Res<Measurement> {
 /// Page-out then page-in of `count` values of `size` bytes: insert them all (the budget holds
 /// them), store and evict them all (`key` per handle, then `shrink_to(0)`), then read them all
 /// back in a random order.
-fn run_paging(job: &Job, policy: PolicyKind) -> Res<Measurement> {
+fn run_paging(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     let mut m = Measurement::default();
-    let pool = open(job, policy)?;
+    let (pool, _opened) = open(job, policy, backend)?;
     let handles: Vec<Paged<Vec<u8>>> = (0..job.spec.count)
         .map(|i| pool.insert(tagged_payload(job.seed, i, job.spec.size)))
         .collect::<Result<_, _>>()?;
@@ -262,9 +273,9 @@ fn run_paging(job: &Job, policy: PolicyKind) -> Res<Measurement> {
 
 /// Memory per paged-out handle: the resident set before inserting `count` small values and
 /// after storing and evicting all of them, with every handle kept, over `count`.
-fn run_handles(job: &Job, policy: PolicyKind) -> Res<Measurement> {
+fn run_handles(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     let mut m = Measurement::default();
-    let pool = open(job, policy)?;
+    let (pool, _opened) = open(job, policy, backend)?;
     // Warm the allocator and the store so that their fixed costs are not charged to handles.
     {
         let warm: Vec<Paged<u64>> = (0..1000u64)
