@@ -116,6 +116,18 @@ fn writes_are_visible_at_once_and_read_back_exactly() {
             vec![Some(parent.blob()), None, Some(leaf.blob())],
             "{name}"
         );
+        assert_eq!(
+            store
+                .contains_many(&[absent, parent.key, absent, leaf.key])
+                .expect("contains_many"),
+            vec![false, true, false, true],
+            "{name}"
+        );
+        assert_eq!(
+            store.contains_many(&[]).expect("contains_many"),
+            Vec::<bool>::new(),
+            "{name}"
+        );
         for level in [
             Durability::Applied,
             Durability::Written,

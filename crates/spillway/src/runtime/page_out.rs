@@ -130,9 +130,15 @@ impl PageOut<'_> {
         let mut gc = self.collector.writing();
         let mut puts = Vec::with_capacity(batch.len());
         let mut written = 0;
-        for (_, key, children, payload) in batch.iter() {
+        // Protected before asking the store: a collection cannot delete a key between the
+        // answer "stored" and the entry's registration.
+        let keys: Vec<ContentKey> = batch.iter().map(|(_, key, _, _)| *key).collect();
+        for key in &keys {
             gc.protect(*key);
-            if self.store.contains(key)? {
+        }
+        let stored = self.store.contains_many(&keys)?;
+        for ((_, key, children, payload), stored) in batch.iter().zip(stored) {
+            if stored {
                 self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
             } else {
                 written += payload.len() as u64;

@@ -201,6 +201,24 @@ impl BlobStore for CachedStore {
         Ok(self.local.contains(key)? || self.remote.contains(key)?)
     }
 
+    fn contains_many(&self, keys: &[ContentKey]) -> Result<Vec<bool>> {
+        let mut found = self.local.contains_many(keys)?;
+        let ask: Vec<ContentKey> = keys
+            .iter()
+            .zip(&found)
+            .filter(|(_, local)| !**local)
+            .map(|(k, _)| *k)
+            .collect();
+        if ask.is_empty() {
+            return Ok(found);
+        }
+        let mut remote = self.remote.contains_many(&ask)?.into_iter();
+        for f in found.iter_mut().filter(|f| !**f) {
+            *f = remote.next().unwrap_or(false);
+        }
+        Ok(found)
+    }
+
     fn children(&self, key: &ContentKey) -> Result<Option<Vec<ContentKey>>> {
         match self.local.children(key)? {
             Some(c) => Ok(Some(c)),

@@ -187,8 +187,16 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     }
 
     /// Reads several objects: one answer per key, in order (`None` where a key is not stored).
+    /// A remote backend overrides it to issue the reads concurrently.
     fn get_many(&self, keys: &[ContentKey]) -> Result<Vec<Option<Blob>>> {
         keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Which of several keys are stored: one answer per key, in order. The pool asks once per
+    /// page-out batch (to skip what is stored already); a remote backend overrides it to ask
+    /// concurrently rather than one round trip after another.
+    fn contains_many(&self, keys: &[ContentKey]) -> Result<Vec<bool>> {
+        keys.iter().map(|k| self.contains(k)).collect()
     }
 
     /// Stores one object.

@@ -323,6 +323,11 @@ impl S3Store {
         }
     }
 
+    /// [`get_record`](Self::get_record) of a key taken by value (for streams of reads).
+    async fn get_record_owned(&self, key: ContentKey) -> Result<Option<Vec<u8>>> {
+        self.get_record(&key).await
+    }
+
     /// Decodes a record read for `key` and checks that it is that key's put.
     fn checked<'a>(&self, key: &ContentKey, bytes: &'a [u8]) -> Result<record::Record<'a>> {
         let path = self.object_path(key);
@@ -497,6 +502,46 @@ impl BlobStore for S3Store {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.remote_error("look up", &path, e)),
         }
+    }
+
+    fn contains_many(&self, keys: &[ContentKey]) -> Result<Vec<bool>> {
+        let concurrency = self.opts.concurrency;
+        self.run(
+            stream::iter(keys.iter().copied())
+                .map(|k| async move {
+                    let path = self.object_path(&k);
+                    self.count(&self.counters.requests, 1);
+                    match self.remote.head(&path).await {
+                        Ok(_) => Ok(true),
+                        Err(object_store::Error::NotFound { .. }) => Ok(false),
+                        Err(e) => Err(self.remote_error("look up", &path, e)),
+                    }
+                })
+                .buffered(concurrency)
+                .try_collect(),
+        )
+    }
+
+    fn get_many(&self, keys: &[ContentKey]) -> Result<Vec<Option<Blob>>> {
+        self.count(&self.counters.gets, keys.len() as u64);
+        let concurrency = self.opts.concurrency;
+        let records: Vec<Option<Vec<u8>>> = self.run(
+            stream::iter(keys.iter().copied())
+                .map(|k| self.get_record_owned(k))
+                .buffered(concurrency)
+                .try_collect(),
+        )?;
+        keys.iter()
+            .zip(records)
+            .map(|(key, bytes)| {
+                let Some(bytes) = bytes else { return Ok(None) };
+                let r = self.checked(key, &bytes)?;
+                Ok(Some(Blob {
+                    children: r.child_keys(),
+                    payload: r.payload.to_vec(),
+                }))
+            })
+            .collect()
     }
 
     fn children(&self, key: &ContentKey) -> Result<Option<Vec<ContentKey>>> {
