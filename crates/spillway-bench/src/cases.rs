@@ -45,6 +45,12 @@ impl Case {
                     .max(1.0) as u64;
             }
             s.count = cap;
+            // Reads in proportion too: the same number of operations per object.
+            if s.ops != 0 {
+                s.ops = (s.ops as f64 * cap as f64 / self.spec.count as f64)
+                    .round()
+                    .max(1.0) as u64;
+            }
         }
         s
     }
@@ -294,8 +300,8 @@ pub fn all(o: &Options) -> Vec<Case> {
         // The S3 server is a local test server (an emulator in Python): a request costs
         // about a millisecond, so the S3 rows run smaller data sets (the tables say how many).
         let s3_cap = match c.spec.kind {
-            Kind::Kv => ((64u64 << 20) / c.spec.size.max(1) as u64).clamp(16, 5_000),
-            _ => 10_000,
+            Kind::Kv => ((32u64 << 20) / c.spec.size.max(1) as u64).clamp(16, 2_000),
+            _ => 2_000,
         };
         let s3_cap = if q { s3_cap.min(500) } else { s3_cap };
         for id in [

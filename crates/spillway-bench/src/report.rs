@@ -491,10 +491,20 @@ impl Report {
             }
             let lost: u64 = samples.iter().map(|s| s.m.counter("lost")).sum();
             let bad: u64 = samples.iter().map(|s| s.m.mismatches + s.m.missing).sum();
+            let spec = case.spec_for(c);
+            let name = if spec.count < case.spec.count {
+                format!(
+                    "{} ({} objects, {} reads)",
+                    c.name(),
+                    group_digits(spec.count),
+                    group_digits(spec.ops)
+                )
+            } else {
+                c.name().to_string()
+            };
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {lost} | {} | {} | {} | {:.1} | {bad} |",
-                c.name(),
+                "| {name} | {} | {} | {lost} | {} | {} | {} | {:.1} | {bad} |",
                 cell(&self.per_sample(&case.id, c, ops), count_rate),
                 cell(&self.per_sample(&case.id, c, |s| hit_ratio(&s.m)), percent),
                 if c == r {
@@ -510,7 +520,7 @@ impl Report {
                     &self.per_sample(&case.id, c, |s| s.m.peak_rss_bytes as f64),
                     mib
                 ),
-                self.median(&case.id, c, |s| s.m.peak_rss_bytes as f64) / case.spec.budget as f64,
+                self.median(&case.id, c, |s| s.m.peak_rss_bytes as f64) / spec.budget as f64,
             );
         }
         let _ = writeln!(o);
