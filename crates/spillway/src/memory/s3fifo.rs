@@ -56,6 +56,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
+use super::{shrink_map, shrink_queue};
 
 /// Highest frequency an entry can reach.
 const MAX_FREQ: u8 = 3;
@@ -252,6 +253,13 @@ impl S3Fifo {
         }
     }
 
+    /// Gives back the tables' room once most of it is unused (see [`shrink_map`]).
+    fn shrink(&mut self) {
+        shrink_map(&mut self.entries);
+        shrink_queue(&mut self.small);
+        shrink_queue(&mut self.main);
+    }
+
     fn sweep_if_needed(&mut self) {
         if self.tombstones > MIN_SWEEP && self.tombstones > self.entries.len() {
             let entries = &self.entries;
@@ -419,6 +427,7 @@ impl EvictionPolicy for S3Fifo {
         if self.take_out(id).is_some() {
             self.tombstones += 1;
             self.sweep_if_needed();
+            self.shrink();
         }
     }
 
@@ -441,6 +450,7 @@ impl EvictionPolicy for S3Fifo {
             self.enqueue(id);
         }
         self.sweep_if_needed();
+        self.shrink();
         run.victims
     }
 
@@ -467,6 +477,8 @@ impl EvictionPolicy for S3Fifo {
             self.ghosts
                 .retain(|(g, s)| set.get(g).is_some_and(|&(live, _)| live == *s));
         }
+        shrink_map(&mut self.ghost_set);
+        shrink_queue(&mut self.ghosts);
     }
 
     fn tracked_bytes(&self) -> u64 {
@@ -586,6 +598,34 @@ mod tests {
         assert_eq!(ids(&p.evict(1, &mut r)), [11]);
         // Now small is below its share: main gives up its head.
         assert_eq!(ids(&p.evict(1, &mut r)), [1]);
+    }
+
+    #[test]
+    fn tables_give_back_their_room_after_a_mass_eviction() {
+        let n = 16 * crate::memory::MIN_SHRINK as u64;
+        let mut p = S3Fifo::new(10 * n);
+        for id in 0..n {
+            p.insert(id, 1, Some(id));
+        }
+        let high = p.entries.capacity();
+        let v = p.evict(n - 10, &mut Fake::default());
+        assert_eq!(v.len() as u64, n - 10);
+        for victim in &v {
+            p.remember(victim.id, victim.bytes);
+        }
+        assert_eq!(p.len(), 10);
+        assert!(p.entries.capacity() < high / 8, "the entry table shrank");
+        assert!(
+            p.small.capacity() < n as usize / 8,
+            "the small queue shrank"
+        );
+        // What is left is still tracked, and the ghosts still bring values back to main.
+        assert_eq!(p.tracked_bytes(), 10);
+        p.insert(n, 1, Some(0));
+        assert_eq!((p.stats().main_len, p.stats().ghost_hits), (1, 1));
+        let v = p.evict(11, &mut Fake::default());
+        assert_eq!(v.len(), 11);
+        assert!(p.is_empty());
     }
 
     #[test]

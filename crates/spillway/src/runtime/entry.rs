@@ -434,3 +434,4 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         super::drop_queue::defer(Box::new(old));
     }
 }
+
