@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::erased::{EntryId, ErasedEntry};
 use super::gc::{Collection, Collector, GcOptions, GcReport};
+use super::loading::Loads;
 use super::page_out::PageOut;
 use super::registry::Registry;
 use super::residency::Residency;
@@ -26,6 +27,8 @@ pub(crate) struct PoolShared {
     pub residency: Residency,
     pub registry: Registry,
     pub collector: Collector,
+    /// Page-ins in progress.
+    pub loads: Loads,
     pub io: IoPool,
     /// Kept so that a default pool's temporary directory outlives its store.
     pub _tmp: Option<tempfile::TempDir>,
