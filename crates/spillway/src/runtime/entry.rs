@@ -409,8 +409,11 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
             self.pool.residency.release(size);
         }
         let registered = *self.registered.get_mut();
-        self.pool
-            .forget(self.id, self.key.get().copied().filter(|_| registered));
+        self.pool.forget(
+            self.id,
+            self as *const Self as *const (),
+            self.key.get().copied().filter(|_| registered),
+        );
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.
         let old = std::mem::replace(self.slot.get_mut(), Slot::Evicted);

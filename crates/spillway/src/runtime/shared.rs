@@ -94,12 +94,12 @@ impl PoolShared {
         entry
     }
 
-    /// An entry is gone (its last handle dropped); `key` is its key if it was counted in the
-    /// registry.
-    pub fn forget(&self, id: EntryId, key: Option<ContentKey>) {
+    /// Entry `id`, at address `entry`, is gone (its last handle dropped); `key` is its key if
+    /// it was counted in the registry.
+    pub fn forget(&self, id: EntryId, entry: *const (), key: Option<ContentKey>) {
         self.residency.forget(id);
         if let Some(k) = key {
-            self.registry.forget(id, k);
+            self.registry.forget(entry, k);
         }
     }
 }
