@@ -142,6 +142,7 @@ impl PoolBuilder {
             registry: Registry::new(),
             collector: Collector::new(self.gc_after.unwrap_or(100_000)),
             loads: Loads::new(),
+            fixed_sizes: Default::default(),
             io,
             _tmp: tmp,
         });

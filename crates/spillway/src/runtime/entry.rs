@@ -69,10 +69,11 @@ pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub registered: AtomicBool,
     pub hits: AtomicU8,
     pub slot: RwLock<Slot<T>>,
+    /// True if the entry was given an explicit size at creation, used instead of the deep
+    /// size: rare, so kept in the pool's table of fixed sizes rather than here.
+    has_fixed_size: bool,
     /// Bytes charged to the budget for this entry (0 when evicted).
     pub size: AtomicU64,
-    /// Explicit size given at creation (at least 1), used instead of the deep size; 0 if none.
-    fixed_size: u64,
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
@@ -86,8 +87,12 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if let Some(key) = key {
             let _ = k.set(key);
         }
+        let id = pool.registry.next_id();
+        if let Some(f) = fixed_size {
+            pool.fixed_sizes.lock().insert(id, f.max(1));
+        }
         Entry {
-            id: pool.registry.next_id(),
+            id,
             pool: Arc::clone(pool),
             key: k,
             stored: AtomicBool::new(key.is_some()),
@@ -95,7 +100,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             hits: Default::default(),
             slot: RwLock::new(slot),
             size: AtomicU64::new(0),
-            fixed_size: fixed_size.map_or(0, |f| f.max(1)),
+            has_fixed_size: fixed_size.is_some(),
         }
     }
 
@@ -119,7 +124,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
 
     /// The explicit size given at creation, if any.
     pub fn fixed_size(&self) -> Option<u64> {
-        (self.fixed_size > 0).then_some(self.fixed_size)
+        if !self.has_fixed_size {
+            return None;
+        }
+        self.pool.fixed_sizes.lock().get(&self.id).copied()
     }
 
     pub fn size_of(&self, value: &T) -> u64 {
@@ -408,6 +416,11 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         if size > 0 {
             self.pool.residency.release(size);
         }
+        if self.has_fixed_size {
+            let mut fixed = self.pool.fixed_sizes.lock();
+            fixed.remove(&self.id);
+            crate::memory::shrink_map(&mut fixed);
+        }
         let registered = *self.registered.get_mut();
         self.pool.forget(
             self.id,
@@ -430,7 +443,7 @@ mod tests {
     #[test]
     fn an_entry_stays_small() {
         let size = std::mem::size_of::<Entry<u64>>();
-        assert!(size <= 80, "Entry<u64> is {size} bytes");
+        assert!(size <= 72, "Entry<u64> is {size} bytes");
         assert_eq!(std::mem::size_of::<Slot<u64>>(), 16);
     }
 }

@@ -4,7 +4,10 @@
 //! Every entry holds an `Arc<PoolShared>`, so a pool's parts live as long as any handle does,
 //! after the [`Pool`](super::Pool) itself is dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::erased::{EntryId, ErasedEntry};
 use super::gc::{Collection, Collector, GcOptions, GcReport};
@@ -29,6 +32,9 @@ pub(crate) struct PoolShared {
     pub collector: Collector,
     /// Page-ins in progress.
     pub loads: Loads,
+    /// The explicit sizes of the live entries that were given one (`Pool::insert_with_size`), by
+    /// entry id.
+    pub fixed_sizes: Mutex<HashMap<EntryId, u64>>,
     pub io: IoPool,
     /// Kept so that a default pool's temporary directory outlives its store.
     pub _tmp: Option<tempfile::TempDir>,
