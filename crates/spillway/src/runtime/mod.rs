@@ -64,10 +64,11 @@
 //! - `gc`: nothing in use is swept; a damaged graph stops the collection.
 //!
 //! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
-//! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock → an entry's slot lock (through the
-//! policy's questions); the residents lock → the access log. No `Arc` of an entry is dropped
-//! under the residents lock or a registry shard lock (dropping the last one takes them), and
-//! values are dropped outside every lock.
+//! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →
+//! an entry's slot lock (through the policy's questions); the residents lock → the access log.
+//! No `Arc` of an entry is dropped under the residents lock, a registry shard lock or the
+//! fixed-size table's lock (dropping the last one takes them), and values are dropped outside
+//! every lock.
 
 mod build;
 mod drop_queue;
