@@ -55,8 +55,8 @@
 //! slots' sizes, at most main's share.
 //!
 //! The ghosts are kept compact, as there may be a ghost for every value paged out: a FIFO of
-//! (id, bytes) slots, and an index of 8-byte slot numbers hashed by the id in the slot they
-//! point to, so a ghost costs about 16 bytes in the FIFO and 9 per table slot in the index.
+//! (id, bytes) slots, and an index of 4-byte slot numbers hashed by the id in the slot they
+//! point to, so a ghost costs about 16 bytes in the FIFO and 5 per table slot in the index.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -154,13 +154,14 @@ pub struct S3Fifo {
 /// The ghost FIFO and its index. See the module documentation.
 #[derive(Debug, Default)]
 struct Ghosts {
-    /// (ghost id, bytes), oldest first; slot `i` is number `first + i`. A slot that the index
-    /// does not point to is stale (its ghost was taken, or remembered again later).
+    /// (ghost id, bytes), oldest first; slot `i` is number `first + i` (wrapping). A slot that
+    /// the index does not point to is stale (its ghost was taken, or remembered again later).
     fifo: VecDeque<(u64, u64)>,
     /// Number of the slot at the front of `fifo`.
-    first: u64,
+    first: u32,
     /// The number of each remembered ghost's live slot, hashed by the ghost id in that slot.
-    index: HashTable<u64>,
+    /// Numbers are 32-bit and wrap: the FIFO never holds 2^32 slots (see `push`).
+    index: HashTable<u32>,
     /// Bytes of the live slots.
     bytes: u64,
 }
@@ -171,35 +172,40 @@ fn ghost_hash(ghost: u64) -> u64 {
     ghost.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32)
 }
 
-impl Ghosts {
-    fn slot(&self, number: u64) -> (u64, u64) {
-        self.fifo[(number - self.first) as usize]
-    }
+/// Where slot `number` is in a FIFO whose front is slot `first`.
+fn offset(number: u32, first: u32) -> usize {
+    number.wrapping_sub(first) as usize
+}
 
+impl Ghosts {
     /// Forgets `ghost`; true if it was remembered.
     fn take(&mut self, ghost: u64) -> bool {
         let Ghosts {
             fifo, first, index, ..
         } = self;
-        let at = |n: &u64| fifo[(*n - *first) as usize].0 == ghost;
+        let at = |n: &u32| fifo[offset(*n, *first)].0 == ghost;
         match index.find_entry(ghost_hash(ghost), at) {
             Ok(e) => {
                 let (number, _) = e.remove();
-                self.bytes -= self.slot(number).1;
+                self.bytes -= self.fifo[offset(number, self.first)].1;
                 true
             }
             Err(_) => false,
         }
     }
 
-    /// Remembers `ghost`, which is not remembered, as the newest.
+    /// Remembers `ghost`, which is not remembered, as the newest. A FIFO of 2^32 - 1 slots (64
+    /// GiB of them) first forgets its oldest, so that numbers stay unique.
     fn push(&mut self, ghost: u64, bytes: u64) {
-        let number = self.first + self.fifo.len() as u64;
+        if self.fifo.len() >= u32::MAX as usize {
+            self.pop_oldest();
+        }
+        let number = self.first.wrapping_add(self.fifo.len() as u32);
         self.fifo.push_back((ghost, bytes));
         let Ghosts {
             fifo, first, index, ..
         } = self;
-        let hash = |n: &u64| ghost_hash(fifo[(*n - *first) as usize].0);
+        let hash = |n: &u32| ghost_hash(fifo[offset(*n, *first)].0);
         index.insert_unique(ghost_hash(ghost), number, hash);
         self.bytes += bytes;
     }
@@ -212,13 +218,13 @@ impl Ghosts {
         let number = self.first;
         if let Ok(e) = self
             .index
-            .find_entry(ghost_hash(ghost), |n: &u64| *n == number)
+            .find_entry(ghost_hash(ghost), |n: &u32| *n == number)
         {
             e.remove();
             self.bytes -= bytes;
         }
         self.fifo.pop_front();
-        self.first += 1;
+        self.first = self.first.wrapping_add(1);
         true
     }
 
@@ -228,7 +234,7 @@ impl Ghosts {
         if self.fifo.len() > 2 * self.index.len() + MIN_SWEEP {
             let mut live = vec![false; self.fifo.len()];
             for &n in self.index.iter() {
-                live[(n - self.first) as usize] = true;
+                live[offset(n, self.first)] = true;
             }
             let mut i = 0;
             self.fifo.retain(|_| {
@@ -240,7 +246,7 @@ impl Ghosts {
             for (n, &(ghost, _)) in self.fifo.iter().enumerate() {
                 let fifo = &self.fifo;
                 self.index
-                    .insert_unique(ghost_hash(ghost), n as u64, |m: &u64| {
+                    .insert_unique(ghost_hash(ghost), n as u32, |m: &u32| {
                         ghost_hash(fifo[*m as usize].0)
                     });
             }
@@ -250,8 +256,8 @@ impl Ghosts {
             let Ghosts {
                 fifo, first, index, ..
             } = self;
-            index.shrink_to(index.len() * 2, |n: &u64| {
-                ghost_hash(fifo[(*n - *first) as usize].0)
+            index.shrink_to(index.len() * 2, |n: &u32| {
+                ghost_hash(fifo[offset(*n, *first)].0)
             });
         }
     }
@@ -766,6 +772,30 @@ mod tests {
         for g in left {
             assert!(ghosts.take(g), "ghost {g} is remembered");
         }
+        assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
+    }
+
+    #[test]
+    fn ghost_slot_numbers_wrap() {
+        let mut ghosts = Ghosts {
+            first: u32::MAX - 2,
+            ..Ghosts::default()
+        };
+        for g in 0..6u64 {
+            ghosts.push(g, 10 + g);
+        }
+        assert_eq!(ghosts.bytes, 75);
+        // Slots u32::MAX - 2 .. u32::MAX hold 0..=2; 3..=5 are numbered 0..=2 after the wrap.
+        assert!(ghosts.take(4));
+        assert!(!ghosts.take(4));
+        for _ in 0..4 {
+            assert!(ghosts.pop_oldest());
+        }
+        assert_eq!(ghosts.first, 1);
+        assert_eq!((ghosts.index.len(), ghosts.bytes), (1, 15));
+        assert!(!ghosts.take(3) && ghosts.take(5));
+        ghosts.push(9, 1);
+        assert!(ghosts.take(9));
         assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
     }
 
