@@ -7,11 +7,13 @@
 //! the same slot states, the same locks taken in the same order, the same checks under them:
 //!
 //! - `get`: read the slot; if `Resident`, clone its `Arc` under the read lock (the pin);
-//! - `load_blocking`: under the slot's write lock, `Evicted` → `Loading` (this caller loads) or,
-//!   on `Loading`, take the wait lock, re-check the slot under it, note `finished` and wait until
-//!   it moves, then return the failure it recorded or read the slot again;
-//! - `finish_load`: under the wait lock, then the slot's write lock, publish the value or go back
-//!   to `Evicted`, count the load as finished, record its failure; then wake the waiters;
+//! - `load_blocking`: under the slot's write lock, `Evicted` → `Loading` and a new load put in
+//!   the loads table (this caller loads) or, on `Loading`, take the load from the table while
+//!   still under the slot's lock; then take that load's wait lock and wait until it is done,
+//!   then return the failure it recorded or read the slot again;
+//! - `finish_load`: under the load's wait lock, then the slot's write lock, publish the value or
+//!   go back to `Evicted` and take the load out of the table; mark the load done, record its
+//!   failure; then wake the waiters;
 //! - `try_evict`: only a stored entry; under the slot's write lock, only if the slot's `Arc` is
 //!   the only one; the charged size is taken back under that same lock.
 //!
@@ -38,15 +40,22 @@ enum Slot {
 
 #[derive(Default)]
 struct LoadWait {
-    finished: u64,
+    done: bool,
     failure: Option<String>,
+}
+
+/// `loading::Load`: one page-in in progress.
+#[derive(Default)]
+struct Load {
+    wait: Mutex<LoadWait>,
+    cv: Condvar,
 }
 
 struct ModelEntry {
     stored: AtomicBool,
     slot: RwLock<Slot>,
-    load_lock: Mutex<LoadWait>,
-    load_cv: Condvar,
+    /// The pool's loads table (`loading::Loads`), for this one entry.
+    table: Mutex<Option<Arc<Load>>>,
     /// Bytes charged for this entry (0 when evicted).
     size: AtomicU64,
     /// The pool's budget: bytes charged in total.
@@ -73,8 +82,7 @@ impl ModelEntry {
             } else {
                 Slot::Evicted
             }),
-            load_lock: Mutex::new(LoadWait::default()),
-            load_cv: Condvar::new(),
+            table: Mutex::new(None),
             size: AtomicU64::new(if resident { SIZE } else { 0 }),
             budget: AtomicU64::new(if resident { SIZE } else { 0 }),
             loads: AtomicUsize::new(0),
@@ -110,15 +118,13 @@ impl ModelEntry {
             match &*slot {
                 Slot::Resident(v) => return Ok(Arc::clone(v)),
                 Slot::Loading => {
+                    let load = self.table.lock().expect("table").clone();
                     drop(slot);
-                    let mut wait = self.load_lock.lock().expect("wait");
-                    if !matches!(&*self.slot.read().expect("slot"), Slot::Loading) {
-                        continue;
-                    }
+                    let load = load.expect("a loading entry has a load");
                     trace.waited = true;
-                    let seen = wait.finished;
-                    while wait.finished == seen {
-                        wait = self.load_cv.wait(wait).expect("wait");
+                    let mut wait = load.wait.lock().expect("wait");
+                    while !wait.done {
+                        wait = load.cv.wait(wait).expect("wait");
                     }
                     if let Some(e) = &wait.failure {
                         return Err(e.clone());
@@ -126,28 +132,40 @@ impl ModelEntry {
                 }
                 Slot::Evicted => {
                     *slot = Slot::Loading;
+                    let load = Arc::new(Load::default());
+                    let old = self.table.lock().expect("table").replace(Arc::clone(&load));
+                    assert!(old.is_none(), "two loads in the table at once");
                     drop(slot);
                     let loaded = self.page_in(trace);
-                    return self.finish_load(loaded);
+                    return self.finish_load(&load, loaded);
                 }
             }
         }
     }
 
     /// `Entry::finish_load`.
-    fn finish_load(&self, loaded: Result<Arc<u64>, String>) -> Result<Arc<u64>, String> {
+    fn finish_load(
+        &self,
+        load: &Load,
+        loaded: Result<Arc<u64>, String>,
+    ) -> Result<Arc<u64>, String> {
         {
-            let mut wait = self.load_lock.lock().expect("wait");
+            let mut wait = load.wait.lock().expect("wait");
             let mut slot = self.slot.write().expect("slot");
             *slot = match &loaded {
                 Ok(v) => Slot::Resident(Arc::clone(v)),
                 Err(_) => Slot::Evicted,
             };
+            let ended = self.table.lock().expect("table").take();
+            assert!(
+                ended.is_some_and(|l| std::ptr::eq(&*l, load)),
+                "the load that ends is the one in the table"
+            );
             drop(slot);
-            wait.finished += 1;
+            wait.done = true;
             wait.failure = loaded.as_ref().err().cloned();
         }
-        self.load_cv.notify_all();
+        load.cv.notify_all();
         loaded
     }
 

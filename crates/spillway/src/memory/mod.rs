@@ -45,3 +45,25 @@ pub use policy::{EntryId, EvictionPolicy, Residents, Victim};
 pub(crate) use policy::{EvictionPolicy, Residents, Victim};
 #[cfg(feature = "testing")]
 pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};
+
+/// Slots below which a table is never shrunk.
+pub(crate) const MIN_SHRINK: usize = 1024;
+
+/// Gives back most of a map's table once it is at most a quarter full: a table keeps its
+/// high-water size otherwise, and after a large eviction (a million values paged out at once)
+/// that is tens of bytes per value gone. Halving only below a quarter keeps the work amortised
+/// O(1) per removal.
+pub(crate) fn shrink_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
+    if map.capacity() > MIN_SHRINK && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// [`shrink_map`] for a queue.
+pub(crate) fn shrink_queue<T>(queue: &mut std::collections::VecDeque<T>) {
+    if queue.capacity() > MIN_SHRINK && queue.len() < queue.capacity() / 4 {
+        queue.shrink_to(queue.len() * 2);
+    }
+}

@@ -50,12 +50,19 @@
 //!
 //! Invariants (between calls): every tracked entry has exactly one queue slot whose stamp
 //! matches its own; `small_bytes`/`main_bytes` and `small_len`/`main_len` are the sums and counts
-//! of the tracked entries in each queue; every id in the ghost set has a slot in the ghost FIFO
-//! with its stamp, and `ghost_bytes` is the sum of the ghost set's sizes, at most main's share.
+//! of the tracked entries in each queue; every remembered ghost id has exactly one live slot in
+//! the ghost FIFO, the one its index entry points to, and `ghost_bytes` is the sum of the live
+//! slots' sizes, at most main's share.
+//!
+//! The ghosts are kept compact, as there may be a ghost for every value paged out: a FIFO of
+//! (id, bytes) slots, and an index of 4-byte slot numbers hashed by the id in the slot they
+//! point to, so a ghost costs about 16 bytes in the FIFO and 5 per table slot in the index.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
+use super::{MIN_SHRINK, shrink_map, shrink_queue};
+use hashbrown::HashTable;
 
 /// Highest frequency an entry can reach.
 const MAX_FREQ: u8 = 3;
@@ -139,13 +146,121 @@ pub struct S3Fifo {
     /// Queue slots whose entry was removed or replaced.
     tombstones: usize,
     next_stamp: u64,
-    /// Ghost ids in the order remembered, with their stamps.
-    ghosts: VecDeque<(u64, u64)>,
-    /// Ghost id -> (stamp, bytes) of its live slot.
-    ghost_set: HashMap<u64, (u64, u64)>,
-    ghost_bytes: u64,
+    ghosts: Ghosts,
     promotions: u64,
     ghost_hits: u64,
+}
+
+/// The ghost FIFO and its index. See the module documentation.
+#[derive(Debug, Default)]
+struct Ghosts {
+    /// (ghost id, bytes), oldest first; slot `i` is number `first + i` (wrapping). A slot that
+    /// the index does not point to is stale (its ghost was taken, or remembered again later).
+    fifo: VecDeque<(u64, u64)>,
+    /// Number of the slot at the front of `fifo`.
+    first: u32,
+    /// The number of each remembered ghost's live slot, hashed by the ghost id in that slot.
+    /// Numbers are 32-bit and wrap: the FIFO never holds 2^32 slots (see `push`).
+    index: HashTable<u32>,
+    /// Bytes of the live slots.
+    bytes: u64,
+}
+
+/// The index's hash of a ghost id: ids are prefixes of content keys, already uniform, but mixed
+/// so that small ids (in tests) spread too.
+fn ghost_hash(ghost: u64) -> u64 {
+    ghost.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32)
+}
+
+/// Where slot `number` is in a FIFO whose front is slot `first`.
+fn offset(number: u32, first: u32) -> usize {
+    number.wrapping_sub(first) as usize
+}
+
+impl Ghosts {
+    /// Forgets `ghost`; true if it was remembered.
+    fn take(&mut self, ghost: u64) -> bool {
+        let Ghosts {
+            fifo, first, index, ..
+        } = self;
+        let at = |n: &u32| fifo[offset(*n, *first)].0 == ghost;
+        match index.find_entry(ghost_hash(ghost), at) {
+            Ok(e) => {
+                let (number, _) = e.remove();
+                self.bytes -= self.fifo[offset(number, self.first)].1;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Remembers `ghost`, which is not remembered, as the newest. A FIFO of 2^32 - 1 slots (64
+    /// GiB of them) first forgets its oldest, so that numbers stay unique.
+    fn push(&mut self, ghost: u64, bytes: u64) {
+        if self.fifo.len() >= u32::MAX as usize {
+            self.pop_oldest();
+        }
+        let number = self.first.wrapping_add(self.fifo.len() as u32);
+        self.fifo.push_back((ghost, bytes));
+        let Ghosts {
+            fifo, first, index, ..
+        } = self;
+        let hash = |n: &u32| ghost_hash(fifo[offset(*n, *first)].0);
+        index.insert_unique(ghost_hash(ghost), number, hash);
+        self.bytes += bytes;
+    }
+
+    /// Drops the oldest slot, forgetting its ghost if it is live; false if there is none.
+    fn pop_oldest(&mut self) -> bool {
+        let Some(&(ghost, bytes)) = self.fifo.front() else {
+            return false;
+        };
+        let number = self.first;
+        if let Ok(e) = self
+            .index
+            .find_entry(ghost_hash(ghost), |n: &u32| *n == number)
+        {
+            e.remove();
+            self.bytes -= bytes;
+        }
+        self.fifo.pop_front();
+        self.first = self.first.wrapping_add(1);
+        true
+    }
+
+    /// Once stale slots outnumber live ones (by a margin), keeps only the live ones, renumbered,
+    /// and rebuilds the index; gives back unused room.
+    fn sweep_if_needed(&mut self) {
+        if self.fifo.len() > 2 * self.index.len() + MIN_SWEEP {
+            let mut live = vec![false; self.fifo.len()];
+            for &n in self.index.iter() {
+                live[offset(n, self.first)] = true;
+            }
+            let mut i = 0;
+            self.fifo.retain(|_| {
+                i += 1;
+                live[i - 1]
+            });
+            self.first = 0;
+            self.index.clear();
+            for (n, &(ghost, _)) in self.fifo.iter().enumerate() {
+                let fifo = &self.fifo;
+                self.index
+                    .insert_unique(ghost_hash(ghost), n as u32, |m: &u32| {
+                        ghost_hash(fifo[*m as usize].0)
+                    });
+            }
+        }
+        shrink_queue(&mut self.fifo);
+        if self.index.capacity() > MIN_SHRINK && self.index.len() < self.index.capacity() / 4 {
+            let Ghosts {
+                fifo, first, index, ..
+            } = self;
+            index.shrink_to(index.len() * 2, |n: &u32| {
+                ghost_hash(fifo[offset(*n, *first)].0)
+            });
+        }
+    }
 }
 
 /// One call of `evict`: what it freed, what it holds aside and how much work it has left.
@@ -183,9 +298,7 @@ impl S3Fifo {
             main_len: 0,
             tombstones: 0,
             next_stamp: 0,
-            ghosts: VecDeque::new(),
-            ghost_set: HashMap::new(),
-            ghost_bytes: 0,
+            ghosts: Ghosts::default(),
             promotions: 0,
             ghost_hits: 0,
         }
@@ -199,8 +312,8 @@ impl S3Fifo {
             main_bytes: self.main_bytes,
             small_len: self.small_len,
             main_len: self.main_len,
-            ghosts: self.ghost_set.len(),
-            ghost_bytes: self.ghost_bytes,
+            ghosts: self.ghosts.index.len(),
+            ghost_bytes: self.ghosts.bytes,
             promotions: self.promotions,
             ghost_hits: self.ghost_hits,
         }
@@ -252,6 +365,13 @@ impl S3Fifo {
         }
     }
 
+    /// Gives back the tables' room once most of it is unused (see [`shrink_map`]).
+    fn shrink(&mut self) {
+        shrink_map(&mut self.entries);
+        shrink_queue(&mut self.small);
+        shrink_queue(&mut self.main);
+    }
+
     fn sweep_if_needed(&mut self) {
         if self.tombstones > MIN_SWEEP && self.tombstones > self.entries.len() {
             let entries = &self.entries;
@@ -265,13 +385,7 @@ impl S3Fifo {
 
     /// True if `ghost` was remembered; it no longer is.
     fn take_ghost(&mut self, ghost: u64) -> bool {
-        match self.ghost_set.remove(&ghost) {
-            Some((_, bytes)) => {
-                self.ghost_bytes -= bytes;
-                true
-            }
-            None => false,
-        }
+        self.ghosts.take(ghost)
     }
 
     /// Takes the hits of `id` into its frequency and returns the new frequency.
@@ -419,6 +533,7 @@ impl EvictionPolicy for S3Fifo {
         if self.take_out(id).is_some() {
             self.tombstones += 1;
             self.sweep_if_needed();
+            self.shrink();
         }
     }
 
@@ -441,32 +556,16 @@ impl EvictionPolicy for S3Fifo {
             self.enqueue(id);
         }
         self.sweep_if_needed();
+        self.shrink();
         run.victims
     }
 
     fn remember(&mut self, ghost: u64, bytes: u64) {
         // Remembered again: the older slot becomes stale.
-        self.take_ghost(ghost);
-        let stamp = self.stamp();
-        self.ghost_set.insert(ghost, (stamp, bytes));
-        self.ghosts.push_back((ghost, stamp));
-        self.ghost_bytes += bytes;
-        while self.ghost_bytes > self.main_share {
-            let Some((g, s)) = self.ghosts.pop_front() else {
-                break;
-            };
-            if let Some(&(live, b)) = self.ghost_set.get(&g)
-                && live == s
-            {
-                self.ghost_set.remove(&g);
-                self.ghost_bytes -= b;
-            }
-        }
-        if self.ghosts.len() > 2 * self.ghost_set.len() + MIN_SWEEP {
-            let set = &self.ghost_set;
-            self.ghosts
-                .retain(|(g, s)| set.get(g).is_some_and(|&(live, _)| live == *s));
-        }
+        self.ghosts.take(ghost);
+        self.ghosts.push(ghost, bytes);
+        while self.ghosts.bytes > self.main_share && self.ghosts.pop_oldest() {}
+        self.ghosts.sweep_if_needed();
     }
 
     fn tracked_bytes(&self) -> u64 {
@@ -485,7 +584,7 @@ impl EvictionPolicy for S3Fifo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{HashMap, HashSet};
+    use std::collections::{HashMap, HashSet, VecDeque};
 
     #[derive(Default)]
     struct Fake {
@@ -586,6 +685,118 @@ mod tests {
         assert_eq!(ids(&p.evict(1, &mut r)), [11]);
         // Now small is below its share: main gives up its head.
         assert_eq!(ids(&p.evict(1, &mut r)), [1]);
+    }
+
+    #[test]
+    fn tables_give_back_their_room_after_a_mass_eviction() {
+        let n = 16 * crate::memory::MIN_SHRINK as u64;
+        let mut p = S3Fifo::new(10 * n);
+        for id in 0..n {
+            p.insert(id, 1, Some(id));
+        }
+        let high = p.entries.capacity();
+        let v = p.evict(n - 10, &mut Fake::default());
+        assert_eq!(v.len() as u64, n - 10);
+        for victim in &v {
+            p.remember(victim.id, victim.bytes);
+        }
+        assert_eq!(p.len(), 10);
+        assert!(p.entries.capacity() < high / 8, "the entry table shrank");
+        assert!(
+            p.small.capacity() < n as usize / 8,
+            "the small queue shrank"
+        );
+        // What is left is still tracked, and the ghosts still bring values back to main.
+        assert_eq!(p.tracked_bytes(), 10);
+        p.insert(n, 1, Some(0));
+        assert_eq!((p.stats().main_len, p.stats().ghost_hits), (1, 1));
+        let v = p.evict(11, &mut Fake::default());
+        assert_eq!(v.len(), 11);
+        assert!(p.is_empty());
+    }
+
+    /// The ghosts against a plain model of them (a FIFO of stamped slots and a map from id to
+    /// its live stamp and bytes), through removals, re-remembers, trims and sweeps.
+    #[test]
+    fn compact_ghosts_behave_as_a_plain_fifo_and_map() {
+        let share = 5_000u64;
+        let mut ghosts = Ghosts::default();
+        let mut fifo: VecDeque<(u64, u64)> = VecDeque::new();
+        let mut live: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut model_bytes = 0u64;
+        let mut stamp = 0u64;
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for step in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ghost = x % 3_000;
+            let bytes = 1 + (x >> 20) % 9;
+            if x.is_multiple_of(3) {
+                let taken = ghosts.take(ghost);
+                let model = live.remove(&ghost).map(|(_, b)| model_bytes -= b).is_some();
+                assert_eq!(taken, model, "take {ghost} at step {step}");
+            } else {
+                // `remember`, as S3Fifo does it.
+                ghosts.take(ghost);
+                ghosts.push(ghost, bytes);
+                while ghosts.bytes > share && ghosts.pop_oldest() {}
+                ghosts.sweep_if_needed();
+                if let Some((_, b)) = live.remove(&ghost) {
+                    model_bytes -= b;
+                }
+                stamp += 1;
+                live.insert(ghost, (stamp, bytes));
+                fifo.push_back((ghost, stamp));
+                model_bytes += bytes;
+                while model_bytes > share {
+                    let Some((g, s)) = fifo.pop_front() else {
+                        break;
+                    };
+                    if let Some(&(l, b)) = live.get(&g)
+                        && l == s
+                    {
+                        live.remove(&g);
+                        model_bytes -= b;
+                    }
+                }
+            }
+            assert_eq!(
+                (ghosts.index.len(), ghosts.bytes),
+                (live.len(), model_bytes)
+            );
+            assert!(ghosts.fifo.len() <= 2 * ghosts.index.len() + MIN_SWEEP + 1);
+        }
+        let mut left: Vec<u64> = live.keys().copied().collect();
+        left.sort_unstable();
+        for g in left {
+            assert!(ghosts.take(g), "ghost {g} is remembered");
+        }
+        assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
+    }
+
+    #[test]
+    fn ghost_slot_numbers_wrap() {
+        let mut ghosts = Ghosts {
+            first: u32::MAX - 2,
+            ..Ghosts::default()
+        };
+        for g in 0..6u64 {
+            ghosts.push(g, 10 + g);
+        }
+        assert_eq!(ghosts.bytes, 75);
+        // Slots u32::MAX - 2 .. u32::MAX hold 0..=2; 3..=5 are numbered 0..=2 after the wrap.
+        assert!(ghosts.take(4));
+        assert!(!ghosts.take(4));
+        for _ in 0..4 {
+            assert!(ghosts.pop_oldest());
+        }
+        assert_eq!(ghosts.first, 1);
+        assert_eq!((ghosts.index.len(), ghosts.bytes), (1, 15));
+        assert!(!ghosts.take(3) && ghosts.take(5));
+        ghosts.push(9, 1);
+        assert!(ghosts.take(9));
+        assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::gc::{Collector, GcOptions};
+use super::loading::Loads;
 use super::registry::Registry;
 use super::residency::Residency;
 use super::shared::PoolShared;
@@ -140,6 +141,8 @@ impl PoolBuilder {
             ),
             registry: Registry::new(),
             collector: Collector::new(self.gc_after.unwrap_or(100_000)),
+            loads: Loads::new(),
+            fixed_sizes: Default::default(),
             io,
             _tmp: tmp,
         });

@@ -16,12 +16,16 @@
 //!   slot's write lock, so a guard can never outlive its value in memory.
 //! - Only a *stored* entry (its key known and its record in the store) is evicted; a failed
 //!   page-out leaves the value resident.
-//! - `Loading` is held by exactly one thread (single flight); others wait on the entry's
-//!   condition variable (blocking callers) or register a waker (async callers).
-//! - A load ends (`Loading` → `Resident` or back to `Evicted`) only under the entry's wait lock,
-//!   which also counts finished loads and keeps the last failure: a caller that saw `Loading`
-//!   under that lock is woken by exactly that load's end and gets its value or its error; it
-//!   never starts a load of its own for a load that failed while it waited.
+//! - `Loading` is held by exactly one thread (single flight), which starts a `Load` in the
+//!   pool's table of loads (see `loading`) under the slot's write lock as it moves the slot to
+//!   `Loading`; others wait on that load's condition variable (blocking callers) or register a
+//!   waker with it (async callers). An entry that is not loading has no such state.
+//! - A load ends (`Loading` → `Resident` or back to `Evicted`) only under its wait lock and,
+//!   inside it, the slot's write lock, under which the load also leaves the table; it is then
+//!   marked done, with its failure if it failed. A caller that saw `Loading` takes the load
+//!   from the table under the slot's lock, so it has exactly the load it saw, is woken by
+//!   exactly that load's end and gets its value or its error; it never starts a load of its
+//!   own for a load that failed while it waited.
 //! - The budget is charged `size` bytes exactly while the entry is `Resident` or `Loading`;
 //!   `size` is set by the loader before the load ends and taken back to zero under the slot's
 //!   write lock by the eviction that ends `Resident`, so an eviction and a following page-in
@@ -33,11 +37,11 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::task::Waker;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::RwLock;
 
 use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry};
+use super::loading::Load;
 use super::page_out::take_foreign;
 use super::shared::PoolShared;
 use super::value::Pageable;
@@ -51,53 +55,25 @@ pub(crate) enum Slot<T: ?Sized> {
 }
 
 /// An entry, shared by every handle to one object.
+///
+/// Kept small: a paged-out object costs this (in its `Arc`) plus its registry record. The state
+/// of a page-in in progress is not here but in the pool's table of
+/// [`Loads`](super::loading::Loads), for as long as
+/// the load runs.
 pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub id: EntryId,
     pub pool: Arc<PoolShared>,
     pub key: OnceLock<ContentKey>,
     pub stored: AtomicBool,
-    pub slot: RwLock<Slot<T>>,
-    pub hits: AtomicU8,
-    /// Bytes charged to the budget for this entry (0 when evicted).
-    pub size: AtomicU64,
-    /// Explicit size given at creation, used instead of the deep size.
-    pub fixed_size: Option<u64>,
-    /// Waiters for a load, and its outcome; see [`LoadWait`].
-    pub load_lock: Mutex<LoadWait>,
-    pub load_cv: Condvar,
     /// True once the entry is counted in the pool's registry under its key.
     pub registered: AtomicBool,
-}
-
-/// What callers waiting for a page-in share, under the entry's wait lock.
-#[derive(Default)]
-pub(crate) struct LoadWait {
-    /// Async callers to wake when the load ends.
-    pub wakers: Vec<Waker>,
-    /// Loads ended so far; a waiter compares it with the value it saw when it began to wait.
-    pub finished: u64,
-    /// The error of the last load, if it failed.
-    pub failure: Option<Arc<Error>>,
-}
-
-impl LoadWait {
-    /// The outcome for a caller that began to wait when `finished` was `seen`: `None` while the
-    /// load it waits for runs, `Some(Ok)` once it succeeded (read the slot), `Some(Err)` if a
-    /// load failed since.
-    pub fn outcome(&self, seen: u64) -> Option<Result<()>> {
-        if self.finished == seen {
-            return None;
-        }
-        Some(match &self.failure {
-            Some(e) => Err(duplicate(e)),
-            None => Ok(()),
-        })
-    }
-}
-
-/// The error for a caller that waited on a load that failed with `e`.
-pub(crate) fn duplicate(e: &Arc<Error>) -> Error {
-    Error::Shared(Arc::clone(e))
+    pub hits: AtomicU8,
+    pub slot: RwLock<Slot<T>>,
+    /// True if the entry was given an explicit size at creation, used instead of the deep
+    /// size: rare, so kept in the pool's table of fixed sizes rather than here.
+    has_fixed_size: bool,
+    /// Bytes charged to the budget for this entry (0 when evicted).
+    pub size: AtomicU64,
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
@@ -111,18 +87,20 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if let Some(key) = key {
             let _ = k.set(key);
         }
+        let id = pool.registry.next_id();
+        if let Some(f) = fixed_size {
+            pool.fixed_sizes.lock().insert(id, f.max(1));
+        }
         Entry {
-            id: pool.registry.next_id(),
+            id,
             pool: Arc::clone(pool),
             key: k,
             stored: AtomicBool::new(key.is_some()),
-            slot: RwLock::new(slot),
-            hits: Default::default(),
-            size: AtomicU64::new(0),
-            fixed_size,
-            load_lock: Mutex::new(LoadWait::default()),
-            load_cv: Condvar::new(),
             registered: AtomicBool::new(false),
+            hits: Default::default(),
+            slot: RwLock::new(slot),
+            size: AtomicU64::new(0),
+            has_fixed_size: fixed_size.is_some(),
         }
     }
 
@@ -144,8 +122,16 @@ impl<T: ?Sized + Pageable> Entry<T> {
         pool.entry_for_key(key, || Entry::new(pool, Slot::Evicted, Some(key), None))
     }
 
+    /// The explicit size given at creation, if any.
+    pub fn fixed_size(&self) -> Option<u64> {
+        if !self.has_fixed_size {
+            return None;
+        }
+        self.pool.fixed_sizes.lock().get(&self.id).copied()
+    }
+
     pub fn size_of(&self, value: &T) -> u64 {
-        self.fixed_size
+        self.fixed_size()
             .unwrap_or_else(|| value.deep_size() as u64)
             .max(1)
     }
@@ -184,7 +170,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         // estimate of the decoded size, capped at the budget so that a value whose encoding is
         // larger than its deep size still loads); corrected once the real size is known.
         let estimate = pool.reserve(
-            self.fixed_size
+            self.fixed_size()
                 .unwrap_or(blob.payload.len() as u64)
                 .clamp(1, pool.residency.hard_limit()),
         )?;
@@ -237,17 +223,17 @@ impl<T: ?Sized + Pageable> Entry<T> {
             match &*slot {
                 Slot::Resident(v) => return Ok((Arc::clone(v), false)),
                 Slot::Loading => {
+                    // Taken under the slot's lock: the load that made it `Loading` ends only
+                    // under that lock, so this is the load seen, and its end is still to come.
+                    let load = self.pool.loads.get(self.id);
                     drop(slot);
-                    let mut wait = self.load_lock.lock();
-                    // Re-check under the wait lock: a load ends only under it, so if the slot
-                    // is still `Loading` the end of this load is counted after `seen`.
-                    if !matches!(&*self.slot.read(), Slot::Loading) {
-                        continue;
-                    }
-                    let seen = wait.finished;
+                    let Some(load) = load else {
+                        return Err(Error::Internal("a loading entry has no load".into()));
+                    };
+                    let mut wait = load.wait.lock();
                     loop {
-                        match wait.outcome(seen) {
-                            None => self.load_cv.wait(&mut wait),
+                        match wait.outcome() {
+                            None => load.cv.wait(&mut wait),
                             Some(Err(e)) => return Err(e),
                             Some(Ok(())) => break,
                         }
@@ -255,18 +241,22 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 }
                 Slot::Evicted => {
                     *slot = Slot::Loading;
+                    let load = self.pool.loads.start(self.id);
                     drop(slot);
-                    return self.finish_load(self.page_in_guarded(), |r| r.map(|v| (v, true)));
+                    return self
+                        .finish_load(&load, self.page_in_guarded(), |r| r.map(|v| (v, true)));
                 }
             }
         }
     }
 
-    /// Ends a load with its outcome: publishes the value (or puts the slot back to `Evicted`),
-    /// hands the entry to the policy, passes the outcome to `deliver` (the loader's own
-    /// caller), and only then wakes every thread and task that waited.
+    /// Ends `load` with its outcome: publishes the value (or puts the slot back to `Evicted`)
+    /// and takes the load out of the pool's table, both under the slot's write lock; hands the
+    /// entry to the policy, passes the outcome to `deliver` (the loader's own caller), and only
+    /// then wakes every thread and task that waited.
     pub fn finish_load<R>(
         self: &Arc<Self>,
+        load: &Load,
         loaded: Result<Arc<T>>,
         deliver: impl FnOnce(Result<Arc<T>>) -> R,
     ) -> R {
@@ -276,14 +266,15 @@ impl<T: ?Sized + Pageable> Entry<T> {
             other => Error::Shared(Arc::new(other)),
         });
         let wakers = {
-            let mut wait = self.load_lock.lock();
+            let mut wait = load.wait.lock();
             let mut slot = self.slot.write();
             *slot = match &loaded {
                 Ok(value) => Slot::Resident(Arc::clone(value)),
                 Err(_) => Slot::Evicted,
             };
+            self.pool.loads.end(self.id);
             drop(slot);
-            wait.finished += 1;
+            wait.done = true;
             wait.failure = match &loaded {
                 Err(Error::Shared(shared)) => Some(Arc::clone(shared)),
                 _ => None,
@@ -297,7 +288,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 .admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
         }
         let out = deliver(loaded);
-        self.load_cv.notify_all();
+        load.cv.notify_all();
         for w in wakers {
             w.wake();
         }
@@ -425,12 +416,34 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         if size > 0 {
             self.pool.residency.release(size);
         }
+        if self.has_fixed_size {
+            let mut fixed = self.pool.fixed_sizes.lock();
+            fixed.remove(&self.id);
+            crate::memory::shrink_map(&mut fixed);
+        }
         let registered = *self.registered.get_mut();
-        self.pool
-            .forget(self.id, self.key.get().copied().filter(|_| registered));
+        self.pool.forget(
+            self.id,
+            self as *const Self as *const (),
+            self.key.get().copied().filter(|_| registered),
+        );
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.
         let old = std::mem::replace(self.slot.get_mut(), Slot::Evicted);
         super::drop_queue::defer(Box::new(old));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A paged-out object costs its entry: keep it small. The bound is the layout today (see
+    /// `Entry`'s fields); a field that grows it should be a deliberate choice.
+    #[test]
+    fn an_entry_stays_small() {
+        let size = std::mem::size_of::<Entry<u64>>();
+        assert!(size <= 72, "Entry<u64> is {size} bytes");
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 16);
     }
 }

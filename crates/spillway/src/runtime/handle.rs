@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::entry::{Entry, Slot};
 use super::erased::{ChildRef, ErasedEntry};
+use super::loading::Load;
 use super::page_out::{current_pool, in_current_batch, note_foreign};
 use super::shared::PoolShared;
 use super::value::Pageable;
@@ -157,15 +158,15 @@ type LoadCell<T> = Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>;
 ///
 /// Polling never blocks on I/O: a load runs on the pool's I/O threads. The future that moves the
 /// entry from `Evicted` to `Loading` gets the outcome through its own cell, filled before any
-/// waiter is woken; a future that finds a load running waits for that load's end (the entry's
-/// `LoadWait`) and gets its error if it failed, rather than starting another.
+/// waiter is woken; a future that finds a load running waits for that load's end (its
+/// [`Load`]) and gets its error if it failed, rather than starting another.
 pub struct GetFuture<T: ?Sized + Pageable> {
     entry: Arc<Entry<T>>,
     counted_miss: bool,
-    /// The outcome of the load this future started, if it started one.
-    result: Option<LoadCell<T>>,
-    /// Loads finished when this future began to wait for someone else's load.
-    waiting: Option<u64>,
+    /// The load this future started, if it started one, and the cell of its outcome.
+    result: Option<(LoadCell<T>, Arc<Load>)>,
+    /// The load of another caller that this future waits for.
+    waiting: Option<Arc<Load>>,
 }
 
 impl<T: ?Sized + Pageable> fmt::Debug for GetFuture<T> {
@@ -180,21 +181,20 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let entry = &this.entry;
-        if let Some(cell) = this.result.clone() {
+        if let Some((cell, load)) = this.result.clone() {
             let taken = cell.lock().take();
             if let Some(r) = taken {
                 this.result = None;
                 return Poll::Ready(r.map(|value| Guard { value }));
             }
             // Our load still runs (a spurious poll): wait for it again.
-            let wait = entry.load_lock.lock();
+            let mut wait = load.wait.lock();
             if cell.lock().is_none() {
-                let mut wait = wait;
-                if matches!(&*entry.slot.read(), Slot::Loading) {
-                    wait.wakers.push(cx.waker().clone());
-                } else {
+                if wait.done {
                     // Ended, its outcome not yet in the cell: that takes a moment.
                     cx.waker().wake_by_ref();
+                } else {
+                    wait.wakers.push(cx.waker().clone());
                 }
                 return Poll::Pending;
             }
@@ -205,9 +205,9 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                 return Poll::Ready(r.map(|value| Guard { value }));
             }
         }
-        if let Some(seen) = this.waiting {
-            let mut wait = entry.load_lock.lock();
-            match wait.outcome(seen) {
+        if let Some(load) = this.waiting.clone() {
+            let mut wait = load.wait.lock();
+            match wait.outcome() {
                 None => {
                     wait.wakers.push(cx.waker().clone());
                     return Poll::Pending;
@@ -247,28 +247,38 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                 }
                 Slot::Evicted => {
                     *slot = Slot::Loading;
+                    let load = entry.pool.loads.start(entry.id);
                     drop(slot);
                     // Registered before the job is spawned, so its end cannot be missed.
-                    entry.load_lock.lock().wakers.push(cx.waker().clone());
+                    load.wait.lock().wakers.push(cx.waker().clone());
                     let e = Arc::clone(entry);
                     let cell = Arc::new(parking_lot::Mutex::new(None));
-                    this.result = Some(Arc::clone(&cell));
+                    this.result = Some((Arc::clone(&cell), Arc::clone(&load)));
                     entry.pool.io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.
-                        e.finish_load(e.page_in_guarded(), |loaded| *cell.lock() = Some(loaded));
+                        e.finish_load(&load, e.page_in_guarded(), |loaded| {
+                            *cell.lock() = Some(loaded)
+                        });
                     }));
                     return Poll::Pending;
                 }
                 Slot::Loading => {
+                    // Taken under the slot's lock: the load seen, whose end is still to come.
+                    let load = entry.pool.loads.get(entry.id);
                     drop(slot);
-                    let mut wait = entry.load_lock.lock();
-                    // A load ends only under the wait lock: if it still runs, its end is
-                    // counted after `finished` as read now.
-                    if matches!(&*entry.slot.read(), Slot::Loading) {
-                        this.waiting = Some(wait.finished);
+                    let Some(load) = load else {
+                        return Poll::Ready(Err(crate::error::Error::Internal(
+                            "a loading entry has no load".into(),
+                        )));
+                    };
+                    let mut wait = load.wait.lock();
+                    if !wait.done {
                         wait.wakers.push(cx.waker().clone());
+                        drop(wait);
+                        this.waiting = Some(load);
                         return Poll::Pending;
                     }
+                    // Ended meanwhile: read the slot again.
                 }
             }
         }

@@ -35,14 +35,15 @@
 //! | `drop_queue` | iterative dropping of deep graphs | – |
 //! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
 //! | `threads` | the I/O threads, the background thread's wake-up signal | – |
+//! | `loading` | page-ins in progress: what their waiters share, by entry id | erased |
 //! | `registry` | live entries by key; entry ids | erased |
 //! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
 //! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
 //! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
-//! | `shared` | `PoolShared`: the parts put together | erased, gc, page_out, registry, residency, stats, threads |
-//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, page_out, shared, value |
-//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, page_out, shared, value |
-//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, registry, residency, shared, stats, threads |
+//! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, page_out, registry, residency, stats, threads |
+//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
+//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, loading, page_out, shared, value |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, shared, stats, threads |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, shared, stats, value |
 //!
 //! Nothing below `entry` knows a value's type: the registry, page-out and eviction hold entries
@@ -53,6 +54,7 @@
 //!
 //! - `entry`: an object's lifecycle (`Resident` → `Evicted` → `Loading` → `Resident`), pins,
 //!   single flight, and the bytes an entry is charged.
+//! - `loading`: a load is in the table exactly while its entry is `Loading`.
 //! - `residency`: resident bytes within the budget, every resident entry tracked, when a
 //!   reservation may pass the hard limit.
 //! - `registry`: one entry handed out per key, every live entry counted.
@@ -61,11 +63,12 @@
 //!   handles.
 //! - `gc`: nothing in use is swept; a damaged graph stops the collection.
 //!
-//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; an
-//! entry's wait lock → its slot lock; the residents lock → an entry's slot lock (through the
-//! policy's questions); the residents lock → the access log. No `Arc` of an entry is dropped
-//! under the residents lock or a registry shard lock (dropping the last one takes them), and
-//! values are dropped outside every lock.
+//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
+//! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →
+//! an entry's slot lock (through the policy's questions); the residents lock → the access log.
+//! No `Arc` of an entry is dropped under the residents lock, a registry shard lock or the
+//! fixed-size table's lock (dropping the last one takes them), and values are dropped outside
+//! every lock.
 
 mod build;
 mod drop_queue;
@@ -73,6 +76,7 @@ mod entry;
 mod erased;
 mod gc;
 mod handle;
+mod loading;
 mod page_out;
 mod pool;
 mod registry;
@@ -101,6 +105,7 @@ mod tests {
         ("erased", include_str!("erased.rs")),
         ("gc", include_str!("gc.rs")),
         ("handle", include_str!("handle.rs")),
+        ("loading", include_str!("loading.rs")),
         ("page_out", include_str!("page_out.rs")),
         ("pool", include_str!("pool.rs")),
         ("registry", include_str!("registry.rs")),

@@ -37,7 +37,7 @@ use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
 use crate::memory::{
-    Budget, BudgetError, EvictionPolicy, Reservation, Residents, Victim, Watermarks,
+    Budget, BudgetError, EvictionPolicy, Reservation, Residents, Victim, Watermarks, shrink_map,
 };
 
 /// Accesses logged before they are handed to a recency-ordered policy.
@@ -291,6 +291,7 @@ impl Residency {
         let mut rs = self.residents.lock();
         if rs.entries.remove(&id).is_some() {
             rs.policy.remove(id);
+            shrink_map(&mut rs.entries);
         }
     }
 
@@ -338,6 +339,7 @@ impl Residency {
                 .into_iter()
                 .filter_map(|v| Some((entries.remove(&v.id)?.upgrade()?, v)))
                 .collect();
+            shrink_map(entries);
             // Counted under the residents lock, so that a thread whose eviction found nothing
             // because these victims were taken sees this one in flight, and one that decides
             // how much to free does not count them again.

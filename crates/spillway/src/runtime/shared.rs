@@ -4,10 +4,14 @@
 //! Every entry holds an `Arc<PoolShared>`, so a pool's parts live as long as any handle does,
 //! after the [`Pool`](super::Pool) itself is dropped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::erased::{EntryId, ErasedEntry};
 use super::gc::{Collection, Collector, GcOptions, GcReport};
+use super::loading::Loads;
 use super::page_out::PageOut;
 use super::registry::Registry;
 use super::residency::Residency;
@@ -26,6 +30,11 @@ pub(crate) struct PoolShared {
     pub residency: Residency,
     pub registry: Registry,
     pub collector: Collector,
+    /// Page-ins in progress.
+    pub loads: Loads,
+    /// The explicit sizes of the live entries that were given one (`Pool::insert_with_size`), by
+    /// entry id.
+    pub fixed_sizes: Mutex<HashMap<EntryId, u64>>,
     pub io: IoPool,
     /// Kept so that a default pool's temporary directory outlives its store.
     pub _tmp: Option<tempfile::TempDir>,
@@ -91,12 +100,12 @@ impl PoolShared {
         entry
     }
 
-    /// An entry is gone (its last handle dropped); `key` is its key if it was counted in the
-    /// registry.
-    pub fn forget(&self, id: EntryId, key: Option<ContentKey>) {
+    /// Entry `id`, at address `entry`, is gone (its last handle dropped); `key` is its key if
+    /// it was counted in the registry.
+    pub fn forget(&self, id: EntryId, entry: *const (), key: Option<ContentKey>) {
         self.residency.forget(id);
         if let Some(k) = key {
-            self.registry.forget(id, k);
+            self.registry.forget(entry, k);
         }
     }
 }
