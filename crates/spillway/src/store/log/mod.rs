@@ -53,6 +53,7 @@ mod pipeline;
 mod recover;
 mod roots;
 mod segments;
+mod table;
 mod verify;
 
 pub use compact::CompactionReport;
@@ -291,7 +292,7 @@ impl LogStore {
         // our read; the index then points at the new place. Compaction finishes a segment
         // before it removes it, so a few retries always suffice.
         for _ in 0..8 {
-            let Some(loc) = self.core.index.read().map.get(key).copied() else {
+            let Some(loc) = self.core.index.read().map.get(key) else {
                 return Ok(None);
             };
             if let Some(found) = self.with_record_at(loc, key, |b| f(b, loc))? {
@@ -447,7 +448,7 @@ impl BlobStore for LogStore {
     }
 
     fn keys(&self) -> Result<Vec<ContentKey>> {
-        Ok(self.core.index.read().map.keys().copied().collect())
+        Ok(self.core.index.read().map.keys().collect())
     }
 
     fn flush(&self, durability: Durability) -> Result<()> {
