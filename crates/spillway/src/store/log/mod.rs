@@ -356,6 +356,7 @@ impl LogStore {
         batch.iter().try_for_each(check_limits)?;
         let mut enc = EncodedPuts::default();
         let idx = self.core.index.read();
+        idx.map.touch(batch.iter().map(|p| &p.key));
         let mut seen = std::collections::HashSet::with_capacity_and_hasher(
             batch.len(),
             crate::key::BuildKeyHasher::default(),
