@@ -26,7 +26,8 @@
 //!   [`Error::Poisoned`], reads go on. Data acknowledged at `Durable` stays intact on disk.
 //! - Lock order: `maintenance` → the pipeline's writer role → `index` → `segments`; the
 //!   pipeline's flusher takes `segments`, never `index`. A reader takes `index`, releases it,
-//!   then reads a segment or the pipeline's view.
+//!   then reads a segment (a record of at most 64 KiB under a read lock of `segments`, a
+//!   longer one through a clone of its reader) or the pipeline's view.
 
 use std::any::Any;
 use std::path::Path;
@@ -72,6 +73,10 @@ use self::core::Core;
 use delta::{EncodedPuts, LogWrite};
 use pipeline::Pipeline;
 use segments::RecordBytes;
+
+/// A read of a record up to this long runs under the segment readers' lock; a longer one
+/// clones its reader and releases the lock first, so that it never holds up the flusher.
+const HOLD_SEGMENTS_UP_TO: u32 = 64 << 10;
 
 /// Settings of a [`LogStore`]. `LogStoreOptions::default()` suits most uses.
 #[derive(Debug, Clone)]
@@ -274,12 +279,19 @@ impl LogStore {
                 });
             }
         }
-        let reader = core.segments.read().get(&loc.segment).cloned();
-        match reader {
-            Some(r) => r.with_record(&core.dir, loc, f).map(Some),
+        let segments = core.segments.read();
+        let Some(reader) = segments.get(&loc.segment) else {
             // Compaction removed the segment after we looked the key up: look again.
-            None => Ok(None),
+            return Ok(None);
+        };
+        if loc.len <= HOLD_SEGMENTS_UP_TO {
+            // Cheaper than cloning the reader (two atomic operations on a shared count); the
+            // flusher and compaction, the only writers of `segments`, wait microseconds at most.
+            return reader.with_record(&core.dir, loc, f).map(Some);
         }
+        let reader = reader.clone();
+        drop(segments);
+        reader.with_record(&core.dir, loc, f).map(Some)
     }
 
     /// Looks `key` up and runs `f` on its record's bytes; `None` if it is not stored.
