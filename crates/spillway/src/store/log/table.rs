@@ -5,8 +5,9 @@
 //! length `u32`, all little-endian), with no control bytes, no padding and no pointer. A lookup
 //! reads one run of adjacent slots starting at the key's home slot, usually one or two cache
 //! lines. A location that does not pack (a segment id or an offset past `u32`, which only a
-//! store made with a segment size over 3 GiB or after four billion segments can have, or a zero
-//! length) is kept in a side map, `wide`, instead; it is empty in practice.
+//! store made with a segment size over 4 GiB, records starting before the segment size, or
+//! after four billion segments can have, or a zero length) is kept in a side map, `wide`,
+//! instead; it is empty in practice.
 //!
 //! Invariants:
 //! - a key is in at most one of the slots and `wide`;
