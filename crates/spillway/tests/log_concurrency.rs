@@ -160,3 +160,47 @@ fn concurrent_durable_flushes_share_syncs() {
         "group commit should share syncs: {syncs} syncs for {flushes} flushes"
     );
 }
+
+#[test]
+fn records_on_either_side_of_the_lock_holding_limit_read_back_while_segments_roll() {
+    // A read of a record up to 64 KiB holds the segment readers' lock, a longer one clones its
+    // reader: both read the right bytes while a writer seals segments and compaction removes
+    // them (the writers of that lock).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LogStore::open_with(dir.path(), opts().segment_size(128 << 10)).expect("open");
+    let lens = [1000, (64 << 10) - 36, (64 << 10) - 35, 200 << 10];
+    let objs: Vec<Obj> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| Obj::generated(7_000 + i as u64, len, Vec::new()))
+        .collect();
+    for o in &objs {
+        store.put(o.put()).expect("put");
+    }
+    store.flush(Durability::Written).expect("flush");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..40u64 {
+                let churn: Vec<Obj> = (0..8)
+                    .map(|j| Obj::generated(round << 8 | j, 20_000, Vec::new()))
+                    .collect();
+                for o in &churn {
+                    store.put(o.put()).expect("put");
+                }
+                store.flush(Durability::Written).expect("flush");
+                let keys: Vec<ContentKey> = churn.iter().map(|o| o.key).collect();
+                store.delete(&keys).expect("delete");
+                store.compact().expect("compact");
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut reads = 0u64;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || reads < 100 {
+            for o in &objs {
+                assert_eq!(store.get(&o.key).expect("get"), Some(o.blob()));
+                reads += 1;
+            }
+        }
+    });
+}

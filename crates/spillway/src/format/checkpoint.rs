@@ -15,7 +15,8 @@
 //! | 40 | 4 | CRC32C of the entries region |
 //! | 44 | 4 | CRC32C of bytes 0..44 |
 //!
-//! Entry: key (16), segment id (u64), record offset (u64), record length (u32).
+//! Entry: key (16), segment id (u64), record offset (u64), record length (u32). The store writes
+//! the entries in ascending key order; `decode` accepts any order.
 //!
 //! The file length must be exactly `48 + 36 × count`; the count is checked against the length
 //! before anything is allocated. The checkpoint is written to `index.ckpt.tmp`, fsynced, renamed

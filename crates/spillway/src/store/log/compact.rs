@@ -55,12 +55,14 @@ impl LogStore {
 
     fn checkpoint_locked(&self) -> Result<()> {
         let pipeline = self.writable()?;
-        let (tail, entries) = {
+        let (tail, mut entries) = {
             let mut idx = self.core.index.write();
             idx.since_checkpoint = 0;
-            let entries: Vec<_> = idx.map.iter().map(|(k, l)| (*k, *l)).collect();
+            let entries: Vec<_> = idx.map.iter().collect();
             (idx.tail, entries)
         };
+        // In key order: the checkpoint is then a function of the index's contents alone.
+        entries.sort_unstable_by_key(|&(k, _)| k);
         pipeline.flush(true)?;
         let bytes = checkpoint::encode(tail, entries.iter().map(|(k, l)| (k, l)));
         let tmp = self.core.dir.join(checkpoint::CHECKPOINT_TMP_FILE);
@@ -236,7 +238,7 @@ impl LogStore {
             // Only what may still be needed; the pipeline checks again when it applies.
             let wanted = match r.header.kind {
                 record::RecordKind::Put => {
-                    self.core.index.read().map.get(&r.header.key) == Some(&from)
+                    self.core.index.read().map.get(&r.header.key) == Some(from)
                 }
                 record::RecordKind::Tombstone => true,
             };

@@ -285,7 +285,7 @@ impl Delta for LogDelta {
                 for r in &records {
                     match r.kind {
                         RecordKind::Put => {
-                            if idx.map.get(&r.key) == Some(&r.from) {
+                            if idx.map.get(&r.key) == Some(r.from) {
                                 let loc = self.append(&mut idx, &r.raw);
                                 idx.insert(r.key, loc);
                                 done.puts += 1;

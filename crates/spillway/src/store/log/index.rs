@@ -1,4 +1,4 @@
-//! The log store's in-memory index: key → record location, plus live and total bytes per
+//! The log store's in-memory index: key → record location (a dense [`KeyTable`]), plus live and total bytes per
 //! segment (what compaction needs to choose its victims).
 //!
 //! Invariant: `live[s]` is the sum of `len` over the entries of `map` located in segment `s`,
@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use super::table::KeyTable;
 use crate::format::checkpoint::{Location, LogPosition};
-use crate::key::{ContentKey, KeyMap};
+use crate::key::ContentKey;
 
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    pub map: KeyMap<Location>,
+    pub map: KeyTable,
     pub live: BTreeMap<u64, u64>,
     pub sizes: BTreeMap<u64, u64>,
     /// Where the next record goes.

@@ -26,7 +26,8 @@
 //!   [`Error::Poisoned`], reads go on. Data acknowledged at `Durable` stays intact on disk.
 //! - Lock order: `maintenance` → the pipeline's writer role → `index` → `segments`; the
 //!   pipeline's flusher takes `segments`, never `index`. A reader takes `index`, releases it,
-//!   then reads a segment or the pipeline's view.
+//!   then reads a segment (a record of at most 64 KiB under a read lock of `segments`, a
+//!   longer one through a clone of its reader) or the pipeline's view.
 
 use std::any::Any;
 use std::path::Path;
@@ -53,6 +54,7 @@ mod pipeline;
 mod recover;
 mod roots;
 mod segments;
+mod table;
 mod verify;
 
 pub use compact::CompactionReport;
@@ -71,6 +73,10 @@ use self::core::Core;
 use delta::{EncodedPuts, LogWrite};
 use pipeline::Pipeline;
 use segments::RecordBytes;
+
+/// A read of a record up to this long runs under the segment readers' lock; a longer one
+/// clones its reader and releases the lock first, so that it never holds up the flusher.
+const HOLD_SEGMENTS_UP_TO: u32 = 64 << 10;
 
 /// Settings of a [`LogStore`]. `LogStoreOptions::default()` suits most uses.
 #[derive(Debug, Clone)]
@@ -273,12 +279,19 @@ impl LogStore {
                 });
             }
         }
-        let reader = core.segments.read().get(&loc.segment).cloned();
-        match reader {
-            Some(r) => r.with_record(&core.dir, loc, f).map(Some),
+        let segments = core.segments.read();
+        let Some(reader) = segments.get(&loc.segment) else {
             // Compaction removed the segment after we looked the key up: look again.
-            None => Ok(None),
+            return Ok(None);
+        };
+        if loc.len <= HOLD_SEGMENTS_UP_TO {
+            // Cheaper than cloning the reader (two atomic operations on a shared count); the
+            // flusher and compaction, the only writers of `segments`, wait microseconds at most.
+            return reader.with_record(&core.dir, loc, f).map(Some);
         }
+        let reader = reader.clone();
+        drop(segments);
+        reader.with_record(&core.dir, loc, f).map(Some)
     }
 
     /// Looks `key` up and runs `f` on its record's bytes; `None` if it is not stored.
@@ -291,7 +304,7 @@ impl LogStore {
         // our read; the index then points at the new place. Compaction finishes a segment
         // before it removes it, so a few retries always suffice.
         for _ in 0..8 {
-            let Some(loc) = self.core.index.read().map.get(key).copied() else {
+            let Some(loc) = self.core.index.read().map.get(key) else {
                 return Ok(None);
             };
             if let Some(found) = self.with_record_at(loc, key, |b| f(b, loc))? {
@@ -355,6 +368,7 @@ impl LogStore {
         batch.iter().try_for_each(check_limits)?;
         let mut enc = EncodedPuts::default();
         let idx = self.core.index.read();
+        idx.map.touch(batch.iter().map(|p| &p.key));
         let mut seen = std::collections::HashSet::with_capacity_and_hasher(
             batch.len(),
             crate::key::BuildKeyHasher::default(),
@@ -447,7 +461,7 @@ impl BlobStore for LogStore {
     }
 
     fn keys(&self) -> Result<Vec<ContentKey>> {
-        Ok(self.core.index.read().map.keys().copied().collect())
+        Ok(self.core.index.read().map.keys().collect())
     }
 
     fn flush(&self, durability: Durability) -> Result<()> {

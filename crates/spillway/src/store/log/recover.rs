@@ -305,6 +305,7 @@ pub(super) fn recover(
                             report.checkpoint_problem = Some(problem);
                         }
                         Fit::Fits => {
+                            index.map.reserve(c.entries.len());
                             for (k, loc) in c.entries {
                                 index.insert(k, loc);
                             }

@@ -1,0 +1,513 @@
+//! [`KeyTable`]: the index's map from key to record location, dense.
+//!
+//! An open-addressing table with linear probing in Robin Hood order, whose slots hold the key
+//! and a packed location inline: 28 bytes a slot (key 16, segment id `u32`, offset `u32`,
+//! length `u32`, all little-endian), with no control bytes, no padding and no pointer. A lookup
+//! reads one run of adjacent slots starting at the key's home slot, usually one or two cache
+//! lines. A location that does not pack (a segment id or an offset past `u32`, which only a
+//! store made with a segment size over 4 GiB, records starting before the segment size, or
+//! after four billion segments can have, or a zero length) is kept in a side map, `wide`,
+//! instead; it is empty in practice.
+//!
+//! Invariants:
+//! - a key is in at most one of the slots and `wide`;
+//! - an empty slot is all zeros; an occupied one has a non-zero length (a record is never
+//!   empty, and a location of length zero goes to `wide`);
+//! - Robin Hood order: walking the slots from a key's home slot (the position its hash maps to,
+//!   wrapping around at the end), every slot up to the key's own is occupied by a key whose
+//!   distance from its home is at least the distance walked so far. A lookup therefore stops
+//!   at the first empty slot or the first slot whose key is nearer its home than the walk;
+//! - at most 7/8 of the slots are occupied: the table then grows by a quarter, so that it stays
+//!   between 70 % and 87.5 % full once it is past its minimum size, and the average slot
+//!   cost per key is about 36 bytes. It never shrinks by itself.
+//!
+//! Keys are BLAKE3 outputs, so their bytes serve as the hash directly; the home slot is the
+//! high half of the hash times the slot count (no power-of-two size is needed, which is what
+//! allows the small growth steps). The buffer of a large table is an anonymous mapping that
+//! the kernel is asked to back with huge pages: a lookup in a table of millions of keys then
+//! misses the TLB far less often.
+
+use crate::format::checkpoint::Location;
+use crate::key::{ContentKey, KEY_LEN, KeyMap};
+
+/// Bytes a slot takes.
+pub(super) const SLOT_LEN: usize = KEY_LEN + 12;
+/// Slots of an empty table.
+const MIN_SLOTS: usize = 16;
+/// Tables of this many bytes or more live in an anonymous mapping advised for huge pages.
+const MAPPED_FROM: usize = 4 << 20;
+
+/// A slot's bytes.
+type Slot = [u8; SLOT_LEN];
+
+/// See the module docs.
+pub(super) struct KeyTable {
+    buf: Buf,
+    /// Number of slots (`buf` holds exactly this many).
+    slots: usize,
+    /// Occupied slots.
+    used: usize,
+    /// Locations that do not pack into a slot.
+    wide: KeyMap<Location>,
+}
+
+impl std::fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyTable")
+            .field("len", &self.len())
+            .field("slots", &self.slots)
+            .field("wide", &self.wide.len())
+            .finish()
+    }
+}
+
+impl Default for KeyTable {
+    fn default() -> Self {
+        KeyTable::with_slots(MIN_SLOTS)
+    }
+}
+
+/// A slot buffer, zeroed when made.
+enum Buf {
+    Heap(Box<[u8]>),
+    Mapped(memmap2::MmapMut),
+}
+
+impl Buf {
+    fn zeroed(bytes: usize) -> Buf {
+        if bytes >= MAPPED_FROM
+            && let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon()
+        {
+            // Only advice: without it (or without transparent huge pages) the table works the
+            // same, with more TLB misses.
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
+            return Buf::Mapped(map);
+        }
+        Buf::Heap(vec![0u8; bytes].into_boxed_slice())
+    }
+
+    fn slots(&self) -> &[Slot] {
+        let bytes: &[u8] = match self {
+            Buf::Heap(b) => b,
+            Buf::Mapped(m) => m,
+        };
+        bytes.as_chunks().0
+    }
+
+    fn slots_mut(&mut self) -> &mut [Slot] {
+        let bytes: &mut [u8] = match self {
+            Buf::Heap(b) => b,
+            Buf::Mapped(m) => m,
+        };
+        bytes.as_chunks_mut().0
+    }
+}
+
+/// The hash of a key: its first eight bytes (uniform for a content key) mixed with the next
+/// eight (which tell reserved keys apart: they share their first fifteen bytes).
+fn hash(key: &[u8; KEY_LEN]) -> u64 {
+    let (lo, hi) = key.split_at(8);
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    a.copy_from_slice(lo);
+    b.copy_from_slice(hi);
+    u64::from_le_bytes(a) ^ u64::from_le_bytes(b)
+}
+
+/// The home slot of a hash in a table of `slots` slots.
+fn home(hash: u64, slots: usize) -> usize {
+    ((u128::from(hash) * slots as u128) >> 64) as usize
+}
+
+fn key_of(s: &Slot) -> &[u8; KEY_LEN] {
+    s.first_chunk().unwrap_or(&[0; KEY_LEN])
+}
+
+fn field(s: &Slot, at: usize) -> u32 {
+    u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]])
+}
+
+fn occupied(s: &Slot) -> bool {
+    field(s, KEY_LEN + 8) != 0
+}
+
+fn location_of(s: &Slot) -> Location {
+    Location {
+        segment: u64::from(field(s, KEY_LEN)),
+        offset: u64::from(field(s, KEY_LEN + 4)),
+        len: field(s, KEY_LEN + 8),
+    }
+}
+
+/// The slot of `key` at `loc`, if the location packs.
+fn pack(key: &ContentKey, loc: Location) -> Option<Slot> {
+    let segment = u32::try_from(loc.segment).ok()?;
+    let offset = u32::try_from(loc.offset).ok()?;
+    if loc.len == 0 {
+        return None;
+    }
+    let mut s = [0u8; SLOT_LEN];
+    s[..KEY_LEN].copy_from_slice(key.as_bytes());
+    s[KEY_LEN..KEY_LEN + 4].copy_from_slice(&segment.to_le_bytes());
+    s[KEY_LEN + 4..KEY_LEN + 8].copy_from_slice(&offset.to_le_bytes());
+    s[KEY_LEN + 8..].copy_from_slice(&loc.len.to_le_bytes());
+    Some(s)
+}
+
+impl KeyTable {
+    fn with_slots(slots: usize) -> KeyTable {
+        KeyTable {
+            buf: Buf::zeroed(slots * SLOT_LEN),
+            slots,
+            used: 0,
+            wide: KeyMap::default(),
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.used + self.wide.len()
+    }
+
+    /// Bytes of memory the table holds (its slots, and an estimate for the side map).
+    #[cfg(test)]
+    pub fn allocated_bytes(&self) -> usize {
+        self.slots * SLOT_LEN + self.wide.capacity() * (KEY_LEN + 32)
+    }
+
+    /// Distance of slot `i` from the home of the key in it.
+    fn distance(&self, i: usize, s: &Slot) -> usize {
+        let h = home(hash(key_of(s)), self.slots);
+        if i >= h { i - h } else { i + self.slots - h }
+    }
+
+    /// The slot index of `key`, if it is in the slots.
+    fn find(&self, key: &[u8; KEY_LEN]) -> Option<usize> {
+        let slots = self.buf.slots();
+        let mut i = home(hash(key), self.slots);
+        let mut walked = 0;
+        loop {
+            let s = &slots[i];
+            if !occupied(s) {
+                return None;
+            }
+            if key_of(s) == key {
+                return Some(i);
+            }
+            if self.distance(i, s) < walked {
+                return None;
+            }
+            walked += 1;
+            i += 1;
+            if i == self.slots {
+                i = 0;
+            }
+        }
+    }
+
+    /// Where `key`'s record is.
+    #[inline]
+    pub fn get(&self, key: &ContentKey) -> Option<Location> {
+        match self.find(key.as_bytes()) {
+            Some(i) => Some(location_of(&self.buf.slots()[i])),
+            None if self.wide.is_empty() => None,
+            None => self.wide.get(key).copied(),
+        }
+    }
+
+    /// Reads the home slot of each key, with no load waiting for another: the memory latency
+    /// of a batch's lookups then overlaps instead of adding up, and the lookups that follow
+    /// find their slots in cache. Only a hint to the memory system: it changes nothing.
+    pub fn touch<'a>(&self, keys: impl IntoIterator<Item = &'a ContentKey>) {
+        let slots = self.buf.slots();
+        let mut seen = 0u8;
+        for k in keys {
+            seen ^= slots[home(hash(k.as_bytes()), self.slots)][KEY_LEN + 8];
+        }
+        std::hint::black_box(seen);
+    }
+
+    /// True if `key` is in the table.
+    pub fn contains_key(&self, key: &ContentKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Points `key` at `loc`; returns where it pointed before.
+    pub fn insert(&mut self, key: ContentKey, loc: Location) -> Option<Location> {
+        let Some(slot) = pack(&key, loc) else {
+            let old = self.remove_from_slots(&key);
+            return self.wide.insert(key, loc).or(old);
+        };
+        if let Some(i) = self.find(key.as_bytes()) {
+            let old = location_of(&self.buf.slots()[i]);
+            self.buf.slots_mut()[i] = slot;
+            return Some(old);
+        }
+        let old = if self.wide.is_empty() {
+            None
+        } else {
+            self.wide.remove(&key)
+        };
+        if (self.used + 1) * 8 > self.slots * 7 {
+            self.grow();
+        }
+        self.place(slot);
+        old
+    }
+
+    /// Puts a slot of a key not in the slots, shifting richer ones along (Robin Hood).
+    fn place(&mut self, mut slot: Slot) {
+        let n = self.slots;
+        let mut i = home(hash(key_of(&slot)), n);
+        let mut walked = 0;
+        loop {
+            let s = self.buf.slots()[i];
+            if !occupied(&s) {
+                self.buf.slots_mut()[i] = slot;
+                self.used += 1;
+                return;
+            }
+            let d = self.distance(i, &s);
+            if d < walked {
+                self.buf.slots_mut()[i] = slot;
+                slot = s;
+                walked = d;
+            }
+            walked += 1;
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+    }
+
+    /// Makes room for `additional` more keys without growing on the way.
+    pub fn reserve(&mut self, additional: usize) {
+        let need = (self.used + additional).saturating_mul(8).div_ceil(7);
+        if need > self.slots {
+            self.resize(need);
+        }
+    }
+
+    /// Makes room: a quarter more slots (at least the minimum), every key placed again.
+    fn grow(&mut self) {
+        self.resize((self.slots + self.slots / 4).max(MIN_SLOTS));
+    }
+
+    /// Moves every key into a buffer of `slots` slots (enough for them).
+    fn resize(&mut self, slots: usize) {
+        let old = std::mem::replace(&mut self.buf, Buf::zeroed(slots * SLOT_LEN));
+        self.slots = slots;
+        self.used = 0;
+        for s in old.slots().iter().filter(|s| occupied(s)) {
+            self.place(*s);
+        }
+    }
+
+    /// Forgets `key`; returns where it was.
+    pub fn remove(&mut self, key: &ContentKey) -> Option<Location> {
+        match self.remove_from_slots(key) {
+            Some(old) => Some(old),
+            None if self.wide.is_empty() => None,
+            None => self.wide.remove(key),
+        }
+    }
+
+    /// Removes `key` from the slots, shifting the run after it back by one.
+    fn remove_from_slots(&mut self, key: &ContentKey) -> Option<Location> {
+        let mut i = self.find(key.as_bytes())?;
+        let n = self.slots;
+        let old = location_of(&self.buf.slots()[i]);
+        loop {
+            let next = if i + 1 == n { 0 } else { i + 1 };
+            let s = self.buf.slots()[next];
+            if !occupied(&s) || self.distance(next, &s) == 0 {
+                break;
+            }
+            self.buf.slots_mut()[i] = s;
+            i = next;
+        }
+        self.buf.slots_mut()[i] = [0; SLOT_LEN];
+        self.used -= 1;
+        Some(old)
+    }
+
+    /// Every key and its location, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (ContentKey, Location)> + '_ {
+        self.buf
+            .slots()
+            .iter()
+            .filter(|s| occupied(s))
+            .map(|s| (ContentKey::from_bytes(*key_of(s)), location_of(s)))
+            .chain(self.wide.iter().map(|(k, l)| (*k, *l)))
+    }
+
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = ContentKey> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// Every location, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = Location> + '_ {
+        self.iter().map(|(_, l)| l)
+    }
+
+    /// Checks the invariants (for tests).
+    #[cfg(test)]
+    fn check(&self) {
+        let slots = self.buf.slots();
+        assert_eq!(slots.len(), self.slots);
+        assert_eq!(slots.iter().filter(|s| occupied(s)).count(), self.used);
+        assert!(self.used * 8 <= self.slots * 7);
+        for (i, s) in slots.iter().enumerate() {
+            if !occupied(s) {
+                assert_eq!(s, &[0; SLOT_LEN], "an empty slot is zeroed");
+                continue;
+            }
+            let key = ContentKey::from_bytes(*key_of(s));
+            assert_eq!(self.find(key.as_bytes()), Some(i), "slot {i} is found");
+            assert!(!self.wide.contains_key(&key));
+            // Every slot between the home and this one holds a key at least as far from home.
+            let d = self.distance(i, s);
+            for back in 1..=d {
+                let j = (i + self.slots - back) % self.slots;
+                assert!(occupied(&slots[j]));
+                assert!(self.distance(j, &slots[j]) >= d - back);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Keys from a small pool, so that operations hit the same keys again; some share their
+    /// hash's high bits (the same home slot), as reserved keys almost do.
+    fn key(n: u16) -> ContentKey {
+        let mut b = [0u8; KEY_LEN];
+        if n.is_multiple_of(3) {
+            // Same first eight bytes for all of these, told apart by the last byte only.
+            b[..8].copy_from_slice(b"spillway");
+            b[14..].copy_from_slice(&n.to_le_bytes());
+        } else {
+            b = *ContentKey::of(&n.to_le_bytes(), &[]).as_bytes();
+        }
+        ContentKey::from_bytes(b)
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16, Location),
+        Remove(u16),
+        Reserve(usize),
+    }
+
+    fn location() -> impl Strategy<Value = Location> {
+        prop_oneof![
+            8 => (1u64..100, 0u64..1 << 26, 36u32..1 << 20),
+            // Locations that do not pack: the side map.
+            1 => (0u64..u64::MAX, (1u64 << 32)..u64::MAX, 0u32..u32::MAX),
+            1 => ((1u64 << 32)..u64::MAX, 0u64..100, 36u32..100),
+            1 => (1u64..100, 0u64..100, Just(0u32)),
+            // Packs at the edge.
+            1 => (Just(u64::from(u32::MAX)), Just(u64::from(u32::MAX)), Just(u32::MAX)),
+        ]
+        .prop_map(|(segment, offset, len)| Location {
+            segment,
+            offset,
+            len,
+        })
+    }
+
+    fn op(pool: u16) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..pool, location()).prop_map(|(k, l)| Op::Insert(k, l)),
+            1 => (0..pool).prop_map(Op::Remove),
+            1 => (0usize..200).prop_map(Op::Reserve),
+        ]
+    }
+
+    fn run(ops: &[Op], pool: u16) {
+        let mut t = KeyTable::default();
+        let mut model: HashMap<ContentKey, Location> = HashMap::new();
+        for op in ops {
+            match *op {
+                Op::Insert(k, l) => assert_eq!(t.insert(key(k), l), model.insert(key(k), l)),
+                Op::Remove(k) => assert_eq!(t.remove(&key(k)), model.remove(&key(k))),
+                Op::Reserve(n) => {
+                    let slots = t.slots;
+                    t.reserve(n);
+                    assert!(t.slots >= slots && (t.used + n) * 8 <= t.slots * 7);
+                }
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        t.check();
+        let pool_keys: Vec<ContentKey> = (0..pool).map(key).collect();
+        t.touch(&pool_keys);
+        for k in 0..pool {
+            assert_eq!(t.get(&key(k)), model.get(&key(k)).copied());
+            assert_eq!(t.contains_key(&key(k)), model.contains_key(&key(k)));
+        }
+        let mut all: Vec<_> = t.iter().collect();
+        all.sort();
+        let mut expected: Vec<_> = model.into_iter().collect();
+        expected.sort();
+        assert_eq!(all, expected);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn behaves_like_a_hash_map(ops in proptest::collection::vec(op(64), 0..400)) {
+            run(&ops, 64);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        #[test]
+        fn behaves_like_a_hash_map_when_large(ops in proptest::collection::vec(op(3000), 0..4000)) {
+            run(&ops, 3000);
+        }
+    }
+
+    #[test]
+    fn a_full_cycle_of_a_large_table_keeps_every_key() {
+        // Large enough for a mapped buffer; every key in, a third out, the rest still found.
+        let n = 300_000u32;
+        let keys: Vec<ContentKey> = (0..n)
+            .map(|i| ContentKey::of(&i.to_le_bytes(), &[]))
+            .collect();
+        let loc = |i: u32| Location {
+            segment: u64::from(i % 7) + 1,
+            offset: u64::from(i) * 100,
+            len: 36 + i % 1000,
+        };
+        let mut t = KeyTable::default();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(t.insert(*k, loc(i as u32)), None);
+        }
+        assert!(matches!(t.buf, Buf::Mapped(_)) || cfg!(not(unix)));
+        assert!(
+            t.allocated_bytes() <= n as usize * 41,
+            "{} bytes",
+            t.allocated_bytes()
+        );
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            assert_eq!(t.remove(k), Some(loc(i as u32)));
+        }
+        t.check();
+        for (i, k) in keys.iter().enumerate() {
+            let expected = (i % 3 != 0).then(|| loc(i as u32));
+            assert_eq!(t.get(k), expected);
+        }
+        assert_eq!(t.len(), keys.len() - keys.len().div_ceil(3));
+    }
+}
