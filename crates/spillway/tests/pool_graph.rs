@@ -249,3 +249,32 @@ fn lru_pools_evict_the_least_recently_read() {
         "an unread old value is still resident"
     );
 }
+
+/// `stats` counts live entries (one per object however many handles share it, paged out or
+/// not) and reports the store's index memory.
+#[test]
+fn stats_count_entries_and_the_store_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = Pool::builder()
+        .budget(1 << 20)
+        .dir(dir.path())
+        .build()
+        .expect("pool");
+    assert_eq!(pool.stats().entries, 0);
+    let handles: Vec<Paged<u64>> = (0..100u64)
+        .map(|i| pool.insert(i).expect("insert"))
+        .collect();
+    let copies: Vec<Paged<u64>> = handles.iter().take(10).cloned().collect();
+    assert_eq!(pool.stats().entries, 100, "a clone shares its entry");
+    for h in &handles {
+        h.key().expect("store");
+    }
+    pool.shrink_to(0).expect("page out");
+    let s = pool.stats();
+    assert_eq!(s.entries, 100, "a paged-out object keeps its entry");
+    assert!(s.store_index_bytes >= 100 * 32, "{s:?}");
+    drop(handles);
+    assert_eq!(pool.stats().entries, 10, "the copies still hold theirs");
+    drop(copies);
+    assert_eq!(pool.stats().entries, 0);
+}

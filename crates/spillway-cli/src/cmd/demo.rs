@@ -577,15 +577,10 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
             format!("{:.1}%", 100.0 * first.hit_ratio()),
         ),
         (
-            "evictions n/m/h/c",
-            format!(
-                "{}/{}/{}/{}",
-                first.evictions_by_pressure[0],
-                first.evictions_by_pressure[1],
-                first.evictions_by_pressure[2],
-                first.evictions_by_pressure[3]
-            ),
+            "live entries (objects with handles)",
+            first.entries.to_string(),
         ),
+        ("store index in memory", human(first.store_index_bytes)),
         (
             "build rate",
             format!(

@@ -88,6 +88,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             let _ = k.set(key);
         }
         let id = pool.registry.next_id();
+        pool.stats.entries.fetch_add(1, Ordering::Relaxed);
         if let Some(f) = fixed_size {
             pool.fixed_sizes.lock().insert(id, f.max(1));
         }
@@ -412,6 +413,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
 
 impl<T: ?Sized + Pageable> Drop for Entry<T> {
     fn drop(&mut self) {
+        self.pool.stats.entries.fetch_sub(1, Ordering::Relaxed);
         let size = *self.size.get_mut();
         if size > 0 {
             self.pool.residency.release(size);

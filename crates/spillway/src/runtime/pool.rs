@@ -280,6 +280,8 @@ impl Pool {
             objects_written: c.objects_written.load(Ordering::Relaxed),
             dedup_hits: c.dedup_hits.load(Ordering::Relaxed),
             evictions_by_pressure: budget.stats().evictions,
+            entries: c.entries.load(Ordering::Relaxed),
+            store_index_bytes: store.index_bytes,
             gc_runs: c.gc_runs.load(Ordering::Relaxed),
             gc_deleted: c.gc_deleted.load(Ordering::Relaxed),
             errors: s.errors.count(),

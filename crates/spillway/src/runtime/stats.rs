@@ -90,6 +90,8 @@ impl ThreadCounter {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub hits: ThreadCounter,
+    /// Live entries (made minus dropped).
+    pub entries: AtomicU64,
     pub misses: AtomicU64,
     pub page_ins: AtomicU64,
     pub page_outs: AtomicU64,
@@ -172,6 +174,14 @@ pub struct PoolStats {
     pub dedup_hits: u64,
     /// Evictions, by the pressure level at the time: normal, moderate, high, critical.
     pub evictions_by_pressure: [u64; 4],
+    /// Live entries: the objects this pool has handles to (resident or paged out), each one
+    /// entry however many handles share it.
+    pub entries: u64,
+    /// Memory the store's in-memory index takes ([`StoreStats::index_bytes`]): with the
+    /// entries, what paged-out objects still cost in memory outside the budget.
+    ///
+    /// [`StoreStats::index_bytes`]: crate::store::StoreStats::index_bytes
+    pub store_index_bytes: u64,
     /// Garbage collections run.
     pub gc_runs: u64,
     /// Objects deleted by garbage collection.

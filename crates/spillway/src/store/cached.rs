@@ -263,6 +263,7 @@ impl BlobStore for CachedStore {
             bytes_written: remote.bytes_written,
             syncs: local.syncs,
             segments: local.segments,
+            index_bytes: local.index_bytes,
         }
     }
 

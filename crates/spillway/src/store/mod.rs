@@ -130,6 +130,9 @@ pub struct StoreStats {
     pub syncs: u64,
     /// Segment files.
     pub segments: u64,
+    /// Memory the store's in-memory index takes (key table and locations), in bytes; 0 for a
+    /// store that keeps none (SQLite's and S3's are the database's and the service's).
+    pub index_bytes: u64,
 }
 
 /// A content-addressed object store.

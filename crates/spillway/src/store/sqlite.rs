@@ -825,6 +825,7 @@ impl BlobStore for SqliteStore {
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
             segments: 0,
+            index_bytes: 0,
         }
     }
 

@@ -597,6 +597,9 @@ impl BlobStore for DirStore {
         let live = c.live_bytes.load(Ordering::Relaxed);
         StoreStats {
             objects: self.index.read().len() as u64,
+            // A hash table's buckets (key and entry) and control bytes.
+            index_bytes: (self.index.read().capacity()
+                * (std::mem::size_of::<(ContentKey, Entry)>() + 1)) as u64,
             live_bytes: live,
             disk_bytes: live,
             puts: c.puts.load(Ordering::Relaxed),

@@ -499,6 +499,7 @@ impl BlobStore for LogStore {
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
             segments: idx.sizes.len() as u64,
+            index_bytes: idx.map.allocated_bytes() as u64,
         }
     }
 

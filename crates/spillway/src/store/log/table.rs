@@ -171,7 +171,6 @@ impl KeyTable {
     }
 
     /// Bytes of memory the table holds (its slots, and an estimate for the side map).
-    #[cfg(test)]
     pub fn allocated_bytes(&self) -> usize {
         self.slots * SLOT_LEN + self.wide.capacity() * (KEY_LEN + 32)
     }
