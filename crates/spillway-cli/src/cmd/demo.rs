@@ -576,10 +576,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
             "hit ratio (walk)",
             format!("{:.1}%", 100.0 * first.hit_ratio()),
         ),
-        (
-            "live entries (objects with handles)",
-            first.entries.to_string(),
-        ),
+        ("live entries", first.entries.to_string()),
         ("store index in memory", human(first.store_index_bytes)),
         (
             "build rate",
