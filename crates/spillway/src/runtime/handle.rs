@@ -159,7 +159,7 @@ type LoadCell<T> = Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>;
 /// Polling never blocks on I/O: a load runs on the pool's I/O threads. The future that moves the
 /// entry from `Evicted` to `Loading` gets the outcome through its own cell, filled before any
 /// waiter is woken; a future that finds a load running waits for that load's end (its
-/// [`Load`]) and gets its error if it failed, rather than starting another.
+/// record in the pool's table of loads) and gets its error if it failed, rather than starting another.
 pub struct GetFuture<T: ?Sized + Pageable> {
     entry: Arc<Entry<T>>,
     counted_miss: bool,
