@@ -106,27 +106,24 @@ pub fn open_store(backend: Backend, dir: &Path) -> anyhow::Result<Opened> {
 
 /// A key-value contender over any of spillway's stores.
 pub struct StoreContender {
-    store: Arc<dyn BlobStore>,
     opened: Opened,
 }
 
 impl StoreContender {
     pub fn open(backend: Backend, dir: &Path) -> anyhow::Result<StoreContender> {
-        let opened = open_store(backend, dir)?;
         Ok(StoreContender {
-            store: Arc::clone(&opened.store),
-            opened,
+            opened: open_store(backend, dir)?,
         })
     }
 }
 
 impl Contender for StoreContender {
     fn put_batch(&mut self, keys: &[ContentKey], payloads: &[&[u8]]) -> anyhow::Result<()> {
-        put_objects(self.store.as_ref(), keys, payloads)
+        put_objects(self.opened.store.as_ref(), keys, payloads)
     }
 
     fn get(&mut self, key: &ContentKey) -> anyhow::Result<Option<Vec<u8>>> {
-        get_payload(self.store.as_ref(), key)
+        get_payload(self.opened.store.as_ref(), key)
     }
 
     fn flush(&mut self, level: FlushLevel) -> anyhow::Result<()> {
@@ -134,17 +131,17 @@ impl Contender for StoreContender {
             FlushLevel::Written => Durability::Written,
             FlushLevel::Durable => Durability::Durable,
         };
-        Ok(self.store.flush(level)?)
+        Ok(self.opened.store.flush(level)?)
     }
 
     fn close(self: Box<Self>) -> anyhow::Result<()> {
         // Dropping the last handle closes the store; a clean close writes what it must first.
-        self.store.flush(Durability::Written)?;
+        self.opened.store.flush(Durability::Written)?;
         Ok(())
     }
 
     fn counters(&self) -> BTreeMap<String, u64> {
-        let s = self.store.stats();
+        let s = self.opened.store.stats();
         BTreeMap::from([
             ("syncs".to_string(), s.syncs),
             ("bytes_written".to_string(), s.bytes_written),

@@ -128,15 +128,21 @@ pub fn check(loc: &Location) -> spillway::Result<CheckReport> {
 pub fn inspect(loc: &Location, out: &Output) -> spillway::Result<ExitCode> {
     let name = loc.name();
     let pb = out.progress("listing");
-    let store = open(loc, false);
+    // A directory store is opened once, as itself: its kept graphs are its own.
+    let (store, kept): (spillway::Result<Arc<dyn BlobStore>>, _) = match loc {
+        Location::DirStore(dir) => match open_dir(dir, false) {
+            Ok(s) => {
+                let kept = s.kept();
+                (Ok(Arc::new(s)), Some(kept))
+            }
+            Err(e) => (Err(e), None),
+        },
+        _ => (open(loc, false), None),
+    };
     let listed = store.and_then(|s| {
         let keys = s.keys()?;
         Ok((s.stats(), keys, s.roots()))
     });
-    let kept = match loc {
-        Location::DirStore(dir) => Some(open_dir(dir, false).and_then(|s| s.kept())),
-        _ => None,
-    };
     pb.finish_and_clear();
     let (stats, keys, roots) = listed?;
     let objects = keys.iter().filter(|k| !k.is_reserved()).count();
