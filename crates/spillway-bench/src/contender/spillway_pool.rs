@@ -27,7 +27,7 @@ fn open(job: &Job, policy: PolicyKind, backend: Backend) -> Res<(Pool, Opened)> 
     } else {
         job.spec.budget
     };
-    let opened = open_store(backend, &job.dir).map_err(|e| e.to_string())?;
+    let opened = open_store(backend, &job.dir, true).map_err(|e| e.to_string())?;
     let pool = Pool::builder()
         .budget(budget)
         .policy(policy)

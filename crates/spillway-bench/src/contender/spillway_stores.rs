@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use spillway::store::CachedStore;
-use spillway::{BlobStore, ContentKey, Durability, LogStore};
+use spillway::{BlobStore, ContentKey, Durability, LogStore, LogStoreOptions};
 
 use super::{Contender, FlushLevel, get_payload, put_objects};
 
@@ -67,8 +67,19 @@ impl Opened {
     }
 }
 
-/// Opens `backend` in the empty directory `dir` (a fresh prefix for S3).
-pub fn open_store(backend: Backend, dir: &Path) -> anyhow::Result<Opened> {
+/// Opens `backend` in the empty directory `dir` (a fresh prefix for S3). A log store (also the
+/// local cache in front of S3) opens with its defaults, or `for_pool` with the options a pool
+/// built with `.dir()` gives it ([`LogStoreOptions::for_pool`]: reads by `pread`, so that the
+/// page cache stays outside the resident set the pool rows report).
+pub fn open_store(backend: Backend, dir: &Path, for_pool: bool) -> anyhow::Result<Opened> {
+    let log = |dir: &Path| {
+        let opts = if for_pool {
+            LogStoreOptions::for_pool()
+        } else {
+            LogStoreOptions::default()
+        };
+        LogStore::open_with(dir, opts)
+    };
     std::fs::create_dir_all(dir)?;
     let s3 = || -> anyhow::Result<Arc<dyn BlobStore>> {
         Ok(Arc::new(spillway::S3Store::open(
@@ -81,7 +92,7 @@ pub fn open_store(backend: Backend, dir: &Path) -> anyhow::Result<Opened> {
         remote: None,
     };
     Ok(match backend {
-        Backend::Log => local(Arc::new(LogStore::open(dir)?)),
+        Backend::Log => local(Arc::new(log(dir)?)),
         Backend::Dir => local(Arc::new(spillway::DirStore::open(dir)?)),
         Backend::Sqlite => local(Arc::new(spillway::SqliteStore::open(
             dir.join("store.sqlite"),
@@ -95,7 +106,7 @@ pub fn open_store(backend: Backend, dir: &Path) -> anyhow::Result<Opened> {
         }
         Backend::S3Cached => {
             let remote = s3()?;
-            let cache = LogStore::open(dir.join("cache"))?;
+            let cache = log(&dir.join("cache"))?;
             Opened {
                 store: Arc::new(CachedStore::open(cache, Arc::clone(&remote), 64 << 30)?),
                 remote: Some(remote),
@@ -112,7 +123,7 @@ pub struct StoreContender {
 impl StoreContender {
     pub fn open(backend: Backend, dir: &Path) -> anyhow::Result<StoreContender> {
         Ok(StoreContender {
-            opened: open_store(backend, dir)?,
+            opened: open_store(backend, dir, false)?,
         })
     }
 }

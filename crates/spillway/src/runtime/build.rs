@@ -114,7 +114,7 @@ impl PoolBuilder {
         let mut tmp = None;
         let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
             (Some(s), _) => s,
-            (None, Some(dir)) => Arc::new(LogStore::open_with(dir, pool_store_options())?),
+            (None, Some(dir)) => Arc::new(LogStore::open_with(dir, LogStoreOptions::for_pool())?),
             (None, None) => {
                 let t = tempfile::Builder::new()
                     .prefix("spillway-pool-")
@@ -122,7 +122,7 @@ impl PoolBuilder {
                     .map_err(|e| {
                         Error::io("create temporary directory", std::env::temp_dir(), e)
                     })?;
-                let store = LogStore::open_with(t.path(), pool_store_options())?;
+                let store = LogStore::open_with(t.path(), LogStoreOptions::for_pool())?;
                 tmp = Some(t);
                 Arc::new(store)
             }
@@ -177,12 +177,6 @@ impl Threads {
             let _ = t.join();
         }
     }
-}
-
-/// A pool reads its log store with `pread`, so that the page cache does not count in the
-/// process's resident set, which users compare with the budget.
-fn pool_store_options() -> LogStoreOptions {
-    LogStoreOptions::default().map_sealed(false)
 }
 
 fn default_budget() -> u64 {

@@ -127,6 +127,14 @@ impl Default for LogStoreOptions {
 }
 
 impl LogStoreOptions {
+    /// The options [`PoolBuilder::dir`](crate::PoolBuilder::dir) opens its store with: the
+    /// defaults, with every segment read by `pread` ([`map_sealed`](Self::map_sealed) off), so
+    /// that the page cache stays outside the process's resident set, which users compare with
+    /// the pool's budget. Use them to open a store yourself for a pool (to share it, say).
+    pub fn for_pool() -> Self {
+        LogStoreOptions::default().map_sealed(false)
+    }
+
     /// Read-only access.
     pub fn read_only(mut self, yes: bool) -> Self {
         self.read_only = yes;
