@@ -702,6 +702,25 @@ impl Report {
                 "| the same without the harness's `Vec` of handles | {:.0} B |",
                 v("bytes_per_handle_without_vec")
             );
+            for (name, what) in [
+                (
+                    "heap_in_use_per_handle",
+                    "of which heap in use (the pool's and the store's records), without the `Vec`",
+                ),
+                (
+                    "store_index_per_handle",
+                    "of which the store's index (`PoolStats::store_index_bytes`)",
+                ),
+                (
+                    "heap_free_per_handle",
+                    "heap freed but kept by the allocator (paged-out values' holes, old tables)",
+                ),
+            ] {
+                let x = v(name);
+                if x.is_finite() {
+                    let _ = writeln!(o, "| {what} | {x:.0} B |");
+                }
+            }
             let _ = writeln!(
                 o,
                 "| `size_of::<Paged<T>>()` | {:.0} B |",

@@ -227,6 +227,55 @@ fn status_field(status: &str, name: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The C heap as its allocator (glibc's malloc) counts it: bytes handed out and still in use,
+/// and bytes freed but kept by the allocator (holes between live blocks, which stay in the
+/// resident set). `None` where the allocator cannot tell (not glibc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Heap {
+    pub in_use: u64,
+    pub free: u64,
+}
+
+impl Heap {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[expect(
+        unsafe_code,
+        reason = "glibc's allocator statistics are only available through its C function"
+    )]
+    pub fn now() -> Option<Heap> {
+        /// `struct mallinfo2` of glibc 2.33 and later.
+        #[repr(C)]
+        struct MallInfo2 {
+            arena: usize,
+            ordblks: usize,
+            smblks: usize,
+            hblks: usize,
+            hblkhd: usize,
+            usmblks: usize,
+            fsmblks: usize,
+            uordblks: usize,
+            fordblks: usize,
+            keepcost: usize,
+        }
+        unsafe extern "C" {
+            fn mallinfo2() -> MallInfo2;
+        }
+        // SAFETY: mallinfo2 takes no arguments and returns a struct by value; it only reads
+        // the allocator's statistics.
+        let m = unsafe { mallinfo2() };
+        Some(Heap {
+            // Blocks in use in the arenas, plus the large blocks malloc maps on their own.
+            in_use: (m.uordblks + m.hblkhd) as u64,
+            free: m.fordblks as u64,
+        })
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    pub fn now() -> Option<Heap> {
+        None
+    }
+}
+
 /// This process's peak resident set size (`VmHWM`), in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -14,7 +14,7 @@ use spillway::{Paged, Pool};
 use crate::contender::Backend;
 use crate::contender::spillway_stores::{Opened, open_store};
 use crate::shared::{
-    CachePeer, GRAPH_NODE_BYTES, Job, Kind, Measurement, Read, Res, Rss, graph_children,
+    CachePeer, GRAPH_NODE_BYTES, Heap, Job, Kind, Measurement, Read, Res, Rss, graph_children,
     peak_rss_bytes, run_mixed, run_rss, run_zipf, shuffled, tagged_index, tagged_payload,
     thread_rng,
 };
@@ -287,6 +287,7 @@ fn run_handles(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measureme
         pool.shrink_to(0)?;
     }
     let before = Rss::now();
+    let heap_before = Heap::now();
     let mut handles: Vec<Paged<u64>> = Vec::with_capacity(job.spec.count as usize);
     let vec_bytes = (handles.capacity() * std::mem::size_of::<Paged<u64>>()) as f64;
     for i in 0..job.spec.count {
@@ -297,6 +298,21 @@ fn run_handles(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measureme
     }
     pool.shrink_to(0)?;
     let after = Rss::now();
+    if let (Some(b), Some(a)) = (heap_before, Heap::now()) {
+        let n = job.spec.count as f64;
+        m.values.insert(
+            "heap_in_use_per_handle".into(),
+            (a.in_use as f64 - b.in_use as f64 - vec_bytes) / n,
+        );
+        m.values.insert(
+            "heap_free_per_handle".into(),
+            (a.free as f64 - b.free as f64) / n,
+        );
+    }
+    m.values.insert(
+        "store_index_per_handle".into(),
+        pool.stats().store_index_bytes as f64 / job.spec.count as f64,
+    );
     let evicted = handles.iter().filter(|h| !h.is_resident()).count() as u64;
     let n = job.spec.count as f64;
     let delta = after.anon as f64 - before.anon as f64;
