@@ -708,6 +708,10 @@ impl Report {
                     "of which heap in use (the pool's and the store's records), without the `Vec`",
                 ),
                 (
+                    "metadata_per_handle",
+                    "of which the pool's own records (`PoolStats::metadata_bytes`)",
+                ),
+                (
                     "store_index_per_handle",
                     "of which the store's index (`PoolStats::store_index_bytes`)",
                 ),

@@ -254,27 +254,62 @@ fn lru_pools_evict_the_least_recently_read() {
 /// not) and reports the store's index memory.
 #[test]
 fn stats_count_entries_and_the_store_index() {
+    let (_dir, pool) = small_pool();
+    assert_eq!(pool.stats().entries, 0);
+    let handles = paged_out(&pool, 100);
+    let copies: Vec<Paged<u64>> = handles.iter().take(10).cloned().collect();
+    let s = pool.stats();
+    assert_eq!(
+        s.entries, 100,
+        "a clone shares its entry, a paged-out object keeps its own"
+    );
+    assert!(s.store_index_bytes >= 100 * 32, "{s:?}");
+    // Each entry (at least its key and its slot), and the registry's record of each key.
+    assert!(s.metadata_bytes >= 100 * (32 + 32), "{s:?}");
+    assert!(s.metadata_bytes <= 100 * 1024, "{s:?}");
+    drop(handles);
+    assert_eq!(pool.stats().entries, 10, "the copies still hold theirs");
+    drop(copies);
+    let after = pool.stats();
+    assert_eq!(after.entries, 0);
+    // The entries are gone (counted exactly, each more than 48 bytes); what remains is
+    // tables' capacity and the policy's ghosts.
+    assert!(
+        s.metadata_bytes - after.metadata_bytes >= 100 * 48,
+        "{s:?} then {after:?}"
+    );
+}
+
+/// A pool over a fresh directory with a budget of 1 MiB.
+fn small_pool() -> (tempfile::TempDir, Pool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pool = Pool::builder()
         .budget(1 << 20)
         .dir(dir.path())
         .build()
         .expect("pool");
-    assert_eq!(pool.stats().entries, 0);
-    let handles: Vec<Paged<u64>> = (0..100u64)
-        .map(|i| pool.insert(i).expect("insert"))
-        .collect();
-    let copies: Vec<Paged<u64>> = handles.iter().take(10).cloned().collect();
-    assert_eq!(pool.stats().entries, 100, "a clone shares its entry");
+    (dir, pool)
+}
+
+/// Handles to `n` values, stored and paged out.
+fn paged_out(pool: &Pool, n: u64) -> Vec<Paged<u64>> {
+    let handles: Vec<Paged<u64>> = (0..n).map(|i| pool.insert(i).expect("insert")).collect();
     for h in &handles {
         h.key().expect("store");
     }
     pool.shrink_to(0).expect("page out");
+    handles
+}
+
+#[test]
+fn metadata_grows_with_the_handles_held_and_is_reported_per_handle() {
+    let (_dir, pool) = small_pool();
+    let base = pool.stats().metadata_bytes;
+    let handles = paged_out(&pool, 20_000);
     let s = pool.stats();
-    assert_eq!(s.entries, 100, "a paged-out object keeps its entry");
-    assert!(s.store_index_bytes >= 100 * 32, "{s:?}");
+    let per = (s.metadata_bytes - base) as f64 / 20_000.0;
+    // An entry is more than 48 bytes; the registry, ghosts and tables add to it. A figure
+    // outside this range means an estimate is off (or the layout changed: update the bound).
+    assert!((64.0..512.0).contains(&per), "{per} B per handle: {s:?}");
     drop(handles);
-    assert_eq!(pool.stats().entries, 10, "the copies still hold theirs");
-    drop(copies);
-    assert_eq!(pool.stats().entries, 0);
 }

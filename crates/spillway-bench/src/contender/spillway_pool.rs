@@ -309,9 +309,14 @@ fn run_handles(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measureme
             (a.free as f64 - b.free as f64) / n,
         );
     }
+    let stats = pool.stats();
     m.values.insert(
         "store_index_per_handle".into(),
-        pool.stats().store_index_bytes as f64 / job.spec.count as f64,
+        stats.store_index_bytes as f64 / job.spec.count as f64,
+    );
+    m.values.insert(
+        "metadata_per_handle".into(),
+        stats.metadata_bytes as f64 / job.spec.count as f64,
     );
     let evicted = handles.iter().filter(|h| !h.is_resident()).count() as u64;
     let n = job.spec.count as f64;

@@ -577,6 +577,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
             format!("{:.1}%", 100.0 * first.hit_ratio()),
         ),
         ("live entries", first.entries.to_string()),
+        ("pool metadata in memory", human(first.metadata_bytes)),
         ("store index in memory", human(first.store_index_bytes)),
         (
             "build rate",

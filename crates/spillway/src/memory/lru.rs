@@ -221,6 +221,12 @@ impl EvictionPolicy for Lru {
         self.bytes
     }
 
+    fn memory_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.free.capacity() * std::mem::size_of::<usize>()
+            + super::map_bytes(&self.slots)
+    }
+
     fn len(&self) -> usize {
         self.slots.len()
     }

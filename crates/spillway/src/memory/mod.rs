@@ -46,6 +46,31 @@ pub(crate) use policy::{EvictionPolicy, Residents, Victim};
 #[cfg(feature = "testing")]
 pub use s3fifo::{S3Fifo, S3FifoConfig, S3FifoStats};
 
+/// Bytes a hash table of `capacity` usable slots of `slot` bytes allocates, as hashbrown (the
+/// table of `std`'s `HashMap`) lays it out: a power of two of buckets at most 7/8 full, each a
+/// slot and a control byte, plus a group of control bytes. An estimate for statistics.
+pub(crate) fn table_bytes(capacity: usize, slot: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8).div_ceil(7).next_power_of_two()
+    };
+    buckets * (slot + 1) + 16
+}
+
+/// [`table_bytes`] of a map.
+pub(crate) fn map_bytes<K, V, S>(map: &std::collections::HashMap<K, V, S>) -> usize {
+    table_bytes(map.capacity(), std::mem::size_of::<(K, V)>())
+}
+
+/// Bytes a queue allocates.
+pub(crate) fn queue_bytes<T>(queue: &std::collections::VecDeque<T>) -> usize {
+    queue.capacity() * std::mem::size_of::<T>()
+}
+
 /// Slots below which a table is never shrunk.
 pub(crate) const MIN_SHRINK: usize = 1024;
 

@@ -84,6 +84,8 @@ pub trait EvictionPolicy: Send + std::fmt::Debug {
     }
     /// Bytes the policy tracks.
     fn tracked_bytes(&self) -> u64;
+    /// Bytes of memory the policy's own tables take (an estimate from their capacities).
+    fn memory_bytes(&self) -> usize;
     /// Entries the policy tracks.
     fn len(&self) -> usize;
     /// True if the policy tracks no entry.

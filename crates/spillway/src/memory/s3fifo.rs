@@ -572,6 +572,14 @@ impl EvictionPolicy for S3Fifo {
         self.small_bytes + self.main_bytes
     }
 
+    fn memory_bytes(&self) -> usize {
+        super::map_bytes(&self.entries)
+            + super::queue_bytes(&self.small)
+            + super::queue_bytes(&self.main)
+            + super::queue_bytes(&self.ghosts.fifo)
+            + super::table_bytes(self.ghosts.index.capacity(), std::mem::size_of::<u32>())
+    }
+
     fn len(&self) -> usize {
         self.entries.len()
     }

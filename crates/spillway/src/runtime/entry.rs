@@ -77,6 +77,9 @@ pub(crate) struct Entry<T: ?Sized + Pageable> {
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
+    /// Bytes of an entry's allocation: the entry and its `Arc`'s two counts.
+    const ALLOCATION: usize = std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>();
+
     fn new(
         pool: &Arc<PoolShared>,
         slot: Slot<T>,
@@ -89,6 +92,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
         }
         let id = pool.registry.next_id();
         pool.stats.entries.fetch_add(1, Ordering::Relaxed);
+        pool.stats
+            .entry_bytes
+            .fetch_add(Self::ALLOCATION as u64, Ordering::Relaxed);
         if let Some(f) = fixed_size {
             pool.fixed_sizes.lock().insert(id, f.max(1));
         }
@@ -414,6 +420,10 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
 impl<T: ?Sized + Pageable> Drop for Entry<T> {
     fn drop(&mut self) {
         self.pool.stats.entries.fetch_sub(1, Ordering::Relaxed);
+        self.pool
+            .stats
+            .entry_bytes
+            .fetch_sub(Self::ALLOCATION as u64, Ordering::Relaxed);
         let size = *self.size.get_mut();
         if size > 0 {
             self.pool.residency.release(size);

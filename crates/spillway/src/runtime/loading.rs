@@ -86,6 +86,14 @@ impl Loads {
         load
     }
 
+    /// Bytes of memory the table takes (an estimate; loads in progress are few).
+    pub fn memory_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| crate::memory::map_bytes(&s.lock()))
+            .sum()
+    }
+
     /// The load of entry `id` in progress: there is one while its slot is `Loading`.
     pub fn get(&self, id: EntryId) -> Option<Arc<Load>> {
         self.shard(id).lock().get(&id).cloned()

@@ -282,6 +282,11 @@ impl Pool {
             evictions_by_pressure: budget.stats().evictions,
             entries: c.entries.load(Ordering::Relaxed),
             store_index_bytes: store.index_bytes,
+            metadata_bytes: c.entry_bytes.load(Ordering::Relaxed)
+                + (s.registry.memory_bytes()
+                    + s.residency.memory_bytes()
+                    + s.loads.memory_bytes()
+                    + crate::memory::map_bytes(&s.fixed_sizes.lock())) as u64,
             gc_runs: c.gc_runs.load(Ordering::Relaxed),
             gc_deleted: c.gc_deleted.load(Ordering::Relaxed),
             errors: s.errors.count(),

@@ -161,6 +161,22 @@ impl Registry {
         drop(gone);
     }
 
+    /// Bytes of memory the registry's tables take (an estimate from their capacities).
+    pub fn memory_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                let others: usize = s
+                    .more
+                    .values()
+                    .map(|v| v.capacity() * std::mem::size_of::<Weak<dyn ErasedEntry>>())
+                    .sum();
+                crate::memory::map_bytes(&s.first) + crate::memory::map_bytes(&s.more) + others
+            })
+            .sum()
+    }
+
     /// Keys of the objects that have live handles.
     pub fn live_keys(&self) -> Vec<ContentKey> {
         let mut out = Vec::new();

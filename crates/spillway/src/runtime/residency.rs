@@ -130,6 +130,16 @@ impl Residency {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// Bytes of memory the resident set's tables and the policy's take (an estimate).
+    pub fn memory_bytes(&self) -> usize {
+        let log = self
+            .access_log
+            .as_ref()
+            .map_or(0, |l| l.lock().capacity() * std::mem::size_of::<EntryId>());
+        let r = self.residents.lock();
+        r.policy.memory_bytes() + crate::memory::map_bytes(&r.entries) + log
+    }
+
     pub fn hard_limit(&self) -> u64 {
         self.budget.hard_limit()
     }

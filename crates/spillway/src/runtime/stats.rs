@@ -92,6 +92,8 @@ pub(crate) struct Counters {
     pub hits: ThreadCounter,
     /// Live entries (made minus dropped).
     pub entries: AtomicU64,
+    /// Bytes the live entries take (each its `Arc` allocation).
+    pub entry_bytes: AtomicU64,
     pub misses: AtomicU64,
     pub page_ins: AtomicU64,
     pub page_outs: AtomicU64,
@@ -182,6 +184,12 @@ pub struct PoolStats {
     ///
     /// [`StoreStats::index_bytes`]: crate::store::StoreStats::index_bytes
     pub store_index_bytes: u64,
+    /// Memory the pool's own bookkeeping takes outside the budget: its entries, the registry
+    /// of live keys, the eviction policy's queues and ghosts, the resident set. Entries are
+    /// counted exactly, tables from their capacities. With
+    /// [`store_index_bytes`](Self::store_index_bytes), what a process holds beyond
+    /// `resident_bytes` for the objects it has handles to (the allocator's own slack aside).
+    pub metadata_bytes: u64,
     /// Garbage collections run.
     pub gc_runs: u64,
     /// Objects deleted by garbage collection.
