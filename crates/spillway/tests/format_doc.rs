@@ -3,6 +3,7 @@
 
 use spillway::ContentKey;
 use spillway::format::checkpoint::{self, Location, LogPosition};
+use spillway::format::container;
 use spillway::format::record::{self, RecordKind};
 use spillway::format::{marker, segment};
 
@@ -96,7 +97,10 @@ fn check(what: &str, rows: &[Row], bytes: &[u8], fixed_len: usize, known: &[(&st
             assert_eq!(le(got), v, "{what}: {f}");
         } else if let Some((_, v)) = known.iter().find(|(phrase, _)| f.contains(phrase)) {
             assert_eq!(le(got), *v, "{what}: {f}");
-        } else if f.starts_with("content key") || f.starts_with("CRC32C of") {
+        } else if f.starts_with("content key")
+            || f.starts_with("CRC32C of")
+            || f.starts_with("section name")
+        {
             // Checked by the caller.
         } else {
             panic!("{what}: the test does not know how to check field {f:?}");
@@ -399,4 +403,104 @@ fn directory_store_files_match_the_document() {
     }
     assert_eq!(spillway::store::dir::MAX_KEPT_NAME, 200);
     assert!(DOC.contains("1 to 200 ASCII letters"));
+}
+
+#[test]
+fn container_structures_match_the_document() {
+    use container::{DirEntry, Header, Slot};
+    let h = Header {
+        compat: 0x0102,
+        incompat: 0,
+        ..Header::new(container::DEFAULT_PAGE_SIZE)
+    };
+    let b = container::encode_header(&h);
+    check(
+        "container header",
+        &table("### Container header", 0),
+        &b,
+        container::HEADER_LEN,
+        &[
+            ("page size", u64::from(container::DEFAULT_PAGE_SIZE)),
+            // The longer phrase first: "compatible" is inside "incompatible".
+            ("incompatible feature flags", 0),
+            ("compatible feature flags", 0x0102),
+        ],
+    );
+    assert!(DOC.contains(&format!(
+        "### Container header ({} bytes)",
+        container::HEADER_LEN
+    )));
+    assert!(DOC.contains("a power of two from 4,096 to 1,048,576 (4,096 by default)"));
+    assert_eq!(
+        (container::MIN_PAGE_SIZE, container::MAX_PAGE_SIZE),
+        (4096, 1 << 20)
+    );
+
+    let entry = DirEntry {
+        kind: 0x0A0B,
+        version: 3,
+        flags: container::FLAG_REQUIRED | container::FLAG_INDEX,
+        crc: 0x1234_5678,
+        offset: 4 * 4096,
+        len: 777,
+        name: "keys".into(),
+    };
+    let dir = container::encode_dir(std::slice::from_ref(&entry));
+    check(
+        "directory entry",
+        &table("### Section directory entry", 0),
+        &dir,
+        container::DIR_ENTRY_LEN,
+        &[
+            ("section type", 0x0A0B),
+            ("section version", 3),
+            ("section flags", 5),
+            ("data offset", 4 * 4096),
+            ("data length", 777),
+        ],
+    );
+    assert_eq!(&dir[32..36], b"keys");
+    assert!(dir[36..64].iter().all(|&b| b == 0));
+    assert_eq!(le(&dir[12..16]), 0x1234_5678);
+    assert!(DOC.contains(&format!(
+        "### Section directory entry ({} bytes)",
+        container::DIR_ENTRY_LEN
+    )));
+    assert_eq!(
+        (
+            container::FLAG_REQUIRED,
+            container::FLAG_MMAP,
+            container::FLAG_INDEX
+        ),
+        (1, 2, 4)
+    );
+    assert!(DOC.contains("bit 0 *required*") && DOC.contains("bit 2 *index*"));
+    assert_eq!(container::NAME_LEN, 32);
+    assert!(DOC.contains("1 to 32 bytes of UTF-8 without NUL"));
+
+    let slot = Slot {
+        iteration: 42,
+        dir_offset: 5 * 4096,
+        count: 1,
+        dir_crc: crc32c::crc32c(&dir),
+        file_len: 6 * 4096,
+    };
+    let b = container::encode_slot(&slot);
+    check(
+        "commit slot",
+        &table("### Commit slot", 0),
+        &b,
+        container::SLOT_LEN,
+        &[
+            ("iteration", 42),
+            ("directory offset", 5 * 4096),
+            ("section count", 1),
+            ("file length", 6 * 4096),
+        ],
+    );
+    assert_eq!(le(&b[28..32]), u64::from(crc32c::crc32c(&dir)));
+    assert_eq!(container::MAX_SECTIONS, 65_536);
+    assert!(DOC.contains("at most 65,536"));
+    assert_eq!(container::decode_slot(&b, &h), Ok(slot));
+    assert_eq!(container::decode_dir(&dir, &slot, &h), Ok(vec![entry]));
 }

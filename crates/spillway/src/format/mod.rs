@@ -11,6 +11,7 @@
 //! an [`Error`](crate::Error) naming the file and offset.
 
 pub mod checkpoint;
+pub mod container;
 pub mod marker;
 pub mod object;
 pub mod record;
