@@ -28,6 +28,7 @@ compile_error!(
 );
 
 mod codec;
+pub mod container;
 pub mod error;
 pub mod key;
 pub mod memory;

@@ -42,7 +42,7 @@ mod cached;
 pub mod check;
 pub mod default_roots;
 pub mod dir;
-mod lock;
+pub(crate) mod lock;
 pub mod log;
 mod mem;
 #[cfg(feature = "s3")]
