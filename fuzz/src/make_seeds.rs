@@ -69,5 +69,36 @@ fn main() {
         "records",
         &first[segment::SEGMENT_HEADER_LEN..],
     );
+    // A container with sections of several kinds, after two checkpoints (both slots used).
+    let file = Path::new("/c/seed.spw");
+    fs.create_dir_all(Path::new("/c")).expect("mkdir");
+    {
+        use spillway::container::{Change, Container, ContainerOptions, SectionData, types};
+        let section = |name, kind, required, bytes| {
+            Change::Put(SectionData {
+                name,
+                kind,
+                version: 1,
+                required,
+                mmap: true,
+                index: !required,
+                bytes,
+            })
+        };
+        let mut c =
+            Container::open_on(fs.clone(), file, ContainerOptions::default()).expect("container");
+        c.checkpoint(&[
+            section("keys", types::KEY_INDEX, true, &[7u8; 300]),
+            section("empty", types::U64_COLUMN, false, &[]),
+        ])
+        .expect("checkpoint");
+        c.checkpoint(&[section("times", types::U64_COLUMN, true, &[9u8; 5000])])
+            .expect("checkpoint");
+    }
+    write(
+        "open_container",
+        "two-checkpoints",
+        &fs.read_file(file).expect("read container"),
+    );
     println!("seeds written under {}", seeds.display());
 }

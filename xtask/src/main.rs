@@ -21,6 +21,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "decode_checkpoint",
     "recover_log",
     "verify_store",
+    "open_container",
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.

@@ -31,6 +31,8 @@ pub enum Location {
     Sqlite(PathBuf),
     /// `s3://BUCKET/PREFIX`; the endpoint and credentials come from the `AWS_*` variables.
     S3(String),
+    /// A container file (`.spw`): a file that begins with the container magic.
+    Container(PathBuf),
 }
 
 impl Location {
@@ -42,9 +44,10 @@ impl Location {
     /// The location as the user gave it, for messages and JSON.
     pub fn name(&self) -> String {
         match self {
-            Location::Log(p) | Location::DirStore(p) | Location::Sqlite(p) => {
-                p.display().to_string()
-            }
+            Location::Log(p)
+            | Location::DirStore(p)
+            | Location::Sqlite(p)
+            | Location::Container(p) => p.display().to_string(),
             Location::S3(url) => url.clone(),
         }
     }
@@ -73,8 +76,11 @@ pub fn location(s: &str) -> Result<Location, String> {
             let mut head = [0u8; 16];
             match std::io::Read::read_exact(&mut f, &mut head) {
                 Ok(()) if &head == SQLITE_HEADER => Ok(Location::Sqlite(p)),
+                Ok(()) if head[..8] == spillway::container::CONTAINER_MAGIC => {
+                    Ok(Location::Container(p))
+                }
                 _ => Err(format!(
-                    "{s} is a file but not a SQLite database: give a store directory, a SQLite store's file or s3://BUCKET/PREFIX"
+                    "{s} is a file but neither a SQLite database nor a container file: give a store directory, a SQLite store's file, a container file or s3://BUCKET/PREFIX"
                 )),
             }
         }

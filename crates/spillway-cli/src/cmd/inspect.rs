@@ -29,6 +29,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
     let dir = match &args.store {
         Location::Log(dir) => dir,
+        Location::Container(path) => return super::container::inspect(path, &out),
         other => return super::stores::inspect(other, &out),
     };
     let opts = LogStoreOptions::default().read_only(true).create(false);

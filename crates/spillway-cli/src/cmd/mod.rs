@@ -10,6 +10,7 @@ use spillway::{LogStore, LogStoreOptions};
 use crate::output::Output;
 
 pub mod compact;
+pub mod container;
 pub mod demo;
 pub mod gc;
 pub mod inspect;

@@ -26,6 +26,7 @@ pub fn kind(loc: &Location) -> &'static str {
         Location::DirStore(_) => "directory store",
         Location::Sqlite(_) => "SQLite store",
         Location::S3(_) => "S3 store",
+        Location::Container(_) => "container file",
     }
 }
 
@@ -59,6 +60,10 @@ pub fn open(loc: &Location, write: bool) -> spillway::Result<Arc<dyn BlobStore>>
         Location::DirStore(dir) => Ok(Arc::new(open_dir(dir, write)?)),
         Location::Sqlite(path) => open_sqlite(path, write),
         Location::S3(url) => open_s3(url),
+        Location::Container(path) => Err(spillway::Error::InvalidArgument(format!(
+            "{} is a container file, not a store: inspect and verify read it",
+            path.display()
+        ))),
     }
 }
 

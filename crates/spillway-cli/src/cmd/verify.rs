@@ -36,6 +36,9 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let out = args.out;
     let dir = match &args.store {
         Location::Log(dir) => dir,
+        Location::Container(path) if !args.repair => {
+            return super::container::verify(path, &out);
+        }
         other => {
             if args.repair {
                 return Err(super::stores::log_only(other, "--repair"));

@@ -28,12 +28,12 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::DecodeError;
-use crate::format::container::{
-    self as fmt, DirEntry, FLAG_REQUIRED, HEADER_LEN, Header, SLOT_LEN, Slot,
-};
+use crate::format::container::{self as fmt, DirEntry, FLAG_REQUIRED, HEADER_LEN, SLOT_LEN, Slot};
 use crate::vfs::{OpenMode, OsFs, Vfs, VfsFile};
 
 use space::Space;
+
+pub use crate::format::container::{CONTAINER_MAGIC, CONTAINER_VERSION, Header};
 
 /// Section types defined by spillway. Users' own types should be `0x1_0000` or above.
 pub mod types {
