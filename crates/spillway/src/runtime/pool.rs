@@ -104,9 +104,10 @@ impl Pool {
         })
     }
 
-    /// A new handle whose value is `f` applied to this one's: values are immutable, so an
-    /// update builds a new value; handles inside it that did not change are shared, and their
-    /// stored data is not written again.
+    /// A new handle whose value is `f` applied to a copy of this one's: values are immutable,
+    /// so an update builds a new value; handles inside it that did not change are shared, and
+    /// their stored data is not written again. For a value that is not `Clone` (a trait
+    /// object), [`update_with`](Self::update_with).
     pub fn update<T: Pageable + Clone>(
         &self,
         handle: &Paged<T>,
@@ -115,6 +116,37 @@ impl Pool {
         let mut value = T::clone(&*handle.get()?);
         f(&mut value);
         self.insert(value)
+    }
+
+    /// A new handle whose value `f` builds from this one's, read in place: the update of a
+    /// value that cannot be cloned, a trait object (`Paged<dyn Trait>`) above all, whose new
+    /// value is made by a method of the trait. The old value is paged in if it is out, and
+    /// stays pinned while `f` runs; the new one is put under the pool's management like an
+    /// [`insert_boxed`](Self::insert_boxed). As with [`update`](Self::update), handles that
+    /// the new value shares with the old one are not stored again.
+    ///
+    /// ```
+    /// # use spillway::Pool;
+    /// # let pool = Pool::builder().budget(16 << 20).build()?;
+    /// let words = pool.insert(vec!["a".to_string(), "b".to_string()])?;
+    /// let longer = pool.update_with(&words, |w| {
+    ///     Box::new(w.iter().map(|s| s.repeat(2)).collect())
+    /// })?;
+    /// assert_eq!(*longer.get()?, ["aa", "bb"]);
+    /// # Ok::<(), spillway::Error>(())
+    /// ```
+    ///
+    /// For a trait object, see the example of [`pageable_dyn!`](crate::pageable_dyn).
+    pub fn update_with<T: ?Sized + Pageable>(
+        &self,
+        handle: &Paged<T>,
+        f: impl FnOnce(&T) -> Box<T>,
+    ) -> Result<Paged<T>> {
+        let value = {
+            let old = handle.get()?;
+            f(&old)
+        };
+        self.insert_boxed(value)
     }
 
     /// A handle for an object already stored under `key` (written by this pool before, by
