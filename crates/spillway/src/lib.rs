@@ -18,6 +18,27 @@
 //! simulated file system for crash tests), the eviction policies' internals and
 //! `LogStore::open_on` / `DirStore::open_on` are public only with the `testing` feature: for this
 //! crate's tests and fuzz targets, not a stable API.
+//!
+//! # Values: the derives, and bytes
+//!
+//! A value is [`Pageable`] when it implements serde's `Serialize` and `Deserialize` and
+//! get-size2's `GetSize` (its deep size, which the budget counts). spillway re-exports the
+//! versions it implements against, [`serde`] and [`get_size2`], so that a derive cannot
+//! implement another version's trait (a type would then not be `Pageable`, and the compiler
+//! says so):
+//!
+//! - serde's derives work through the re-export, with no serde dependency of your own:
+//!   `use spillway::serde::{Deserialize, Serialize};` and `#[serde(crate = "spillway::serde")]`
+//!   on the type;
+//! - get-size2's derive names its crate as `::get_size2` in the code it generates, so it needs
+//!   `get-size2` as a dependency of your crate under that name, at the version of
+//!   `spillway::get_size2` (0.11, feature `derive`); manual implementations can go through the
+//!   re-export.
+//!
+//! Byte buffers belong in [`Bytes`] fields, not `Vec<u8>`: serde encodes a `Vec<u8>` as a
+//! sequence, one call per byte each way, where a `Bytes` is one length and one copy. The two
+//! are stored the same way, so a field can change from one to the other and still read what
+//! was stored before.
 
 #![deny(missing_docs)]
 
@@ -27,6 +48,7 @@ compile_error!(
     "spillway builds on Unix systems only: Linux is built and tested; macOS and the BSDs are expected to work but are not tested"
 );
 
+mod bytes;
 mod codec;
 pub mod error;
 pub mod key;
@@ -56,8 +78,14 @@ pub mod write {
     pub use spillway_write::*;
 }
 
+/// The get-size2 crate that [`Pageable`]'s deep size comes from: see "Values" above.
+pub use get_size2;
 #[doc(hidden)]
 pub use postcard as __postcard;
+/// The serde crate that [`Pageable`]'s encoding goes through: see "Values" above.
+pub use serde;
+
+pub use bytes::Bytes;
 pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats,
 };

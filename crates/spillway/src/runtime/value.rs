@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 ///
 /// Implemented for every `T: Serialize + DeserializeOwned + GetSize + Send + Sync + 'static`;
 /// trait objects get it through [`pageable_dyn!`](crate::pageable_dyn).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be paged: it needs serde's `Serialize` and `Deserialize` and get-size2's `GetSize`",
+    note = "derive them with the versions spillway re-exports: `spillway::serde`, and get-size2 at the version of `spillway::get_size2` (a derive of another version implements another trait)",
+    note = "a trait object needs `spillway::pageable_dyn!`"
+)]
 pub trait Pageable: Send + Sync + 'static {
     /// Serializes the value (handles inside it become child indexes).
     fn encode_value(&self) -> Result<Vec<u8>, postcard::Error>;
