@@ -13,6 +13,7 @@ use super::stats::PoolStats;
 use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::ContentKey;
+use crate::store::log::CompactionReport;
 use crate::store::{BlobStore, Durability};
 
 /// A memory pool of paged values over a store, within a byte budget.
@@ -275,6 +276,33 @@ impl Pool {
                 0 => return Ok(freed),
                 n => freed += n,
             }
+        }
+    }
+
+    /// Compacts the [`LogStore`](crate::LogStore) the pool opened (in
+    /// [`PoolBuilder::dir`] or a temporary directory): rewrites the live records of its
+    /// mostly-dead segments and deletes them, giving their space back to the file system (see
+    /// [`LogStore::compact`](crate::LogStore::compact)). The records of objects that
+    /// [`gc`](Self::gc) deleted are the dead ones, so a collection comes first. Safe while
+    /// other threads use the pool; it writes and fsyncs, so it blocks on I/O.
+    ///
+    /// A pool built over a store of its own ([`PoolBuilder::store`]) has nothing here to
+    /// compact: that is [`Error::InvalidArgument`], and the store is compacted through its own
+    /// API, where it has one.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        self.take_error()?;
+        match &self.shared.log {
+            Some(log) => {
+                // Records still in the store's write buffer are in no segment yet: written
+                // first, every segment but the last one is sealed and considered.
+                log.flush(Durability::Written)?;
+                log.compact()
+            }
+            None => Err(Error::InvalidArgument(format!(
+                "Pool::compact compacts the log store a pool opens in its directory; this pool \
+                 was built over {}, which it did not open: compact that store itself",
+                self.shared.store.describe()
+            ))),
         }
     }
 
