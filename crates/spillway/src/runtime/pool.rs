@@ -218,10 +218,8 @@ impl Pool {
         Ok(self
             .shared
             .store
-            .roots()?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, k)| self.handle_for_key(k)))
+            .root(name)?
+            .map(|k| self.handle_for_key(k)))
     }
 
     fn handle_for_key<T: ?Sized + Pageable>(&self, key: ContentKey) -> Paged<T> {
