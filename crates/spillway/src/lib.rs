@@ -1,5 +1,51 @@
 //! spillway keeps objects in memory up to a byte budget and pages the cold ones to storage.
 //!
+//! A typical use: a pool over a directory with a budget, values that hold handles to other
+//! values, a named root that finds the graph again after a restart.
+//!
+//! ```
+//! use get_size2::GetSize;
+//! use serde::{Deserialize, Serialize};
+//! use spillway::{Paged, Pool};
+//!
+//! #[derive(Serialize, Deserialize, GetSize)]
+//! struct Author {
+//!     name: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize, GetSize)]
+//! struct Book {
+//!     title: String,
+//!     author: Paged<Author>, // a handle: stored as its own object, loaded when read
+//! }
+//!
+//! fn main() -> spillway::Result<()> {
+//!     let dir = tempfile::tempdir().expect("a temporary directory");
+//!     {
+//!         // Values beyond 64 MiB are paged out to a log store in `dir`.
+//!         let pool = Pool::builder().budget(64 << 20).dir(dir.path()).build()?;
+//!         let author = pool.insert(Author { name: "Ursula".into() })?;
+//!         let book = pool.insert(Book { title: "The Dispossessed".into(), author })?;
+//!         assert_eq!(book.get()?.author.get()?.name, "Ursula");
+//!         // Stores the graph and names it, durably: it survives the process.
+//!         pool.set_root("favourite", &book)?;
+//!     } // the pool and its handles dropped: the store is closed
+//!
+//!     let pool = Pool::builder().budget(64 << 20).dir(dir.path()).build()?;
+//!     let book: Paged<Book> = pool.root("favourite")?.expect("the root set before");
+//!     let book = book.get()?; // read from the store now, its author when touched
+//!     assert_eq!(book.title, "The Dispossessed");
+//!     assert_eq!(book.author.get()?.name, "Ursula");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The store stays open, and locked against other processes, while any handle of its pool
+//! lives, even after the [`Pool`] is dropped: drop the handles too before opening the directory
+//! again.
+//!
+//! # Layers
+//!
 //! The crate is built in layers, each knowing only those below it:
 //!
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys), and the codec that turns
