@@ -29,6 +29,7 @@ const FUZZ_TARGETS: &[&str] = &[
 const EXAMPLES: &[(&str, &str)] = &[
     ("spillway", "build_cache"),
     ("spillway", "matrices"),
+    ("spillway", "bytes_speed"),
     ("spillway-write", "kv"),
 ];
 

@@ -1,5 +1,51 @@
 //! spillway keeps objects in memory up to a byte budget and pages the cold ones to storage.
 //!
+//! A typical use: a pool over a directory with a budget, values that hold handles to other
+//! values, a named root that finds the graph again after a restart.
+//!
+//! ```
+//! use get_size2::GetSize;
+//! use serde::{Deserialize, Serialize};
+//! use spillway::{Paged, Pool};
+//!
+//! #[derive(Serialize, Deserialize, GetSize)]
+//! struct Author {
+//!     name: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize, GetSize)]
+//! struct Book {
+//!     title: String,
+//!     author: Paged<Author>, // a handle: stored as its own object, loaded when read
+//! }
+//!
+//! fn main() -> spillway::Result<()> {
+//!     let dir = tempfile::tempdir().expect("a temporary directory");
+//!     {
+//!         // Values beyond 64 MiB are paged out to a log store in `dir`.
+//!         let pool = Pool::builder().budget(64 << 20).dir(dir.path()).build()?;
+//!         let author = pool.insert(Author { name: "Ursula".into() })?;
+//!         let book = pool.insert(Book { title: "The Dispossessed".into(), author })?;
+//!         assert_eq!(book.get()?.author.get()?.name, "Ursula");
+//!         // Stores the graph and names it, durably: it survives the process.
+//!         pool.set_root("favourite", &book)?;
+//!     } // the pool and its handles dropped: the store is closed
+//!
+//!     let pool = Pool::builder().budget(64 << 20).dir(dir.path()).build()?;
+//!     let book: Paged<Book> = pool.root("favourite")?.expect("the root set before");
+//!     let book = book.get()?; // read from the store now, its author when touched
+//!     assert_eq!(book.title, "The Dispossessed");
+//!     assert_eq!(book.author.get()?.name, "Ursula");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The store stays open, and locked against other processes, while any handle of its pool
+//! lives, even after the [`Pool`] is dropped: drop the handles too before opening the directory
+//! again.
+//!
+//! # Layers
+//!
 //! The crate is built in layers, each knowing only those below it:
 //!
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys), and the codec that turns
@@ -18,6 +64,27 @@
 //! simulated file system for crash tests), the eviction policies' internals and
 //! `LogStore::open_on` / `DirStore::open_on` are public only with the `testing` feature: for this
 //! crate's tests and fuzz targets, not a stable API.
+//!
+//! # Values: the derives, and bytes
+//!
+//! A value is [`Pageable`] when it implements serde's `Serialize` and `Deserialize` and
+//! get-size2's `GetSize` (its deep size, which the budget counts). spillway re-exports the
+//! versions it implements against, [`serde`] and [`get_size2`], so that a derive cannot
+//! implement another version's trait (a type would then not be `Pageable`, and the compiler
+//! says so):
+//!
+//! - serde's derives work through the re-export, with no serde dependency of your own:
+//!   `use spillway::serde::{Deserialize, Serialize};` and `#[serde(crate = "spillway::serde")]`
+//!   on the type;
+//! - get-size2's derive names its crate as `::get_size2` in the code it generates, so it needs
+//!   `get-size2` as a dependency of your crate under that name, at the version of
+//!   `spillway::get_size2` (0.11, feature `derive`); manual implementations can go through the
+//!   re-export.
+//!
+//! Byte buffers belong in [`Bytes`] fields, not `Vec<u8>`: serde encodes a `Vec<u8>` as a
+//! sequence, one call per byte each way, where a `Bytes` is one length and one copy. The two
+//! are stored the same way, so a field can change from one to the other and still read what
+//! was stored before.
 
 #![deny(missing_docs)]
 
@@ -27,6 +94,7 @@ compile_error!(
     "spillway builds on Unix systems only: Linux is built and tested; macOS and the BSDs are expected to work but are not tested"
 );
 
+mod bytes;
 mod codec;
 pub mod container;
 pub mod error;
@@ -57,8 +125,14 @@ pub mod write {
     pub use spillway_write::*;
 }
 
+/// The get-size2 crate that [`Pageable`]'s deep size comes from: see "Values" above.
+pub use get_size2;
 #[doc(hidden)]
 pub use postcard as __postcard;
+/// The serde crate that [`Pageable`]'s encoding goes through: see "Values" above.
+pub use serde;
+
+pub use bytes::Bytes;
 pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats,
 };

@@ -1,6 +1,7 @@
 //! Trait objects in a pool: `Paged<dyn Shape>` through typetag and `pageable_dyn!`, with two
 //! implementations of one struct name in different modules told apart by their typetag names,
-//! paged out and read back through the trait, also inside other values.
+//! paged out and read back through the trait, also inside other values, and updated (a new
+//! value made from the old one through the trait, with `Pool::update_with`).
 
 use std::sync::Arc;
 
@@ -136,4 +137,78 @@ fn trait_objects_inside_other_values_round_trip() {
     let g = group.get().expect("get");
     assert_eq!(g.describe(), "group of 4");
     assert_eq!(g.area(), 1.0 + 4.0 + 9.0 + 16.0);
+}
+
+/// A shape that knows how to make a larger copy of itself: how a trait object is updated.
+#[typetag::serde]
+trait Scalable: DeepSize + Send + Sync {
+    fn side(&self) -> u32;
+    fn grown(&self, by: u32) -> Box<dyn Scalable>;
+}
+
+spillway::pageable_dyn!(Scalable);
+
+#[derive(Serialize, Deserialize, get_size2::GetSize)]
+struct Tile {
+    side: u32,
+    /// Shared between a tile and its grown copies, stored once.
+    texture: Paged<Vec<u8>>,
+}
+
+#[typetag::serde(name = "Tile")]
+impl Scalable for Tile {
+    fn side(&self) -> u32 {
+        self.side
+    }
+    fn grown(&self, by: u32) -> Box<dyn Scalable> {
+        Box::new(Tile {
+            side: self.side + by,
+            texture: self.texture.clone(),
+        })
+    }
+}
+
+#[test]
+fn trait_objects_update_through_update_with() {
+    let pool = pool();
+    let texture = pool.insert(vec![9u8; 10_000]).expect("insert the texture");
+    let tile: Paged<dyn Scalable> = pool
+        .insert_boxed(Box::new(Tile { side: 1, texture }) as Box<dyn Scalable>)
+        .expect("insert a tile");
+    let key = tile.key().expect("key");
+    let written = pool.stats().objects_written;
+    assert_eq!(written, 2, "the tile and its texture");
+    // Updated while paged out: the old value is paged in for the closure.
+    pool.shrink_to(0).expect("shrink_to");
+    assert!(!tile.is_resident());
+    let grown = pool
+        .update_with(&tile, |t| t.grown(2))
+        .expect("update a trait object");
+    assert_eq!(grown.get().expect("get").side(), 3);
+    // The old handle is unchanged: values are immutable.
+    assert_eq!(tile.get().expect("get").side(), 1);
+    assert_eq!(tile.key().expect("key"), key);
+    // The new value is stored on its own, its unchanged texture not again.
+    let grown_key = grown.key().expect("key");
+    assert_ne!(grown_key, key);
+    assert_eq!(pool.stats().objects_written, written + 1);
+    pool.shrink_to(0).expect("shrink_to");
+    drop(grown);
+    let again: Paged<dyn Scalable> = pool.load(grown_key).expect("load");
+    assert_eq!(again.get().expect("get").side(), 3);
+}
+
+#[test]
+fn update_with_builds_values_that_are_not_clone() {
+    /// Not `Clone`: `Pool::update` does not apply.
+    #[derive(Serialize, Deserialize, get_size2::GetSize)]
+    struct Counter {
+        n: u64,
+    }
+    let pool = pool();
+    let a = pool.insert(Counter { n: 1 }).expect("insert");
+    let b = pool
+        .update_with(&a, |c| Box::new(Counter { n: c.n + 1 }))
+        .expect("update");
+    assert_eq!((a.get().expect("get").n, b.get().expect("get").n), (1, 2));
 }

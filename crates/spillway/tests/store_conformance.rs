@@ -333,6 +333,15 @@ fn every_backend_agrees_with_a_model() {
             let got: BTreeMap<String, ContentKey> =
                 store.roots().expect("roots").into_iter().collect();
             assert_eq!(got, roots, "{name} step {step}");
+            // One root by name, as the pool asks for it, agrees with the list.
+            for r in 0..5 {
+                let rname = format!("root-{r}");
+                assert_eq!(
+                    store.root(&rname).expect("root"),
+                    roots.get(&rname).copied(),
+                    "{name} step {step}: {rname}"
+                );
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ pub struct PoolBuilder {
     budget: Option<u64>,
     store: Option<Arc<dyn BlobStore>>,
     dir: Option<PathBuf>,
+    log_options: Option<LogStoreOptions>,
     policy: PolicyKind,
     io_threads: Option<usize>,
     gc_after: Option<u64>,
@@ -50,9 +51,28 @@ impl PoolBuilder {
         self
     }
 
-    /// Open a [`LogStore`] in this directory.
+    /// Open a [`LogStore`] in this directory (created if it does not exist), with the pool's
+    /// default settings: [`LogStoreOptions::default`] with `map_sealed(false)`, so that reads
+    /// go through `pread` and the page cache does not count in the process's resident set.
+    /// [`Pool::compact`](super::Pool::compact) compacts it.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
+        self
+    }
+
+    /// Open a [`LogStore`] in this directory with these settings (segment size, compaction
+    /// threshold, checkpoints, read-only, ...): [`dir`](Self::dir) followed by
+    /// [`log_options`](Self::log_options).
+    pub fn dir_with(self, dir: impl Into<PathBuf>, options: LogStoreOptions) -> Self {
+        self.dir(dir).log_options(options)
+    }
+
+    /// Settings of the [`LogStore`] the pool opens, in [`dir`](Self::dir) or in its temporary
+    /// directory, used as given: start from `LogStoreOptions::default().map_sealed(false)`
+    /// to keep the pool's way of reading (see [`dir`](Self::dir)). `build` refuses them
+    /// beside a [`store`](Self::store), which the pool does not open.
+    pub fn log_options(mut self, options: LogStoreOptions) -> Self {
+        self.log_options = Some(options);
         self
     }
 
@@ -112,9 +132,22 @@ impl PoolBuilder {
             None => Watermarks::default(),
         };
         let mut tmp = None;
-        let store: Arc<dyn BlobStore> = match (self.store, self.dir) {
-            (Some(s), _) => s,
-            (None, Some(dir)) => Arc::new(LogStore::open_with(dir, LogStoreOptions::for_pool())?),
+        let given_options = self.log_options.is_some();
+        let options = self.log_options.unwrap_or_else(LogStoreOptions::for_pool);
+        let (store, log): (Arc<dyn BlobStore>, _) = match (self.store, self.dir) {
+            (Some(_), _) if given_options => {
+                return Err(Error::InvalidArgument(
+                    "log store options were given to a pool built over a store of its own \
+                     (`store`): set them where that store is opened, or give the pool a \
+                     directory (`dir`) instead of a store"
+                        .into(),
+                ));
+            }
+            (Some(s), _) => (s, None),
+            (None, Some(dir)) => {
+                let log = Arc::new(LogStore::open_with(dir, options)?);
+                (Arc::clone(&log) as Arc<dyn BlobStore>, Some(log))
+            }
             (None, None) => {
                 let t = tempfile::Builder::new()
                     .prefix("spillway-pool-")
@@ -122,15 +155,16 @@ impl PoolBuilder {
                     .map_err(|e| {
                         Error::io("create temporary directory", std::env::temp_dir(), e)
                     })?;
-                let store = LogStore::open_with(t.path(), LogStoreOptions::for_pool())?;
+                let log = Arc::new(LogStore::open_with(t.path(), options)?);
                 tmp = Some(t);
-                Arc::new(store)
+                (Arc::clone(&log) as Arc<dyn BlobStore>, Some(log))
             }
         };
         let signal = Arc::new(Signal::default());
         let (io, mut handles) = IoPool::start(self.io_threads.unwrap_or(2))?;
         let shared = Arc::new(PoolShared {
             store,
+            log,
             stats: Counters::default(),
             errors: Errors::default(),
             residency: Residency::new(

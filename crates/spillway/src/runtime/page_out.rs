@@ -27,7 +27,7 @@ use super::registry::{PoolId, Registry};
 use super::stats::{Counters, Errors};
 use crate::error::{Error, Result};
 use crate::format::record::{MAX_CHILDREN, MAX_PAYLOAD_LEN};
-use crate::key::ContentKey;
+use crate::key::{BuildKeyHasher, ContentKey};
 use crate::store::{BlobStore, Put};
 
 /// Page-out writes are grouped into batches of about this many payload bytes. A batch lives
@@ -123,23 +123,46 @@ impl PageOut<'_> {
         }
     }
 
+    /// Writes a batch, each distinct key once, under the collector's state lock (which every
+    /// batch takes, so batches are written one at a time).
+    ///
+    /// An entry that is stored by now was stored by another thread's batch since this one
+    /// encoded it (a child of a victim that was itself a victim elsewhere, or a value whose key
+    /// a caller asked for): it is the same object, so it is neither written again nor counted
+    /// as a dedup hit. Of the others, an entry whose key is stored already, or appears earlier
+    /// in this batch, is a dedup hit: a distinct object with equal content.
     fn write_batch(&self, batch: &mut Vec<Pending>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut gc = self.collector.writing();
-        let mut puts = Vec::with_capacity(batch.len());
-        let mut written = 0;
+        // The entries not stored by now, and of those the first of each key, in encoding
+        // order (children before parents). The others stay in `batch`, which the caller drops
+        // once the lock is released: no entry's `Arc` is dropped under it.
+        let fresh: Vec<usize> = (0..batch.len())
+            .filter(|&i| !batch[i].0.is_stored())
+            .collect();
+        let mut seen: HashSet<ContentKey, BuildKeyHasher> =
+            HashSet::with_capacity_and_hasher(fresh.len(), BuildKeyHasher::default());
+        let distinct: Vec<usize> = fresh
+            .iter()
+            .copied()
+            .filter(|&i| seen.insert(batch[i].1))
+            .collect();
         // Protected before asking the store: a collection cannot delete a key between the
         // answer "stored" and the entry's registration.
-        let keys: Vec<ContentKey> = batch.iter().map(|(_, key, _, _)| *key).collect();
+        let keys: Vec<ContentKey> = distinct.iter().map(|&i| batch[i].1).collect();
         for key in &keys {
             gc.protect(*key);
         }
         let stored = self.store.contains_many(&keys)?;
-        for ((_, key, children, payload), stored) in batch.iter().zip(stored) {
+        let mut puts = Vec::with_capacity(distinct.len());
+        let mut written = 0;
+        let mut dedup_hits = (fresh.len() - distinct.len()) as u64;
+        for (&i, stored) in distinct.iter().zip(stored) {
+            let (_, key, children, payload) = &batch[i];
             if stored {
-                self.stats.dedup_hits.fetch_add(1, Ordering::Relaxed);
+                dedup_hits += 1;
             } else {
                 written += payload.len() as u64;
                 puts.push(Put {
@@ -156,10 +179,14 @@ impl PageOut<'_> {
         self.stats
             .bytes_written
             .fetch_add(written, Ordering::Relaxed);
+        self.stats
+            .dedup_hits
+            .fetch_add(dedup_hits, Ordering::Relaxed);
         drop(puts);
         // Still under the collector's state lock: a collection that starts after the write
         // sees the entries among the live keys.
-        for (e, key, _, _) in batch.iter() {
+        for &i in &fresh {
+            let (e, key, _, _) = &batch[i];
             e.mark_stored(*key);
             self.registry.register(e, *key);
         }

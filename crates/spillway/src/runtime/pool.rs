@@ -13,6 +13,7 @@ use super::stats::PoolStats;
 use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::ContentKey;
+use crate::store::log::CompactionReport;
 use crate::store::{BlobStore, Durability};
 
 /// A memory pool of paged values over a store, within a byte budget.
@@ -104,9 +105,10 @@ impl Pool {
         })
     }
 
-    /// A new handle whose value is `f` applied to this one's: values are immutable, so an
-    /// update builds a new value; handles inside it that did not change are shared, and their
-    /// stored data is not written again.
+    /// A new handle whose value is `f` applied to a copy of this one's: values are immutable,
+    /// so an update builds a new value; handles inside it that did not change are shared, and
+    /// their stored data is not written again. For a value that is not `Clone` (a trait
+    /// object), [`update_with`](Self::update_with).
     pub fn update<T: Pageable + Clone>(
         &self,
         handle: &Paged<T>,
@@ -115,6 +117,37 @@ impl Pool {
         let mut value = T::clone(&*handle.get()?);
         f(&mut value);
         self.insert(value)
+    }
+
+    /// A new handle whose value `f` builds from this one's, read in place: the update of a
+    /// value that cannot be cloned, a trait object (`Paged<dyn Trait>`) above all, whose new
+    /// value is made by a method of the trait. The old value is paged in if it is out, and
+    /// stays pinned while `f` runs; the new one is put under the pool's management like an
+    /// [`insert_boxed`](Self::insert_boxed). As with [`update`](Self::update), handles that
+    /// the new value shares with the old one are not stored again.
+    ///
+    /// ```
+    /// # use spillway::Pool;
+    /// # let pool = Pool::builder().budget(16 << 20).build()?;
+    /// let words = pool.insert(vec!["a".to_string(), "b".to_string()])?;
+    /// let longer = pool.update_with(&words, |w| {
+    ///     Box::new(w.iter().map(|s| s.repeat(2)).collect())
+    /// })?;
+    /// assert_eq!(*longer.get()?, ["aa", "bb"]);
+    /// # Ok::<(), spillway::Error>(())
+    /// ```
+    ///
+    /// For a trait object, see the example of [`pageable_dyn!`](crate::pageable_dyn).
+    pub fn update_with<T: ?Sized + Pageable>(
+        &self,
+        handle: &Paged<T>,
+        f: impl FnOnce(&T) -> Box<T>,
+    ) -> Result<Paged<T>> {
+        let value = {
+            let old = handle.get()?;
+            f(&old)
+        };
+        self.insert_boxed(value)
     }
 
     /// A handle for an object already stored under `key` (written by this pool before, by
@@ -185,10 +218,8 @@ impl Pool {
         Ok(self
             .shared
             .store
-            .roots()?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, k)| self.handle_for_key(k)))
+            .root(name)?
+            .map(|k| self.handle_for_key(k)))
     }
 
     fn handle_for_key<T: ?Sized + Pageable>(&self, key: ContentKey) -> Paged<T> {
@@ -243,6 +274,33 @@ impl Pool {
                 0 => return Ok(freed),
                 n => freed += n,
             }
+        }
+    }
+
+    /// Compacts the [`LogStore`](crate::LogStore) the pool opened (in
+    /// [`PoolBuilder::dir`] or a temporary directory): rewrites the live records of its
+    /// mostly-dead segments and deletes them, giving their space back to the file system (see
+    /// [`LogStore::compact`](crate::LogStore::compact)). The records of objects that
+    /// [`gc`](Self::gc) deleted are the dead ones, so a collection comes first. Safe while
+    /// other threads use the pool; it writes and fsyncs, so it blocks on I/O.
+    ///
+    /// A pool built over a store of its own ([`PoolBuilder::store`]) has nothing here to
+    /// compact: that is [`Error::InvalidArgument`], and the store is compacted through its own
+    /// API, where it has one.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        self.take_error()?;
+        match &self.shared.log {
+            Some(log) => {
+                // Records still in the store's write buffer are in no segment yet: written
+                // first, every segment but the last one is sealed and considered.
+                log.flush(Durability::Written)?;
+                log.compact()
+            }
+            None => Err(Error::InvalidArgument(format!(
+                "Pool::compact compacts the log store a pool opens in its directory; this pool \
+                 was built over {}, which it did not open: compact that store itself",
+                self.shared.store.describe()
+            ))),
         }
     }
 

@@ -20,11 +20,14 @@ use super::threads::IoPool;
 use crate::error::Result;
 use crate::key::ContentKey;
 use crate::memory::Reservation;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, LogStore};
 
 /// The part of a pool shared by its handles.
 pub(crate) struct PoolShared {
     pub store: Arc<dyn BlobStore>,
+    /// `store` as the log store it is, when the pool opened it (in `PoolBuilder::dir` or a
+    /// temporary directory): what `Pool::compact` compacts.
+    pub log: Option<Arc<LogStore>>,
     pub stats: Counters,
     pub errors: Errors,
     pub residency: Residency,

@@ -172,7 +172,10 @@ pub struct PoolStats {
     pub bytes_read: u64,
     /// Objects written to the store.
     pub objects_written: u64,
-    /// Objects not written because their key was already stored.
+    /// Objects not written because an object of equal content was stored already or is
+    /// written by the same page-out batch. An object written once and met again by another
+    /// page-out (a child of two graphs paged out at once, say) is not counted: it is one
+    /// object, written once.
     pub dedup_hits: u64,
     /// Evictions, by the pressure level at the time: normal, moderate, high, critical.
     pub evictions_by_pressure: [u64; 4],

@@ -10,6 +10,11 @@ use serde::de::DeserializeOwned;
 ///
 /// Implemented for every `T: Serialize + DeserializeOwned + GetSize + Send + Sync + 'static`;
 /// trait objects get it through [`pageable_dyn!`](crate::pageable_dyn).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be paged: it needs serde's `Serialize` and `Deserialize` and get-size2's `GetSize`",
+    note = "derive them with the versions spillway re-exports: `spillway::serde`, and get-size2 at the version of `spillway::get_size2` (a derive of another version implements another trait)",
+    note = "a trait object needs `spillway::pageable_dyn!`"
+)]
 pub trait Pageable: Send + Sync + 'static {
     /// Serializes the value (handles inside it become child indexes).
     fn encode_value(&self) -> Result<Vec<u8>, postcard::Error>;
@@ -55,13 +60,54 @@ impl<T: GetSize> DeepSize for T {
 
 /// Makes `dyn Trait` pageable, for a trait declared with `#[typetag::serde]` (typetag is a
 /// dependency of the crate that declares the trait, not of spillway) and `DeepSize + Send + Sync`
-/// as supertraits:
+/// as supertraits.
 ///
-/// ```ignore
+/// A trait object cannot be cloned into a new value, so [`Pool::update`](crate::Pool::update)
+/// does not apply to it: [`Pool::update_with`](crate::Pool::update_with) builds the new value
+/// from the old one by reference, typically through a method of the trait that returns a
+/// `Box<dyn Trait>`:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use spillway::{DeepSize, Paged, Pool};
+///
 /// #[typetag::serde]
-/// trait Shape: spillway::DeepSize + Send + Sync { fn area(&self) -> f64; }
+/// trait Shape: DeepSize + Send + Sync {
+///     fn area(&self) -> f64;
+///     /// This shape, `k` times as large: how an update makes a new value of the trait.
+///     fn scaled(&self, k: f64) -> Box<dyn Shape>;
+/// }
 /// spillway::pageable_dyn!(Shape);
-/// let h: Paged<dyn Shape> = pool.insert_boxed(Box::new(Circle { r: 1.0 }) as Box<dyn Shape>)?;
+///
+/// #[derive(Serialize, Deserialize, get_size2::GetSize)]
+/// struct Square {
+///     side: f64,
+/// }
+///
+/// #[typetag::serde]
+/// impl Shape for Square {
+///     fn area(&self) -> f64 {
+///         self.side * self.side
+///     }
+///     fn scaled(&self, k: f64) -> Box<dyn Shape> {
+///         Box::new(Square { side: self.side * k })
+///     }
+/// }
+///
+/// fn main() -> spillway::Result<()> {
+///     let pool = Pool::builder().budget(16 << 20).build()?;
+///     let small: Paged<dyn Shape> =
+///         pool.insert_boxed(Box::new(Square { side: 2.0 }) as Box<dyn Shape>)?;
+///     assert_eq!(small.get()?.area(), 4.0);
+///     // An update: a new handle, the old one unchanged.
+///     let big = pool.update_with(&small, |s| s.scaled(3.0))?;
+///     // Both paged out, and read back through the trait.
+///     pool.shrink_to(0)?;
+///     assert!(!small.is_resident() && !big.is_resident());
+///     assert_eq!(big.get()?.area(), 36.0);
+///     assert_eq!(small.get()?.area(), 4.0);
+///     Ok(())
+/// }
 /// ```
 ///
 /// The implementation does not overlap the blanket one for sized types (a trait object is never

@@ -279,6 +279,10 @@ impl BlobStore for CachedStore {
         self.remote.roots()
     }
 
+    fn root(&self, name: &str) -> Result<Option<ContentKey>> {
+        self.remote.root(name)
+    }
+
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         // The graph first, remote, then the name.
         self.flush(Durability::Durable)?;

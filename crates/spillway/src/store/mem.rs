@@ -114,6 +114,10 @@ impl BlobStore for MemStore {
             .collect())
     }
 
+    fn root(&self, name: &str) -> Result<Option<ContentKey>> {
+        Ok(self.roots.read().get(name).copied())
+    }
+
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         super::default_roots::check_name(name)?;
         let mut roots = self.roots.write();

@@ -144,11 +144,11 @@ pub struct StoreStats {
 /// [`delete`](Self::delete), [`keys`](Self::keys), [`flush`](Self::flush) and
 /// [`stats`](Self::stats). The rest has defaults it may override:
 /// - batched reads, [`get_many`](Self::get_many) (one `get` per key by default);
-/// - **named roots**, [`roots`](Self::roots) and [`set_root`](Self::set_root): by default kept
-///   in two reserved records of the store itself, written alternately, so that a crash while
-///   one is rewritten leaves the other (see [`default_roots`]). A backend with a better place
-///   overrides them (the log store keeps a `ROOTS` file; a shared object store would use
-///   conditional puts).
+/// - **named roots**, [`roots`](Self::roots), [`root`](Self::root) and
+///   [`set_root`](Self::set_root): by default kept in two reserved records of the store
+///   itself, written alternately, so that a crash while one is rewritten leaves the other (see
+///   [`default_roots`]). A backend with a better place overrides them (the log store keeps a
+///   `ROOTS` file; a shared object store would use conditional puts).
 ///
 /// Reserved keys ([`ContentKey::is_reserved`]) hold a store's own records, not objects:
 /// [`keys`](Self::keys) may list them, and garbage collection and verification skip them.
@@ -211,6 +211,17 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// garbage collection.
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
         default_roots::roots(self)
+    }
+
+    /// The key of the named root `name`, if there is one. The default looks it up in
+    /// [`roots`](Self::roots); the crate's backends find it without listing the others (in
+    /// the table they keep in memory, or with a query by name).
+    fn root(&self, name: &str) -> Result<Option<ContentKey>> {
+        Ok(self
+            .roots()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k))
     }
 
     /// Sets (`Some`) or removes (`None`) a named root. The store is made durable first, so a

@@ -849,6 +849,18 @@ impl BlobStore for SqliteStore {
             .collect()
     }
 
+    fn root(&self, name: &str) -> Result<Option<ContentKey>> {
+        let key: Option<Vec<u8>> = self.read(|c| {
+            let mut st = c
+                .prepare_cached("SELECT key FROM roots WHERE name = ?1")
+                .map_err(|e| self.sql("read", e))?;
+            st.query_row([name], |r| r.get(0))
+                .optional()
+                .map_err(|e| self.sql("read", e))
+        })?;
+        key.map(|k| key_of_blob(&self.path, &k)).transpose()
+    }
+
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         super::default_roots::check_name(name)?;
         self.writer()?;

@@ -620,6 +620,10 @@ impl BlobStore for DirStore {
         self.roots_impl()
     }
 
+    fn root(&self, name: &str) -> Result<Option<ContentKey>> {
+        self.root_impl(name)
+    }
+
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         self.set_root_impl(name, key)
     }

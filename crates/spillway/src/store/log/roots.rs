@@ -42,6 +42,15 @@ impl LogStore {
             .unwrap_or_default())
     }
 
+    /// One root, looked up in the cached table (read from the file on first use).
+    pub(super) fn root_impl(&self, name: &str) -> Result<Option<ContentKey>> {
+        let mut cache = self.roots.0.lock();
+        if cache.is_none() {
+            *cache = Some(self.load_roots()?);
+        }
+        Ok(cache.as_ref().and_then(|m| m.get(name).copied()))
+    }
+
     pub(super) fn set_root_impl(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         crate::store::default_roots::check_name(name)?;
         self.writable()?;

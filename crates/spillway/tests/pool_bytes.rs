@@ -1,0 +1,90 @@
+//! `Bytes` fields through a pool: a 1 MiB buffer paged out and back in, and values derived
+//! through spillway's re-exports alone.
+
+use std::sync::Arc;
+
+use spillway::serde::{Deserialize, Serialize};
+use spillway::{Bytes, MemStore, Paged, Pool};
+
+/// Derived through `spillway::serde`, with no serde of the test's own named.
+#[derive(Serialize, Deserialize, get_size2::GetSize)]
+#[serde(crate = "spillway::serde")]
+struct Blob {
+    name: String,
+    data: Bytes,
+}
+
+fn pool(budget: u64) -> Pool {
+    Pool::builder()
+        .budget(budget)
+        .store(Arc::new(MemStore::new()))
+        .deterministic(true)
+        .build()
+        .expect("a pool over a memory store")
+}
+
+/// 1 MiB of bytes of every value, in no simple pattern.
+fn mebibyte(seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    (0..1 << 20)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_mebibyte_of_bytes_pages_out_and_back_in() {
+    let pool = pool(8 << 20);
+    let data = mebibyte(1);
+    let blob = pool
+        .insert(Blob {
+            name: "one".into(),
+            data: data.clone().into(),
+        })
+        .unwrap();
+    // Charged its deep size, the buffer included.
+    assert!(pool.stats().resident_bytes >= 1 << 20);
+    pool.shrink_to(0).unwrap();
+    assert!(!blob.is_resident());
+    let s = pool.stats();
+    // A length (3 bytes of varint) and the bytes, the name beside them.
+    assert!(
+        s.bytes_written >= 1 << 20 && s.bytes_written <= (1 << 20) + 16,
+        "{s:?}"
+    );
+    let back = blob.get().unwrap();
+    assert_eq!(pool.stats().page_ins, 1);
+    assert_eq!(back.name, "one");
+    assert_eq!(back.data.len(), 1 << 20);
+    assert!(back.data == data, "the bytes come back as they were");
+}
+
+/// `Bytes` is stored as a `Vec<u8>` is: a value stored with a `Vec<u8>` field reads back with a
+/// `Bytes` field under the same key.
+#[test]
+fn a_vec_field_stored_before_reads_back_as_bytes() {
+    #[derive(Serialize, Deserialize, get_size2::GetSize)]
+    #[serde(crate = "spillway::serde")]
+    struct Old {
+        name: String,
+        data: Vec<u8>,
+    }
+    let pool = pool(8 << 20);
+    let old = pool
+        .insert(Old {
+            name: "before".into(),
+            data: mebibyte(2),
+        })
+        .unwrap();
+    let key = pool.persist(&old).unwrap();
+    drop(old);
+    pool.shrink_to(0).unwrap();
+    let new: Paged<Blob> = pool.load(key).unwrap();
+    let new = new.get().unwrap();
+    assert_eq!(new.name, "before");
+    assert!(new.data == mebibyte(2));
+}
