@@ -52,8 +52,8 @@ impl PoolBuilder {
     }
 
     /// Open a [`LogStore`] in this directory (created if it does not exist), with the pool's
-    /// default settings: [`LogStoreOptions::default`] with `map_sealed(false)`, so that reads
-    /// go through `pread` and the page cache does not count in the process's resident set.
+    /// default settings, [`LogStoreOptions::for_pool`]: reads go through `pread`, so that the
+    /// page cache does not count in the process's resident set.
     /// [`Pool::compact`](super::Pool::compact) compacts it.
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dir = Some(dir.into());
@@ -68,8 +68,8 @@ impl PoolBuilder {
     }
 
     /// Settings of the [`LogStore`] the pool opens, in [`dir`](Self::dir) or in its temporary
-    /// directory, used as given: start from `LogStoreOptions::default().map_sealed(false)`
-    /// to keep the pool's way of reading (see [`dir`](Self::dir)). `build` refuses them
+    /// directory, used as given: start from [`LogStoreOptions::for_pool`] to keep the pool's
+    /// way of reading (see [`dir`](Self::dir)). `build` refuses them
     /// beside a [`store`](Self::store), which the pool does not open.
     pub fn log_options(mut self, options: LogStoreOptions) -> Self {
         self.log_options = Some(options);
