@@ -1,13 +1,13 @@
 //! Container files: one checksummed file of typed sections, replaced as a whole by atomic
-//! checkpoints (the format is in `docs/FORMAT.md`, "Container file", and
-//! [`format::container`](crate::format::container)).
+//! checkpoints (the format is in `docs/FORMAT.md`, "Container file", and the crate's
+//! `format::container` module).
 //!
 //! A [`Container`] is open either for writing (one writer at a time: an exclusive lock on
 //! `<file>.lock`) or read-only. Its state is the set of sections the newest valid commit slot
 //! names. [`Container::checkpoint`] makes a new state:
 //!
 //! 1. new and changed sections, then the new directory, go into space the current state does
-//!    not use ([`space`]), so a crash at any point leaves the current state intact;
+//!    not use (the `space` module), so a crash at any point leaves the current state intact;
 //! 2. the file is synced;
 //! 3. the other slot is written with the next iteration;
 //! 4. the file is synced again, and only then does the new state become the container's.
