@@ -74,7 +74,7 @@ fn main() {
     fs.create_dir_all(Path::new("/c")).expect("mkdir");
     {
         use spillway::container::{Change, Container, ContainerOptions, SectionData, types};
-        let section = |name, kind, required, bytes| {
+        let section = |name, kind, required, bytes: &'static [u8]| {
             Change::Put(SectionData {
                 name,
                 kind,
@@ -82,17 +82,17 @@ fn main() {
                 required,
                 mmap: true,
                 index: !required,
-                bytes,
+                bytes: bytes.into(),
             })
         };
         let mut c =
             Container::open_on(fs.clone(), file, ContainerOptions::default()).expect("container");
-        c.checkpoint(&[
+        c.checkpoint([
             section("keys", types::KEY_INDEX, true, &[7u8; 300]),
             section("empty", types::U64_COLUMN, false, &[]),
         ])
         .expect("checkpoint");
-        c.checkpoint(&[section("times", types::U64_COLUMN, true, &[9u8; 5000])])
+        c.checkpoint([section("times", types::U64_COLUMN, true, &[9u8; 5000])])
             .expect("checkpoint");
     }
     write(

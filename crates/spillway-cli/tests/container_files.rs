@@ -18,7 +18,7 @@ fn section<'a>(name: &'a str, kind: u32, bytes: &'a [u8]) -> Change<'a> {
         required: true,
         mmap: true,
         index: false,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -27,12 +27,12 @@ fn container() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let path = tmp.path().join("graph.spw");
     let mut c = Container::open(&path).expect("create");
-    c.checkpoint(&[
+    c.checkpoint([
         section("keys", types::KEY_INDEX, &[1; 9000]),
         section("times", types::U64_COLUMN, &[2; 100]),
     ])
     .expect("checkpoint");
-    c.checkpoint(&[section("times", types::U64_COLUMN, &[3; 4000])])
+    c.checkpoint([section("times", types::U64_COLUMN, &[3; 4000])])
         .expect("checkpoint");
     drop(c);
     (tmp, path)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use spillway::ErrorKind;
 use spillway::container::{
-    Change, Container, ContainerOptions, SectionData, SlotState, lock_path, types,
+    Bytes, Change, Container, ContainerOptions, SectionData, SlotState, lock_path, types,
 };
 use spillway::format::container as fmt;
 use spillway::vfs::{OpenMode, SimFs, Vfs};
@@ -21,7 +21,7 @@ fn put<'a>(name: &'a str, kind: u32, bytes: &'a [u8]) -> Change<'a> {
         required: true,
         mmap: true,
         index: false,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -33,7 +33,28 @@ fn optional<'a>(name: &'a str, kind: u32, bytes: &'a [u8]) -> Change<'a> {
         required: false,
         mmap: false,
         index: true,
-        bytes,
+        bytes: bytes.into(),
+    })
+}
+
+/// A section of `len` bytes of `byte`, streamed in chunks of 1,000.
+fn streamed(name: &str, len: usize, byte: u8) -> Change<'_> {
+    let mut left = len;
+    Change::Put(SectionData {
+        name,
+        kind: types::KEY_INDEX,
+        version: 1,
+        required: true,
+        mmap: true,
+        index: false,
+        bytes: Bytes::Stream(Box::new(move |w| {
+            while left > 0 {
+                let n = left.min(1000);
+                w.write(&vec![byte; n])?;
+                left -= n;
+            }
+            Ok(())
+        })),
     })
 }
 
@@ -82,7 +103,7 @@ fn sections_of_several_types_round_trip_through_a_reopen() {
         let mut c = Container::open(&path).expect("create");
         assert_eq!(c.iteration(), 1);
         assert!(c.sections().is_empty());
-        c.checkpoint(&[
+        c.checkpoint([
             put("keys", types::KEY_INDEX, &keys),
             put("times", types::U64_COLUMN, &column),
             optional("empty", types::U64_COLUMN, &[]),
@@ -116,7 +137,7 @@ fn unchanged_sections_keep_their_place_and_freed_space_is_reused() {
     let (_fs, vfs) = sim();
     let mut c = open(&vfs).expect("create");
     let big = vec![1u8; 64 << 10];
-    c.checkpoint(&[
+    c.checkpoint([
         put("stays", types::KEY_INDEX, &big),
         put("moves", types::U64_COLUMN, &[2; 5000]),
     ])
@@ -124,7 +145,7 @@ fn unchanged_sections_keep_their_place_and_freed_space_is_reused() {
     let stays = c.section("stays").expect("stays").offset;
     let mut lens = Vec::new();
     for i in 0..20u8 {
-        c.checkpoint(&[put(
+        c.checkpoint([put(
             "moves",
             types::U64_COLUMN,
             &vec![i; 5000 + usize::from(i)],
@@ -136,7 +157,7 @@ fn unchanged_sections_keep_their_place_and_freed_space_is_reused() {
     }
     // Two states are kept at most (the current and the one before): the file stops growing.
     assert_eq!(lens[5], lens[19], "the file keeps growing: {lens:?}");
-    c.checkpoint(&[Change::Remove("moves")]).expect("remove");
+    c.checkpoint([Change::Remove("moves")]).expect("remove");
     drop(c);
     let c = open(&vfs).expect("reopen");
     assert_eq!(contents(&c), vec![("stays".to_string(), big)]);
@@ -146,9 +167,9 @@ fn unchanged_sections_keep_their_place_and_freed_space_is_reused() {
 fn a_damaged_newest_slot_falls_back_to_the_previous_state_and_two_are_refused() {
     let (fs, vfs) = sim();
     let mut c = open(&vfs).expect("create");
-    c.checkpoint(&[put("a", types::KEY_INDEX, b"first")])
+    c.checkpoint([put("a", types::KEY_INDEX, b"first")])
         .expect("1");
-    c.checkpoint(&[put("a", types::KEY_INDEX, b"second")])
+    c.checkpoint([put("a", types::KEY_INDEX, b"second")])
         .expect("2");
     let newest = c
         .slots()
@@ -177,7 +198,7 @@ fn a_damaged_newest_slot_falls_back_to_the_previous_state_and_two_are_refused() 
 fn a_torn_slot_write_keeps_the_state_before_it() {
     let (fs, vfs) = sim();
     let mut c = open(&vfs).expect("create");
-    c.checkpoint(&[put("a", types::KEY_INDEX, b"kept")])
+    c.checkpoint([put("a", types::KEY_INDEX, b"kept")])
         .expect("1");
     drop(c);
     // The other slot half-written, as a crash in step 3 leaves it.
@@ -198,7 +219,7 @@ fn a_torn_slot_write_keeps_the_state_before_it() {
 fn a_damaged_section_is_reported_by_name() {
     let (fs, vfs) = sim();
     let mut c = open(&vfs).expect("create");
-    c.checkpoint(&[
+    c.checkpoint([
         put("good", types::KEY_INDEX, &[5; 3000]),
         put("bad", types::U64_COLUMN, &[6; 3000]),
     ])
@@ -226,14 +247,14 @@ fn unknown_required_sections_are_refused_and_optional_ones_skipped_and_kept() {
         ContainerOptions::default().known_types([user, user + 1]),
     )
     .expect("create");
-    c.checkpoint(&[optional("extra", user + 1, b"skip me")])
+    c.checkpoint([optional("extra", user + 1, b"skip me")])
         .expect("optional");
     drop(c);
     // A reader that does not know the optional type skips it, and keeps it on a checkpoint.
     let mut c = open(&vfs).expect("optional unknown: fine");
     assert!(c.sections().is_empty());
     assert_eq!(c.read("extra").expect("read"), None);
-    c.checkpoint(&[put("mine", types::KEY_INDEX, b"k")])
+    c.checkpoint([put("mine", types::KEY_INDEX, b"k")])
         .expect("checkpoint");
     drop(c);
     let all = Container::open_on(
@@ -251,7 +272,7 @@ fn unknown_required_sections_are_refused_and_optional_ones_skipped_and_kept() {
         ContainerOptions::default().known_types([user]),
     )
     .expect("knows it");
-    c.checkpoint(&[put("needed", user, b"must understand")])
+    c.checkpoint([put("needed", user, b"must understand")])
         .expect("required");
     drop(c);
     let e = open(&vfs).expect_err("unknown required");
@@ -295,19 +316,19 @@ fn one_writer_at_a_time_and_read_only_refuses_writes() {
     let e = Container::open(&path).expect_err("second writer");
     assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
     assert!(lock_path(&path).exists());
-    w.checkpoint(&[put("a", types::KEY_INDEX, b"x")])
+    w.checkpoint([put("a", types::KEY_INDEX, b"x")])
         .expect("write");
     let mut r = Container::open_with(&path, ContainerOptions::read_only()).expect("reader");
     assert_eq!(r.read("a").expect("read"), Some(b"x".to_vec()));
     let e = r
-        .checkpoint(&[put("b", types::KEY_INDEX, b"y")])
+        .checkpoint([put("b", types::KEY_INDEX, b"y")])
         .expect_err("read-only");
     assert_eq!(e.kind(), ErrorKind::ReadOnly);
     let e = Container::open_with(dir.path().join("none.spw"), ContainerOptions::read_only())
         .expect_err("missing");
     assert!(e.to_string().contains("none.spw"), "{e}");
     let e = w
-        .checkpoint(&[put("", types::KEY_INDEX, b"")])
+        .checkpoint([put("", types::KEY_INDEX, b"")])
         .expect_err("empty name");
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
@@ -332,22 +353,23 @@ fn before_and_after() -> (Contents, Contents) {
 /// whether the checkpoint succeeded and how many mutating operations it made.
 fn run_checkpoint(vfs: &Arc<dyn Vfs>, fs: &SimFs, fail_at: Option<u64>) -> (bool, u64) {
     let mut c = open(vfs).expect("create");
-    c.checkpoint(&[
+    c.checkpoint([
         put("a", types::KEY_INDEX, &[1; 10_000]),
         put("b", types::KEY_INDEX, &[2; 100]),
     ])
     .expect("before");
     // An older state too, so that space is reused on the way.
-    c.checkpoint(&[put("b", types::KEY_INDEX, &[2; 100])])
+    c.checkpoint([put("b", types::KEY_INDEX, &[2; 100])])
         .expect("again");
     if let Some(n) = fail_at {
         fs.fail_at(n);
     }
     let start = fs.ops();
+    // "c" is streamed, in chunks, while the checkpoint runs.
     let ok = c
-        .checkpoint(&[
+        .checkpoint([
             put("b", types::KEY_INDEX, &[3; 20_000]),
-            put("c", types::KEY_INDEX, &[4; 5000]),
+            streamed("c", 5000, 4),
         ])
         .is_ok();
     (ok, fs.ops() - start)
@@ -393,11 +415,11 @@ fn a_failed_checkpoint_poisons_the_container_until_reopened() {
     let mut c = open(&vfs).expect("create");
     fs.fail_at(1);
     let e = c
-        .checkpoint(&[put("a", types::KEY_INDEX, b"x")])
+        .checkpoint([put("a", types::KEY_INDEX, b"x")])
         .expect_err("fails");
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     let e = c
-        .checkpoint(&[put("a", types::KEY_INDEX, b"x")])
+        .checkpoint([put("a", types::KEY_INDEX, b"x")])
         .expect_err("poisoned");
     assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
 }
@@ -410,10 +432,10 @@ fn sections_past_4_gib_are_written_and_read_back() {
     let mut c = Container::open(&path).expect("create");
     // Zeros past the end of the file are left as a hole: this costs no disk space.
     let hole = vec![0u8; (4 << 30) + 4096];
-    c.checkpoint(&[put("hole", types::KEY_INDEX, &hole)])
+    c.checkpoint([put("hole", types::KEY_INDEX, &hole)])
         .expect("hole");
     drop(hole);
-    c.checkpoint(&[put("far", types::U64_COLUMN, b"past four gibibytes")])
+    c.checkpoint([put("far", types::U64_COLUMN, b"past four gibibytes")])
         .expect("far");
     let far = c.section("far").expect("far");
     assert!(far.offset > 4 << 30, "offset {}", far.offset);
@@ -424,4 +446,44 @@ fn sections_past_4_gib_are_written_and_read_back() {
         Some(b"past four gibibytes".to_vec())
     );
     assert_eq!(c.section("hole").expect("hole").len, (4 << 30) + 4096);
+}
+
+#[test]
+fn streamed_sections_round_trip_and_a_failed_stream_changes_nothing() {
+    let (_fs, vfs) = sim();
+    let mut c = open(&vfs).expect("create");
+    c.checkpoint([
+        streamed("big", 1_000_000, 7),
+        put("small", types::U64_COLUMN, b"in memory"),
+        streamed("empty", 0, 0),
+    ])
+    .expect("checkpoint");
+    let big = c.section("big").expect("big");
+    assert_eq!(big.len, 1_000_000);
+    assert_eq!(big.offset % 4096, 0);
+    assert_eq!(c.read("big").expect("read"), Some(vec![7; 1_000_000]));
+    assert_eq!(c.read("empty").expect("read"), Some(Vec::new()));
+    // A stream that fails half-way: an error, the state as it was, the container usable.
+    let failing = Change::Put(SectionData {
+        name: "broken",
+        kind: types::KEY_INDEX,
+        version: 1,
+        required: true,
+        mmap: false,
+        index: false,
+        bytes: Bytes::Stream(Box::new(|w| {
+            w.write(&[1; 5000])?;
+            Err(spillway::Error::InvalidArgument(
+                "the source ran dry".into(),
+            ))
+        })),
+    });
+    let e = c.checkpoint([failing]).expect_err("stream fails");
+    assert!(e.to_string().contains("ran dry"), "{e}");
+    assert!(c.section("broken").is_none());
+    c.checkpoint([Change::Remove("big")]).expect("still usable");
+    drop(c);
+    let c = open(&vfs).expect("reopen");
+    let names: Vec<String> = c.sections().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["small", "empty"]);
 }

@@ -30,7 +30,7 @@ fn section<'a>(
         required: flags.0,
         mmap: flags.1,
         index: flags.2,
-        bytes,
+        bytes: bytes.into(),
     })
 }
 
@@ -46,7 +46,7 @@ fn times(n: u64) -> Vec<u8> {
 fn write(path: &Path) {
     let mut c = Container::open(path).expect("create");
     let (k, t1, t2) = (keys(), times(100), times(900));
-    c.checkpoint(&[
+    c.checkpoint([
         section("keys", types::KEY_INDEX, 1, (true, true, false), &k),
         section("times", types::U64_COLUMN, 1, (true, true, false), &t1),
         section(
@@ -58,12 +58,12 @@ fn write(path: &Path) {
         ),
     ])
     .expect("checkpoint 1");
-    c.checkpoint(&[
+    c.checkpoint([
         section("times", types::U64_COLUMN, 2, (true, true, false), &t2),
         Change::Remove("scratch"),
     ])
     .expect("checkpoint 2");
-    c.checkpoint(&[section(
+    c.checkpoint([section(
         "empty-index",
         types::KEY_INDEX,
         1,

@@ -172,8 +172,102 @@ pub enum SlotState {
     Damaged(String),
 }
 
+/// The data of a new or changed section.
+pub enum Bytes<'a> {
+    /// Bytes in memory.
+    Slice(&'a [u8]),
+    /// Bytes produced while the checkpoint runs, for sections too big to hold in memory at
+    /// once: the function writes them in order through the [`SectionWriter`]. A streamed
+    /// section goes after every other byte of the file.
+    Stream(Box<Producer<'a>>),
+}
+
+/// What writes a streamed section: called once, it writes the bytes in order.
+pub type Producer<'a> = dyn FnMut(&mut SectionWriter<'_>) -> Result<()> + 'a;
+
+impl std::fmt::Debug for Bytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bytes::Slice(b) => write!(f, "Slice({} bytes)", b.len()),
+            Bytes::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Bytes<'a> {
+    fn from(b: &'a [u8]) -> Bytes<'a> {
+        Bytes::Slice(b)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Bytes<'a> {
+    fn from(b: &'a Vec<u8>) -> Bytes<'a> {
+        Bytes::Slice(b)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for Bytes<'a> {
+    fn from(b: &'a [u8; N]) -> Bytes<'a> {
+        Bytes::Slice(b)
+    }
+}
+
+/// Where a streamed section's bytes go: appended in order, checksummed on the way.
+#[derive(Debug)]
+pub struct SectionWriter<'a> {
+    file: &'a dyn VfsFile,
+    path: &'a Path,
+    /// Where the section's next byte goes.
+    at: u64,
+    len: u64,
+    crc: u32,
+    /// The file's length when the checkpoint began: past it the file reads as zeros.
+    old_len: u64,
+}
+
+impl SectionWriter<'_> {
+    /// Appends `bytes` to the section.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        write_sparse(self.file, self.path, self.at, bytes, self.old_len)?;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.at += bytes.len() as u64;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True if nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Writes `bytes` at `at`, leaving runs of zeros past `old_len` (where the file reads as zeros
+/// already) as holes.
+fn write_sparse(
+    file: &dyn VfsFile,
+    path: &Path,
+    at: u64,
+    bytes: &[u8],
+    old_len: u64,
+) -> Result<()> {
+    for (i, chunk) in bytes.chunks(ZEROS.len()).enumerate() {
+        let chunk_at = at + (i * ZEROS.len()) as u64;
+        if chunk_at >= old_len && chunk == &ZEROS[..chunk.len()] {
+            continue;
+        }
+        file.write_at(chunk, chunk_at)
+            .map_err(|e| Error::io("write", path, e))?;
+    }
+    Ok(())
+}
+
 /// A new or changed section for [`Container::checkpoint`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SectionData<'a> {
     /// The section's name (1 to 32 bytes of UTF-8, no NUL).
     pub name: &'a str,
@@ -188,11 +282,11 @@ pub struct SectionData<'a> {
     /// An index derived from data sections.
     pub index: bool,
     /// The bytes.
-    pub bytes: &'a [u8],
+    pub bytes: Bytes<'a>,
 }
 
 /// One change of a checkpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Change<'a> {
     /// Add or replace a section.
     Put(SectionData<'a>),
@@ -510,7 +604,8 @@ impl Container {
     /// returns. A failure leaves the file at the current state (or, if the failure came after
     /// the new slot was written, possibly the new one: a reopen tells) and the container
     /// refuses further checkpoints.
-    pub fn checkpoint(&mut self, changes: &[Change<'_>]) -> Result<()> {
+    pub fn checkpoint<'a>(&mut self, changes: impl IntoIterator<Item = Change<'a>>) -> Result<()> {
+        let mut changes: Vec<Change<'a>> = changes.into_iter().collect();
         if self.opts.read_only {
             return Err(Error::ReadOnly {
                 path: self.path.clone(),
@@ -523,7 +618,7 @@ impl Container {
             });
         }
         // Checked before anything is written.
-        for c in changes {
+        for c in &changes {
             if let Change::Put(d) = c {
                 fmt::check_name(d.name).map_err(|e| Error::InvalidArgument(e.to_string()))?;
                 if !self.opts.knows(d.kind) {
@@ -541,28 +636,98 @@ impl Container {
         let page = u64::from(self.header.page_size);
         let mut used = extents(&cur, &self.entries);
         used.extend(self.previous.iter().copied());
-        // The state after the changes: unchanged sections keep their place.
+        let space = Space::new(page, self.header.data_start(), used);
+        match self.commit(&mut changes, space, cur, cur_index) {
+            Ok((target, next, entries)) => {
+                self.previous = extents(&cur, &self.entries);
+                self.current = Some((target, next));
+                self.entries = entries;
+                self.slots[target] = SlotState::Valid {
+                    iteration: next.iteration,
+                    sections: Some(next.count),
+                };
+                Ok(())
+            }
+            // A failure of the caller's stream (not of this file) leaves the current state
+            // intact and the file usable.
+            Err(e) if !matches!(&e, Error::Io { path, .. } if *path == self.path) => Err(e),
+            Err(e) => {
+                let e = Arc::new(e);
+                self.poisoned = Some(Arc::clone(&e));
+                Err(Error::Shared(e))
+            }
+        }
+    }
+
+    /// Steps 1 to 4 of a checkpoint: the sections and the directory into `space`, a sync, the
+    /// slot after `cur` (in slot `1 - cur_index`), a sync. Returns the new state.
+    fn commit(
+        &self,
+        changes: &mut [Change<'_>],
+        mut space: Space,
+        cur: Slot,
+        cur_index: usize,
+    ) -> Result<(usize, Slot, Vec<DirEntry>)> {
+        let old_len = self
+            .file
+            .len()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        // The state after the changes: unchanged sections keep their place. Sections in memory
+        // are placed first (in gaps if they fit), streamed ones then go after everything.
         let mut entries: Vec<DirEntry> = self.entries.clone();
-        let mut writes: Vec<(u64, &[u8])> = Vec::new();
-        let mut space = Space::new(page, self.header.data_start(), used);
-        for c in changes {
-            match c {
-                Change::Remove(name) => entries.retain(|e| e.name != *name),
-                Change::Put(d) => {
-                    let offset = space.alloc(d.bytes.len() as u64);
-                    writes.push((offset, d.bytes));
-                    let entry = DirEntry {
+        let mut placed: Vec<(usize, DirEntry)> = Vec::new();
+        for pass in [false, true] {
+            for (i, c) in changes.iter_mut().enumerate() {
+                let Change::Put(d) = c else { continue };
+                let (offset, len, crc) = match (&mut d.bytes, pass) {
+                    (Bytes::Slice(b), false) => {
+                        let offset = space.alloc(b.len() as u64);
+                        write_sparse(self.file.as_ref(), &self.path, offset, b, old_len)?;
+                        (offset, b.len() as u64, crc32c::crc32c(b))
+                    }
+                    (Bytes::Stream(produce), true) => {
+                        let offset = space.end();
+                        let mut w = SectionWriter {
+                            file: self.file.as_ref(),
+                            path: &self.path,
+                            at: offset,
+                            len: 0,
+                            crc: 0,
+                            old_len,
+                        };
+                        produce(&mut w)?;
+                        space.mark(offset, w.len);
+                        (offset, w.len, w.crc)
+                    }
+                    _ => continue,
+                };
+                placed.push((
+                    i,
+                    DirEntry {
                         kind: d.kind,
                         version: d.version,
                         flags: (if d.required { FLAG_REQUIRED } else { 0 })
                             | (if d.mmap { fmt::FLAG_MMAP } else { 0 })
                             | (if d.index { fmt::FLAG_INDEX } else { 0 }),
-                        crc: crc32c::crc32c(d.bytes),
+                        crc,
                         offset,
-                        len: d.bytes.len() as u64,
+                        len,
                         name: d.name.to_string(),
+                    },
+                ));
+            }
+        }
+        // Apply the changes in their order.
+        placed.sort_by_key(|(i, _)| *i);
+        let mut placed = placed.into_iter().peekable();
+        for (i, c) in changes.iter().enumerate() {
+            match c {
+                Change::Remove(name) => entries.retain(|e| e.name != *name),
+                Change::Put(_) => {
+                    let Some((_, entry)) = placed.next_if(|(j, _)| *j == i) else {
+                        return Err(Error::Internal("a section was not placed".into()));
                     };
-                    match entries.iter_mut().find(|e| e.name == d.name) {
+                    match entries.iter_mut().find(|e| e.name == entry.name) {
                         Some(e) => *e = entry,
                         None => entries.push(entry),
                     }
@@ -577,6 +742,7 @@ impl Container {
         }
         let dir = fmt::encode_dir(&entries);
         let dir_offset = space.alloc(dir.len() as u64);
+        write_sparse(self.file.as_ref(), &self.path, dir_offset, &dir, old_len)?;
         let file_len = space.end();
         let next = Slot {
             iteration: cur.iteration + 1,
@@ -585,70 +751,23 @@ impl Container {
             dir_crc: crc32c::crc32c(&dir),
             file_len,
         };
-        let target = 1 - cur_index;
-        match self.commit(&writes, &dir, dir_offset, file_len, target, &next) {
-            Ok(()) => {
-                self.previous = extents(&cur, &self.entries);
-                self.current = Some((target, next));
-                self.entries = entries;
-                self.slots[target] = SlotState::Valid {
-                    iteration: next.iteration,
-                    sections: Some(next.count),
-                };
-                Ok(())
-            }
-            Err(e) => {
-                let e = Arc::new(e);
-                self.poisoned = Some(Arc::clone(&e));
-                Err(Error::Shared(e))
-            }
-        }
-    }
-
-    /// Steps 1 to 4 of a checkpoint.
-    fn commit(
-        &self,
-        writes: &[(u64, &[u8])],
-        dir: &[u8],
-        dir_offset: u64,
-        file_len: u64,
-        target: usize,
-        next: &Slot,
-    ) -> Result<()> {
-        let write = |at: u64, bytes: &[u8]| {
-            self.file
-                .write_at(bytes, at)
-                .map_err(|e| Error::io("write", &self.path, e))
-        };
-        let old_len = self
-            .file
-            .len()
-            .map_err(|e| Error::io("stat", &self.path, e))?;
-        for (at, bytes) in writes {
-            // Past the file's old end the file reads as zeros already: runs of zeros there are
-            // left as holes (a sparse file) rather than written.
-            for (i, chunk) in bytes.chunks(ZEROS.len()).enumerate() {
-                let chunk_at = at + (i * ZEROS.len()) as u64;
-                if chunk_at >= old_len && chunk == &ZEROS[..chunk.len()] {
-                    continue;
-                }
-                write(chunk_at, chunk)?;
-            }
-        }
-        write(dir_offset, dir)?;
         let len = self
             .file
             .len()
             .map_err(|e| Error::io("stat", &self.path, e))?;
         if len < file_len {
-            // Empty sections and the last page's padding: the file covers the whole state.
+            // Empty sections, holes and the last page's padding: the file covers the state.
             self.file
                 .set_len(file_len)
                 .map_err(|e| Error::io("extend", &self.path, e))?;
         }
         self.sync()?;
-        write(self.header.slot_offset(target), &fmt::encode_slot(next))?;
-        self.sync()
+        let target = 1 - cur_index;
+        self.file
+            .write_at(&fmt::encode_slot(&next), self.header.slot_offset(target))
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.sync()?;
+        Ok((target, next, entries))
     }
 
     fn sync(&self) -> Result<()> {

@@ -45,6 +45,13 @@ impl Space {
         at
     }
 
+    /// Marks `len` bytes at `offset` (a page boundary at or after [`end`](Self::end)) used: a
+    /// streamed section, whose length was known only once written.
+    pub fn mark(&mut self, offset: u64, len: u64) {
+        let pos = self.used.partition_point(|&(a, _)| a < offset);
+        self.used.insert(pos, (offset, offset + self.pages(len)));
+    }
+
     /// The end of the last used extent (page-rounded): the file's length after writing them.
     pub fn end(&self) -> u64 {
         self.used
