@@ -143,7 +143,8 @@ pub use key::ContentKey;
 #[cfg(feature = "sqlite")]
 pub use store::SqliteStore;
 pub use store::{
-    Blob, BlobStore, DirStore, Durability, LogStore, LogStoreOptions, MemStore, Put, StoreStats,
+    Blob, BlobStore, DirStore, Durability, LogStore, LogStoreOptions, MemStore, PackStore, Put,
+    StoreStats,
 };
 #[cfg(feature = "s3")]
 pub use store::{S3Store, S3StoreOptions};

@@ -504,3 +504,43 @@ fn container_structures_match_the_document() {
     assert_eq!(container::decode_slot(&b, &h), Ok(slot));
     assert_eq!(container::decode_dir(&dir, &slot, &h), Ok(vec![entry]));
 }
+
+#[test]
+fn pack_index_entry_matches_the_document() {
+    use spillway::format::pack;
+    let key = ContentKey::of(b"packed", &[]);
+    let mut b = Vec::new();
+    pack::encode_entry(
+        &mut b,
+        &pack::IndexEntry {
+            key,
+            offset: 0x0102_0304_0506,
+            len: 777,
+        },
+    );
+    check(
+        "pack index entry",
+        &table("### Pack index entry", 0),
+        &b,
+        pack::INDEX_ENTRY_LEN,
+        &[("record offset", 0x0102_0304_0506), ("record length", 777)],
+    );
+    assert_eq!(&b[..16], key.as_bytes());
+    assert!(DOC.contains(&format!(
+        "### Pack index entry ({} bytes)",
+        pack::INDEX_ENTRY_LEN
+    )));
+    for (name, kind) in [
+        (pack::OBJECTS_SECTION, spillway::container::types::OBJECTS),
+        (
+            pack::INDEX_SECTION,
+            spillway::container::types::OBJECT_INDEX,
+        ),
+        (pack::ROOTS_SECTION, spillway::container::types::ROOTS),
+    ] {
+        assert!(
+            DOC.contains(&format!("| `{name}` | {kind} | 1 |")),
+            "section {name} of type {kind}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod container;
 pub mod marker;
 pub mod object;
+pub mod pack;
 pub mod record;
 pub mod roots;
 pub mod segment;

@@ -45,6 +45,7 @@ pub mod dir;
 pub(crate) mod lock;
 pub mod log;
 mod mem;
+pub mod pack;
 #[cfg(feature = "s3")]
 mod s3;
 #[cfg(feature = "sqlite")]
@@ -57,6 +58,7 @@ pub use check::CheckReport;
 pub use dir::{DirStore, DirStoreOptions, KeptGraph};
 pub use log::{LogStore, LogStoreOptions, RecoveryReport};
 pub use mem::MemStore;
+pub use pack::{ExportReport, ImportReport, PackReport, PackStore, export_pack, import_pack};
 #[cfg(feature = "s3")]
 pub use s3::{S3Store, S3StoreOptions};
 #[cfg(feature = "sqlite")]
