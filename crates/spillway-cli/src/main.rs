@@ -44,6 +44,14 @@ enum Command {
     /// stays). Stops and deletes nothing if a root's graph has a missing object.
     #[command(after_help = exit::CODES)]
     Gc(cmd::gc::Args),
+    /// Write the graphs of named roots into a pack file (one container file, to copy to another
+    /// machine and open or import there). Reads the store only.
+    #[command(after_help = exit::CODES)]
+    Export(cmd::pack::ExportArgs),
+    /// Copy a pack's objects into a store (a new log store if the directory does not exist),
+    /// make them durable, then set the pack's roots.
+    #[command(after_help = exit::CODES)]
+    Import(cmd::pack::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +81,14 @@ fn main() -> ExitCode {
         Command::Gc(a) => {
             let (out, log) = (a.out, a.store.is_log());
             (cmd::gc::run(a), out, log)
+        }
+        Command::Export(a) => {
+            let (out, log) = (a.out, a.store.is_log());
+            (cmd::pack::export(a), out, log)
+        }
+        Command::Import(a) => {
+            let out = a.out;
+            (cmd::pack::import(a), out, false)
         }
     };
     match result {

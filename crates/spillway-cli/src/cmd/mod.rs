@@ -14,6 +14,7 @@ pub mod container;
 pub mod demo;
 pub mod gc;
 pub mod inspect;
+pub mod pack;
 pub mod stores;
 pub mod verify;
 

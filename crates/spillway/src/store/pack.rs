@@ -48,6 +48,8 @@ pub struct PackStore {
     view: FileView,
     /// The objects section in the view: `(offset, len)`.
     objects: (usize, usize),
+    /// The objects section's checksum, from the directory.
+    objects_crc: u32,
     index: Index,
     count: usize,
     roots: Vec<(String, ContentKey)>,
@@ -159,6 +161,7 @@ impl PackStore {
             file_len: bytes.len() as u64,
             view,
             objects: objects_span,
+            objects_crc: objects.crc,
             index,
             count,
             roots,
@@ -175,6 +178,25 @@ impl PackStore {
     /// The pack file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Checks the whole objects section against its checksum (records are checked one by one
+    /// as they are read; this checks them all at once, at memory speed).
+    pub fn verify_objects(&self) -> Result<()> {
+        let got = crc32c::crc32c(self.objects());
+        if got != self.objects_crc {
+            return Err(Error::ChecksumMismatch {
+                what: "pack objects section",
+                location: format!(
+                    "section {:?} of {}",
+                    fmt::OBJECTS_SECTION,
+                    self.path.display()
+                ),
+                expected: self.objects_crc,
+                got,
+            });
+        }
+        Ok(())
     }
 
     fn index_bytes(&self) -> &[u8] {
@@ -459,13 +481,14 @@ pub struct ImportReport {
 }
 
 /// Copies every object of `pack` into `store`, makes them durable, then sets the pack's roots.
-/// A root the store already has under another key is refused (nothing set) unless
-/// `replace_roots`.
+/// Nothing is copied from a pack whose objects section fails its checksum, and a root the store
+/// already has under another key is refused (nothing copied or set) unless `replace_roots`.
 pub fn import_pack(
     pack: &PackStore,
     store: &dyn BlobStore,
     replace_roots: bool,
 ) -> Result<ImportReport> {
+    pack.verify_objects()?;
     let existing = store.roots()?;
     let roots = pack.roots()?;
     if !replace_roots
