@@ -119,6 +119,25 @@ pub enum Error {
         store: String,
     },
 
+    /// A container section that must stay in memory does not fit: past its cap, or past the
+    /// pool's budget with every value evicted and every other section spilled.
+    #[error(
+        "section {section:?} of {} needs {len} bytes of memory, over {why} of {limit} bytes; it is back at its last checkpoint (give the pool a larger budget, or let the section spill: tier Auto)",
+        file.display()
+    )]
+    SectionTooLarge {
+        /// The section.
+        section: String,
+        /// Its container file.
+        file: PathBuf,
+        /// The memory it would take.
+        len: u64,
+        /// The cap or budget it would pass.
+        limit: u64,
+        /// "its RAM cap" or "the pool's budget".
+        why: &'static str,
+    },
+
     /// A value or length beyond what spillway accepts.
     #[error("{what} of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -353,6 +372,7 @@ impl Error {
             Error::Poisoned { .. } => ErrorKind::Poisoned,
             Error::ReadOnly { .. } => ErrorKind::ReadOnly,
             Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::SectionTooLarge { .. } => ErrorKind::TooLarge,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Codec { .. } => ErrorKind::Codec,
             Error::PageOut { .. } => ErrorKind::PageOut,

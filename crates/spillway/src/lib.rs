@@ -135,6 +135,7 @@ pub use serde;
 pub use bytes::Bytes;
 pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats,
+    SectionOptions, SectionStats, Sections, Tier,
 };
 
 pub use codec::key_of;

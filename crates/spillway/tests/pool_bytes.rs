@@ -1,10 +1,10 @@
 //! `Bytes` fields through a pool: a 1 MiB buffer paged out and back in, and values derived
 //! through spillway's re-exports alone.
 
-use std::sync::Arc;
+mod common;
 
 use spillway::serde::{Deserialize, Serialize};
-use spillway::{Bytes, MemStore, Paged, Pool};
+use spillway::{Bytes, Paged, Pool};
 
 /// Derived through `spillway::serde`, with no serde of the test's own named.
 #[derive(Serialize, Deserialize, get_size2::GetSize)]
@@ -15,12 +15,7 @@ struct Blob {
 }
 
 fn pool(budget: u64) -> Pool {
-    Pool::builder()
-        .budget(budget)
-        .store(Arc::new(MemStore::new()))
-        .deterministic(true)
-        .build()
-        .expect("a pool over a memory store")
+    common::mem_pool(budget)
 }
 
 /// 1 MiB of bytes of every value, in no simple pattern.

@@ -20,7 +20,10 @@
 //! - After a failed checkpoint the container refuses further checkpoints (poisoned): the file's
 //!   state on disk is one of the two last states, which a reopen finds.
 
+mod kinds;
 mod space;
+
+pub use kinds::{KeyIndex, Section, U64Column, View};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

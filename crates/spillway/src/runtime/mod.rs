@@ -44,7 +44,8 @@
 //! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
 //! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, loading, page_out, shared, value |
 //! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, shared, stats, threads |
-//! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, shared, stats, value |
+//! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
+//! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
 //!
 //! Nothing below `entry` knows a value's type: the registry, page-out and eviction hold entries
 //! as `ErasedEntry`, and typed entries are made only by `entry` (for inserts and for keys,
@@ -81,6 +82,7 @@ mod page_out;
 mod pool;
 mod registry;
 mod residency;
+mod sections;
 mod shared;
 mod stats;
 mod threads;
@@ -90,6 +92,7 @@ pub use build::PoolBuilder;
 pub use gc::{GcOptions, GcReport, MAX_MISSING_LISTED};
 pub use handle::{GetFuture, Guard, Paged};
 pub use pool::Pool;
+pub use sections::{SectionOptions, SectionStats, Sections, Tier};
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};
 

@@ -96,6 +96,17 @@ pub(crate) struct Residency {
     watermarks: Option<Watermarks>,
     /// Wakes the background page-out.
     signal: Arc<Signal>,
+    /// Other consumers of the budget that give bytes back when values alone cannot (sections
+    /// that spill to disk); asked after eviction has found nothing more to evict.
+    spillers: Mutex<Vec<Weak<dyn Spill>>>,
+}
+
+/// A consumer of a pool's budget, beside its values, that can give bytes back on request.
+pub(crate) trait Spill: Send + Sync {
+    /// Gives back about `bytes` if it can, and returns what it gave back. Must not wait for a
+    /// lock its own callers may hold while they reserve (it is called from inside `reserve`):
+    /// it skips what it cannot take at once.
+    fn spill(&self, bytes: u64) -> u64;
 }
 
 impl Residency {
@@ -118,7 +129,34 @@ impl Residency {
             releasing: AtomicU64::new(0),
             watermarks,
             signal,
+            spillers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers a consumer that [`reserve`](Self::reserve) asks to give bytes back when
+    /// evicting values is not enough.
+    pub fn add_spiller(&self, s: Weak<dyn Spill>) {
+        let mut v = self.spillers.lock();
+        v.retain(|w| w.strong_count() > 0);
+        v.push(s);
+    }
+
+    /// Asks the registered consumers to give back `bytes`; returns what they gave back.
+    fn spill_others(&self, bytes: u64) -> u64 {
+        let spillers: Vec<Arc<dyn Spill>> = self
+            .spillers
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut freed = 0;
+        for s in spillers {
+            if freed >= bytes {
+                break;
+            }
+            freed += s.spill(bytes - freed);
+        }
+        freed
     }
 
     pub fn budget(&self) -> &Budget {
@@ -207,10 +245,31 @@ impl Residency {
     /// An eviction that finds nothing to evict while another thread's eviction holds victims
     /// waits for that one rather than passing the limit: its victims are about to be freed.
     pub fn reserve(&self, bytes: u64, out: &PageOut<'_>) -> Result<Reservation> {
+        match self.reserve_or_not(bytes, out)? {
+            Some(r) => Ok(r),
+            None => Ok(self.note_peak(self.budget.reserve(bytes))),
+        }
+    }
+
+    /// Reserves `bytes` only if they fit now, without evicting anything.
+    pub fn try_reserve_now(&self, bytes: u64) -> Option<Reservation> {
+        self.budget
+            .try_reserve(bytes)
+            .ok()
+            .map(|r| self.note_peak(r))
+    }
+
+    /// [`reserve`](Self::reserve) without going past the limit: `Ok(None)` when the bytes
+    /// cannot be had (everything that could be evicted or spilled is gone).
+    pub fn reserve_within(&self, bytes: u64, out: &PageOut<'_>) -> Result<Option<Reservation>> {
+        self.reserve_or_not(bytes, out)
+    }
+
+    fn reserve_or_not(&self, bytes: u64, out: &PageOut<'_>) -> Result<Option<Reservation>> {
         // Bounded only as a safety net against a pathological schedule.
         for _ in 0..100_000 {
             match self.budget.try_reserve(bytes) {
-                Ok(r) => return Ok(self.note_peak(r)),
+                Ok(r) => return Ok(Some(self.note_peak(r))),
                 Err(BudgetError::TooLarge { bytes, limit }) => {
                     return Err(Error::TooLarge {
                         what: "value (by its deep size; the limit is the pool's whole budget)",
@@ -237,6 +296,10 @@ impl Residency {
                         // moment): past the limit, unless another eviction is about to free.
                         Ok(Evicted::Nothing | Evicted::Freed(0)) => {
                             if self.evicting.load(Ordering::Acquire) == 0 {
+                                // No value can go: other consumers (sections) may spill.
+                                if self.spill_others(bytes) > 0 {
+                                    continue;
+                                }
                                 break;
                             }
                             std::thread::yield_now();
@@ -254,7 +317,7 @@ impl Residency {
                 Err(e) => return Err(Error::InvalidArgument(e.to_string())),
             }
         }
-        Ok(self.note_peak(self.budget.reserve(bytes)))
+        Ok(None)
     }
 
     fn note_peak(&self, r: Reservation) -> Reservation {

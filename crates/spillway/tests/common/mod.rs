@@ -10,6 +10,16 @@ use spillway::{
     Blob, BlobStore, ContentKey, Durability, LogStoreOptions, MemStore, Put, StoreStats,
 };
 
+/// A deterministic pool (no background thread) over a memory store, with `budget` bytes.
+pub fn mem_pool(budget: u64) -> spillway::Pool {
+    spillway::Pool::builder()
+        .budget(budget)
+        .store(std::sync::Arc::new(MemStore::new()))
+        .deterministic(true)
+        .build()
+        .expect("a pool over a memory store")
+}
+
 /// An object to store: payload, children and the key they give.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Obj {

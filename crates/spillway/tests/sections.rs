@@ -1,0 +1,220 @@
+//! Sections under a pool's budget: round trips through the file, the budget held with sections
+//! and values together, spills and reloads, tier overrides and caps.
+
+mod common;
+
+use spillway::container::{KeyIndex, U64Column, View};
+use spillway::{ContentKey, ErrorKind, Paged, Pool, SectionOptions, Tier};
+
+const MIB: u64 = 1 << 20;
+
+fn pool(budget: u64) -> Pool {
+    common::mem_pool(budget)
+}
+
+fn column(n: u64) -> U64Column {
+    U64Column((0..n).map(|i| i * 3).collect())
+}
+
+fn in_ram(s: &spillway::Sections, name: &str) -> bool {
+    s.stats()
+        .iter()
+        .find(|x| x.name == name)
+        .expect("section")
+        .in_ram
+}
+
+#[test]
+fn sections_round_trip_through_the_file_and_a_new_pool() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("graph.spw");
+    let keys: Vec<ContentKey> = (0..1000u32)
+        .map(|i| ContentKey::of(&i.to_le_bytes(), &[]))
+        .collect();
+    {
+        let p = pool(64 * MIB);
+        let s = p.sections(&path).expect("sections");
+        s.create("times", column(10_000), SectionOptions::default())
+            .expect("create");
+        s.create(
+            "keys",
+            KeyIndex::new(keys.clone()),
+            SectionOptions::default(),
+        )
+        .expect("create");
+        s.update("times", |c: &mut U64Column| c.0.push(7))
+            .expect("update");
+        s.checkpoint().expect("checkpoint");
+        assert!(p.stats().resident_bytes >= 80_000, "sections are charged");
+    }
+    let p = pool(64 * MIB);
+    let s = p.sections(&path).expect("reopen");
+    s.attach::<U64Column>("times", SectionOptions::tier(Tier::Disk))
+        .expect("attach");
+    s.attach::<KeyIndex>("keys", SectionOptions::tier(Tier::Disk))
+        .expect("attach");
+    let (len, last, mapped) = s
+        .read("times", |v: View<'_, U64Column>| {
+            (v.len(), v.get(10_000), matches!(v, View::Mapped(_)))
+        })
+        .expect("read");
+    assert_eq!((len, last, mapped), (10_001, Some(7), true));
+    assert!(
+        s.read("keys", |v: View<'_, KeyIndex>| keys
+            .iter()
+            .all(|k| v.contains(k)))
+            .expect("read")
+    );
+    assert!(
+        !s.read("keys", |v: View<'_, KeyIndex>| v
+            .contains(&ContentKey::of(b"absent", &[])))
+            .expect("read")
+    );
+    assert_eq!(p.stats().resident_bytes, 0, "Disk sections take no budget");
+    let e = s
+        .read("times", |v: View<'_, KeyIndex>| v.len())
+        .expect_err("wrong type");
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn the_budget_holds_sections_and_values_together() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let budget = 4 * MIB;
+    let p = pool(budget);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    // Two sections of 1.5 MiB each, then 6 MiB of values: values are evicted first, then a
+    // section spills when values alone cannot make room. Never past the budget.
+    s.create("a", column(196_608), SectionOptions::default())
+        .expect("a");
+    s.create("b", column(196_608), SectionOptions::default())
+        .expect("b");
+    assert!(in_ram(&s, "a") && in_ram(&s, "b"));
+    let mut held: Vec<Paged<Vec<u8>>> = Vec::new();
+    for i in 0..96u32 {
+        held.push(p.insert(vec![i as u8; 64 << 10]).expect("insert"));
+        let stats = p.stats();
+        assert!(
+            stats.resident_bytes <= budget,
+            "{} > {budget} after {i} values",
+            stats.resident_bytes
+        );
+    }
+    assert!(p.stats().peak_resident_bytes <= budget);
+    // Values are evicted by the policy; held guards would pin them, so sections spill when
+    // every value is pinned.
+    let guards: Vec<_> = held[..40].iter().map(|h| h.get().expect("get")).collect();
+    assert!(p.stats().resident_bytes <= budget);
+    let spilled = s.stats().iter().filter(|x| !x.in_ram).count();
+    assert!(
+        spilled >= 1,
+        "a section spilled for pinned values: {:?}",
+        s.stats()
+    );
+    // A spilled section is still readable (from the file), and correct.
+    let sum = s.read("a", |v: View<'_, U64Column>| v.sum()).expect("read");
+    assert_eq!(sum, (0..196_608u64).map(|i| i * 3).sum::<u64>());
+    drop(guards);
+    assert!(p.stats().peak_resident_bytes <= budget, "{:?}", p.stats());
+}
+
+#[test]
+fn a_ram_section_never_spills_and_growth_past_the_budget_fails_and_reverts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let budget = 2 * MIB;
+    let p = pool(budget);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    s.create("pinned", column(100_000), SectionOptions::tier(Tier::Ram))
+        .expect("create");
+    // Values fill the rest; the Ram section stays.
+    let _values: Vec<Paged<Vec<u8>>> = (0..40u8)
+        .map(|i| p.insert(vec![i; 64 << 10]).expect("insert"))
+        .collect();
+    assert!(in_ram(&s, "pinned"));
+    assert_eq!(
+        s.spill("pinned").expect_err("never spilled").kind(),
+        ErrorKind::InvalidArgument
+    );
+    // Growing it past the whole budget: an error, and the section as at its last checkpoint.
+    let e = s
+        .update("pinned", |c: &mut U64Column| c.0.extend(0..400_000u64))
+        .expect_err("too large");
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    assert!(e.to_string().contains("\"pinned\""), "{e}");
+    assert_eq!(
+        s.read("pinned", |v: View<'_, U64Column>| v.len())
+            .expect("read"),
+        100_000
+    );
+    assert!(in_ram(&s, "pinned"));
+    assert!(p.stats().resident_bytes <= budget);
+}
+
+#[test]
+fn caps_are_honoured() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = pool(64 * MIB);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    let cap = 200_000;
+    // Auto with a cap: past it, written and spilled, still readable.
+    s.create("auto", column(1000), SectionOptions::default().ram_cap(cap))
+        .expect("create");
+    s.update("auto", |c: &mut U64Column| c.0.extend(0..50_000u64))
+        .expect("grows");
+    assert!(!in_ram(&s, "auto"), "{:?}", s.stats());
+    assert_eq!(
+        s.read("auto", |v: View<'_, U64Column>| v.len())
+            .expect("read"),
+        51_000
+    );
+    // Ram with a cap: past it, refused and reverted.
+    s.create(
+        "ram",
+        column(1000),
+        SectionOptions::tier(Tier::Ram).ram_cap(cap),
+    )
+    .expect("create");
+    let e = s
+        .update("ram", |c: &mut U64Column| c.0.extend(0..50_000u64))
+        .expect_err("cap");
+    assert!(e.to_string().contains("RAM cap"), "{e}");
+    assert_eq!(
+        s.read("ram", |v: View<'_, U64Column>| v.len())
+            .expect("read"),
+        1000
+    );
+    // Disk: updated in memory, written and dropped.
+    s.create("disk", column(1000), SectionOptions::tier(Tier::Disk))
+        .expect("create");
+    s.update("disk", |c: &mut U64Column| c.0.push(1))
+        .expect("update");
+    assert!(!in_ram(&s, "disk"));
+    assert_eq!(
+        s.read("disk", |v: View<'_, U64Column>| v.get(1000))
+            .expect("read"),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_spilled_section_comes_back_when_the_pressure_falls() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = pool(4 * MIB);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    s.create("a", column(100_000), SectionOptions::default())
+        .expect("a");
+    s.spill("a").expect("spill");
+    assert!(!in_ram(&s, "a"));
+    assert_eq!(p.stats().resident_bytes, 0);
+    // Room in the budget: a read brings it back.
+    s.read("a", |v: View<'_, U64Column>| v.len()).expect("read");
+    assert!(in_ram(&s, "a"));
+    assert!(p.stats().resident_bytes >= 800_000);
+    // Under pressure, it stays on disk.
+    s.spill("a").expect("spill");
+    let _values: Vec<Paged<Vec<u8>>> = (0..60u8)
+        .map(|i| p.insert(vec![i; 64 << 10]).expect("insert"))
+        .collect();
+    s.read("a", |v: View<'_, U64Column>| v.len()).expect("read");
+    assert!(!in_ram(&s, "a"), "reloaded under pressure");
+}
