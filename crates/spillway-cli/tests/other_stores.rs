@@ -189,7 +189,7 @@ fn a_damaged_or_foreign_sqlite_file_is_refused_and_left_alone() {
     expect(
         &spillway(&["verify", s(&foreign)]),
         2,
-        &["is a file but not a SQLite database"],
+        &["is a file but neither a SQLite database nor a container file"],
     );
     // Cut in half: every command reports the damage, naming the file; nothing changes.
     let mut bytes = fs::read(&path).expect("read");

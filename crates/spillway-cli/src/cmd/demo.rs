@@ -18,7 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
-use spillway::{MemStore, Paged, Pool, PoolStats};
+use spillway::container::{KeyIndex, U64Column, View};
+use spillway::{ContentKey, MemStore, Paged, Pool, PoolStats, SectionOptions, Sections};
 
 use crate::size::{human, parse_size};
 
@@ -211,6 +212,85 @@ fn build(pool: &Pool, seed: u64, target_bytes: u64) -> spillway::Result<Built> {
         content_id,
         output_bytes,
     })
+}
+
+/// The demo's container of sections, in its directory.
+const SECTIONS_FILE: &str = "graph.spw";
+/// Section: the content key of every action, sorted.
+const KEYS_SECTION: &str = "action-keys";
+/// Section: every action's simulated build time in microseconds, in build order.
+const TIMES_SECTION: &str = "action-times";
+
+/// The simulated build time of the action with content `id`: a pure function of the seed.
+fn build_micros(seed: u64, id: u64) -> u64 {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x7153 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d));
+    rng.random_range(500..50_000)
+}
+
+/// Writes the demo's two sections (the actions' keys and build times) into `graph.spw`.
+fn write_sections(
+    sections: &Sections,
+    actions: &[Paged<Action>],
+    content_id: &[u64],
+    seed: u64,
+) -> spillway::Result<()> {
+    let keys = actions
+        .iter()
+        .map(|a| a.key())
+        .collect::<spillway::Result<Vec<ContentKey>>>()?;
+    let times: Vec<u64> = content_id.iter().map(|&c| build_micros(seed, c)).collect();
+    put_section(sections, KEYS_SECTION, KeyIndex::new(keys))?;
+    put_section(sections, TIMES_SECTION, U64Column(times))
+}
+
+/// Creates section `name` holding `value`, or replaces what an earlier run left there.
+fn put_section<T: spillway::container::Section>(
+    sections: &Sections,
+    name: &str,
+    value: T,
+) -> spillway::Result<()> {
+    if sections
+        .attach::<T>(name, SectionOptions::default())
+        .is_ok()
+    {
+        sections.update(name, |v: &mut T| *v = value)?;
+        sections.checkpoint()
+    } else {
+        sections.create(name, value, SectionOptions::default())
+    }
+}
+
+/// Checks the sections against the actions: every key in the index, every time as generated.
+/// Returns the number of mismatches.
+fn check_sections(
+    sections: &Sections,
+    actions: &[Paged<Action>],
+    content_id: &[u64],
+    seed: u64,
+) -> spillway::Result<u64> {
+    let keys = actions
+        .iter()
+        .map(|a| a.key())
+        .collect::<spillway::Result<Vec<ContentKey>>>()?;
+    let missing = sections.read(KEYS_SECTION, |v: View<'_, KeyIndex>| {
+        keys.iter().filter(|k| !v.contains(k)).count() as u64
+    })?;
+    let wrong = sections.read(TIMES_SECTION, |v: View<'_, U64Column>| {
+        let mut wrong = (v.len() != content_id.len()) as u64;
+        for (i, &c) in content_id.iter().enumerate() {
+            if v.get(i) != Some(build_micros(seed, c)) {
+                wrong += 1;
+            }
+        }
+        wrong
+    })?;
+    if missing + wrong > 0 {
+        eprintln!(
+            "{SECTIONS_FILE}: {missing} action keys missing from {KEYS_SECTION}, {wrong} wrong \
+             times in {TIMES_SECTION}"
+        );
+    }
+    Ok(missing + wrong)
 }
 
 /// Checks one action read back: its encoding hashes to its key, and its content is the one
@@ -509,6 +589,15 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         "walk",
     )?;
     let walk_secs = t.elapsed().as_secs_f64();
+    // The build's index and timings, as sections of `graph.spw` under the same budget.
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| spillway::Error::io("create the demo's directory", &dir, e))?;
+    let sections_path = dir.join(SECTIONS_FILE);
+    let sections = pool.sections(&sections_path)?;
+    write_sections(&sections, &built.actions, &built.content_id, args.seed)?;
+    bad += check_sections(&sections, &built.actions, &built.content_id, args.seed)?;
+    let section_bytes: u64 = sections.stats().iter().map(|s| s.file_bytes).sum();
+    drop(sections);
     let first: PoolStats = pool.stats();
     drop(built.actions);
 
@@ -528,6 +617,12 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
             }
         };
         let actions = manifest.get()?.actions.clone();
+        // The sections come back from the file, read in place until the budget takes them.
+        let sections = pool.sections(&sections_path)?;
+        sections.attach::<KeyIndex>(KEYS_SECTION, SectionOptions::default())?;
+        sections.attach::<U64Column>(TIMES_SECTION, SectionOptions::default())?;
+        bad += check_sections(&sections, &actions, &built.content_id, args.seed)?;
+        drop(sections);
         let reopen_reads = (n / 4).max(1);
         bad += walk(
             &actions,
@@ -578,6 +673,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         ),
         ("live entries", first.entries.to_string()),
         ("pool metadata in memory", human(first.metadata_bytes)),
+        ("sections in graph.spw", human(section_bytes)),
         ("store index in memory", human(first.store_index_bytes)),
         (
             "build rate",
