@@ -113,6 +113,7 @@ mod tests {
         ("pool", include_str!("pool.rs")),
         ("registry", include_str!("registry.rs")),
         ("residency", include_str!("residency.rs")),
+        ("sections", include_str!("sections.rs")),
         ("shared", include_str!("shared.rs")),
         ("stats", include_str!("stats.rs")),
         ("threads", include_str!("threads.rs")),

@@ -353,9 +353,9 @@ impl Pool {
     }
 
     /// The typed sections of the container file at `path` (created if it does not exist),
-    /// held under this pool's budget beside its values: see [`Sections`](super::Sections).
-    pub fn sections(&self, path: impl AsRef<std::path::Path>) -> Result<super::Sections> {
-        super::Sections::open(&self.shared, path.as_ref())
+    /// held under this pool's budget beside its values: see [`Sections`](super::sections::Sections).
+    pub fn sections(&self, path: impl AsRef<std::path::Path>) -> Result<super::sections::Sections> {
+        super::sections::Sections::open(&self.shared, path.as_ref())
     }
 
     /// `Ok` if `handle` is this pool's.
