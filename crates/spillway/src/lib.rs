@@ -134,7 +134,7 @@ pub use serde;
 
 pub use bytes::Bytes;
 pub use runtime::{
-    DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats,
+    DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats, Priority,
     SectionOptions, SectionStats, Sections, Tier,
 };
 

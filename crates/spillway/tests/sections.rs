@@ -4,7 +4,7 @@
 mod common;
 
 use spillway::container::{KeyIndex, U64Column, View};
-use spillway::{ContentKey, ErrorKind, Paged, Pool, SectionOptions, Tier};
+use spillway::{ContentKey, ErrorKind, Paged, Pool, Priority, SectionOptions, Tier};
 
 const MIB: u64 = 1 << 20;
 
@@ -217,4 +217,34 @@ fn a_spilled_section_comes_back_when_the_pressure_falls() {
         .collect();
     s.read("a", |v: View<'_, U64Column>| v.len()).expect("read");
     assert!(!in_ram(&s, "a"), "reloaded under pressure");
+}
+
+#[test]
+fn a_section_below_values_spills_before_any_value_is_evicted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let budget = 4 * MIB;
+    let p = pool(budget);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    let low = SectionOptions::default().priority(Priority::BelowValues);
+    s.create("low", column(196_608), low).expect("low");
+    s.create("high", column(196_608), SectionOptions::default())
+        .expect("high");
+    // About 0.9 MiB of values fit beside the two sections; the next ones need room.
+    let values: Vec<Paged<Vec<u8>>> = (0..20u8)
+        .map(|i| p.insert(vec![i; 64 << 10]).expect("insert"))
+        .collect();
+    assert!(!in_ram(&s, "low"), "the low section gave way first");
+    assert!(in_ram(&s, "high"));
+    assert!(
+        values.iter().all(|v| v.is_resident()),
+        "no value was evicted while a section below them was in memory"
+    );
+    assert!(p.stats().peak_resident_bytes <= budget);
+    // With the low section gone, values give way before the high one.
+    let more: Vec<Paged<Vec<u8>>> = (0..20u8)
+        .map(|i| p.insert(vec![i; 64 << 10]).expect("insert"))
+        .collect();
+    assert!(in_ram(&s, "high"));
+    assert!(values.iter().chain(&more).any(|v| !v.is_resident()));
+    assert!(p.stats().peak_resident_bytes <= budget);
 }

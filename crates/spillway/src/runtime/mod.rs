@@ -92,7 +92,7 @@ pub use build::PoolBuilder;
 pub use gc::{GcOptions, GcReport, MAX_MISSING_LISTED};
 pub use handle::{GetFuture, Guard, Paged};
 pub use pool::Pool;
-pub use sections::{SectionOptions, SectionStats, Sections, Tier};
+pub use sections::{Priority, SectionOptions, SectionStats, Sections, Tier};
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};
 

@@ -103,10 +103,12 @@ pub(crate) struct Residency {
 
 /// A consumer of a pool's budget, beside its values, that can give bytes back on request.
 pub(crate) trait Spill: Send + Sync {
-    /// Gives back about `bytes` if it can, and returns what it gave back. Must not wait for a
-    /// lock its own callers may hold while they reserve (it is called from inside `reserve`):
-    /// it skips what it cannot take at once.
-    fn spill(&self, bytes: u64) -> u64;
+    /// Gives back about `bytes` if it can, and returns what it gave back: only what ranks below
+    /// the pool's values if `below_values` (asked before any value is evicted), anything it
+    /// may spill otherwise (asked once no value can go). Must not wait for a lock its own
+    /// callers may hold while they reserve (it is called from inside `reserve`): it skips
+    /// what it cannot take at once.
+    fn spill(&self, bytes: u64, below_values: bool) -> u64;
 }
 
 impl Residency {
@@ -141,8 +143,9 @@ impl Residency {
         v.push(s);
     }
 
-    /// Asks the registered consumers to give back `bytes`; returns what they gave back.
-    fn spill_others(&self, bytes: u64) -> u64 {
+    /// Asks the registered consumers to give back `bytes` (only what ranks below values, if
+    /// `below_values`); returns what they gave back.
+    fn spill_others(&self, bytes: u64, below_values: bool) -> u64 {
         let spillers: Vec<Arc<dyn Spill>> = self
             .spillers
             .lock()
@@ -154,7 +157,7 @@ impl Residency {
             if freed >= bytes {
                 break;
             }
-            freed += s.spill(bytes - freed);
+            freed += s.spill(bytes - freed, below_values);
         }
         freed
     }
@@ -278,6 +281,10 @@ impl Residency {
                     });
                 }
                 Err(BudgetError::OverLimit { .. }) => {
+                    // Consumers that rank below values give their bytes back first.
+                    if self.spill_others(bytes, true) > 0 {
+                        continue;
+                    }
                     // Room for this reservation; with background page-out, a caller that finds
                     // the budget full does the page-out the background thread has not done
                     // yet, down to the stop mark.
@@ -297,7 +304,7 @@ impl Residency {
                         Ok(Evicted::Nothing | Evicted::Freed(0)) => {
                             if self.evicting.load(Ordering::Acquire) == 0 {
                                 // No value can go: other consumers (sections) may spill.
-                                if self.spill_others(bytes) > 0 {
+                                if self.spill_others(bytes, false) > 0 {
                                     continue;
                                 }
                                 break;

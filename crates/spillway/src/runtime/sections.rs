@@ -1,8 +1,9 @@
 //! [`Sections`]: typed container sections held under a pool's budget, beside its values.
 //!
 //! A section in memory is charged to the pool's budget like a value. When a reservation (an
-//! insert, a page-in, a section growing) finds the budget full and no value left to evict, the
-//! pool asks its sections to spill: the least recently used sections of tier
+//! insert, a page-in, a section growing) finds the budget full, sections of
+//! [`Priority::BelowValues`] spill first; then values are evicted; and when no value is left
+//! to evict, the pool asks the other sections to spill: the least recently used sections of tier
 //! [`Tier::Auto`] are written to the container if they changed, then dropped from memory and
 //! served from the file's memory map. A spilled section comes back into memory when it is
 //! updated, or read while the budget is under no pressure.
@@ -45,11 +46,23 @@ pub enum Tier {
     Disk,
 }
 
+/// Which gives way first under pressure: an `Auto` section or the pool's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Spilled only once no value can be evicted (an index every lookup needs).
+    #[default]
+    AboveValues,
+    /// Spilled before any value is evicted (a cold column kept for reports).
+    BelowValues,
+}
+
 /// How a section is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SectionOptions {
     /// Where it lives.
     pub tier: Tier,
+    /// Against the pool's values, under pressure (for an `Auto` section).
+    pub priority: Priority,
     /// The most memory it may take: past it an `Auto` section is spilled and a `Ram` section's
     /// update fails.
     pub ram_cap: Option<u64>,
@@ -60,8 +73,14 @@ impl SectionOptions {
     pub fn tier(tier: Tier) -> Self {
         SectionOptions {
             tier,
-            ram_cap: None,
+            ..Default::default()
         }
+    }
+
+    /// Sets the priority against the pool's values.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     /// Sets the memory cap.
@@ -479,7 +498,7 @@ impl Inner {
                 Err(e) if e.kind() == crate::ErrorKind::TooLarge => return Ok(None),
                 Err(e) => return Err(e),
             }
-            if self.spill_lru(st, keep, bytes)? == 0 {
+            if self.spill_lru(st, keep, bytes, false)? == 0 {
                 return Ok(None);
             }
         }
@@ -511,16 +530,26 @@ impl Inner {
         Ok(true)
     }
 
-    /// Spills the least recently used `Auto` sections in memory (not `keep`) until `bytes`
-    /// are given back or none is left; returns the bytes given back.
-    fn spill_lru(&self, st: &mut State, keep: Option<&str>, bytes: u64) -> Result<u64> {
+    /// Spills the least recently used `Auto` sections in memory (not `keep`; only those ranked
+    /// below values if `below_values`) until `bytes` are given back or none is left; returns
+    /// the bytes given back.
+    fn spill_lru(
+        &self,
+        st: &mut State,
+        keep: Option<&str>,
+        bytes: u64,
+        below_values: bool,
+    ) -> Result<u64> {
         let mut freed = 0;
         while freed < bytes {
             let victim = st
                 .slots
                 .iter()
                 .filter(|(n, s)| {
-                    s.ram.is_some() && s.opts.tier != Tier::Ram && Some(n.as_str()) != keep
+                    s.ram.is_some()
+                        && s.opts.tier != Tier::Ram
+                        && Some(n.as_str()) != keep
+                        && (!below_values || s.opts.priority == Priority::BelowValues)
                 })
                 .min_by_key(|(_, s)| s.last_use)
                 .map(|(n, _)| n.clone());
@@ -705,12 +734,12 @@ impl Inner {
 }
 
 impl Spill for Inner {
-    fn spill(&self, bytes: u64) -> u64 {
+    fn spill(&self, bytes: u64, below_values: bool) -> u64 {
         // Called from inside a reservation, maybe one this manager makes under its lock.
         let Some(mut st) = self.state.try_lock() else {
             return 0;
         };
-        match self.spill_lru(&mut st, None, bytes) {
+        match self.spill_lru(&mut st, None, bytes, below_values) {
             Ok(freed) => freed,
             Err(e) => {
                 self.pool.errors.record(e);
