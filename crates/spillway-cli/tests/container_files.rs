@@ -163,3 +163,26 @@ fn store_commands_and_repair_are_usage_errors_on_a_container() {
         &["container header"],
     );
 }
+
+#[test]
+fn a_damaged_directory_of_the_newest_slot_is_damage_not_a_quiet_rollback() {
+    let (_tmp, path) = container();
+    let p = path.to_str().expect("utf-8");
+    // Slot 0 holds iteration 3; its directory offset is at bytes 16..24 of the slot.
+    let b = fs::read(&path).expect("read");
+    let dir = u64::from_le_bytes(b[4096 + 16..4096 + 24].try_into().expect("8 bytes"));
+    flip(&path, dir + 40);
+    expect(
+        &spillway(&["verify", p]),
+        1,
+        &[
+            "damaged: slot 0 (iteration 3) checks out but directory",
+            "opened at the older iteration 2",
+        ],
+    );
+    let o = spillway(&["inspect", "--json", p]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["slots"][0]["state"], "broken");
+    assert_eq!(v["iteration"], 2);
+}

@@ -175,13 +175,19 @@ fn main() -> Result<()> {
     let t = Instant::now();
     sections.read("col", |v: View<'_, U64Column>| v.len())?;
     let reload = t.elapsed().as_secs_f64();
-    anyhow::ensure!(sections.stats()[0].in_ram, "the section should be back in memory");
+    anyhow::ensure!(
+        sections.stats()[0].in_ram,
+        "the section should be back in memory"
+    );
     let t = Instant::now();
     let b = sections.read("col", sum_reads)?;
     let ram = t.elapsed().as_secs_f64();
     anyhow::ensure!(a == b, "mapped and in-memory reads disagree");
     rows.push((
-        format!("spill of a {} MiB section (written, then dropped)", quarter >> 20),
+        format!(
+            "spill of a {} MiB section (written, then dropped)",
+            quarter >> 20
+        ),
         format!("{:.2} s ({})", spill, mbs(quarter as u64, spill)),
     ));
     rows.push((

@@ -168,8 +168,18 @@ pub enum SlotState {
     Valid {
         /// The slot's iteration.
         iteration: u64,
-        /// Sections its directory lists (if the directory checks out).
-        sections: Option<u32>,
+        /// Sections its directory lists.
+        sections: u32,
+    },
+    /// The slot checks out but what it points at does not: its directory is damaged, or the
+    /// file was cut below the length it records. Never a crash's doing (a slot is written
+    /// only after everything it points at is synced): damage, and if its iteration is the
+    /// higher, the container opened at an older state.
+    Broken {
+        /// The slot's iteration.
+        iteration: u64,
+        /// What is wrong.
+        problem: String,
     },
     /// Written but not valid: torn by a crash, or damaged.
     Damaged(String),
@@ -429,16 +439,16 @@ impl Container {
                 Ok(entries) => {
                     self.slots[i] = SlotState::Valid {
                         iteration: slot.iteration,
-                        sections: Some(slot.count),
+                        sections: slot.count,
                     };
                     candidates.push((i, slot, entries));
                 }
                 Err(e) => {
-                    self.slots[i] = SlotState::Valid {
-                        iteration: slot.iteration,
-                        sections: None,
-                    };
                     problems.push(format!("slot {i} (iteration {}): {e}", slot.iteration));
+                    self.slots[i] = SlotState::Broken {
+                        iteration: slot.iteration,
+                        problem: e,
+                    };
                 }
             }
         }
@@ -647,7 +657,7 @@ impl Container {
                 self.entries = entries;
                 self.slots[target] = SlotState::Valid {
                     iteration: next.iteration,
-                    sections: Some(next.count),
+                    sections: next.count,
                 };
                 Ok(())
             }
