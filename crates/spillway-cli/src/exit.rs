@@ -68,6 +68,13 @@ fn hint(e: &spillway::Error, log: bool) -> Option<String> {
             "`spillway inspect {0}` and `spillway verify {0}` (without --repair) read the store while it is locked",
             path.display()
         )),
+        // A container file's damage: its own message says what to do; no store to repair.
+        spillway::Error::Corrupted { what, .. }
+        | spillway::Error::ChecksumMismatch { what, .. }
+            if what.contains("section") || what.contains("container") || what.contains("pack") =>
+        {
+            None
+        }
         e if e.is_corruption() && log => Some(
             "`spillway verify` on the store reports all the damage; `spillway verify --repair` keeps every record a checksum vouches for and lists what it drops".to_string(),
         ),

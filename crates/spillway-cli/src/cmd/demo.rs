@@ -227,6 +227,23 @@ fn build_micros(seed: u64, id: u64) -> u64 {
     rng.random_range(500..50_000)
 }
 
+/// A damaged `graph.spw` (from an earlier run) stops the demo with what to do: the file holds
+/// only what the demo writes again.
+fn damaged_sections(path: &std::path::Path, e: spillway::Error) -> spillway::Error {
+    if !e.is_corruption() {
+        return e;
+    }
+    spillway::Error::Corrupted {
+        what: "the demo's section file",
+        location: path.display().to_string(),
+        detail: format!(
+            "{e}. The file holds only the build's key index and timings, which the demo writes \
+             again: `spillway verify {}` shows the damage; remove the file and run the demo again",
+            path.display()
+        ),
+    }
+}
+
 /// Writes the demo's two sections (the actions' keys and build times) into `graph.spw`.
 fn write_sections(
     sections: &Sections,
@@ -593,8 +610,13 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| spillway::Error::io("create the demo's directory", &dir, e))?;
     let sections_path = dir.join(SECTIONS_FILE);
-    let sections = pool.sections(&sections_path)?;
-    write_sections(&sections, &built.actions, &built.content_id, args.seed)?;
+    let sections = pool
+        .sections(&sections_path)
+        .and_then(|s| {
+            write_sections(&s, &built.actions, &built.content_id, args.seed)?;
+            Ok(s)
+        })
+        .map_err(|e| damaged_sections(&sections_path, e))?;
     bad += check_sections(&sections, &built.actions, &built.content_id, args.seed)?;
     let section_bytes: u64 = sections.stats().iter().map(|s| s.file_bytes).sum();
     drop(sections);
