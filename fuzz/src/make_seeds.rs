@@ -100,5 +100,21 @@ fn main() {
         "two-checkpoints",
         &fs.read_file(file).expect("read container"),
     );
+    // A pack of a small graph, written on the real file system (export renames into place).
+    {
+        let tmp = std::env::temp_dir().join(format!("spillway-seed-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).expect("temporary directory");
+        let mem = spillway::MemStore::new();
+        let leaf = Put::new(b"leaf of the pack", &[]);
+        let other = Put::new(b"another leaf", &[]);
+        let keys = [leaf.key, other.key];
+        let root = Put::new(b"root of the pack", &keys);
+        mem.put_batch(&[leaf, other, root]).expect("put");
+        mem.set_root("seed", Some(root.key)).expect("root");
+        let pack = tmp.join("seed.spw");
+        spillway::store::export_pack(&mem, &["seed".to_string()], &pack).expect("export");
+        write("open_pack", "small-graph", &std::fs::read(&pack).expect("read pack"));
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
     println!("seeds written under {}", seeds.display());
 }

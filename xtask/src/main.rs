@@ -22,6 +22,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "recover_log",
     "verify_store",
     "open_container",
+    "open_pack",
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
