@@ -487,3 +487,63 @@ fn streamed_sections_round_trip_and_a_failed_stream_changes_nothing() {
     let names: Vec<String> = c.sections().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["small", "empty"]);
 }
+
+/// State 5 (slot 0): its directory in the page-5 gap, a streamed "big" at pages 8..11, past
+/// state 4's end (8 pages). The file is then cut to 8 pages: state 5 checks out but points
+/// past the end (broken), and the container opens at state 4.
+fn cut_after_five_states() -> (SimFs, Arc<dyn Vfs>) {
+    let (fs, vfs) = sim();
+    let mut c = open(&vfs).expect("create");
+    c.checkpoint([put("a", types::KEY_INDEX, b"aaaaaaaaaa")])
+        .expect("2");
+    c.checkpoint([put("b", types::KEY_INDEX, b"bbbbbbbbbb")])
+        .expect("3");
+    c.checkpoint([Change::Remove("a")]).expect("4");
+    c.checkpoint([Change::Remove("b"), streamed("big", 3 * 4096, 0xaa)])
+        .expect("5");
+    assert_eq!(
+        (c.section("big").expect("big").offset, c.iteration()),
+        (8 * 4096, 5)
+    );
+    drop(c);
+    let f = vfs
+        .open(Path::new(FILE), OpenMode::ReadWrite)
+        .expect("open");
+    f.set_len(8 * 4096).expect("cut");
+    f.sync_data().expect("sync");
+    drop(f);
+    let c = open(&vfs).expect("reopen");
+    assert_eq!(c.iteration(), 4);
+    assert!(matches!(
+        c.slots()[0],
+        SlotState::Broken { iteration: 5, .. }
+    ));
+    (fs, vfs)
+}
+
+#[test]
+fn a_broken_slot_never_comes_back_after_a_failed_checkpoint() {
+    let steps = {
+        let (fs, vfs) = cut_after_five_states();
+        let mut c = open(&vfs).expect("open");
+        let start = fs.ops();
+        c.checkpoint([streamed("d", 4 * 4096, 0xbb)])
+            .expect("checkpoint");
+        fs.ops() - start
+    };
+    for n in 1..=steps {
+        let (fs, vfs) = cut_after_five_states();
+        let mut c = open(&vfs).expect("open");
+        fs.fail_at(n);
+        let _ = c.checkpoint([streamed("d", 4 * 4096, 0xbb)]);
+        drop(c);
+        let vfs: Arc<dyn Vfs> = Arc::new(fs.process_crash_image());
+        let c = open(&vfs).expect("reopen");
+        let bad = c.verify().expect("verify");
+        assert!(
+            bad.is_empty(),
+            "failure at step {n} of {steps}: opened at iteration {} with damaged sections {bad:?}",
+            c.iteration()
+        );
+    }
+}

@@ -646,11 +646,28 @@ impl Container {
         let Some((cur_index, cur)) = self.current else {
             return Err(Error::Internal("a container without a state".into()));
         };
+        if cur.iteration == u64::MAX {
+            return Err(Error::Corrupted {
+                what: "container",
+                location: self.path.display().to_string(),
+                detail: "its iteration is at the largest number: no checkpoint can follow".into(),
+            });
+        }
         let page = u64::from(self.header.page_size);
         let mut used = extents(&cur, &self.entries);
         used.extend(self.previous.iter().copied());
         let space = Space::new(page, self.header.data_start(), used);
-        match self.commit(&mut changes, space, cur, cur_index) {
+        let target = 1 - cur_index;
+        let cleared = if matches!(self.slots[target], SlotState::Broken { .. }) {
+            // A slot that checks out but points at damage: its extents are not kept, so step
+            // 1 may write over them and make it whole-looking again, newer than the current
+            // state, before step 3 replaces it. It is cleared (and synced) first.
+            self.clear_slot(target)
+        } else {
+            Ok(())
+        };
+        let result = cleared.and_then(|()| self.commit(&mut changes, space, cur, cur_index));
+        match result {
             Ok((target, next, entries)) => {
                 self.previous = extents(&cur, &self.entries);
                 self.current = Some((target, next));
@@ -781,6 +798,16 @@ impl Container {
             .map_err(|e| Error::io("write", &self.path, e))?;
         self.sync()?;
         Ok((target, next, entries))
+    }
+
+    /// Overwrites slot `i` with zeros (never written) and syncs.
+    fn clear_slot(&mut self, i: usize) -> Result<()> {
+        self.file
+            .write_at(&[0u8; SLOT_LEN], self.header.slot_offset(i))
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        self.sync()?;
+        self.slots[i] = SlotState::Empty;
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
