@@ -1,6 +1,8 @@
 //! Container files: round trips, damage, unknown sections, crashes at every step of a
 //! checkpoint, locking, and offsets past 4 GiB.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,27 +16,11 @@ use spillway::vfs::{OpenMode, SimFs, Vfs};
 const FILE: &str = "/c/graph.spw";
 
 fn put<'a>(name: &'a str, kind: u32, bytes: &'a [u8]) -> Change<'a> {
-    Change::Put(SectionData {
-        name,
-        kind,
-        version: 1,
-        required: true,
-        mmap: true,
-        index: false,
-        bytes: bytes.into(),
-    })
+    common::section(name, kind, true, bytes)
 }
 
 fn optional<'a>(name: &'a str, kind: u32, bytes: &'a [u8]) -> Change<'a> {
-    Change::Put(SectionData {
-        name,
-        kind,
-        version: 1,
-        required: false,
-        mmap: false,
-        index: true,
-        bytes: bytes.into(),
-    })
+    common::section(name, kind, false, bytes)
 }
 
 /// A section of `len` bytes of `byte`, streamed in chunks of 1,000.

@@ -2,6 +2,8 @@
 //! lazily; exports are deterministic; a damaged index is rebuilt; imports set roots after the
 //! data; writes and bad requests are refused.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -64,7 +66,12 @@ fn an_exported_pack_copied_elsewhere_is_walked_lazily_through_a_pool() {
     let report = pack_of(store.as_ref(), &["tree"], &file);
     assert_eq!(report.objects, 341);
     assert_eq!(report.roots.len(), 1);
-    assert!(!tmp.path().join("tree.spw.partial").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // Another machine: a copy of the file, nothing else.
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let copy = elsewhere.path().join("copy.spw");
@@ -219,4 +226,28 @@ fn bad_exports_are_refused_and_leave_no_file() {
     pack_of(store.as_ref(), &["tree"], &file);
     let e = export_pack(store.as_ref(), &names(&["tree"]), &file).expect_err("exists");
     assert!(e.to_string().contains("exists"), "{e}");
+}
+
+#[test]
+fn a_pack_whose_root_is_not_among_its_objects_is_not_imported() {
+    use spillway::container::types;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("odd.spw");
+    let stranger = spillway::ContentKey::of(b"not in the pack", &[]);
+    let roots = spillway::format::roots::encode(&[("r".to_string(), stranger)]);
+    {
+        let mut c = Container::open(&file).expect("create");
+        c.checkpoint([
+            common::section("objects", types::OBJECTS, true, &[]),
+            common::section("object-index", types::OBJECT_INDEX, false, &[]),
+            common::section("roots", types::ROOTS, true, &roots),
+        ])
+        .expect("checkpoint");
+    }
+    let pack = PackStore::open(&file).expect("opens");
+    let target = MemStore::new();
+    let e = import_pack(&pack, &target, false).expect_err("root not held");
+    assert!(e.to_string().contains("does not hold"), "{e}");
+    assert!(target.keys().expect("keys").is_empty());
+    assert!(target.roots().expect("roots").is_empty());
 }

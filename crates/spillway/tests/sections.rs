@@ -3,7 +3,7 @@
 
 mod common;
 
-use spillway::container::{KeyIndex, U64Column, View};
+use spillway::container::{KeyIndex, Section, SectionWriter, U64Column, View, types};
 use spillway::{ContentKey, ErrorKind, Paged, Pool, Priority, SectionOptions, Tier};
 
 const MIB: u64 = 1 << 20;
@@ -247,4 +247,150 @@ fn a_section_below_values_spills_before_any_value_is_evicted() {
     assert!(in_ram(&s, "high"));
     assert!(values.iter().chain(&more).any(|v| !v.is_resident()));
     assert!(p.stats().peak_resident_bytes <= budget);
+}
+
+#[test]
+fn attach_refuses_a_section_known_already_and_charges_nothing_twice() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("s.spw");
+    {
+        let p = pool(64 * MIB);
+        let s = p.sections(&path).expect("sections");
+        s.create("a", column(100_000), SectionOptions::default())
+            .expect("create");
+        assert!(p.stats().resident_bytes >= 800_000);
+        let e = s
+            .attach::<U64Column>("a", SectionOptions::default())
+            .expect_err("known already");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        drop(s);
+        assert_eq!(
+            p.stats().resident_bytes,
+            0,
+            "bytes still charged after the sections are gone"
+        );
+    }
+    let p = pool(64 * MIB);
+    let s = p.sections(&path).expect("sections");
+    s.attach::<U64Column>("a", SectionOptions::tier(Tier::Ram))
+        .expect("attach");
+    let once = p.stats().resident_bytes;
+    assert!(
+        s.attach::<U64Column>("a", SectionOptions::tier(Tier::Ram))
+            .is_err()
+    );
+    assert_eq!(p.stats().resident_bytes, once, "charged twice");
+    drop(s);
+    // A Ram attach that does not fit leaves nothing behind.
+    let small = pool(256 << 10);
+    let t = small.sections(&path).expect("sections");
+    assert!(
+        t.attach::<U64Column>("a", SectionOptions::tier(Tier::Ram))
+            .is_err()
+    );
+    assert!(t.stats().is_empty());
+    assert_eq!(small.stats().resident_bytes, 0);
+}
+
+/// A section type of the user's own, numbered as the container module says.
+#[derive(Debug, Default)]
+struct Mine(Vec<u8>);
+
+impl Section for Mine {
+    const KIND: u32 = types::FIRST_USER;
+    const VERSION: u32 = 1;
+    fn encode(&self, w: &mut SectionWriter<'_>) -> spillway::Result<()> {
+        w.write(&self.0)
+    }
+    fn decode(bytes: &[u8], _version: u32) -> spillway::Result<Self> {
+        Ok(Mine(bytes.to_vec()))
+    }
+    fn memory_bytes(&self) -> u64 {
+        24 + self.0.capacity() as u64
+    }
+}
+
+/// A type whose encoding fails.
+struct Broken;
+
+impl Section for Broken {
+    const KIND: u32 = types::FIRST_USER + 1;
+    const VERSION: u32 = 1;
+    fn encode(&self, _w: &mut SectionWriter<'_>) -> spillway::Result<()> {
+        Err(spillway::Error::InvalidArgument("cannot encode".into()))
+    }
+    fn decode(_bytes: &[u8], _version: u32) -> spillway::Result<Self> {
+        Ok(Broken)
+    }
+    fn memory_bytes(&self) -> u64 {
+        1000
+    }
+}
+
+#[test]
+fn user_section_types_work_and_a_failed_create_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("s.spw");
+    let p = pool(64 * MIB);
+    let s = p.sections(&path).expect("sections");
+    s.create("mine", Mine(vec![1; 1000]), SectionOptions::default())
+        .expect("a user type");
+    let e = s
+        .create("broken", Broken, SectionOptions::default())
+        .expect_err("encode fails");
+    assert!(e.to_string().contains("cannot encode"), "{e}");
+    assert_eq!(s.stats().len(), 1, "{:?}", s.stats());
+    s.update("mine", |m: &mut Mine| m.0.push(2))
+        .expect("update");
+    s.checkpoint().expect("the others still checkpoint");
+    drop(s);
+    let s = p.sections(&path).expect("reopen");
+    s.attach::<Mine>("mine", SectionOptions::default())
+        .expect("attach");
+    assert_eq!(
+        s.read("mine", |v: View<'_, Mine>| match v {
+            View::Ram(m) => m.0.len(),
+            View::Mapped(b) => b.len(),
+        })
+        .expect("read"),
+        1001
+    );
+}
+
+#[test]
+fn growing_a_section_spills_a_sibling_below_values_before_any_value() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = pool(4 * MIB);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    let low = SectionOptions::default().priority(Priority::BelowValues);
+    s.create("low", column(131_072), low).expect("low");
+    s.create("high", column(1000), SectionOptions::default())
+        .expect("high");
+    let values: Vec<Paged<Vec<u8>>> = (0..32u8)
+        .map(|i| p.insert(vec![i; 64 << 10]).expect("insert"))
+        .collect();
+    assert!(values.iter().all(|v| v.is_resident()));
+    s.update("high", |c: &mut U64Column| c.0.extend(0..131_072u64))
+        .expect("grow");
+    let evicted = values.iter().filter(|v| !v.is_resident()).count();
+    assert_eq!(
+        (evicted, in_ram(&s, "low")),
+        (0, false),
+        "values evicted while a section below them stayed in memory"
+    );
+}
+
+#[test]
+fn a_mapped_column_read_far_past_its_end_is_none() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = pool(64 * MIB);
+    let s = p.sections(tmp.path().join("s.spw")).expect("sections");
+    s.create("a", column(10), SectionOptions::tier(Tier::Disk))
+        .expect("create");
+    let got = s
+        .read("a", |v: View<'_, U64Column>| {
+            (v.get(1usize << 61), v.get(usize::MAX), v.get(10), v.get(9))
+        })
+        .expect("read");
+    assert_eq!(got, (None, None, None, Some(27)));
 }

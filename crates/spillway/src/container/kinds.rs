@@ -20,6 +20,11 @@ pub trait Section: Send + Sync + Sized + 'static {
     fn decode(bytes: &[u8], version: u32) -> Result<Self>;
     /// Bytes the structure occupies in memory, its heap included: what the budget counts.
     fn memory_bytes(&self) -> u64;
+    /// Checks bytes about to be read in place ([`View::Mapped`]), once per mapping: what
+    /// `decode` would refuse, so that a mapped read never gives what a decoded one would not.
+    fn check_mapped(bytes: &[u8], version: u32) -> Result<()> {
+        Self::decode(bytes, version).map(drop)
+    }
 }
 
 /// A section as a reader sees it: in memory, or spilled and read in place from the file.
@@ -83,6 +88,13 @@ impl Section for U64Column {
     fn memory_bytes(&self) -> u64 {
         (std::mem::size_of::<Self>() + self.0.capacity() * 8) as u64
     }
+
+    fn check_mapped(bytes: &[u8], version: u32) -> Result<()> {
+        if version != 1 || !bytes.len().is_multiple_of(8) {
+            return Self::decode(bytes, version).map(drop);
+        }
+        Ok(())
+    }
 }
 
 impl View<'_, U64Column> {
@@ -103,8 +115,9 @@ impl View<'_, U64Column> {
     pub fn get(&self, i: usize) -> Option<u64> {
         match self {
             View::Ram(c) => c.0.get(i).copied(),
-            View::Mapped(b) => b
-                .get(i * 8..i * 8 + 8)
+            View::Mapped(b) => i
+                .checked_mul(8)
+                .and_then(|at| b.get(at..at.checked_add(8)?))
                 .map(|s| u64::from_le_bytes(s.try_into().unwrap_or_default())),
         }
     }
@@ -180,6 +193,13 @@ impl Section for KeyIndex {
 
     fn memory_bytes(&self) -> u64 {
         (std::mem::size_of::<Self>() + self.0.capacity() * KEY_LEN) as u64
+    }
+
+    fn check_mapped(bytes: &[u8], version: u32) -> Result<()> {
+        if version != 1 {
+            return Self::decode(bytes, version).map(drop);
+        }
+        check_keys(bytes)
     }
 }
 

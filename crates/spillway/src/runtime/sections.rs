@@ -190,7 +190,13 @@ impl Sections {
         vfs: Arc<dyn Vfs>,
         path: &Path,
     ) -> Result<Sections> {
-        let container = Container::open_on(Arc::clone(&vfs), path, ContainerOptions::default())?;
+        // Section types are the caller's (`create` and `attach` name them): every type is
+        // accepted here.
+        let container = Container::open_on(
+            Arc::clone(&vfs),
+            path,
+            ContainerOptions::default().any_type(true),
+        )?;
         let inner = Arc::new(Inner {
             pool: Arc::clone(pool),
             path: path.to_path_buf(),
@@ -225,7 +231,8 @@ impl Sections {
         }
         let size = value.memory_bytes();
         self.inner.check_cap(name, size, opts)?;
-        let charged = if opts.tier == Tier::Disk {
+        let over_cap = opts.ram_cap.is_some_and(|cap| size > cap);
+        let charged = if opts.tier == Tier::Disk || over_cap {
             None
         } else {
             self.inner.charge(&mut st, Some(name), size)?
@@ -250,7 +257,12 @@ impl Sections {
                 verified: false,
             },
         );
-        self.inner.write(&mut st, &[name.to_string()])?;
+        if let Err(e) = self.inner.write(&mut st, &[name.to_string()]) {
+            // Not created: nothing stays charged or listed.
+            self.inner.drop_ram(&mut st, name);
+            st.slots.remove(name);
+            return Err(e);
+        }
         if charged.is_none() {
             self.inner.drop_ram(&mut st, name);
         }
@@ -261,6 +273,12 @@ impl Sections {
     /// is read from the file until updated (or read when the budget has room).
     pub fn attach<T: Section>(&self, name: &str, opts: SectionOptions) -> Result<()> {
         let mut st = self.inner.state.lock();
+        if st.slots.contains_key(name) {
+            return Err(Error::InvalidArgument(format!(
+                "section {name:?} of {} is known here already",
+                self.inner.path.display()
+            )));
+        }
         let info = st.container.section(name).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "{} has no section {name:?}",
@@ -269,6 +287,13 @@ impl Sections {
         })?;
         if info.kind != T::KIND {
             return Err(self.inner.wrong_kind::<T>(name, info.kind));
+        }
+        if info.version > T::VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: self.inner.path.clone(),
+                found: info.version,
+                supported: T::VERSION,
+            });
         }
         st.slots.insert(
             name.to_string(),
@@ -282,20 +307,16 @@ impl Sections {
                 verified: false,
             },
         );
-        if opts.tier == Tier::Ram {
-            let value = self.inner.load::<T>(&mut st, name)?;
-            let size = value.memory_bytes();
-            self.inner.check_cap(name, size, opts)?;
-            let Some(charged) = self.inner.charge(&mut st, Some(name), size)? else {
-                st.slots.remove(name);
-                return Err(self.inner.no_room(name, size));
-            };
-            if let Some(slot) = st.slots.get_mut(name) {
-                slot.ram = Some(Ram {
-                    value: Box::new(value),
-                    charged,
-                });
-            }
+        if opts.tier == Tier::Ram
+            && let Err(e) = self.inner.bring_in::<T>(&mut st, name).and_then(|()| {
+                let size = self.inner.ram_size(&st, name);
+                self.inner.check_cap(name, size, opts)
+            })
+        {
+            // Not attached: nothing stays charged or listed.
+            self.inner.drop_ram(&mut st, name);
+            st.slots.remove(name);
+            return Err(e);
         }
         Ok(())
     }
@@ -325,7 +346,13 @@ impl Sections {
                 .ok_or_else(|| Error::Internal("a section of another type".into()))?;
             return Ok(f(View::Ram(v)));
         }
+        let first = !slot.verified;
+        let version = slot.version;
         let bytes = Inner::mapped(&self.inner.path, &st.container, &st.map, slot, name)?;
+        if first && let Err(e) = T::check_mapped(bytes, version) {
+            slot.verified = false;
+            return Err(e);
+        }
         Ok(f(View::Mapped(bytes)))
     }
 
@@ -361,7 +388,10 @@ impl Sections {
         let fits = !over_cap && inner.recharge(&mut st, name, size)?;
         match (opts.tier, fits) {
             (Tier::Ram, false) => {
-                inner.revert::<T>(&mut st, name)?;
+                if let Err(e) = inner.revert::<T>(&mut st, name) {
+                    // Back at its last checkpoint on disk, but no room to hold it again now.
+                    inner.pool.errors.record(e);
+                }
                 Err(if over_cap {
                     inner.over_cap(name, size, opts)
                 } else {
@@ -486,6 +516,16 @@ impl Inner {
     /// pool, and if that is not enough, this manager's other `Auto` sections (not `keep`)
     /// spill, least recently used first. `None` if there is no room.
     fn charge(&self, st: &mut State, keep: Option<&str>, bytes: u64) -> Result<Option<u64>> {
+        // This manager's sections below values give way before any value: the pool cannot ask
+        // them itself while this call holds the manager's lock.
+        let room = self
+            .pool
+            .residency
+            .hard_limit()
+            .saturating_sub(self.pool.residency.budget().resident());
+        if room < bytes {
+            self.spill_lru(st, keep, bytes - room, true)?;
+        }
         loop {
             match self
                 .pool
@@ -554,7 +594,15 @@ impl Inner {
                 .min_by_key(|(_, s)| s.last_use)
                 .map(|(n, _)| n.clone());
             let Some(victim) = victim else { break };
-            freed += self.spill_slot(st, &victim)?;
+            match self.spill_slot(st, &victim) {
+                Ok(n) => freed += n,
+                // What was given back counts; the failure is kept for the pool's errors.
+                Err(e) if freed > 0 => {
+                    self.pool.errors.record(e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(freed)
     }
@@ -712,6 +760,10 @@ impl Inner {
         }
         let value = self.load::<T>(st, name)?;
         let size = value.memory_bytes();
+        let cap = st.slots.get(name).and_then(|s| s.opts.ram_cap);
+        if cap.is_some_and(|cap| size > cap) {
+            return Ok(());
+        }
         if let Some(r) = self.pool.residency.try_reserve_now(size)
             && let Some(slot) = st.slots.get_mut(name)
         {

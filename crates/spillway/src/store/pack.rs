@@ -147,6 +147,14 @@ impl PackStore {
                 (Index::Rebuilt(rebuilt), n)
             }
         };
+        if let Some(s) = c.section(fmt::ROOTS_SECTION)
+            && (s.kind != types::ROOTS || s.version > fmt::ROOTS_VERSION)
+        {
+            return Err(not_a_pack(format!(
+                "its roots section has type {:#x} version {}",
+                s.kind, s.version
+            )));
+        }
         let roots = match c.read(fmt::ROOTS_SECTION)? {
             None => Vec::new(),
             Some(b) => roots::decode(&b).map_err(|e| {
@@ -359,8 +367,9 @@ pub fn export_pack(store: &dyn BlobStore, names: &[String], path: &Path) -> Resu
         })?;
         todo.extend(children.into_iter().map(|c| (c, root)));
     }
+    // A name of this export's own: another export to the same file works on its own.
     let mut partial_name = path.file_name().unwrap_or_default().to_os_string();
-    partial_name.push(".partial");
+    partial_name.push(format!(".partial-{}", std::process::id()));
     let partial = path.with_file_name(partial_name);
     let _ = std::fs::remove_file(&partial);
     let lock = crate::container::lock_path(&partial);
@@ -373,7 +382,20 @@ pub fn export_pack(store: &dyn BlobStore, names: &[String], path: &Path) -> Resu
             return Err(e);
         }
     };
-    std::fs::rename(&partial, path).map_err(|e| Error::io("rename", &partial, e))?;
+    // A hard link, not a rename: it fails if the file appeared meanwhile, never replacing it.
+    let linked = std::fs::hard_link(&partial, path);
+    let _ = std::fs::remove_file(&partial);
+    linked.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::InvalidArgument(format!(
+                "{} appeared while the pack was written: nothing replaced it; remove it or give \
+                 another file name",
+                path.display()
+            ))
+        } else {
+            Error::io("link", path, e)
+        }
+    })?;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -491,6 +513,16 @@ pub fn import_pack(
     pack.verify_objects()?;
     let existing = store.roots()?;
     let roots = pack.roots()?;
+    if let Some((name, key)) = roots
+        .iter()
+        .find(|(_, k)| !pack.contains(k).unwrap_or(false))
+    {
+        return Err(Error::Corrupted {
+            what: "pack",
+            location: pack.describe(),
+            detail: format!("its root {name:?} names object {key}, which it does not hold"),
+        });
+    }
     if !replace_roots
         && let Some((name, old)) = existing
             .iter()
@@ -507,10 +539,18 @@ pub fn import_pack(
         let blobs: Vec<Blob> = chunk
             .iter()
             .map(|k| {
-                pack.get(k)?.ok_or_else(|| Error::NotFound {
+                let b = pack.get(k)?.ok_or_else(|| Error::NotFound {
                     key: *k,
                     store: pack.describe(),
-                })
+                })?;
+                if b.key() != *k {
+                    return Err(Error::Corrupted {
+                        what: "pack record",
+                        location: pack.describe(),
+                        detail: format!("object {k} holds content whose key is {}", b.key()),
+                    });
+                }
+                Ok(b)
             })
             .collect::<Result<_>>()?;
         let puts: Vec<Put<'_>> = blobs

@@ -10,6 +10,25 @@ use spillway::{
     Blob, BlobStore, ContentKey, Durability, LogStoreOptions, MemStore, Put, StoreStats,
 };
 
+/// A container change: section `name` of type `kind`, version 1, holding `bytes`; required
+/// and mmap-able data, or (with `required` false) an optional index.
+pub fn section<'a>(
+    name: &'a str,
+    kind: u32,
+    required: bool,
+    bytes: &'a [u8],
+) -> spillway::container::Change<'a> {
+    spillway::container::Change::Put(spillway::container::SectionData {
+        name,
+        kind,
+        version: 1,
+        required,
+        mmap: required,
+        index: !required,
+        bytes: bytes.into(),
+    })
+}
+
 /// A deterministic pool (no background thread) over a memory store, with `budget` bytes.
 pub fn mem_pool(budget: u64) -> spillway::Pool {
     spillway::Pool::builder()
