@@ -9,15 +9,11 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use spillway::container::{Container, ContainerOptions};
-use spillway::vfs::{OpenMode, SimFs, Vfs};
+use spillway_fuzz::file_from_bytes;
 
 fuzz_target!(|data: &[u8]| {
-    let fs = SimFs::new();
     let path = Path::new("/c/f.spw");
-    fs.create_dir_all(Path::new("/c")).expect("mkdir");
-    let f = fs.open(path, OpenMode::Create).expect("create");
-    f.write_at(data, 0).expect("write");
-    drop(f);
+    let fs = file_from_bytes(path, data);
     let opts = ContainerOptions::read_only().any_type(true);
     let Ok(c) = Container::open_on(Arc::new(fs), path, opts) else {
         return;
@@ -26,7 +22,12 @@ fuzz_target!(|data: &[u8]| {
     for s in c.sections() {
         let read = c.read(&s.name);
         let bad = damaged.iter().any(|(n, _)| *n == s.name);
-        assert_eq!(read.is_err(), bad, "read and verify disagree on {:?}", s.name);
+        assert_eq!(
+            read.is_err(),
+            bad,
+            "read and verify disagree on {:?}",
+            s.name
+        );
         if let Ok(Some(bytes)) = read {
             assert_eq!(bytes.len() as u64, s.len);
         }

@@ -7,17 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use spillway::store::PackStore;
-use spillway::vfs::{OpenMode, SimFs, Vfs};
 use spillway::BlobStore;
+use spillway::store::PackStore;
+use spillway_fuzz::file_from_bytes;
 
 fuzz_target!(|data: &[u8]| {
-    let fs = SimFs::new();
     let path = Path::new("/p/f.spw");
-    fs.create_dir_all(Path::new("/p")).expect("mkdir");
-    let f = fs.open(path, OpenMode::Create).expect("create");
-    f.write_at(data, 0).expect("write");
-    drop(f);
+    let fs = file_from_bytes(path, data);
     let Ok(pack) = PackStore::open_on(Arc::new(fs), path) else {
         return;
     };

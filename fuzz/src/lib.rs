@@ -83,3 +83,15 @@ pub fn snapshot(fs: &SimFs) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// A simulated file system holding one file, `path`, with `data` as its bytes (its directory
+/// created).
+pub fn file_from_bytes(path: &Path, data: &[u8]) -> SimFs {
+    let fs = SimFs::new();
+    if let Some(dir) = path.parent() {
+        fs.create_dir_all(dir).expect("mkdir");
+    }
+    let f = fs.open(path, OpenMode::Create).expect("create");
+    f.write_at(data, 0).expect("write");
+    fs
+}

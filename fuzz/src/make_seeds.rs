@@ -113,7 +113,11 @@ fn main() {
         mem.set_root("seed", Some(root.key)).expect("root");
         let pack = tmp.join("seed.spw");
         spillway::store::export_pack(&mem, &["seed".to_string()], &pack).expect("export");
-        write("open_pack", "small-graph", &std::fs::read(&pack).expect("read pack"));
+        write(
+            "open_pack",
+            "small-graph",
+            &std::fs::read(&pack).expect("read pack"),
+        );
         let _ = std::fs::remove_dir_all(&tmp);
     }
     println!("seeds written under {}", seeds.display());

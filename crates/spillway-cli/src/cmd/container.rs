@@ -78,13 +78,40 @@ fn flags(s: &SectionInfo) -> String {
     f.join(",")
 }
 
-/// Lists the header, the slots and the sections, with each section's checksum status.
-pub fn inspect(path: &Path, out: &Output) -> spillway::Result<ExitCode> {
+/// A container opened and read through: its damaged sections (name, problem), its slots that
+/// point at damage, and whether it is clean.
+struct Checked {
+    c: Container,
+    damaged: Vec<(String, String)>,
+    broken: Vec<String>,
+    ok: bool,
+}
+
+fn check(path: &Path, out: &Output, what: &str) -> spillway::Result<Checked> {
     let c = open(path)?;
-    let pb = out.progress("checking sections");
+    let pb = out.progress(what);
     let damaged = c.verify();
     pb.finish_and_clear();
     let damaged = damaged?;
+    let broken = broken_slots(&c);
+    let ok = damaged.is_empty() && broken.is_empty();
+    Ok(Checked {
+        c,
+        damaged,
+        broken,
+        ok,
+    })
+}
+
+/// Lists the header, the slots and the sections, with each section's checksum status.
+pub fn inspect(path: &Path, out: &Output) -> spillway::Result<ExitCode> {
+    // Broken slots show in the slots' own lines; they count in `ok`.
+    let Checked {
+        c,
+        damaged,
+        broken: _,
+        ok,
+    } = check(path, out, "checking sections")?;
     let status = |name: &str| {
         damaged
             .iter()
@@ -93,8 +120,6 @@ pub fn inspect(path: &Path, out: &Output) -> spillway::Result<ExitCode> {
     };
     let h = c.header();
     let sections = c.sections();
-    let broken = broken_slots(&c);
-    let ok = damaged.is_empty() && broken.is_empty();
     if out.json {
         out.print_json(&json!({
             "ok": ok,
@@ -151,11 +176,12 @@ pub fn inspect(path: &Path, out: &Output) -> spillway::Result<ExitCode> {
 
 /// Checks every section's checksum; names each damaged section, and a damaged slot.
 pub fn verify(path: &Path, out: &Output) -> spillway::Result<ExitCode> {
-    let c = open(path)?;
-    let pb = out.progress("verifying");
-    let damaged = c.verify();
-    pb.finish_and_clear();
-    let damaged = damaged?;
+    let Checked {
+        c,
+        damaged,
+        broken,
+        ok,
+    } = check(path, out, "verifying")?;
     // A slot that does not check out is either torn by a crash during a checkpoint (harmless:
     // the other slot holds the state) or damaged; both are reported, neither is damage to the
     // state that opened.
@@ -172,8 +198,6 @@ pub fn verify(path: &Path, out: &Output) -> spillway::Result<ExitCode> {
             _ => None,
         })
         .collect();
-    let broken = broken_slots(&c);
-    let ok = damaged.is_empty() && broken.is_empty();
     if out.json {
         out.print_json(&json!({
             "ok": ok,

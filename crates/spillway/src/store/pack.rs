@@ -428,17 +428,7 @@ fn write_pack(
     let mut written = 0u64;
     let stream = |w: &mut crate::container::SectionWriter<'_>| -> Result<()> {
         for key in keys {
-            let blob = store.get(key)?.ok_or_else(|| Error::NotFound {
-                key: *key,
-                store: store.describe(),
-            })?;
-            if blob.key() != *key {
-                return Err(Error::Corrupted {
-                    what: "object",
-                    location: store.describe(),
-                    detail: format!("object {key} reads back with another content key"),
-                });
-            }
+            let blob = get_checked(store, key)?;
             record.clear();
             record::encode(
                 &mut record,
@@ -493,6 +483,23 @@ fn write_pack(
     Ok(((index.len() / fmt::INDEX_ENTRY_LEN) as u64, written))
 }
 
+/// Reads `key` from `store` and checks that its content hashes to it: a store (or pack) that
+/// answers with other bytes is damage, named with the store.
+fn get_checked(store: &dyn BlobStore, key: &ContentKey) -> Result<Blob> {
+    let blob = store.get(key)?.ok_or_else(|| Error::NotFound {
+        key: *key,
+        store: store.describe(),
+    })?;
+    if blob.key() != *key {
+        return Err(Error::Corrupted {
+            what: "object",
+            location: store.describe(),
+            detail: format!("object {key} holds content whose key is {}", blob.key()),
+        });
+    }
+    Ok(blob)
+}
+
 /// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportReport {
@@ -538,24 +545,17 @@ pub fn import_pack(
     for chunk in keys.chunks(256) {
         let blobs: Vec<Blob> = chunk
             .iter()
-            .map(|k| {
-                let b = pack.get(k)?.ok_or_else(|| Error::NotFound {
-                    key: *k,
-                    store: pack.describe(),
-                })?;
-                if b.key() != *k {
-                    return Err(Error::Corrupted {
-                        what: "pack record",
-                        location: pack.describe(),
-                        detail: format!("object {k} holds content whose key is {}", b.key()),
-                    });
-                }
-                Ok(b)
-            })
+            .map(|k| get_checked(pack, k))
             .collect::<Result<_>>()?;
-        let puts: Vec<Put<'_>> = blobs
+        // Each key was checked against its content just now: not hashed again.
+        let puts: Vec<Put<'_>> = chunk
             .iter()
-            .map(|b| Put::new(&b.payload, &b.children))
+            .zip(&blobs)
+            .map(|(k, b)| Put {
+                key: *k,
+                children: &b.children,
+                payload: &b.payload,
+            })
             .collect();
         store.put_batch(&puts)?;
     }
