@@ -191,3 +191,32 @@ pub fn s3_location(test: &str) -> Option<String> {
         }
     }
 }
+
+/// Runs `f` on its own thread and fails the test if it does not finish within `limit`: a
+/// deadlock shows as a failure naming `what`, not as a hung test run.
+pub fn bounded<R: Send + 'static>(
+    what: &str,
+    limit: std::time::Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => {
+            t.join().expect("the bounded thread");
+            r
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {limit:?}: deadlock or livelock")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The closure panicked: surface its panic.
+            match t.join() {
+                Err(p) => std::panic::resume_unwind(p),
+                Ok(()) => panic!("{what} ended without a result"),
+            }
+        }
+    }
+}
