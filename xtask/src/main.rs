@@ -6,6 +6,8 @@
 //!   nightly toolchain's cargo if missing);
 //! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash test, N iterations (default
 //!   500), ending with a line of totals; fails if an acknowledged write was lost;
+//! - `faults [--seeds N]`: the pool workload with one injected I/O fault at every I/O call in
+//!   turn (five kinds), for N workload seeds (default 16), ending with a line of totals;
 //! - `bench [ARGS...]`: the benchmark harness in release mode; arguments go to it.
 //!
 //! `cargo xtask --help` (or `-h`, or no task) prints the usage and exits 0; an unknown task or
@@ -56,6 +58,11 @@ fn usage() -> String {
         "                                  (default 500); ends with a line of totals and fails"
             .into(),
         "                                  if an acknowledged write was lost".into(),
+        "  faults [--seeds N]              one injected I/O fault at every I/O call of a pool"
+            .into(),
+        "                                  workload in turn, N seeds (default 16); ends with"
+            .into(),
+        "                                  a line of totals".into(),
         "  bench [ARGS...]                 the benchmark harness in release mode; ARGS go to"
             .into(),
         "                                  it (try: cargo xtask bench --help)".into(),
@@ -247,6 +254,40 @@ fn crash_sweep(iters: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// The tag of the line of totals that the fault test prints at its end.
+const FAULT_TOTALS_TAG: &str = "FAULT-SWEEP-TOTALS";
+
+fn faults(seeds: u64) -> Result<(), String> {
+    let mut totals = None;
+    let outcome = run_reading(
+        cargo()
+            .env("SPILLWAY_FAULT_SEEDS", seeds.to_string())
+            .env("SPILLWAY_FAULT_STRIDE", "1")
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "spillway",
+                "--test",
+                "pool_faults",
+            ])
+            .args(["--", "--nocapture"]),
+        |line| {
+            if let Some(rest) = line.split(FAULT_TOTALS_TAG).nth(1) {
+                totals = Some(rest.trim().to_string());
+            }
+        },
+    );
+    match totals {
+        Some(t) => println!("fault sweep: {t}"),
+        None => {
+            outcome?;
+            return Err("the fault test ended without its line of totals".into());
+        }
+    }
+    outcome
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "spillway-bench", "--"])
@@ -373,6 +414,11 @@ fn run_task(task: &str, args: &[String]) -> Result<(), Failure> {
             let (iters, rest) = flag(args, "--iters", 500)?;
             no_more(task, &rest)?;
             Ok(crash_sweep(iters)?)
+        }
+        "faults" => {
+            let (seeds, rest) = flag(args, "--seeds", 16)?;
+            no_more(task, &rest)?;
+            Ok(faults(seeds)?)
         }
         "bench" => Ok(bench(args)?),
         _ => Err(Failure::Usage(format!("unknown task {task:?}"))),

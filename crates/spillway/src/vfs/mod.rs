@@ -15,10 +15,14 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "testing"))]
+mod fault;
 mod os;
 #[cfg(any(test, feature = "testing"))]
 mod sim;
 
+#[cfg(any(test, feature = "testing"))]
+pub use fault::{Fault, FaultFs};
 pub use os::OsFs;
 #[cfg(any(test, feature = "testing"))]
 pub use sim::SimFs;
