@@ -4,8 +4,9 @@
 //!   short smokes of the fuzzers, the crash sweep and the benchmark;
 //! - `fuzz [--seconds N] [TARGET...]`: runs the cargo-fuzz targets (installs cargo-fuzz into the
 //!   nightly toolchain's cargo if missing);
-//! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash test, N iterations (default
-//!   500), ending with a line of totals; fails if an acknowledged write was lost;
+//! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash tests, of the log store and of
+//!   a pool (kills aimed inside its operations), N iterations each (default 500), each ending
+//!   with a line of totals; fails if an acknowledged write or root was lost;
 //! - `faults [--seeds N]`: the pool workload with one injected I/O fault at every I/O call in
 //!   turn (five kinds), for N workload seeds (default 16), ending with a line of totals;
 //! - `bench [ARGS...]`: the benchmark harness in release mode; arguments go to it.
@@ -251,6 +252,23 @@ fn crash_sweep(iters: u64) -> Result<(), String> {
             t.iterations
         ));
     }
+    pool_crash_sweep(iters)
+}
+
+/// The tag of the line of totals that the pool's crash test prints at its end.
+const POOL_CRASH_TOTALS_TAG: &str = "POOL-CRASH-TOTALS";
+
+/// The pool's kill -9 test: kills aimed inside page-outs, root changes, collections and
+/// compactions.
+fn pool_crash_sweep(iters: u64) -> Result<(), String> {
+    let t = tagged_totals(
+        cargo()
+            .env("SPILLWAY_CRASH_ITERS", iters.to_string())
+            .args(["test", "--release", "-p", "spillway"])
+            .args(["--test", "pool_crash_process", "--", "--nocapture"]),
+        POOL_CRASH_TOTALS_TAG,
+    )?;
+    println!("pool crash sweep: {t}");
     Ok(())
 }
 
@@ -258,8 +276,7 @@ fn crash_sweep(iters: u64) -> Result<(), String> {
 const FAULT_TOTALS_TAG: &str = "FAULT-SWEEP-TOTALS";
 
 fn faults(seeds: u64) -> Result<(), String> {
-    let mut totals = None;
-    let outcome = run_reading(
+    let t = tagged_totals(
         cargo()
             .env("SPILLWAY_FAULT_SEEDS", seeds.to_string())
             .env("SPILLWAY_FAULT_STRIDE", "1")
@@ -272,20 +289,27 @@ fn faults(seeds: u64) -> Result<(), String> {
                 "pool_faults",
             ])
             .args(["--", "--nocapture"]),
-        |line| {
-            if let Some(rest) = line.split(FAULT_TOTALS_TAG).nth(1) {
-                totals = Some(rest.trim().to_string());
-            }
-        },
-    );
-    match totals {
-        Some(t) => println!("fault sweep: {t}"),
-        None => {
-            outcome?;
-            return Err("the fault test ended without its line of totals".into());
+        FAULT_TOTALS_TAG,
+    )?;
+    println!("fault sweep: {t}");
+    Ok(())
+}
+
+/// Runs a test that ends with a line `TAG totals...`; returns the totals. Fails if the test
+/// failed (after printing them) or printed no such line.
+fn tagged_totals(cmd: &mut Command, tag: &str) -> Result<String, String> {
+    let mut totals = None;
+    let outcome = run_reading(cmd, |line| {
+        if let Some(rest) = line.split(tag).nth(1) {
+            totals = Some(rest.trim().to_string());
         }
+    });
+    match (totals, outcome) {
+        (Some(t), Ok(())) => Ok(t),
+        (Some(t), Err(e)) => Err(format!("{e}; its totals: {t}")),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Err(format!("the test ended without its line of totals ({tag})")),
     }
-    outcome
 }
 
 fn bench(args: &[String]) -> Result<(), String> {

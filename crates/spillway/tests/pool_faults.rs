@@ -22,25 +22,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::env_count;
-use serde::{Deserialize, Serialize};
+use common::graph::{Node, count};
 use spillway::vfs::{Fault, FaultFs, SimFs, Vfs};
 use spillway::{BlobStore, Durability, LogStore, LogStoreOptions, Paged, Pool};
 
 const DIR: &str = "/store";
-
-#[derive(Serialize, Deserialize, get_size2::GetSize)]
-struct Node {
-    label: u64,
-    data: Vec<u8>,
-    children: Vec<Paged<Node>>,
-}
-
-/// The data of node `label`: its length (20 to 419 bytes) and bytes follow from the label, so
-/// each seed's workload pages out at other points.
-fn data(label: u64) -> Vec<u8> {
-    let len = (label.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % 400 + 20;
-    (0..len).map(|j| (label as usize * 13 + j) as u8).collect()
-}
 
 /// Labels of tree `t` of workload `seed`: a parent over `LEAVES` leaves, one of them shared with
 /// the previous tree (so graphs overlap and deduplicate).
@@ -58,22 +44,9 @@ fn parent_label(seed: u64, t: u64) -> u64 {
     seed * 1_000_000 + t * 100 + 99
 }
 
-/// Reads the whole graph under `h`: its node count, or the first error. A node with wrong data
-/// fails the test at once: a fault may make a read fail, never return something else.
+/// Reads the whole graph under `h`: its node count, or the first error.
 fn check(h: &Paged<Node>, what: &str) -> spillway::Result<usize> {
-    let mut stack = vec![h.clone()];
-    let mut count = 0;
-    while let Some(h) = stack.pop() {
-        let g = h.get()?;
-        assert!(
-            g.data == data(g.label),
-            "{what}: node {} read back wrong",
-            g.label
-        );
-        count += 1;
-        stack.extend(g.children.iter().cloned());
-    }
-    Ok(count)
+    count(h, 400, what)
 }
 
 fn opts() -> LogStoreOptions {
@@ -142,21 +115,13 @@ fn workload(vfs: Arc<dyn Vfs>, seed: u64, model: &mut Model) {
                     Some(g.children[1].clone())
                 })
             } else {
-                model.note(pool.insert(Node {
-                    label,
-                    data: data(label),
-                    children: vec![],
-                }))
+                model.note(pool.insert(Node::new(label, vec![])))
             };
             leaves.extend(leaf);
         }
         let count = leaves.len() + 1;
         let label = parent_label(seed, t);
-        let Some(parent) = model.note(pool.insert(Node {
-            label,
-            data: data(label),
-            children: leaves,
-        })) else {
+        let Some(parent) = model.note(pool.insert(Node::new(label, leaves))) else {
             continue;
         };
         // Read an earlier tree back whole (page-ins).

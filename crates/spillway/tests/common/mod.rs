@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod graph;
 pub mod proxy;
 
 use std::sync::atomic::{AtomicU64, Ordering};
