@@ -9,6 +9,8 @@
 //!   with a line of totals; fails if an acknowledged write or root was lost;
 //! - `faults [--seeds N]`: the pool workload with one injected I/O fault at every I/O call in
 //!   turn (five kinds), for N workload seeds (default 16), ending with a line of totals;
+//! - `soak [--minutes N]`: a pool under budget pressure for N minutes (default 10) with a
+//!   watchdog on memory, descriptors, threads and disk; fails on a breach;
 //! - `bench [ARGS...]`: the benchmark harness in release mode; arguments go to it.
 //!
 //! `cargo xtask --help` (or `-h`, or no task) prints the usage and exits 0; an unknown task or
@@ -64,6 +66,9 @@ fn usage() -> String {
         "                                  workload in turn, N seeds (default 16); ends with"
             .into(),
         "                                  a line of totals".into(),
+        "  soak [--minutes N]              a pool under budget pressure for N minutes (default"
+            .into(),
+        "                                  10), watching memory, descriptors, threads, disk".into(),
         "  bench [ARGS...]                 the benchmark harness in release mode; ARGS go to"
             .into(),
         "                                  it (try: cargo xtask bench --help)".into(),
@@ -443,6 +448,21 @@ fn run_task(task: &str, args: &[String]) -> Result<(), Failure> {
             let (seeds, rest) = flag(args, "--seeds", 16)?;
             no_more(task, &rest)?;
             Ok(faults(seeds)?)
+        }
+        "soak" => {
+            let (minutes, rest) = flag(args, "--minutes", 10)?;
+            no_more(task, &rest)?;
+            Ok(run(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-p",
+                    "spillway",
+                    "--example",
+                    "soak",
+                    "--",
+                ])
+                .args(["--seconds", &(minutes * 60).to_string()]))?)
         }
         "bench" => Ok(bench(args)?),
         _ => Err(Failure::Usage(format!("unknown task {task:?}"))),
