@@ -1,10 +1,14 @@
-//! Golden fixtures: store directories written by format version 1 and checked in, so that a
-//! change that cannot read them (or writes something else) fails here.
+//! Golden fixtures: store directories written by each store format version and checked in, so
+//! that a change that cannot read them (or writes something else) fails here.
 //!
-//! - `fixtures/log-store-v1`: puts (one with children), a tombstone, two segments, a checkpoint;
-//! - `fixtures/log-store-v1-corrupt`: the same with one payload byte flipped in a sealed segment.
+//! - `fixtures/log-store-v<n>`: puts (one with children), a tombstone, two segments, a
+//!   checkpoint (and from version 2 the `SYNC` file);
+//! - `fixtures/log-store-v<n>-corrupt`: the same with one payload byte flipped in a sealed
+//!   segment.
 //!
-//! Regenerate (only for a deliberate format change, with a new version) with
+//! This build writes version 2 byte for byte and reads both. A writable open upgrades a version
+//! 1 store to version 2. Regenerate the current version's fixtures (only for a deliberate format
+//! change, with a new version; keep the old ones) with
 //! `cargo test -p spillway --test log_golden -- --ignored regenerate_fixtures`.
 
 mod common;
@@ -13,11 +17,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::bytes;
-use spillway::format::segment;
+use spillway::format::{marker, segment};
 use spillway::{Blob, BlobStore, ContentKey, Error, LogStore, LogStoreOptions};
 
-const FIXTURE: &str = "log-store-v1";
-const CORRUPT_FIXTURE: &str = "log-store-v1-corrupt";
+const FIXTURE: &str = "log-store-v2";
+const CORRUPT_FIXTURE: &str = "log-store-v2-corrupt";
+const V1_FIXTURE: &str = "log-store-v1";
+const V1_CORRUPT_FIXTURE: &str = "log-store-v1-corrupt";
 /// Where the flipped byte is: in the payload of `big` (the second record of segment 1).
 const BIG_OFFSET: u64 = 32 + 36 + 13;
 const FLIPPED_BYTE: u64 = BIG_OFFSET + 36 + 100;
@@ -121,19 +127,44 @@ fn regenerate_fixtures() {
 
 #[test]
 fn the_fixture_reads_back_exactly() {
-    let (_tmp, dir) = copy(FIXTURE);
+    reads_back_exactly(FIXTURE, true);
+}
+
+#[test]
+fn the_version_1_fixture_reads_back_and_is_upgraded() {
+    // Read-only, it is read as it is and nothing changes.
+    let (_tmp, dir) = copy(V1_FIXTURE);
+    let before = files(&dir);
+    let store = LogStore::open_with(&dir, opts().read_only(true)).expect("open read-only");
+    assert_eq!(store.recovery().durable_mark, None);
+    assert_eq!(store.keys().expect("keys").len(), objects().len());
+    drop(store);
+    assert_eq!(files(&dir), before, "a read-only open changed the store");
+    // A writable open upgrades it: `SYNC` written, then the marker.
+    reads_back_exactly(V1_FIXTURE, false);
+}
+
+fn reads_back_exactly(fixture: &str, has_sync: bool) {
+    let (_tmp, dir) = copy(fixture);
     let names: Vec<_> = files(&dir).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names,
-        [
-            "STORE",
-            "index.ckpt",
-            "seg-0000000000000001.log",
-            "seg-0000000000000002.log"
-        ]
-    );
+    let mut expected_names = vec![
+        "STORE",
+        "index.ckpt",
+        "seg-0000000000000001.log",
+        "seg-0000000000000002.log",
+    ];
+    if has_sync {
+        expected_names.insert(1, "SYNC");
+    }
+    assert_eq!(names, expected_names);
 
     let store = LogStore::open_with(&dir, opts()).expect("open");
+    assert_eq!(
+        fs::read(dir.join("STORE")).expect("marker"),
+        marker::encode(marker::STORE_VERSION),
+        "a writable open leaves the current marker"
+    );
+    assert!(dir.join("SYNC").exists());
     let rec = store.recovery();
     assert!(
         rec.checkpoint_used && rec.checkpoint_problem.is_none(),
@@ -141,6 +172,7 @@ fn the_fixture_reads_back_exactly() {
     );
     assert_eq!((rec.bytes_scanned, rec.records_replayed), (0, 0), "{rec:?}");
     assert!(rec.torn_tail.is_none());
+    assert_eq!(rec.durable_mark.is_some(), has_sync, "{rec:?}");
 
     let objs = objects();
     // The key derivation is part of the format: pin two keys.
@@ -188,7 +220,13 @@ fn the_fixture_reads_back_exactly() {
 
 #[test]
 fn the_corrupt_fixture_names_the_damage() {
-    let (_tmp, dir) = copy(CORRUPT_FIXTURE);
+    for fixture in [CORRUPT_FIXTURE, V1_CORRUPT_FIXTURE] {
+        corrupt_fixture_names_the_damage(fixture);
+    }
+}
+
+fn corrupt_fixture_names_the_damage(fixture: &str) {
+    let (_tmp, dir) = copy(fixture);
     let store = LogStore::open_with(&dir, opts()).expect("open: the checkpoint covers the damage");
     let objs = objects();
     let err = store.get(&objs[1].1.key()).expect_err("damaged record");

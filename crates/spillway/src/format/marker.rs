@@ -4,19 +4,22 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `b"SPILLSTO"` |
-//! | 8 | 4 | format version, u32 (1) |
+//! | 8 | 4 | format version, u32 (2; 1 for stores without a `SYNC` file) |
 //! | 12 | 4 | CRC32C of bytes 0..12 |
 
 use super::{DecodeError, check_crc, le_u32, need};
 
 /// File name of the marker inside a store directory.
 pub const MARKER_FILE: &str = "STORE";
+/// A marker being written to replace an older version's; removed on open.
+pub const MARKER_TMP_FILE: &str = "STORE.tmp";
 /// Magic bytes at the start of the marker.
 pub const MARKER_MAGIC: [u8; 8] = *b"SPILLSTO";
 /// Length of the marker file.
 pub const MARKER_LEN: usize = 16;
-/// The store format version this build writes and the newest it reads.
-pub const STORE_VERSION: u32 = 1;
+/// The store format version this build writes and the newest it reads. Version 2 stores keep
+/// a `SYNC` file ([`super::sync`]); version 1 stores do not, and a writable open upgrades them.
+pub const STORE_VERSION: u32 = 2;
 
 /// Encodes the marker for `version`.
 pub fn encode(version: u32) -> [u8; MARKER_LEN] {

@@ -25,7 +25,7 @@ mod sim;
 pub use fault::{Fault, FaultFs};
 pub use os::OsFs;
 #[cfg(any(test, feature = "testing"))]
-pub use sim::SimFs;
+pub use sim::{PAGE as SIM_PAGE, SimFs, SimOp};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
