@@ -123,16 +123,23 @@ pub fn env_count(var: &str, default: u64) -> u64 {
 
 /// A backend with only the required part of `BlobStore`, over a `MemStore`: it gets named
 /// roots, batched reads and its description from the trait's defaults. It counts the objects'
-/// payloads it serves (`get` of a key that is not reserved).
+/// payloads it serves (`get` of a key that is not reserved), and records the keys it deletes in
+/// the order it is asked to.
 #[derive(Debug, Default)]
 pub struct Minimal {
     inner: MemStore,
     pub gets: AtomicU64,
+    pub deleted: std::sync::Mutex<Vec<ContentKey>>,
 }
 
 impl Minimal {
     pub fn payload_reads(&self) -> u64 {
         self.gets.load(Ordering::Relaxed)
+    }
+
+    /// The keys deleted so far, in order.
+    pub fn deleted(&self) -> Vec<ContentKey> {
+        self.deleted.lock().expect("deleted keys").clone()
     }
 }
 
@@ -153,6 +160,10 @@ impl BlobStore for Minimal {
         self.inner.children(key)
     }
     fn delete(&self, keys: &[ContentKey]) -> spillway::Result<()> {
+        self.deleted
+            .lock()
+            .expect("deleted keys")
+            .extend_from_slice(keys);
         self.inner.delete(keys)
     }
     fn keys(&self) -> spillway::Result<Vec<ContentKey>> {
