@@ -102,6 +102,7 @@ pub mod key;
 pub mod memory;
 pub mod runtime;
 pub mod store;
+mod sync;
 
 // Internals made public by the `testing` feature (the crate's own tests, its fuzz targets,
 // tools that read the formats); private, and not part of the API, otherwise.

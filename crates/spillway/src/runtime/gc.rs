@@ -19,9 +19,9 @@
 //! Lock order: `lock` → `state` → a registry shard.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use parking_lot::{Mutex, MutexGuard};
+use crate::sync::{AtomicBool, Mutex, MutexGuard};
 
 use super::registry::Registry;
 use super::stats::Counters;

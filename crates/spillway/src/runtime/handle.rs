@@ -152,7 +152,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
 }
 
 /// Where an I/O thread leaves the outcome of a load for the future that started it.
-type LoadCell<T> = Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>;
+type LoadCell<T> = Arc<crate::sync::Mutex<Option<Result<Arc<T>>>>>;
 
 /// The future returned by [`Paged::get_async`].
 ///
@@ -252,7 +252,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     // Registered before the job is spawned, so its end cannot be missed.
                     load.wait.lock().wakers.push(cx.waker().clone());
                     let e = Arc::clone(entry);
-                    let cell = Arc::new(parking_lot::Mutex::new(None));
+                    let cell = Arc::new(crate::sync::Mutex::new(None));
                     this.result = Some((Arc::clone(&cell), Arc::clone(&load)));
                     entry.pool.io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.

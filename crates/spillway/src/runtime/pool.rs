@@ -283,7 +283,9 @@ impl Pool {
             // nothing more, and let other evictions in progress (whose victims count as gone)
             // end first.
             match self.shared.evict_to(bytes)? {
-                0 if self.shared.residency.evictions_in_flight() => std::thread::yield_now(),
+                0 if self.shared.residency.evictions_in_flight() => {
+                    crate::sync::thread::yield_now()
+                }
                 0 => return Ok(freed),
                 n => freed += n,
             }

@@ -36,10 +36,10 @@
 //! residents lock → the access log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{AtomicU64, Condvar, Mutex};
 
 use super::erased::{EntryId, ErasedEntry};
 use super::page_out::PageOut;
