@@ -28,6 +28,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "verify_store",
     "open_container",
     "open_pack",
+    "pool_ops",
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
