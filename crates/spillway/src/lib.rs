@@ -96,6 +96,7 @@ compile_error!(
 
 mod bytes;
 mod codec;
+pub mod collections;
 pub mod container;
 pub mod error;
 pub mod key;
@@ -134,6 +135,7 @@ pub use postcard as __postcard;
 pub use serde;
 
 pub use bytes::Bytes;
+pub use collections::{MapOptions, PagedMap, PagedSet};
 pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats, Priority,
     SectionOptions, SectionStats, Sections, Tier,

@@ -81,6 +81,16 @@ impl<T: ?Sized + Pageable> fmt::Debug for Paged<T> {
     }
 }
 
+impl<T: Pageable> Paged<T> {
+    /// Puts `value` under the management of the pool whose shared state is `pool` (what
+    /// [`Pool::insert`](super::Pool::insert) does), for the collections built on pools.
+    pub(crate) fn insert_in(pool: &Arc<PoolShared>, value: T) -> Result<Paged<T>> {
+        Ok(Paged {
+            entry: Entry::insert(pool, Arc::new(value), None)?,
+        })
+    }
+}
+
 impl<T: ?Sized + Pageable> Paged<T> {
     /// The value, loading it from the store if it was paged out. Concurrent loads of one object
     /// read and decode it once. Blocks the calling thread during the load; async code uses

@@ -106,6 +106,11 @@ impl Pool {
         self.insert_arc(Arc::from(value), None)
     }
 
+    /// The pool's shared state, for the collections built on it.
+    pub(crate) fn shared(&self) -> &Arc<PoolShared> {
+        &self.shared
+    }
+
     fn insert_arc<T: ?Sized + Pageable>(
         &self,
         value: Arc<T>,
