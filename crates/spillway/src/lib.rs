@@ -49,7 +49,7 @@
 //! The crate is built in layers, each knowing only those below it:
 //!
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys), and the codec that turns
-//!    values into payloads and child keys ([`key_of`]);
+//!    values into payloads and child keys ([`Pool::key_of`]);
 //! 2. `format`: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with the file-system layer `vfs`
 //!    underneath them;
@@ -138,7 +138,6 @@ pub use runtime::{
     SectionOptions, SectionStats, Sections, Tier,
 };
 
-pub use codec::key_of;
 pub use error::{Error, ErrorKind, Result};
 pub use key::ContentKey;
 #[cfg(feature = "sqlite")]

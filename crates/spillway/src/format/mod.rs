@@ -18,6 +18,7 @@ pub mod pack;
 pub mod record;
 pub mod roots;
 pub mod segment;
+pub mod value;
 
 /// Why a structure failed to decode. The caller adds the file and offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
