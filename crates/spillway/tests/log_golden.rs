@@ -1,10 +1,15 @@
-//! Golden fixtures: store directories written by format version 1 and checked in, so that a
-//! change that cannot read them (or writes something else) fails here.
+//! Golden fixtures: store directories checked in, so that a change that cannot read them (or
+//! writes something else) fails here.
 //!
-//! - `fixtures/log-store-v1`: puts (one with children), a tombstone, two segments, a checkpoint;
-//! - `fixtures/log-store-v1-corrupt`: the same with one payload byte flipped in a sealed segment.
+//! - `fixtures/log-store-v1`: written by format version 1: puts (one with children), a
+//!   tombstone, two segments, a checkpoint. Kept as it was: it must stay readable as blobs,
+//!   and a pool must refuse it (its values carry no type tag);
+//! - `fixtures/log-store-v1-corrupt`: the same with one payload byte flipped in a sealed segment;
+//! - `fixtures/log-store-v2`: the same objects written by this version (format 2), byte for
+//!   byte what this build writes.
 //!
-//! Regenerate (only for a deliberate format change, with a new version) with
+//! Regenerate the fixture of the current version (only for a deliberate format change, with a
+//! new version; older fixtures are never regenerated) with
 //! `cargo test -p spillway --test log_golden -- --ignored regenerate_fixtures`.
 
 mod common;
@@ -18,6 +23,8 @@ use spillway::{Blob, BlobStore, ContentKey, Error, LogStore, LogStoreOptions};
 
 const FIXTURE: &str = "log-store-v1";
 const CORRUPT_FIXTURE: &str = "log-store-v1-corrupt";
+/// The fixture of the version this build writes.
+const CURRENT_FIXTURE: &str = "log-store-v2";
 /// Where the flipped byte is: in the payload of `big` (the second record of segment 1).
 const BIG_OFFSET: u64 = 32 + 36 + 13;
 const FLIPPED_BYTE: u64 = BIG_OFFSET + 36 + 100;
@@ -100,28 +107,33 @@ fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-#[ignore = "regenerates the checked-in fixtures"]
+#[ignore = "regenerates the checked-in fixture of the current version"]
 fn regenerate_fixtures() {
-    let good = fixture(FIXTURE);
-    let bad = fixture(CORRUPT_FIXTURE);
-    for d in [&good, &bad] {
-        if d.exists() {
-            fs::remove_dir_all(d).expect("remove old fixture");
-        }
+    let current = fixture(CURRENT_FIXTURE);
+    if current.exists() {
+        fs::remove_dir_all(&current).expect("remove old fixture");
     }
-    write_fixture(&good);
-    fs::create_dir_all(&bad).expect("mkdir");
-    for (file, mut data) in files(&good) {
-        if file == segment::file_name(1) {
+    write_fixture(&current);
+}
+
+/// The version 1 fixture with a byte flipped, as `log-store-v1-corrupt` was made.
+#[test]
+fn the_corrupt_fixture_is_the_fixture_with_one_byte_flipped() {
+    for ((name, mut data), (cname, cdata)) in files(&fixture(FIXTURE))
+        .into_iter()
+        .zip(files(&fixture(CORRUPT_FIXTURE)))
+    {
+        assert_eq!(name, cname);
+        if name == segment::file_name(1) {
             data[FLIPPED_BYTE as usize] ^= 0x01;
         }
-        fs::write(bad.join(file), data).expect("write");
+        assert!(data == cdata, "{name}");
     }
 }
 
-#[test]
-fn the_fixture_reads_back_exactly() {
-    let (_tmp, dir) = copy(FIXTURE);
+/// Checks that the fixture `name` holds the objects, with their checkpoint and without it.
+fn reads_back_exactly(name: &str) {
+    let (_tmp, dir) = copy(name);
     let names: Vec<_> = files(&dir).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
@@ -187,6 +199,53 @@ fn the_fixture_reads_back_exactly() {
 }
 
 #[test]
+fn the_fixtures_read_back_exactly() {
+    reads_back_exactly(FIXTURE);
+    reads_back_exactly(CURRENT_FIXTURE);
+}
+
+#[test]
+fn a_version_1_store_reads_as_blobs_and_a_pool_refuses_it() {
+    let (_tmp, dir) = copy(FIXTURE);
+    let store = LogStore::open_with(&dir, opts()).expect("open");
+    assert_eq!(store.format_version(), 1);
+    let refusal = store.untagged_values().expect("untagged values");
+    assert_eq!(refusal.kind(), spillway::ErrorKind::OldFormat);
+    drop(store);
+    let err = spillway::Pool::builder()
+        .budget(1 << 20)
+        .dir(&dir)
+        .build()
+        .map(|_| ())
+        .expect_err("a pool refuses a version 1 store");
+    let msg = err.to_string();
+    assert_eq!(err.kind(), spillway::ErrorKind::OldFormat, "{msg}");
+    assert!(
+        msg.contains(&dir.display().to_string())
+            && msg.contains("format version 1")
+            && msg.contains("type tag"),
+        "{msg}"
+    );
+    // Refused before anything was written: the store is as it was.
+    let after: Vec<_> = files(&dir)
+        .into_iter()
+        .filter(|(n, _)| n != "LOCK")
+        .collect();
+    assert!(after == files(&fixture(FIXTURE)), "the store changed");
+
+    let (_tmp, dir) = copy(CURRENT_FIXTURE);
+    let store = LogStore::open_with(&dir, opts()).expect("open");
+    assert_eq!(store.format_version(), 2);
+    assert!(store.untagged_values().is_none());
+    drop(store);
+    spillway::Pool::builder()
+        .budget(1 << 20)
+        .dir(&dir)
+        .build()
+        .expect("a pool over a version 2 store");
+}
+
+#[test]
 fn the_corrupt_fixture_names_the_damage() {
     let (_tmp, dir) = copy(CORRUPT_FIXTURE);
     let store = LogStore::open_with(&dir, opts()).expect("open: the checkpoint covers the damage");
@@ -218,7 +277,7 @@ fn this_version_writes_the_fixture_byte_for_byte() {
     let dir = tmp.path().join("store");
     write_fixture(&dir);
     let fresh = files(&dir);
-    let golden = files(&fixture(FIXTURE));
+    let golden = files(&fixture(CURRENT_FIXTURE));
     assert_eq!(fresh.len(), golden.len());
     for ((name, a), (gname, b)) in fresh.iter().zip(&golden) {
         assert_eq!(name, gname);

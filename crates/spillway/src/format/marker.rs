@@ -4,7 +4,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `b"SPILLSTO"` |
-//! | 8 | 4 | format version, u32 (1) |
+//! | 8 | 4 | format version, u32 (2) |
 //! | 12 | 4 | CRC32C of bytes 0..12 |
 
 use super::{DecodeError, check_crc, le_u32, need};
@@ -16,7 +16,11 @@ pub const MARKER_MAGIC: [u8; 8] = *b"SPILLSTO";
 /// Length of the marker file.
 pub const MARKER_LEN: usize = 16;
 /// The store format version this build writes and the newest it reads.
-pub const STORE_VERSION: u32 = 1;
+pub const STORE_VERSION: u32 = 2;
+/// The first version whose values, as a pool stores them, start with a type tag (see
+/// [`value`](super::value)). The records are the same in versions 1 and 2: a version 1 store
+/// opens and reads as blobs, but a pool refuses it, since its values carry no tag.
+pub const TAGGED_VALUES_VERSION: u32 = 2;
 
 /// Encodes the marker for `version`.
 pub fn encode(version: u32) -> [u8; MARKER_LEN] {
@@ -52,6 +56,7 @@ mod tests {
     fn round_trip_and_every_byte_corruption() {
         let b = encode(STORE_VERSION);
         assert_eq!(decode(&b), Ok(STORE_VERSION));
+        assert_eq!(decode(&encode(1)), Ok(1));
         for i in 0..b.len() {
             let mut c = b;
             c[i] ^= 0x40;

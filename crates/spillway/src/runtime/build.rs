@@ -214,6 +214,9 @@ impl PoolBuilder {
                 (Arc::clone(&log) as Arc<dyn BlobStore>, Some(log))
             }
         };
+        if let Some(e) = store.untagged_values() {
+            return Err(e);
+        }
         let signal = Arc::new(Signal::default());
         let (io, mut handles) = IoPool::start(self.io_threads.unwrap_or(2))?;
         let shared = Arc::new(PoolShared {

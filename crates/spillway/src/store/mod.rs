@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::ContentKey;
 
 mod cached;
@@ -189,6 +189,14 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// A short description for messages, such as `log store /data/cache`.
     fn describe(&self) -> String {
         format!("{self:?}")
+    }
+
+    /// Why a pool cannot use this store's values, for a store written by a format version
+    /// whose values carry no type tag (see `docs/FORMAT.md`, "Value payload"): a pool refuses
+    /// to open over it with this error. `None` (the default) for a store whose format has the
+    /// tag, or that does not record the format of its values.
+    fn untagged_values(&self) -> Option<Error> {
+        None
     }
 
     /// Reads several objects: one answer per key, in order (`None` where a key is not stored).

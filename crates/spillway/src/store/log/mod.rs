@@ -38,6 +38,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Location;
+use crate::format::marker;
 use crate::format::record::{self, MAX_CHILDREN, MAX_PAYLOAD_LEN, RecordKind};
 use crate::key::ContentKey;
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
@@ -193,6 +194,8 @@ pub struct LogStore {
     recovery: RecoveryReport,
     closed: std::sync::atomic::AtomicBool,
     roots: roots::RootsCache,
+    /// The format version in the store's marker.
+    format_version: u32,
     _lock: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -219,6 +222,13 @@ impl LogStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.core.dir
+    }
+
+    /// The format version of the store's files, from its marker: this build's for a store it
+    /// created. A version 1 store reads and writes as blobs like any other, but holds values
+    /// without a type tag, which a pool refuses (see [`BlobStore::untagged_values`]).
+    pub fn format_version(&self) -> u32 {
+        self.format_version
     }
 
     /// What recovery found when the store was opened.
@@ -513,6 +523,18 @@ impl BlobStore for LogStore {
 
     fn describe(&self) -> String {
         format!("log store {}", self.core.dir.display())
+    }
+
+    fn untagged_values(&self) -> Option<Error> {
+        (self.format_version < marker::TAGGED_VALUES_VERSION).then(|| Error::OldFormat {
+            what: self.describe(),
+            found: self.format_version,
+            current: marker::STORE_VERSION,
+            detail: format!(
+                "a pool stores each value after a type tag since version {}, and the values of                  this store have none, so a pool cannot check their types. Its records still                  read as blobs (`LogStore`, `spillway verify`, `inspect`, `export`); to use its                  values in a pool, read them with the spillway release that wrote the store and                  insert them into a pool over a new store",
+                marker::TAGGED_VALUES_VERSION
+            ),
+        })
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {

@@ -67,7 +67,7 @@ impl LogStore {
             }
             Err(e) => return Err(Error::io("list directory", &dir, e)),
         };
-        let marker_rewritten = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
+        let (marker_rewritten, format_version) = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
 
         let lock = if opts.read_only {
             None
@@ -178,6 +178,7 @@ impl LogStore {
             },
             closed: AtomicBool::new(false),
             roots: Default::default(),
+            format_version,
             _lock: lock,
         };
         if let Some(t) = &store.recovery.torn_tail {
@@ -203,14 +204,15 @@ impl LogStore {
     }
 }
 
-/// Checks (or, for a new store, writes) the `STORE` marker; true if it is damaged and repair
-/// is to write it again (once the lock is held).
+/// Checks (or, for a new store, writes) the `STORE` marker; returns true if it is damaged and
+/// repair is to write it again (once the lock is held), and the store's format version (this
+/// build's for a new store or a marker written again).
 fn check_marker(
     vfs: &dyn Vfs,
     dir: &Path,
     names: &[String],
     opts: &LogStoreOptions,
-) -> Result<bool> {
+) -> Result<(bool, u32)> {
     let path = dir.join(marker::MARKER_FILE);
     let existing = if names.iter().any(|n| n == marker::MARKER_FILE) {
         Some(
@@ -229,7 +231,7 @@ fn check_marker(
         .any(|n| segment::parse_file_name(n).is_some() || n == checkpoint::CHECKPOINT_FILE);
     if let Some(bytes) = existing.filter(|_| !interrupted) {
         return match marker::decode(&bytes) {
-            Ok(v) if v <= marker::STORE_VERSION => Ok(false),
+            Ok(v) if v <= marker::STORE_VERSION => Ok((false, v)),
             Ok(v) => Err(Error::UnsupportedVersion {
                 path,
                 found: v,
@@ -237,7 +239,9 @@ fn check_marker(
             }),
             // Next to log files, a marker that does not decode is damage: repair writes it
             // again (the segment headers carry their own version, checked by the scan).
-            Err(_) if has_log && opts.repair && !opts.read_only => Ok(true),
+            Err(_) if has_log && opts.repair && !opts.read_only => {
+                Ok((true, marker::STORE_VERSION))
+            }
             Err(DecodeError::BadMagic) if !has_log => Err(Error::NotAStore {
                 path: dir.to_path_buf(),
                 detail: format!("{} is not a spillway marker", path.display()),
@@ -273,7 +277,7 @@ fn check_marker(
     }
     // A new store: the marker is written and made durable before anything else.
     write_marker(vfs, dir)?;
-    Ok(false)
+    Ok((false, marker::STORE_VERSION))
 }
 
 /// Writes the `STORE` marker and makes it durable.
