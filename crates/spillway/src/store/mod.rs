@@ -236,7 +236,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Sets (`Some`) or removes (`None`) a named root. The store is made durable first, so a
     /// root never outlives the data it names; the change itself is durable on return. A key
-    /// that is not stored is [`Error::NotFound`](crate::Error::NotFound); a name must be 1 to
+    /// that is not stored is [`Error::NotFound`]; a name must be 1 to
     /// [`MAX_ROOT_NAME`] bytes long.
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         default_roots::set_root(self, name, key)
