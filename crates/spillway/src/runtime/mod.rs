@@ -64,6 +64,9 @@
 //!   that writes them; values that cannot be stored stay resident; a pool stores only its own
 //!   handles.
 //! - `gc`: nothing in use is swept; a damaged graph stops the collection.
+//! - `schema`: a stored value is decoded only as the type its tag names, at the version it
+//!   names, or through an upgrade registered for that version; the registrations are fixed
+//!   when the pool is built.
 //!
 //! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
 //! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →

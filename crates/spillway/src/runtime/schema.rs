@@ -214,9 +214,10 @@ impl Schemas {
             return Err(Error::TypeMismatch {
                 key,
                 expected: format!(
-                    "{name:?} version {} (Rust type {}, {want})",
+                    "{name:?} version {} (Rust type {}, type hash {:#010x})",
                     want.version,
-                    T::type_name()
+                    T::type_name(),
+                    want.hash
                 ),
                 found: self.describe(found),
             });
@@ -247,8 +248,8 @@ impl Schemas {
     fn describe(&self, found: TypeTag) -> String {
         if let Some(s) = self.types.values().find(|s| s.tag.hash == found.hash) {
             return format!(
-                "{:?} version {} (Rust type {} in this pool, {found})",
-                s.name, found.version, s.rust_type
+                "{:?} version {} (Rust type {} in this pool, type hash {:#010x})",
+                s.name, found.version, s.rust_type, found.hash
             );
         }
         let mut known: Vec<String> = self
