@@ -530,17 +530,26 @@ fn pack_index_entry_matches_the_document() {
         "### Pack index entry ({} bytes)",
         pack::INDEX_ENTRY_LEN
     )));
-    for (name, kind) in [
-        (pack::OBJECTS_SECTION, spillway::container::types::OBJECTS),
+    for (name, kind, version) in [
+        (
+            pack::OBJECTS_SECTION,
+            spillway::container::types::OBJECTS,
+            pack::OBJECTS_VERSION,
+        ),
         (
             pack::INDEX_SECTION,
             spillway::container::types::OBJECT_INDEX,
+            pack::INDEX_VERSION,
         ),
-        (pack::ROOTS_SECTION, spillway::container::types::ROOTS),
+        (
+            pack::ROOTS_SECTION,
+            spillway::container::types::ROOTS,
+            pack::ROOTS_VERSION,
+        ),
     ] {
         assert!(
-            DOC.contains(&format!("| `{name}` | {kind} | 1 |")),
-            "section {name} of type {kind}"
+            DOC.contains(&format!("| `{name}` | {kind} | {version} |")),
+            "section {name} of type {kind}, version {version}"
         );
     }
 }

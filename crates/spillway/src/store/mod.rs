@@ -242,3 +242,22 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         default_roots::set_root(self, name, key)
     }
 }
+
+/// For [`BlobStore::untagged_values`]: the refusal of a store (or pack), `what`, whose format
+/// version `found` is older than `tagged_since`, the first whose values carry a type tag;
+/// `current` is the version this build writes, `detail` what the old version means and what to
+/// do.
+pub(crate) fn untagged_before(
+    what: String,
+    found: u32,
+    tagged_since: u32,
+    current: u32,
+    detail: impl FnOnce() -> String,
+) -> Option<Error> {
+    (found < tagged_since).then(|| Error::OldFormat {
+        what,
+        found,
+        current,
+        detail: detail(),
+    })
+}

@@ -526,15 +526,22 @@ impl BlobStore for LogStore {
     }
 
     fn untagged_values(&self) -> Option<Error> {
-        (self.format_version < marker::TAGGED_VALUES_VERSION).then(|| Error::OldFormat {
-            what: self.describe(),
-            found: self.format_version,
-            current: marker::STORE_VERSION,
-            detail: format!(
-                "a pool stores each value after a type tag since version {}, and the values of                  this store have none, so a pool cannot check their types. Its records still                  read as blobs (`LogStore`, `spillway verify`, `inspect`, `export`); to use its                  values in a pool, read them with the spillway release that wrote the store and                  insert them into a pool over a new store",
-                marker::TAGGED_VALUES_VERSION
-            ),
-        })
+        super::untagged_before(
+            self.describe(),
+            self.format_version,
+            marker::TAGGED_VALUES_VERSION,
+            marker::STORE_VERSION,
+            || {
+                format!(
+                    "a pool stores each value after a type tag since version {}, and the values \
+                     of this store have none, so a pool cannot check their types. Its records \
+                     still read as blobs (`LogStore`, `spillway verify`, `inspect`, `export`); \
+                     to use its values in a pool, read them with the spillway release that \
+                     wrote the store and insert them into a pool over a new store",
+                    marker::TAGGED_VALUES_VERSION
+                )
+            },
+        )
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
