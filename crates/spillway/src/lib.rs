@@ -113,8 +113,8 @@
 //!   upgraded value keeps the key it is stored under (its handle and its parents do not
 //!   change, and each page-in upgrades it again); [`Pool::update`] stores the new value at
 //!   the current version under a new key. The example `migrate` does it end to end.
-//! - **Stores written before the tag** (log store format 1) are refused by a pool with
-//!   [`Error::OldFormat`]; they still read as blobs.
+//! - **Stores written before the tag** (log and directory stores, SQLite databases and packs
+//!   of version 1) are refused by a pool with [`Error::OldFormat`]; they still read as blobs.
 
 #![deny(missing_docs)]
 

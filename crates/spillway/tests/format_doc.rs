@@ -594,3 +594,13 @@ fn value_payload_matches_the_document() {
         "FORMAT.md should show the example as {shown}"
     );
 }
+
+#[test]
+fn sqlite_schema_version_matches_the_document() {
+    let v = spillway::store::sqlite::SCHEMA_VERSION;
+    assert!(
+        DOC.contains(&format!("one row, the schema version ({v})")),
+        "FORMAT.md should give SQLite schema version {v}"
+    );
+    assert!(DOC.contains(&format!("| SQLite schema | {v} |")));
+}

@@ -459,3 +459,55 @@ fn a_damaged_tag_is_an_error_never_a_panic_nor_a_value() {
         );
     }
 }
+
+/// Directory stores and SQLite databases written before type tags (version 1: the same files
+/// and tables) still open as stores, and a pool refuses them, naming the version.
+#[test]
+fn directory_and_sqlite_stores_of_version_1_are_refused_by_a_pool() {
+    use spillway::format::object;
+    use spillway::{DirStore, SqliteStore};
+    let refused = |store: Arc<dyn BlobStore>| {
+        let err = Pool::builder()
+            .budget(1 << 20)
+            .store(store)
+            .build()
+            .map(|_| ())
+            .expect_err("a version 1 store");
+        assert_eq!(err.kind(), ErrorKind::OldFormat, "{err}");
+        assert!(err.to_string().contains("format version 1"), "{err}");
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    let dir = tmp.path().join("dir");
+    let key = {
+        let store = DirStore::open(&dir).expect("create");
+        assert_eq!(store.format_version(), object::DIR_STORE_VERSION);
+        let put = Put::new(b"old bytes", &[]);
+        store.put_batch(&[put]).expect("put");
+        put.key
+    };
+    std::fs::write(dir.join(object::DIR_MARKER_FILE), object::encode_marker(1)).expect("marker");
+    let store = DirStore::open(&dir).expect("a version 1 store opens");
+    assert_eq!(store.format_version(), 1);
+    assert_eq!(
+        store.get(&key).expect("get").expect("held").payload,
+        b"old bytes"
+    );
+    refused(Arc::new(store));
+
+    let db = tmp.path().join("store.db");
+    {
+        let store = SqliteStore::open(&db).expect("create");
+        assert_eq!(
+            store.schema_version(),
+            spillway::store::sqlite::SCHEMA_VERSION
+        );
+    }
+    let conn = rusqlite::Connection::open(&db).expect("open with rusqlite");
+    conn.execute("UPDATE spillway_schema SET version = 1", [])
+        .expect("set version 1");
+    drop(conn);
+    let store = SqliteStore::open(&db).expect("a version 1 database opens");
+    assert_eq!(store.schema_version(), 1);
+    refused(Arc::new(store));
+}

@@ -245,19 +245,23 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
 /// For [`BlobStore::untagged_values`]: the refusal of a store (or pack), `what`, whose format
 /// version `found` is older than `tagged_since`, the first whose values carry a type tag;
-/// `current` is the version this build writes, `detail` what the old version means and what to
-/// do.
+/// `current` is the version this build writes, `still_reads` what still reads it as blobs.
 pub(crate) fn untagged_before(
     what: String,
     found: u32,
     tagged_since: u32,
     current: u32,
-    detail: impl FnOnce() -> String,
+    still_reads: &str,
 ) -> Option<Error> {
     (found < tagged_since).then(|| Error::OldFormat {
         what,
         found,
         current,
-        detail: detail(),
+        detail: format!(
+            "its values were stored before values carried a type tag (version {tagged_since}), \
+             so a pool cannot check their types. It still reads as blobs ({still_reads}); to \
+             use its values in a pool, read them with the spillway release that wrote it and \
+             insert them into a pool over a new store"
+        ),
     })
 }

@@ -311,15 +311,7 @@ impl BlobStore for PackStore {
             self.objects_version,
             fmt::TAGGED_VALUES_VERSION,
             fmt::OBJECTS_VERSION,
-            || {
-                format!(
-                    "its objects section is version {}, exported from a store whose values \
-                     carry no type tag (a log store of format 1), so a pool cannot check their \
-                     types. Its objects still read as blobs (`verify`, `inspect`), and import \
-                     into a store that has no tags either",
-                    self.objects_version
-                )
-            },
+            "`PackStore`, `verify`, `inspect`, an import into an untagged store",
         )
     }
 

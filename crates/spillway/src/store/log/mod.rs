@@ -531,16 +531,7 @@ impl BlobStore for LogStore {
             self.format_version,
             marker::TAGGED_VALUES_VERSION,
             marker::STORE_VERSION,
-            || {
-                format!(
-                    "a pool stores each value after a type tag since version {}, and the values \
-                     of this store have none, so a pool cannot check their types. Its records \
-                     still read as blobs (`LogStore`, `spillway verify`, `inspect`, `export`); \
-                     to use its values in a pool, read them with the spillway release that \
-                     wrote the store and insert them into a pool over a new store",
-                    marker::TAGGED_VALUES_VERSION
-                )
-            },
+            "`LogStore`, `spillway verify`, `inspect`, `export`",
         )
     }
 
