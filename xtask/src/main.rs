@@ -4,8 +4,13 @@
 //!   short smokes of the fuzzers, the crash sweep and the benchmark;
 //! - `fuzz [--seconds N] [TARGET...]`: runs the cargo-fuzz targets (installs cargo-fuzz into the
 //!   nightly toolchain's cargo if missing);
-//! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash test, N iterations (default
-//!   500), ending with a line of totals; fails if an acknowledged write was lost;
+//! - `crash-sweep [--iters N]`: the out-of-process kill -9 crash tests, of the log store and of
+//!   a pool (kills aimed inside its operations), N iterations each (default 500), each ending
+//!   with a line of totals; fails if an acknowledged write or root was lost;
+//! - `faults [--seeds N]`: the pool workload with one injected I/O fault at every I/O call in
+//!   turn (five kinds), for N workload seeds (default 16), ending with a line of totals;
+//! - `soak [--minutes N]`: a pool under budget pressure for N minutes (default 10) with a
+//!   watchdog on memory, descriptors, threads and disk; fails on a breach;
 //! - `bench [ARGS...]`: the benchmark harness in release mode; arguments go to it.
 //!
 //! `cargo xtask --help` (or `-h`, or no task) prints the usage and exits 0; an unknown task or
@@ -23,6 +28,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "verify_store",
     "open_container",
     "open_pack",
+    "pool_ops",
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
@@ -56,6 +62,14 @@ fn usage() -> String {
         "                                  (default 500); ends with a line of totals and fails"
             .into(),
         "                                  if an acknowledged write was lost".into(),
+        "  faults [--seeds N]              one injected I/O fault at every I/O call of a pool"
+            .into(),
+        "                                  workload in turn, N seeds (default 16); ends with"
+            .into(),
+        "                                  a line of totals".into(),
+        "  soak [--minutes N]              a pool under budget pressure for N minutes (default"
+            .into(),
+        "                                  10), watching memory, descriptors, threads, disk".into(),
         "  bench [ARGS...]                 the benchmark harness in release mode; ARGS go to"
             .into(),
         "                                  it (try: cargo xtask bench --help)".into(),
@@ -244,7 +258,64 @@ fn crash_sweep(iters: u64) -> Result<(), String> {
             t.iterations
         ));
     }
+    pool_crash_sweep(iters)
+}
+
+/// The tag of the line of totals that the pool's crash test prints at its end.
+const POOL_CRASH_TOTALS_TAG: &str = "POOL-CRASH-TOTALS";
+
+/// The pool's kill -9 test: kills aimed inside page-outs, root changes, collections and
+/// compactions.
+fn pool_crash_sweep(iters: u64) -> Result<(), String> {
+    let t = tagged_totals(
+        cargo()
+            .env("SPILLWAY_CRASH_ITERS", iters.to_string())
+            .args(["test", "--release", "-p", "spillway"])
+            .args(["--test", "pool_crash_process", "--", "--nocapture"]),
+        POOL_CRASH_TOTALS_TAG,
+    )?;
+    println!("pool crash sweep: {t}");
     Ok(())
+}
+
+/// The tag of the line of totals that the fault test prints at its end.
+const FAULT_TOTALS_TAG: &str = "FAULT-SWEEP-TOTALS";
+
+fn faults(seeds: u64) -> Result<(), String> {
+    let t = tagged_totals(
+        cargo()
+            .env("SPILLWAY_FAULT_SEEDS", seeds.to_string())
+            .env("SPILLWAY_FAULT_STRIDE", "1")
+            .args([
+                "test",
+                "--release",
+                "-p",
+                "spillway",
+                "--test",
+                "pool_faults",
+            ])
+            .args(["--", "--nocapture"]),
+        FAULT_TOTALS_TAG,
+    )?;
+    println!("fault sweep: {t}");
+    Ok(())
+}
+
+/// Runs a test that ends with a line `TAG totals...`; returns the totals. Fails if the test
+/// failed (after printing them) or printed no such line.
+fn tagged_totals(cmd: &mut Command, tag: &str) -> Result<String, String> {
+    let mut totals = None;
+    let outcome = run_reading(cmd, |line| {
+        if let Some(rest) = line.split(tag).nth(1) {
+            totals = Some(rest.trim().to_string());
+        }
+    });
+    match (totals, outcome) {
+        (Some(t), Ok(())) => Ok(t),
+        (Some(t), Err(e)) => Err(format!("{e}; its totals: {t}")),
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => Err(format!("the test ended without its line of totals ({tag})")),
+    }
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
@@ -373,6 +444,26 @@ fn run_task(task: &str, args: &[String]) -> Result<(), Failure> {
             let (iters, rest) = flag(args, "--iters", 500)?;
             no_more(task, &rest)?;
             Ok(crash_sweep(iters)?)
+        }
+        "faults" => {
+            let (seeds, rest) = flag(args, "--seeds", 16)?;
+            no_more(task, &rest)?;
+            Ok(faults(seeds)?)
+        }
+        "soak" => {
+            let (minutes, rest) = flag(args, "--minutes", 10)?;
+            no_more(task, &rest)?;
+            Ok(run(cargo()
+                .args([
+                    "run",
+                    "--release",
+                    "-p",
+                    "spillway",
+                    "--example",
+                    "soak",
+                    "--",
+                ])
+                .args(["--seconds", &(minutes * 60).to_string()]))?)
         }
         "bench" => Ok(bench(args)?),
         _ => Err(Failure::Usage(format!("unknown task {task:?}"))),

@@ -126,12 +126,14 @@ compile_error!(
 
 mod bytes;
 mod codec;
+pub mod collections;
 pub mod container;
 pub mod error;
 pub mod key;
 pub mod memory;
 pub mod runtime;
 pub mod store;
+mod sync;
 
 // Internals made public by the `testing` feature (the crate's own tests, its fuzz targets,
 // tools that read the formats); private, and not part of the API, otherwise.
@@ -163,6 +165,7 @@ pub use postcard as __postcard;
 pub use serde;
 
 pub use bytes::Bytes;
+pub use collections::{MapOptions, PagedMap, PagedSet};
 pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats, Priority,
     SectionOptions, SectionStats, Sections, Tier,

@@ -125,6 +125,52 @@ fn store_marker_matches_the_document() {
 }
 
 #[test]
+fn sync_record_matches_the_document() {
+    use spillway::format::sync::{self, SyncRecord};
+    let r = SyncRecord {
+        generation: 0x0a0b_0c0d,
+        durable: LogPosition {
+            segment: 0x0102_0304_0506_0708,
+            offset: 0x1112_1314,
+        },
+    };
+    let b = sync::encode_slot(&r);
+    let rows = table("### Sync record", 0);
+    check(
+        "sync record",
+        &rows,
+        &b,
+        sync::SLOT_LEN,
+        &[
+            ("generation", r.generation),
+            ("segment id", r.durable.segment),
+            ("offset of the durable position", r.durable.offset),
+        ],
+    );
+    assert!(DOC.contains(&format!("### Sync record (`{}`)", sync::SYNC_FILE)));
+    assert!(DOC.contains(&format!("slot 1 at offset {}", sync::SLOT_SPACING)));
+    assert!(DOC.contains(&format!("two slots of {} bytes", sync::SLOT_LEN)));
+    assert!(DOC.contains(&format!(
+        "at most {} bytes long",
+        thousands(sync::SLOT_SPACING + sync::SLOT_LEN)
+    )));
+    assert!(DOC.contains(&format!("| `{}` |", marker::MARKER_TMP_FILE)));
+}
+
+/// `n` with commas between groups of three digits, as the document writes numbers.
+fn thousands(n: usize) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
 fn segment_header_matches_the_document() {
     let id = 0x0102_0304_0506_0708;
     let b = segment::encode_header(id);

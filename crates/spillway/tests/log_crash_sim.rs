@@ -1,7 +1,8 @@
 //! In-process crash test: a workload on a `SimFs` is stopped by an injected I/O failure at every
 //! mutating operation in turn. Then:
 //! - the store is poisoned: writes fail with `Error::Poisoned`, reads still work;
-//! - after a power loss (only synced bytes and names, plus a random prefix of unsynced appends),
+//! - after a power loss (only synced bytes and names, plus any seeded subset of unsynced pages,
+//!   whole or torn, with holes where an earlier page was lost),
 //!   reopening finds every write acknowledged `Durable`, and nothing corrupt;
 //! - after a process crash (everything written survives), reopening finds every write
 //!   acknowledged `Written` or above.

@@ -171,10 +171,21 @@ fn absurd_lengths_are_rejected_without_allocating() {
         "{msg}"
     );
 
-    // A huge (but legal) length in the last record of the last segment: a torn write.
+    // A huge (but legal) length in the last record of the last segment, which the sync record
+    // says is durable: acknowledged data that was damaged, refused, never cut.
     patch(&seg(&dir, 4), at + 12, &0u32.to_le_bytes());
     let last = nth_record(1, REC);
     patch(&seg(&dir, 4), last + 16, &(1u32 << 30).to_le_bytes());
+    let err = LogStore::open_with(&dir, opts()).expect_err("damage before the durable mark");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&segment::file_name(4))
+            && msg.contains(&format!("offset {last}"))
+            && msg.contains("acknowledged data that was damaged"),
+        "{msg}"
+    );
+    // Without the sync record (as a version 1 store), the same bytes are a torn write.
+    fs::remove_file(dir.join("SYNC")).expect("remove");
     let store = LogStore::open_with(&dir, opts()).expect("open");
     assert_eq!(
         store.recovery().torn_tail.as_ref().map(|t| t.offset),

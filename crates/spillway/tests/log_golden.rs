@@ -1,15 +1,15 @@
-//! Golden fixtures: store directories checked in, so that a change that cannot read them (or
-//! writes something else) fails here.
+//! Golden fixtures: store directories written by each store format version and checked in, so
+//! that a change that cannot read them (or writes something else) fails here.
 //!
-//! - `fixtures/log-store-v1`: written by format version 1: puts (one with children), a
-//!   tombstone, two segments, a checkpoint. Kept as it was: it must stay readable as blobs,
-//!   and a pool must refuse it (its values carry no type tag);
-//! - `fixtures/log-store-v1-corrupt`: the same with one payload byte flipped in a sealed segment;
-//! - `fixtures/log-store-v2`: the same objects written by this version (format 2), byte for
-//!   byte what this build writes.
+//! - `fixtures/log-store-v<n>`: puts (one with children), a tombstone, two segments, a
+//!   checkpoint (and from version 2 the `SYNC` file);
+//! - `fixtures/log-store-v<n>-corrupt`: the same with one payload byte flipped in a sealed
+//!   segment.
 //!
-//! Regenerate the fixture of the current version (only for a deliberate format change, with a
-//! new version; older fixtures are never regenerated) with
+//! This build writes version 3 byte for byte and reads all three. A writable open upgrades a
+//! version 1 store to version 2 (a `SYNC` file), never to 3: its values carry no type tag, and a
+//! pool refuses every store below 3. Regenerate the current version's fixtures (only for a
+//! deliberate format change, with a new version; keep the old ones) with
 //! `cargo test -p spillway --test log_golden -- --ignored regenerate_fixtures`.
 
 mod common;
@@ -18,13 +18,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::bytes;
-use spillway::format::segment;
+use spillway::format::{marker, segment};
 use spillway::{Blob, BlobStore, ContentKey, Error, LogStore, LogStoreOptions};
 
-const FIXTURE: &str = "log-store-v1";
-const CORRUPT_FIXTURE: &str = "log-store-v1-corrupt";
-/// The fixture of the version this build writes.
-const CURRENT_FIXTURE: &str = "log-store-v2";
+const FIXTURE: &str = "log-store-v3";
+const CORRUPT_FIXTURE: &str = "log-store-v3-corrupt";
+const V2_FIXTURE: &str = "log-store-v2";
+const V2_CORRUPT_FIXTURE: &str = "log-store-v2-corrupt";
+const V1_FIXTURE: &str = "log-store-v1";
+const V1_CORRUPT_FIXTURE: &str = "log-store-v1-corrupt";
 /// Where the flipped byte is: in the payload of `big` (the second record of segment 1).
 const BIG_OFFSET: u64 = 32 + 36 + 13;
 const FLIPPED_BYTE: u64 = BIG_OFFSET + 36 + 100;
@@ -107,45 +109,68 @@ fn copy(name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-#[ignore = "regenerates the checked-in fixture of the current version"]
+#[ignore = "regenerates the checked-in fixtures"]
 fn regenerate_fixtures() {
-    let current = fixture(CURRENT_FIXTURE);
-    if current.exists() {
-        fs::remove_dir_all(&current).expect("remove old fixture");
+    let good = fixture(FIXTURE);
+    let bad = fixture(CORRUPT_FIXTURE);
+    for d in [&good, &bad] {
+        if d.exists() {
+            fs::remove_dir_all(d).expect("remove old fixture");
+        }
     }
-    write_fixture(&current);
-}
-
-/// The version 1 fixture with a byte flipped, as `log-store-v1-corrupt` was made.
-#[test]
-fn the_corrupt_fixture_is_the_fixture_with_one_byte_flipped() {
-    for ((name, mut data), (cname, cdata)) in files(&fixture(FIXTURE))
-        .into_iter()
-        .zip(files(&fixture(CORRUPT_FIXTURE)))
-    {
-        assert_eq!(name, cname);
-        if name == segment::file_name(1) {
+    write_fixture(&good);
+    fs::create_dir_all(&bad).expect("mkdir");
+    for (file, mut data) in files(&good) {
+        if file == segment::file_name(1) {
             data[FLIPPED_BYTE as usize] ^= 0x01;
         }
-        assert!(data == cdata, "{name}");
+        fs::write(bad.join(file), data).expect("write");
     }
 }
 
-/// Checks that the fixture `name` holds the objects, with their checkpoint and without it.
-fn reads_back_exactly(name: &str) {
-    let (_tmp, dir) = copy(name);
+#[test]
+fn the_fixtures_read_back_exactly() {
+    reads_back_exactly(FIXTURE, true, marker::STORE_VERSION);
+    reads_back_exactly(V2_FIXTURE, true, marker::SYNC_VERSION);
+}
+
+#[test]
+fn the_version_1_fixture_reads_back_and_is_upgraded() {
+    // Read-only, it is read as it is and nothing changes.
+    let (_tmp, dir) = copy(V1_FIXTURE);
+    let before = files(&dir);
+    let store = LogStore::open_with(&dir, opts().read_only(true)).expect("open read-only");
+    assert_eq!(store.recovery().durable_mark, None);
+    assert_eq!(store.keys().expect("keys").len(), objects().len());
+    drop(store);
+    assert_eq!(files(&dir), before, "a read-only open changed the store");
+    // A writable open upgrades it to version 2: `SYNC` written, then the marker.
+    reads_back_exactly(V1_FIXTURE, false, marker::SYNC_VERSION);
+}
+
+/// Checks that `fixture` holds the objects, with their checkpoint and without it, and that a
+/// writable open leaves its marker at `version`.
+fn reads_back_exactly(fixture: &str, has_sync: bool, version: u32) {
+    let (_tmp, dir) = copy(fixture);
     let names: Vec<_> = files(&dir).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names,
-        [
-            "STORE",
-            "index.ckpt",
-            "seg-0000000000000001.log",
-            "seg-0000000000000002.log"
-        ]
-    );
+    let mut expected_names = vec![
+        "STORE",
+        "index.ckpt",
+        "seg-0000000000000001.log",
+        "seg-0000000000000002.log",
+    ];
+    if has_sync {
+        expected_names.insert(1, "SYNC");
+    }
+    assert_eq!(names, expected_names);
 
     let store = LogStore::open_with(&dir, opts()).expect("open");
+    assert_eq!(
+        fs::read(dir.join("STORE")).expect("marker"),
+        marker::encode(version),
+        "a writable open leaves the marker at version {version}"
+    );
+    assert!(dir.join("SYNC").exists());
     let rec = store.recovery();
     assert!(
         rec.checkpoint_used && rec.checkpoint_problem.is_none(),
@@ -153,6 +178,7 @@ fn reads_back_exactly(name: &str) {
     );
     assert_eq!((rec.bytes_scanned, rec.records_replayed), (0, 0), "{rec:?}");
     assert!(rec.torn_tail.is_none());
+    assert_eq!(rec.durable_mark.is_some(), has_sync, "{rec:?}");
 
     let objs = objects();
     // The key derivation is part of the format: pin two keys.
@@ -199,55 +225,14 @@ fn reads_back_exactly(name: &str) {
 }
 
 #[test]
-fn the_fixtures_read_back_exactly() {
-    reads_back_exactly(FIXTURE);
-    reads_back_exactly(CURRENT_FIXTURE);
-}
-
-#[test]
-fn a_version_1_store_reads_as_blobs_and_a_pool_refuses_it() {
-    let (_tmp, dir) = copy(FIXTURE);
-    let store = LogStore::open_with(&dir, opts()).expect("open");
-    assert_eq!(store.format_version(), 1);
-    let refusal = store.untagged_values().expect("untagged values");
-    assert_eq!(refusal.kind(), spillway::ErrorKind::OldFormat);
-    drop(store);
-    let err = spillway::Pool::builder()
-        .budget(1 << 20)
-        .dir(&dir)
-        .build()
-        .map(|_| ())
-        .expect_err("a pool refuses a version 1 store");
-    let msg = err.to_string();
-    assert_eq!(err.kind(), spillway::ErrorKind::OldFormat, "{msg}");
-    assert!(
-        msg.contains(&dir.display().to_string())
-            && msg.contains("format version 1")
-            && msg.contains("type tag"),
-        "{msg}"
-    );
-    // Refused before anything was written: the store is as it was.
-    let after: Vec<_> = files(&dir)
-        .into_iter()
-        .filter(|(n, _)| n != "LOCK")
-        .collect();
-    assert!(after == files(&fixture(FIXTURE)), "the store changed");
-
-    let (_tmp, dir) = copy(CURRENT_FIXTURE);
-    let store = LogStore::open_with(&dir, opts()).expect("open");
-    assert_eq!(store.format_version(), 2);
-    assert!(store.untagged_values().is_none());
-    drop(store);
-    spillway::Pool::builder()
-        .budget(1 << 20)
-        .dir(&dir)
-        .build()
-        .expect("a pool over a version 2 store");
-}
-
-#[test]
 fn the_corrupt_fixture_names_the_damage() {
-    let (_tmp, dir) = copy(CORRUPT_FIXTURE);
+    for fixture in [CORRUPT_FIXTURE, V2_CORRUPT_FIXTURE, V1_CORRUPT_FIXTURE] {
+        corrupt_fixture_names_the_damage(fixture);
+    }
+}
+
+fn corrupt_fixture_names_the_damage(fixture: &str) {
+    let (_tmp, dir) = copy(fixture);
     let store = LogStore::open_with(&dir, opts()).expect("open: the checkpoint covers the damage");
     let objs = objects();
     let err = store.get(&objs[1].1.key()).expect_err("damaged record");
@@ -277,10 +262,48 @@ fn this_version_writes_the_fixture_byte_for_byte() {
     let dir = tmp.path().join("store");
     write_fixture(&dir);
     let fresh = files(&dir);
-    let golden = files(&fixture(CURRENT_FIXTURE));
+    let golden = files(&fixture(FIXTURE));
     assert_eq!(fresh.len(), golden.len());
     for ((name, a), (gname, b)) in fresh.iter().zip(&golden) {
         assert_eq!(name, gname);
         assert!(a == b, "{name} differs from the fixture");
     }
+}
+
+/// Stores below version 3 open and read as blobs; a pool refuses them, naming the store and its
+/// version, before writing anything; a version 3 store takes a pool.
+#[test]
+fn a_store_without_type_tags_reads_as_blobs_and_a_pool_refuses_it() {
+    for (fixture, version) in [(V1_FIXTURE, 1), (V2_FIXTURE, 2)] {
+        let (_tmp, dir) = copy(fixture);
+        let store = LogStore::open_with(&dir, opts().read_only(true)).expect("open");
+        assert_eq!(store.format_version(), version);
+        let refusal = store.untagged_values().expect("untagged values");
+        assert_eq!(refusal.kind(), spillway::ErrorKind::OldFormat);
+        drop(store);
+        let err = spillway::Pool::builder()
+            .budget(1 << 20)
+            .dir(&dir)
+            .build()
+            .map(|_| ())
+            .expect_err("a pool refuses a store without type tags");
+        let msg = err.to_string();
+        assert_eq!(err.kind(), spillway::ErrorKind::OldFormat, "{msg}");
+        assert!(
+            msg.contains(&dir.display().to_string())
+                && msg.contains("type tag")
+                && (msg.contains("format version 1") || msg.contains("format version 2")),
+            "{msg}"
+        );
+    }
+    let (_tmp, dir) = copy(FIXTURE);
+    let store = LogStore::open_with(&dir, opts()).expect("open");
+    assert_eq!(store.format_version(), 3);
+    assert!(store.untagged_values().is_none());
+    drop(store);
+    spillway::Pool::builder()
+        .budget(1 << 20)
+        .dir(&dir)
+        .build()
+        .expect("a pool over a version 3 store");
 }

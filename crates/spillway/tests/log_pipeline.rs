@@ -124,8 +124,10 @@ fn concurrent_durable_writers_share_syncs_and_all_survive_power_loss() {
             });
         }
     });
+    // A durable round syncs the log, then the sync record: at most two syncs per flush, fewer
+    // when writers share a round.
     let syncs = store.stats().syncs - syncs_before;
-    assert!(syncs > 0 && syncs <= objs.len() as u64, "{syncs} syncs");
+    assert!(syncs > 0 && syncs <= 2 * objs.len() as u64, "{syncs} syncs");
     let img = fs.power_loss_image(3);
     let after = LogStore::open_on(Arc::new(img), dir, LogStoreOptions::default()).expect("open");
     for o in &objs {

@@ -122,9 +122,19 @@ fn keys(objs: &[Obj]) -> Vec<ContentKey> {
 #[test]
 fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
     let objs = objects(6);
-    // Three more objects after the checkpoint, durable, then the process dies: segment 2 holds
-    // them, and its last record is torn in half as a crash mid-write would leave it.
-    let img = crashed_store(&objs[..3], &objs[3..]);
+    // Three more objects after the checkpoint, two durable and one written, then the process
+    // dies: segment 2 holds them, and its last record (never acknowledged durable) is torn in
+    // half as a crash mid-write would leave it.
+    let fs = closed_store(&objs[..3]);
+    let store = open(&fs, opts()).expect("reopen");
+    for o in &objs[3..5] {
+        store.put(o.put()).expect("put");
+    }
+    store.flush(Durability::Durable).expect("flush");
+    store.put(objs[5].put()).expect("put");
+    store.flush(Durability::Written).expect("flush");
+    let img = fs.process_crash_image();
+    drop(store);
     assert_eq!(len(&img, &seg(2)), nth(3));
     cut_to(&img, &seg(2), nth(3) - REC / 2);
 
@@ -319,8 +329,11 @@ fn repair_salvages_the_record_behind_a_damaged_header() {
 fn a_repair_cut_before_the_checkpoint_tail_survives_a_crash() {
     let objs = objects(7);
     let fs = closed_store(&objs);
-    // The only record of segment 3 is damaged and nothing follows it: repair cuts it, before
-    // the old checkpoint's tail. New writes then fill the segment again past that tail.
+    // A store without a durable mark (as a version 1 store is): the only record of segment 3
+    // is damaged and nothing follows it, so repair cuts it, before the old checkpoint's tail.
+    // New writes then fill the segment again past that tail.
+    fs.remove_file(&Path::new(DIR).join("SYNC"))
+        .expect("remove");
     fs.corrupt(&seg(3), (nth(0) + 300) as usize, &[0xff])
         .expect("corrupt");
     let store = open(&fs, opts().repair(true)).expect("repair");

@@ -4,13 +4,15 @@
 //!
 //! `SPILLWAY_STRESS_SECS=n` runs the stress test for `n` seconds instead of about two.
 
-use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use get_size2::GetSize;
 use rand::Rng;
 use spillway::{MemStore, Paged, Pool};
+
+mod common;
+use common::bounded;
 
 /// The value of object `i`: its length and bytes follow from `i` alone.
 fn value(i: u64) -> Vec<u8> {
@@ -26,35 +28,6 @@ fn pool(budget: u64) -> Pool {
         .store(Arc::new(MemStore::new()))
         .build()
         .expect("a pool over a memory store")
-}
-
-/// Runs `f` on its own thread and fails the test if it does not finish within `limit`: a
-/// deadlock shows as a failure naming `what`, not as a hung test run.
-fn bounded<R: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> R {
-    let (tx, rx) = mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => {
-            t.join().expect("the bounded thread");
-            r
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not finish within {limit:?}: deadlock or livelock")
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            // The closure panicked: surface its panic.
-            match t.join() {
-                Err(p) => std::panic::resume_unwind(p),
-                Ok(()) => panic!("{what} ended without a result"),
-            }
-        }
-    }
 }
 
 fn threads() -> usize {

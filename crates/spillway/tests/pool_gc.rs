@@ -399,3 +399,54 @@ fn gc_marks_by_child_keys_alone_and_keeps_a_stores_own_root_records() {
     assert_eq!((again.marked, again.deleted), (5, 0));
     assert_eq!(pool.roots().expect("roots").len(), 1);
 }
+
+/// A collection deletes parents before their children: a crash part-way through its deletions
+/// (a log keeps a prefix of them) leaves garbage without parents, never an object whose child
+/// is gone.
+#[test]
+fn a_collection_deletes_parents_before_children() {
+    let store = Arc::new(common::Minimal::default());
+    let pool = Pool::builder()
+        .budget(1 << 20)
+        .store(Arc::clone(&store) as Arc<dyn BlobStore>)
+        .gc_after(u64::MAX)
+        .build()
+        .unwrap();
+    // Layers of a DAG: each node over two of the layer below, shared between parents.
+    let mut layer: Vec<Paged<Node>> = (0..16).map(|i| node(&pool, i, vec![])).collect();
+    for depth in 1..5u64 {
+        layer = (0..layer.len() / 2 + 1)
+            .map(|i| {
+                let kids = vec![
+                    layer[i % layer.len()].clone(),
+                    layer[(i + 1) % layer.len()].clone(),
+                ];
+                node(&pool, depth * 100 + i as u64, kids)
+            })
+            .collect();
+    }
+    let top = node(&pool, 999, layer);
+    let total = check(&top);
+    top.key().unwrap();
+    let mut edges = Vec::new();
+    for k in store.keys().unwrap() {
+        for c in store.children(&k).unwrap().unwrap_or_default() {
+            edges.push((k, c));
+        }
+    }
+    drop(top);
+    let report = pool.gc().unwrap();
+    assert_eq!(report.deleted as usize, store.deleted().len());
+    assert!(report.deleted >= 16 + 5, "{report:?} of {total} nodes");
+    let order: HashMap<ContentKey, usize> = store
+        .deleted()
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect();
+    for (parent, child) in edges {
+        if let (Some(p), Some(c)) = (order.get(&parent), order.get(&child)) {
+            assert!(p < c, "child {child} deleted before its parent {parent}");
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! Golden fixture of values as a pool stores them (log store format 2, value payloads with type
-//! tags): `fixtures/pool-values-v2`, a graph under the root `doc`, checked in. This build must
+//! Golden fixture of values as a pool stores them (log store format 3, value payloads with type
+//! tags): `fixtures/pool-values-v3`, a graph under the root `doc`, checked in. This build must
 //! read it back as the types it was written as, refuse it as another type, and encode the same
 //! values to the same keys (a key covers the payload, tag included, so equal keys are equal
 //! bytes).
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use spillway::{ErrorKind, Paged, Pool};
 
-const FIXTURE: &str = "pool-values-v2";
+const FIXTURE: &str = "pool-values-v3";
 
 /// A measurement: a time and a signed value.
 #[derive(Serialize, Deserialize, get_size2::GetSize, Debug, Clone, PartialEq)]

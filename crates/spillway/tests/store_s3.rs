@@ -105,6 +105,46 @@ fn a_root_changed_by_another_writer_meanwhile_is_a_conflict() {
     assert!(b.roots().expect("roots").is_empty());
 }
 
+/// A root is read by one listing of its own versions and one read: the number of other roots
+/// does not matter.
+#[test]
+fn one_root_is_read_without_listing_the_others() {
+    let Some(url) = s3_location("root-one") else {
+        return;
+    };
+    let store = open(&url);
+    let objs: Vec<Obj> = (0..12)
+        .map(|i| Obj::generated(40 + i, 10, vec![]))
+        .collect();
+    store
+        .put_batch(&objs.iter().map(Obj::put).collect::<Vec<_>>())
+        .expect("put");
+    for (i, o) in objs.iter().enumerate() {
+        store.set_root(&format!("r{i}"), Some(o.key)).expect("set");
+    }
+    // A second version of one of them: the newest is read.
+    store.set_root("r7", Some(objs[3].key)).expect("set again");
+    store.set_root("r9", None).expect("remove");
+    let reads = |name: &str| {
+        let before = store.requests();
+        let key = store.root(name).expect("root");
+        (key, store.requests() - before)
+    };
+    assert_eq!(reads("r5"), (Some(objs[5].key), 2));
+    assert_eq!(reads("r7"), (Some(objs[3].key), 2));
+    assert_eq!(reads("r9"), (None, 2), "a removed root");
+    assert_eq!(
+        reads("never-set"),
+        (None, 1),
+        "a root never set: its listing is empty"
+    );
+    assert_eq!(store.root_version("r7").expect("version"), 2);
+    // The same answers as the full listing.
+    let all = store.roots().expect("roots");
+    assert_eq!(all.len(), 11);
+    assert!(all.contains(&("r7".to_string(), objs[3].key)));
+}
+
 #[test]
 fn many_writers_of_one_root_never_overwrite_each_other() {
     let Some(url) = s3_location("root-writers") else {

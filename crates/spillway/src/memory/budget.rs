@@ -35,7 +35,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::AtomicU64;
 
 /// How close the resident bytes are to the hard limit. Ordered: `Normal < Moderate < High <
 /// Critical`.

@@ -7,9 +7,9 @@
 //! stops them when it is dropped ([`Threads::stop`]), and handles that outlive it keep working
 //! without them.
 
+use crate::sync::thread::{self, JoinHandle};
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::gc::{Collector, GcOptions};
@@ -243,7 +243,7 @@ impl PoolBuilder {
             // If this fails, the I/O threads end when `shared`, and with it their queue, is
             // dropped.
             handles.push(
-                std::thread::Builder::new()
+                thread::Builder::new()
                     .name("spillway-pageout".into())
                     .spawn(move || background(weak, signal))
                     .map_err(|e| Error::io("spawn thread", "spillway-pageout", e))?,

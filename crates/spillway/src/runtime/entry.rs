@@ -36,9 +36,9 @@
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use parking_lot::RwLock;
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, RwLock};
 
 use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry};
 use super::loading::Load;

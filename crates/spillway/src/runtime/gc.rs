@@ -11,13 +11,17 @@
 //! - A graph with holes (a root's object, or a child of a reachable stored object, missing)
 //!   stops the collection with [`Error::IncompleteGraph`] and deletes nothing, unless the
 //!   collection is forced.
+//! - The sweep deletes parents before their children: a crash part-way through it (a log store
+//!   keeps a prefix of its deletions) leaves garbage whose parents are gone, which the next
+//!   collection takes, never a stored object whose child is gone, which `verify` would report
+//!   as damage.
 //!
 //! Lock order: `lock` → `state` → a registry shard.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use parking_lot::{Mutex, MutexGuard};
+use crate::sync::{AtomicBool, Mutex, MutexGuard};
 
 use super::registry::Registry;
 use super::stats::Counters;
@@ -209,6 +213,7 @@ impl Collection<'_> {
             .into_iter()
             .filter(|k| !marking.marked.contains(k))
             .collect();
+        let garbage = self.parents_first(garbage)?;
         self.store.delete(&garbage)?;
         drop(gc);
         self.stats.gc_runs.fetch_add(1, Ordering::Relaxed);
@@ -222,6 +227,48 @@ impl Collection<'_> {
             damaged_roots: marking.damaged_roots(),
             missing_keys: marking.missing_keys(MAX_MISSING_LISTED),
         })
+    }
+
+    /// `garbage` ordered so that every object comes before its children among them (a
+    /// topological order of the graphs they form; content keys make cycles impossible, and a
+    /// damaged store that seemed to have one keeps the rest in their order).
+    fn parents_first(&self, garbage: Vec<ContentKey>) -> Result<Vec<ContentKey>> {
+        let index: std::collections::HashMap<ContentKey, usize, BuildKeyHasher> =
+            garbage.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        let mut children: Vec<Vec<usize>> = Vec::with_capacity(garbage.len());
+        let mut parents = vec![0u32; garbage.len()];
+        for k in &garbage {
+            let mine: Vec<usize> = self
+                .store
+                .children(k)?
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| index.get(c).copied())
+                .collect();
+            for &c in &mine {
+                parents[c] += 1;
+            }
+            children.push(mine);
+        }
+        let mut ready: Vec<usize> = (0..garbage.len()).filter(|&i| parents[i] == 0).collect();
+        let mut out = Vec::with_capacity(garbage.len());
+        let mut placed = vec![false; garbage.len()];
+        while let Some(i) = ready.pop() {
+            out.push(garbage[i]);
+            placed[i] = true;
+            for &c in &children[i] {
+                parents[c] -= 1;
+                if parents[c] == 0 {
+                    ready.push(c);
+                }
+            }
+        }
+        out.extend(
+            (0..garbage.len())
+                .filter(|&i| !placed[i])
+                .map(|i| garbage[i]),
+        );
+        Ok(out)
     }
 
     /// Marks everything reachable from the named roots and from `live` (keys of live handles),

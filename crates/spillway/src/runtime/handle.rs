@@ -81,6 +81,16 @@ impl<T: ?Sized + Pageable> fmt::Debug for Paged<T> {
     }
 }
 
+impl<T: Pageable> Paged<T> {
+    /// Puts `value` under the management of the pool whose shared state is `pool` (what
+    /// [`Pool::insert`](super::Pool::insert) does), for the collections built on pools.
+    pub(crate) fn insert_in(pool: &Arc<PoolShared>, value: T) -> Result<Paged<T>> {
+        Ok(Paged {
+            entry: Entry::insert(pool, Arc::new(value), None)?,
+        })
+    }
+}
+
 impl<T: ?Sized + Pageable> Paged<T> {
     /// The value, loading it from the store if it was paged out. Concurrent loads of one object
     /// read and decode it once. Blocks the calling thread during the load; async code uses
@@ -152,7 +162,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
 }
 
 /// Where an I/O thread leaves the outcome of a load for the future that started it.
-type LoadCell<T> = Arc<parking_lot::Mutex<Option<Result<Arc<T>>>>>;
+type LoadCell<T> = Arc<crate::sync::Mutex<Option<Result<Arc<T>>>>>;
 
 /// The future returned by [`Paged::get_async`].
 ///
@@ -252,7 +262,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     // Registered before the job is spawned, so its end cannot be missed.
                     load.wait.lock().wakers.push(cx.waker().clone());
                     let e = Arc::clone(entry);
-                    let cell = Arc::new(parking_lot::Mutex::new(None));
+                    let cell = Arc::new(crate::sync::Mutex::new(None));
                     this.result = Some((Arc::clone(&cell), Arc::clone(&load)));
                     entry.pool.io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.

@@ -98,6 +98,7 @@ pub use gc::{GcOptions, GcReport, MAX_MISSING_LISTED};
 pub use handle::{GetFuture, Guard, Paged};
 pub use pool::Pool;
 pub use sections::{Priority, SectionOptions, SectionStats, Sections, Tier};
+pub(crate) use shared::PoolShared;
 pub use stats::PoolStats;
 pub use value::{DeepSize, Pageable};
 

@@ -46,6 +46,17 @@ use crate::store::{BlobStore, Durability};
 ///   [`Error::PageOut`].
 ///
 /// To move values between pools, insert copies of them into the other pool.
+///
+/// # Held values
+///
+/// A [`Guard`](super::Guard) keeps its value in memory: it cannot be paged out while a guard
+/// (or an `Arc` from [`Guard::into_arc`](super::Guard::into_arc)) holds it. Eviction sets held
+/// values aside rather than asking about them again and again, so holding many guards costs
+/// nothing per read. When the held bytes alone fill the budget, a read or insert that needs room
+/// is still served: the value comes in past the budget (nothing else could go), which shows in
+/// [`PoolStats::peak_resident_bytes`], and [`PoolStats::held_bytes`] says how much is held. It
+/// never waits for a guard to be dropped (the guard may be the caller's own). Keep guards short
+/// or the budget above what is held at once.
 pub struct Pool {
     shared: Arc<PoolShared>,
     threads: Threads,
@@ -93,6 +104,11 @@ impl Pool {
     /// Puts a boxed value (a trait object, say) under the pool's management.
     pub fn insert_boxed<T: ?Sized + Pageable>(&self, value: Box<T>) -> Result<Paged<T>> {
         self.insert_arc(Arc::from(value), None)
+    }
+
+    /// The pool's shared state, for the collections built on it.
+    pub(crate) fn shared(&self) -> &Arc<PoolShared> {
+        &self.shared
     }
 
     fn insert_arc<T: ?Sized + Pageable>(
@@ -270,6 +286,8 @@ impl Pool {
     /// bytes freed.
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
         self.take_error()?;
+        // Values whose guards were dropped since eviction set them aside can go too.
+        self.shared.residency.unpark_all();
         let mut freed = 0;
         loop {
             let resident = self.shared.residency.budget().resident();
@@ -280,7 +298,9 @@ impl Pool {
             // nothing more, and let other evictions in progress (whose victims count as gone)
             // end first.
             match self.shared.evict_to(bytes)? {
-                0 if self.shared.residency.evictions_in_flight() => std::thread::yield_now(),
+                0 if self.shared.residency.evictions_in_flight() => {
+                    crate::sync::thread::yield_now()
+                }
                 0 => return Ok(freed),
                 n => freed += n,
             }
@@ -336,6 +356,7 @@ impl Pool {
             resident_bytes: resident,
             budget_bytes: budget.hard_limit(),
             peak_resident_bytes: s.residency.peak(),
+            held_bytes: s.residency.held_bytes(),
             pressure: budget.pressure_at(resident),
             stored_objects: store.objects,
             stored_bytes: store.live_bytes,

@@ -20,10 +20,10 @@
 //! The registry also numbers its pool's entries and the pool itself: entry ids are unique only
 //! within a pool, the pool id tells two pools' entries apart.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
+use crate::sync::{AtomicU64, Mutex};
 
 use super::erased::{EntryId, ErasedEntry};
 use crate::key::{ContentKey, KeyMap};
@@ -50,7 +50,9 @@ fn addr(entry: &Weak<dyn ErasedEntry>) -> *const () {
 /// Identifies a pool among the pools of a process.
 pub(crate) type PoolId = u64;
 
-static NEXT_POOL: AtomicU64 = AtomicU64::new(1);
+// An id allocator shared by every pool of the process, not part of any protocol: a plain atomic
+// (also under shuttle, whose atomics belong to one execution).
+static NEXT_POOL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 pub(crate) struct Registry {
     pool: PoolId,

@@ -11,12 +11,21 @@
 //! policy wants remembered is handed back with its key's prefix once it has left memory (a victim
 //! that stays, pinned at the last moment or not stored, is inserted again, with no ghost).
 //!
+//! Held values leave the policy. An entry that an eviction finds pinned (a guard holds its value)
+//! is *parked*: taken out of the policy's queues into a side list, so that the next eviction does
+//! not ask about it again. Every eviction first looks at a bounded number of parked entries, the
+//! longest parked first, and hands those no longer pinned back to the policy as insertions
+//! (their hit counters kept, no ghost). An eviction's cost is therefore bounded by what it frees
+//! plus that constant, however many values guards hold: no pass over the held ones per
+//! reservation. A value whose last guard is dropped is evictable again after at most
+//! `parked / PARK_RECHECK` evictions; until then its bytes count as held.
+//!
 //! Invariants:
 //! - The budget's resident count is the sum of the sizes of entries in the `Resident` or
 //!   `Loading` state (see `entry`); `peak` is its high-water mark.
-//! - Every resident entry is either tracked by the policy, held by an eviction in progress
-//!   (which puts it back if it cannot be evicted), or about to be admitted by the insert or
-//!   page-in that just made it resident.
+//! - Every resident entry is either tracked by the policy, parked, held by an eviction in
+//!   progress (which puts it back if it cannot be evicted), or about to be admitted by the insert
+//!   or page-in that just made it resident. An entry is never both tracked and parked.
 //! - A reservation passes the hard limit only when nothing can be paged out (no evictable entry
 //!   is left, after waiting out other threads' evictions, whose victims they hold), or when the
 //!   store failed to take a page-out: the value is then kept rather than lost.
@@ -26,11 +35,11 @@
 //! Lock order: the residents lock → an entry's slot lock (through the policy's questions); the
 //! residents lock → the access log.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
+use crate::sync::{AtomicU64, Condvar, Mutex};
 
 use super::erased::{EntryId, ErasedEntry};
 use super::page_out::PageOut;
@@ -43,9 +52,66 @@ use crate::memory::{
 /// Accesses logged before they are handed to a recency-ordered policy.
 const ACCESS_LOG_LEN: usize = 4096;
 
+/// Parked entries each eviction looks at before it asks the policy, so that a value let go
+/// comes back under the policy's care even while the policy has victims enough.
+const PARK_RECHECK: usize = 2;
+
+/// Parked entries an eviction looks at when the policy has not found enough, before asking
+/// it again.
+const PARK_RECHECK_SHORT: usize = 16;
+
+/// How long a reservation that found nothing to evict waits for other threads' evictions,
+/// whose victims are about to be freed, before it looks again.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How many times one reservation waits for other threads' evictions before it gives up on
+/// them: with many threads reserving at once there is nearly always one in flight, and a
+/// reservation that waited for each would wait without end while guards hold the budget.
+const IN_FLIGHT_WAITS: u32 = 2;
+
+/// How many evictions that found less than they asked for one reservation makes before it is
+/// served past the limit: guards hold the rest, and every further eviction would free only
+/// what other threads let go since the last one, chasing their guards.
+const SHORT_ROUNDS: u32 = 1;
+
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
+    /// Resident entries the policy tracks.
     entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    /// Resident entries out of the policy because a guard held them (see the module docs).
+    parked: Parked,
+}
+
+/// Entries taken out of the policy while pinned, and the order they are looked at again in.
+#[derive(Default)]
+struct Parked {
+    entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    /// Ids in the order they were parked (or last found still pinned). May hold ids no longer
+    /// parked (forgotten since): skipped, and swept when they outnumber the parked ones.
+    order: VecDeque<EntryId>,
+}
+
+impl Parked {
+    fn park(&mut self, id: EntryId, entry: Weak<dyn ErasedEntry>) {
+        self.entries.insert(id, entry);
+        self.order.push_back(id);
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let live = &self.entries;
+            self.order.retain(|id| live.contains_key(id));
+        }
+    }
+
+    fn forget(&mut self, id: EntryId) -> bool {
+        let found = self.entries.remove(&id).is_some();
+        if found {
+            shrink_map(&mut self.entries);
+        }
+        found
+    }
+
+    fn memory_bytes(&self) -> usize {
+        crate::memory::map_bytes(&self.entries) + crate::memory::queue_bytes(&self.order)
+    }
 }
 
 /// What the policy may ask about entries while the residents lock is held.
@@ -53,6 +119,8 @@ struct Lookup<'a> {
     entries: &'a HashMap<EntryId, Weak<dyn ErasedEntry>>,
     /// Entries upgraded during the call, dropped only after the lock is released.
     keep: &'a mut Vec<Arc<dyn ErasedEntry>>,
+    /// Entries the policy asked about that a guard held: parked after the call.
+    pinned: &'a mut Vec<EntryId>,
 }
 
 impl Residents for Lookup<'_> {
@@ -70,9 +138,12 @@ impl Residents for Lookup<'_> {
     fn can_evict(&mut self, id: EntryId) -> bool {
         match self.entries.get(&id).and_then(Weak::upgrade) {
             Some(e) => {
-                let ok = !e.is_pinned();
+                let pinned = e.is_pinned();
+                if pinned {
+                    self.pinned.push(id);
+                }
                 self.keep.push(e);
-                ok
+                !pinned
             }
             None => false,
         }
@@ -89,6 +160,11 @@ pub(crate) struct Residency {
     access_log: Option<Mutex<Vec<EntryId>>>,
     /// Evictions in progress that hold victims taken out of the policy.
     evicting: AtomicU64,
+    /// Signalled when an eviction in progress ends, for reservations waiting on its victims.
+    evicted: Condvar,
+    evicted_lock: Mutex<()>,
+    /// Reservations waiting on `evicted`: an eviction that ends signals only if there are some.
+    waiting: AtomicU64,
     /// Bytes of those victims: about to be released, so not counted again by another eviction.
     releasing: AtomicU64,
     /// Where background page-out starts and stops; `None` in a deterministic pool, which has
@@ -125,9 +201,13 @@ impl Residency {
             residents: Mutex::new(ResidentSet {
                 policy,
                 entries: HashMap::new(),
+                parked: Parked::default(),
             }),
             access_log,
             evicting: AtomicU64::new(0),
+            evicted: Condvar::new(),
+            evicted_lock: Mutex::new(()),
+            waiting: AtomicU64::new(0),
             releasing: AtomicU64::new(0),
             watermarks,
             signal,
@@ -178,7 +258,39 @@ impl Residency {
             .as_ref()
             .map_or(0, |l| l.lock().capacity() * std::mem::size_of::<EntryId>());
         let r = self.residents.lock();
-        r.policy.memory_bytes() + crate::memory::map_bytes(&r.entries) + log
+        r.policy.memory_bytes()
+            + crate::memory::map_bytes(&r.entries)
+            + r.parked.memory_bytes()
+            + log
+    }
+
+    /// Bytes of resident values that a guard holds now (a pass over the resident entries, made
+    /// outside the residents lock).
+    pub fn held_bytes(&self) -> u64 {
+        let all: Vec<Weak<dyn ErasedEntry>> = {
+            let r = self.residents.lock();
+            r.entries
+                .values()
+                .chain(r.parked.entries.values())
+                .cloned()
+                .collect()
+        };
+        all.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|e| e.is_pinned())
+            .map(|e| e.resident_size())
+            .sum()
+    }
+
+    /// Waits (briefly, with a bound) until no other eviction holds victims, or one ends.
+    fn wait_for_evictions(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut g = self.evicted_lock.lock();
+        if self.evicting.load(Ordering::SeqCst) > 0 {
+            self.evicted.wait_for(&mut g, IN_FLIGHT_WAIT);
+        }
+        drop(g);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     pub fn hard_limit(&self) -> u64 {
@@ -269,6 +381,8 @@ impl Residency {
     }
 
     fn reserve_or_not(&self, bytes: u64, out: &PageOut<'_>) -> Result<Option<Reservation>> {
+        let mut waits = 0;
+        let mut short_rounds = 0;
         // Bounded only as a safety net against a pathological schedule.
         for _ in 0..100_000 {
             match self.budget.try_reserve(bytes) {
@@ -293,23 +407,48 @@ impl Residency {
                     if let Some(w) = self.watermarks {
                         target = target.min(w.stop_bytes(limit));
                     }
+                    if short_rounds == SHORT_ROUNDS {
+                        break;
+                    }
                     match self.evict_down(target, out) {
-                        Ok(Evicted::Freed(1..)) => {}
+                        // Less than asked for: nothing else can go now (guards hold the rest).
+                        // A last try, then past the limit.
+                        Ok(Evicted::Freed { bytes: 1.., short }) => {
+                            if short {
+                                short_rounds += 1;
+                            }
+                        }
                         // At the target already, counting what other evictions are about to
                         // release: wait for them, then look again.
-                        Ok(Evicted::AtTarget { others: true }) => std::thread::yield_now(),
+                        Ok(Evicted::AtTarget { others: true }) if waits < IN_FLIGHT_WAITS => {
+                            waits += 1;
+                            self.wait_for_evictions();
+                        }
+                        // Waited enough: what others release may have been taken by their own
+                        // reservations; this one is served past the limit rather than waiting on.
+                        Ok(Evicted::AtTarget { others: true }) => break,
                         Ok(Evicted::AtTarget { others: false }) => {}
                         // Nothing could go (or what was chosen stayed, pinned at the last
                         // moment): past the limit, unless another eviction is about to free.
-                        Ok(Evicted::Nothing | Evicted::Freed(0)) => {
-                            if self.evicting.load(Ordering::Acquire) == 0 {
+                        Ok(Evicted::Nothing | Evicted::Freed { bytes: 0, .. }) => {
+                            // Worth waiting for others' victims only if this reservation fits
+                            // once they are gone (not when guards hold more than the budget).
+                            let after = self
+                                .budget
+                                .resident()
+                                .saturating_sub(self.releasing.load(Ordering::Acquire));
+                            if waits >= IN_FLIGHT_WAITS
+                                || self.evicting.load(Ordering::Acquire) == 0
+                                || after + bytes > limit
+                            {
                                 // No value can go: other consumers (sections) may spill.
                                 if self.spill_others(bytes, false) > 0 {
                                     continue;
                                 }
                                 break;
                             }
-                            std::thread::yield_now();
+                            waits += 1;
+                            self.wait_for_evictions();
                         }
                         // The store failed: the values that were to be paged out stay
                         // resident, and so does this one, past the limit, rather than being
@@ -372,7 +511,70 @@ impl Residency {
         if rs.entries.remove(&id).is_some() {
             rs.policy.remove(id);
             shrink_map(&mut rs.entries);
+        } else {
+            rs.parked.forget(id);
         }
+    }
+
+    /// Hands every parked entry no longer pinned back to the policy: before an explicit
+    /// shrink, which should page out everything it can, not only what the bounded looks find.
+    pub fn unpark_all(&self) {
+        let mut keep = Vec::new();
+        {
+            let mut rs = self.residents.lock();
+            let n = rs.parked.order.len();
+            Self::unpark(&mut rs, n, &mut keep);
+        }
+        drop(keep);
+    }
+
+    /// Moves the entries the policy found pinned out of it, into the parked list.
+    fn park_pinned(
+        policy: &mut dyn EvictionPolicy,
+        entries: &mut HashMap<EntryId, Weak<dyn ErasedEntry>>,
+        parked: &mut Parked,
+        pinned: &mut Vec<EntryId>,
+    ) {
+        for id in pinned.drain(..) {
+            if let Some(weak) = entries.remove(&id) {
+                policy.remove(id);
+                parked.park(id, weak);
+            }
+        }
+    }
+
+    /// Looks at up to `n` parked entries, the longest parked first: those no longer pinned go
+    /// back to the policy (as insertions, without a ghost: they never left memory), those still
+    /// pinned to the back of the line. Upgraded entries go to `keep`, dropped after the lock.
+    fn unpark(rs: &mut ResidentSet, n: usize, keep: &mut Vec<Arc<dyn ErasedEntry>>) {
+        let ResidentSet {
+            policy,
+            entries,
+            parked,
+        } = rs;
+        for _ in 0..n.min(parked.order.len()) {
+            let Some(id) = parked.order.pop_front() else {
+                break;
+            };
+            let Some(weak) = parked.entries.get(&id) else {
+                continue;
+            };
+            let Some(e) = weak.upgrade() else {
+                // Dying: its drop forgets it.
+                continue;
+            };
+            if e.is_pinned() {
+                parked.order.push_back(id);
+            } else if let Some(weak) = parked.entries.remove(&id) {
+                let size = e.resident_size();
+                if size > 0 {
+                    entries.insert(id, weak);
+                    policy.insert(id, size, None);
+                }
+            }
+            keep.push(e);
+        }
+        shrink_map(&mut parked.entries);
     }
 
     /// Pages out, through `out`, resident values until at most `target` bytes are resident,
@@ -383,7 +585,7 @@ impl Residency {
     /// when paged in.
     pub fn evict_to(&self, target: u64, out: &PageOut<'_>) -> Result<u64> {
         self.evict_down(target, out).map(|e| match e {
-            Evicted::Freed(bytes) => bytes,
+            Evicted::Freed { bytes, .. } => bytes,
             Evicted::AtTarget { .. } | Evicted::Nothing => 0,
         })
     }
@@ -393,7 +595,7 @@ impl Residency {
         let level = self.budget.pressure();
         let mut keep = Vec::new();
         type Chosen = (Arc<dyn ErasedEntry>, Victim);
-        let (victims, _in_flight): (Vec<Chosen>, _) = {
+        let (victims, asked, _in_flight): (Vec<Chosen>, u64, _) = {
             let mut rs = self.residents.lock();
             // Decided under the residents lock, with the victims of the evictions in progress
             // counted as gone: two threads paging out to one mark free its excess once.
@@ -407,14 +609,40 @@ impl Residency {
             }
             // Lock order: residents, then the access log (`log_access` never holds both).
             self.drain_access_log(&mut rs);
-            let ResidentSet { policy, entries } = &mut *rs;
-            let chosen = policy.evict(
-                bytes,
-                &mut Lookup {
+            Self::unpark(&mut rs, PARK_RECHECK, &mut keep);
+            let ResidentSet {
+                policy,
+                entries,
+                parked,
+            } = &mut *rs;
+            let mut pinned = Vec::new();
+            let mut lookup = Lookup {
+                entries,
+                keep: &mut keep,
+                pinned: &mut pinned,
+            };
+            let mut chosen = policy.evict(bytes, &mut lookup);
+            Self::park_pinned(policy.as_mut(), entries, parked, &mut pinned);
+            let found: u64 = chosen.iter().map(|v| v.bytes).sum();
+            if found < bytes && !parked.order.is_empty() {
+                // Short: values let go since they were parked may be evictable now.
+                Self::unpark(&mut rs, PARK_RECHECK_SHORT, &mut keep);
+                let ResidentSet {
+                    policy,
                     entries,
-                    keep: &mut keep,
-                },
-            );
+                    parked,
+                } = &mut *rs;
+                chosen.extend(policy.evict(
+                    bytes - found,
+                    &mut Lookup {
+                        entries,
+                        keep: &mut keep,
+                        pinned: &mut pinned,
+                    },
+                ));
+                Self::park_pinned(policy.as_mut(), entries, parked, &mut pinned);
+            }
+            let entries = &mut rs.entries;
             let victims: Vec<_> = chosen
                 .into_iter()
                 .filter_map(|v| Some((entries.remove(&v.id)?.upgrade()?, v)))
@@ -423,9 +651,9 @@ impl Residency {
             // Counted under the residents lock, so that a thread whose eviction found nothing
             // because these victims were taken sees this one in flight, and one that decides
             // how much to free does not count them again.
-            let bytes = victims.iter().map(|(_, v)| v.bytes).sum();
-            let in_flight = (!victims.is_empty()).then(|| InFlight::new(self, bytes));
-            (victims, in_flight)
+            let chosen_bytes = victims.iter().map(|(_, v)| v.bytes).sum();
+            let in_flight = (!victims.is_empty()).then(|| InFlight::new(self, chosen_bytes));
+            (victims, bytes, in_flight)
         };
         drop(keep);
         if victims.is_empty() {
@@ -460,15 +688,18 @@ impl Residency {
         out.stats.page_outs.fetch_add(count, Ordering::Relaxed);
         self.budget.record_evictions_at(level, count, freed);
         drop(victims);
-        stored.map(|()| Evicted::Freed(freed))
+        stored.map(|()| Evicted::Freed {
+            bytes: freed,
+            short: freed < asked,
+        })
     }
 }
 
 /// What an eviction did.
 enum Evicted {
-    /// Victims were paged out (and this many bytes freed: fewer if some could not go after
-    /// all).
-    Freed(u64),
+    /// Victims were paged out, and `bytes` freed; `short` if that is less than was asked for
+    /// (the policy found no more, or some could not go after all).
+    Freed { bytes: u64, short: bool },
     /// Nothing to do: at most the target is resident, not counting the victims of other
     /// evictions in progress (`others`: there were some).
     AtTarget { others: bool },
@@ -492,9 +723,15 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.residency
-            .releasing
-            .fetch_sub(self.bytes, Ordering::AcqRel);
-        self.residency.evicting.fetch_sub(1, Ordering::AcqRel);
+        let r = self.residency;
+        r.releasing.fetch_sub(self.bytes, Ordering::AcqRel);
+        r.evicting.fetch_sub(1, Ordering::SeqCst);
+        // A waiter counts itself before it checks `evicting` under the lock, and this signals
+        // under that lock: a waiter either sees the count drop or is woken (and a lost wakeup
+        // would cost only the wait's bound).
+        if r.waiting.load(Ordering::SeqCst) > 0 {
+            let _g = r.evicted_lock.lock();
+            r.evicted.notify_all();
+        }
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use crate::sync::Mutex;
 
 use super::erased::{EntryId, ErasedEntry};
 use super::gc::{Collection, Collector, GcOptions, GcReport};

@@ -152,6 +152,11 @@ pub struct PoolStats {
     pub budget_bytes: u64,
     /// Highest `resident_bytes` seen.
     pub peak_resident_bytes: u64,
+    /// Bytes of resident values that guards hold now: they cannot be paged out until their
+    /// guards are dropped. When held bytes alone fill the budget, a read that needs room is
+    /// served past the budget (see [`Pool`](crate::Pool)'s "Held values"). Counted by a pass
+    /// over the resident values, so a `stats` call costs time in proportion to them.
+    pub held_bytes: u64,
     /// The pressure level now.
     pub pressure: Pressure,
     /// Objects in the store.

@@ -6,11 +6,12 @@
 //! panics (a page-in turns its own panic into an error, so that its waiters are woken), and a
 //! job spawned after the threads stopped gets a thread of its own.
 
-use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
+use crate::sync::mpsc;
+use crate::sync::thread::{self, JoinHandle};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 
@@ -32,7 +33,7 @@ impl IoPool {
         for i in 0..threads {
             let rx = Arc::clone(&rx);
             handles.push(
-                std::thread::Builder::new()
+                thread::Builder::new()
                     .name(format!("spillway-io-{i}"))
                     .spawn(move || {
                         loop {
@@ -68,7 +69,7 @@ impl IoPool {
         if let Err(job) = sent {
             let slot = Arc::new(Mutex::new(Some(job)));
             let theirs = Arc::clone(&slot);
-            let spawned = std::thread::Builder::new()
+            let spawned = thread::Builder::new()
                 .name("spillway-io-late".into())
                 .spawn(move || {
                     if let Some(job) = theirs.lock().take() {

@@ -348,13 +348,49 @@ impl S3Store {
 
     /// Everything under `<prefix>/<dir>`.
     async fn list(&self, dir: &str) -> Result<Vec<object_store::ObjectMeta>> {
-        let dir = self.prefix.child(dir);
+        self.list_path(self.prefix.child(dir)).await
+    }
+
+    /// Everything under `dir`.
+    async fn list_path(&self, dir: ObjPath) -> Result<Vec<object_store::ObjectMeta>> {
         self.count(&self.counters.requests, 1);
         self.remote
             .list(Some(&dir))
             .try_collect()
             .await
             .map_err(|e| self.remote_error("list", &dir, e))
+    }
+
+    /// The newest version of root `name` and its path, from a listing of that root's versions
+    /// only: `None` if it was never set.
+    async fn newest_version(&self, name: &str) -> Result<Option<(u64, ObjPath)>> {
+        let metas = self.list_path(self.root_dir(name)).await?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let seq = m.location.filename()?.parse::<u64>().ok()?;
+                Some((seq, m.location))
+            })
+            .max_by_key(|(seq, _)| *seq))
+    }
+
+    /// The entries of the root version at `path`; `None` if a newer change removed it since
+    /// it was listed.
+    async fn read_root(&self, path: &ObjPath) -> Result<Option<Vec<(String, ContentKey)>>> {
+        self.count(&self.counters.requests, 1);
+        let bytes = match self.remote.get(path).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.remote_error("read", path, e)),
+        };
+        let location = format!("{}/{}", self.url_root(), path);
+        roots::decode(&bytes)
+            .map(Some)
+            .map_err(|e| e.at("root", location))
     }
 
     /// Every version of every root: (name, sequence, path), from one listing.
@@ -628,22 +664,35 @@ impl BlobStore for S3Store {
         }
         let mut out = Vec::new();
         for (name, (_, path)) in newest {
-            self.count(&self.counters.requests, 1);
-            let bytes = self.run(async {
-                let r = self.remote.get(&path).await?;
-                r.bytes().await
-            });
-            let bytes = match bytes {
-                Ok(b) => b,
-                // Removed by a newer change between the listing and this read: read again later.
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(self.remote_error("read", &path, e)),
-            };
-            let location = format!("{}/{}", self.url_root(), path);
-            let entries = roots::decode(&bytes).map_err(|e| e.at("root", location))?;
-            out.extend(entries.into_iter().filter(|(n, _)| *n == name));
+            // Removed by a newer change between the listing and this read: read again later.
+            if let Some(entries) = self.run(self.read_root(&path))? {
+                out.extend(entries.into_iter().filter(|(n, _)| *n == name));
+            }
         }
         Ok(out)
+    }
+
+    /// One listing of this root's versions and one read of the newest: the other roots are
+    /// not listed or read.
+    fn root(&self, name: &str) -> Result<Option<ContentKey>> {
+        super::default_roots::check_name(name)?;
+        // A version removed between the listing and the read was replaced by a newer one:
+        // look again (a few times; a root changed faster than that is reported).
+        for _ in 0..8 {
+            let Some((_, path)) = self.run(self.newest_version(name))? else {
+                return Ok(None);
+            };
+            if let Some(entries) = self.run(self.read_root(&path))? {
+                return Ok(entries.into_iter().find(|(n, _)| n == name).map(|(_, k)| k));
+            }
+        }
+        Err(Error::Conflict {
+            what: format!("root {name:?} (a read)"),
+            store: self.describe(),
+            detail: "it changed during each of 8 reads (other writers change it faster than it \
+                     can be read); read it again"
+                .into(),
+        })
     }
 
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
@@ -665,12 +714,8 @@ impl S3Store {
     /// The version of root `name` (0 if it was never set): each change makes the next one.
     pub fn root_version(&self, name: &str) -> Result<u64> {
         Ok(self
-            .run(self.root_versions())?
-            .into_iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, seq, _)| seq)
-            .max()
-            .unwrap_or(0))
+            .run(self.newest_version(name))?
+            .map_or(0, |(seq, _)| seq))
     }
 
     /// Sets (`Some`) or removes (`None`) root `name` only if its version is still `seen` (read

@@ -15,13 +15,17 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+#[cfg(any(test, feature = "testing"))]
+mod fault;
 mod os;
 #[cfg(any(test, feature = "testing"))]
 mod sim;
 
+#[cfg(any(test, feature = "testing"))]
+pub use fault::{Fault, FaultFs};
 pub use os::OsFs;
 #[cfg(any(test, feature = "testing"))]
-pub use sim::SimFs;
+pub use sim::{PAGE as SIM_PAGE, SimFs, SimOp};
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,16 @@
 //! operation fail (a write may be applied partly, as a torn write is) and every later operation
 //! fail too, as if the machine had stopped at that instant. [`SimFs::power_loss_image`] and
 //! [`SimFs::process_crash_image`] then give the file system a restarted process would find.
+//!
+//! A power loss loses unsynced data as disks do: a file's unsynced bytes are written back page
+//! by page ([`PAGE`] bytes, aligned to the file's start) in no particular order, so any subset
+//! of its changed pages may survive, a page may survive only in part (a prefix of it: a torn
+//! page), and the file's length may have reached the disk without the data (the file ends in
+//! zeros). Where an earlier page was lost and a later one kept, the lost page reads as it was
+//! at the last sync (zeros past the synced length): a hole. Every choice comes from the seed.
+//!
+//! Every mutating operation is also recorded in a trace ([`SimFs::trace`]) so that a test can
+//! pick the operations of one kind on one file to fail at.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -25,6 +35,7 @@ struct Inode {
 
 #[derive(Debug, Default)]
 struct State {
+    trace: Vec<SimOp>,
     inodes: HashMap<u64, Inode>,
     next_inode: u64,
     names: BTreeMap<PathBuf, u64>,
@@ -39,13 +50,18 @@ struct State {
 
 impl State {
     /// Counts one mutating operation; errors if the file system has "stopped".
-    fn tick(&mut self) -> io::Result<bool> {
+    fn tick(&mut self, kind: &'static str, path: &Path) -> io::Result<bool> {
         if self.failed {
             return Err(io::Error::other(
                 "simulated crash: the file system has stopped",
             ));
         }
         self.ops += 1;
+        self.trace.push(SimOp {
+            n: self.ops,
+            kind,
+            path: path.to_path_buf(),
+        });
         if self.fail_at == Some(self.ops) {
             self.failed = true;
             return Ok(true);
@@ -70,6 +86,68 @@ impl State {
     }
 }
 
+/// The unit in which a disk writes unsynced data back: a power loss keeps or loses each page
+/// of a file's unsynced changes on its own, or keeps a prefix of it.
+pub const PAGE: usize = 4096;
+
+/// One mutating operation, as recorded in [`SimFs::trace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimOp {
+    /// Its number: [`SimFs::fail_at`] counts in these.
+    pub n: u64,
+    /// `create`, `write`, `set_len`, `sync_data`, `rename`, `remove_file`, `hard_link`,
+    /// `remove_dir` or `sync_dir`.
+    pub kind: &'static str,
+    /// The file or directory it acted on (the source of a rename or link).
+    pub path: PathBuf,
+}
+
+/// What a power loss leaves of a file whose last synced image is `durable` and whose current
+/// one is `written` (see the module docs).
+fn lose_unsynced(rng: &mut impl FnMut() -> u64, durable: &[u8], written: &[u8]) -> Vec<u8> {
+    if durable == written {
+        return durable.to_vec();
+    }
+    let max = durable.len().max(written.len());
+    let mut out = vec![0u8; max];
+    out[..durable.len()].copy_from_slice(durable);
+    // How far the file's kept content reaches.
+    let mut reach = durable.len().min(written.len());
+    for start in (0..max).step_by(PAGE) {
+        let end = (start + PAGE).min(max);
+        let w_end = end.min(written.len());
+        let new = written.get(start..w_end).unwrap_or(&[]);
+        if out[start..start + new.len()] == *new && w_end == end {
+            reach = reach.max(w_end);
+            continue;
+        }
+        let keep = match rng() % 3 {
+            0 => 0,
+            1 => new.len(),
+            _ => (rng() % (new.len() as u64 + 1)) as usize,
+        };
+        out[start..start + keep].copy_from_slice(&new[..keep]);
+        if keep > 0 {
+            reach = reach.max(start + keep);
+        }
+    }
+    let len = if written.len() < durable.len() {
+        // A truncation that may not have reached the disk.
+        if rng().is_multiple_of(2) {
+            written.len().max(reach)
+        } else {
+            durable.len()
+        }
+    } else if rng().is_multiple_of(4) {
+        // The new length reached the disk, the data not all: the file ends in zeros.
+        written.len()
+    } else {
+        reach.max(durable.len())
+    };
+    out.truncate(len);
+    out
+}
+
 fn crashed() -> io::Error {
     io::Error::other("simulated crash: injected I/O failure")
 }
@@ -83,6 +161,7 @@ pub struct SimFs {
 #[derive(Debug)]
 struct SimFile {
     state: Arc<Mutex<State>>,
+    path: PathBuf,
     inode: u64,
     writable: bool,
 }
@@ -109,9 +188,14 @@ impl SimFs {
         self.state.lock().failed
     }
 
-    /// The file system after a power loss: only durable names and durable bytes remain, except
-    /// that each file may also keep a prefix of its unsynced appended bytes (disks persist some
-    /// writes before an fsync), chosen from `seed`.
+    /// Every mutating operation so far, in order.
+    pub fn trace(&self) -> Vec<SimOp> {
+        self.state.lock().trace.clone()
+    }
+
+    /// The file system after a power loss: only durable names remain, and each file keeps its
+    /// synced bytes plus any seeded choice of its unsynced pages, whole or torn, with holes
+    /// where an earlier page was lost (see the module docs).
     pub fn power_loss_image(&self, seed: u64) -> SimFs {
         let mut s = self.state.lock();
         s.rng ^= seed;
@@ -123,12 +207,7 @@ impl SimFs {
         let durable_names = s.durable_names.clone();
         for (path, ino) in durable_names {
             let inode = s.inodes.get(&ino).cloned().unwrap_or_default();
-            let mut data = inode.durable.clone();
-            if inode.written.len() > data.len() && inode.written.starts_with(&data) {
-                let extra = inode.written.len() - data.len();
-                let keep = (s.next_rand() % (extra as u64 + 1)) as usize;
-                data.extend_from_slice(&inode.written[inode.durable.len()..][..keep]);
-            }
+            let data = lose_unsynced(&mut || s.next_rand(), &inode.durable, &inode.written);
             out.add_file(path, data);
         }
         SimFs {
@@ -222,7 +301,7 @@ impl Vfs for SimFs {
         let inode = match mode {
             OpenMode::Read | OpenMode::ReadWrite => s.inode(path)?,
             OpenMode::Create => {
-                if s.tick()? {
+                if s.tick("create", path)? {
                     return Err(crashed());
                 }
                 match s.names.get(path).copied() {
@@ -244,6 +323,7 @@ impl Vfs for SimFs {
         };
         Ok(Arc::new(SimFile {
             state: Arc::clone(&self.state),
+            path: path.to_path_buf(),
             inode,
             writable: mode != OpenMode::Read,
         }))
@@ -262,7 +342,7 @@ impl Vfs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("rename", from)? {
             return Err(crashed());
         }
         let ino = s.inode(from)?;
@@ -273,7 +353,7 @@ impl Vfs for SimFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("remove_file", path)? {
             return Err(crashed());
         }
         s.inode(path)?;
@@ -283,7 +363,7 @@ impl Vfs for SimFs {
 
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("hard_link", from)? {
             return Err(crashed());
         }
         let ino = s.inode(from)?;
@@ -299,7 +379,7 @@ impl Vfs for SimFs {
 
     fn remove_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("remove_dir", dir)? {
             return Err(crashed());
         }
         if !s.dirs.contains(dir) {
@@ -322,7 +402,7 @@ impl Vfs for SimFs {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("sync_dir", dir)? {
             return Err(crashed());
         }
         s.durable_names.retain(|p, _| p.parent() != Some(dir));
@@ -404,7 +484,7 @@ impl VfsFile for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.check_writable()?;
         let mut s = self.state.lock();
-        let fail = s.tick()?;
+        let fail = s.tick("write", &self.path)?;
         // A failing write may land partly: a torn write.
         let n = if fail {
             (s.next_rand() % (buf.len() as u64 + 1)) as usize
@@ -423,7 +503,7 @@ impl VfsFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.check_writable()?;
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("set_len", &self.path)? {
             return Err(crashed());
         }
         let inode = s.inodes.get_mut(&self.inode).ok_or_else(crashed)?;
@@ -435,7 +515,7 @@ impl VfsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut s = self.state.lock();
-        if s.tick()? {
+        if s.tick("sync_data", &self.path)? {
             return Err(crashed());
         }
         let inode = s.inodes.get_mut(&self.inode).ok_or_else(crashed)?;
@@ -460,12 +540,85 @@ mod tests {
         f.sync_data().unwrap();
         fs.sync_dir(dir).unwrap();
         f.write_at(b" world", 5).unwrap();
-        let img = fs.power_loss_image(7);
-        let data = img.read_file(&dir.join("a")).unwrap();
-        assert!(data.starts_with(b"hello") && b"hello world".starts_with(&data));
+        let mut seen = HashSet::new();
+        for seed in 0..64 {
+            let data = fs.power_loss_image(seed).read_file(&dir.join("a")).unwrap();
+            // The synced bytes always; of the rest a prefix, or zeros where the length made it
+            // to the disk and the data did not.
+            assert!(data.starts_with(b"hello"), "{data:?}");
+            let tail = &data[5..];
+            let n = tail.iter().take_while(|&&b| b != 0).count();
+            assert!(b" world".starts_with(&tail[..n]), "{data:?}");
+            assert!(tail[n..].iter().all(|&b| b == 0), "{data:?}");
+            seen.insert(data.len());
+        }
+        assert!(
+            seen.len() > 2,
+            "the seeds should give different lengths: {seen:?}"
+        );
         // A killed process loses nothing that was written.
         let img = fs.process_crash_image();
         assert_eq!(img.read_file(&dir.join("a")).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn power_loss_keeps_any_subset_of_unsynced_pages() {
+        let fs = SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let path = dir.join("a");
+        let f = fs.open(&path, OpenMode::Create).unwrap();
+        f.write_at(&[1u8; 100], 0).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(dir).unwrap();
+        // Three more pages, unsynced: each 2, 3 or 4.
+        for p in 0..3u8 {
+            let at = 100 + usize::from(p) * PAGE;
+            f.write_at(&vec![p + 2; PAGE], at as u64).unwrap();
+        }
+        let (mut holes, mut torn, mut zero_tails) = (0, 0, 0);
+        for seed in 0..200 {
+            let data = fs.power_loss_image(seed).read_file(&path).unwrap();
+            assert_eq!(&data[..100], &[1u8; 100][..], "synced bytes are kept");
+            let rest = &data[100..];
+            // Byte i of the rest was written with the value of its write, or reads as zero.
+            for (i, &b) in rest.iter().enumerate() {
+                assert!(b == 0 || usize::from(b) == 2 + i / PAGE, "byte {i}: {b}");
+            }
+            let first_zero = rest.iter().position(|&b| b == 0);
+            if let Some(z) = first_zero {
+                if rest[z..].iter().any(|&b| b != 0) {
+                    holes += 1;
+                } else {
+                    zero_tails += 1;
+                }
+                // The first lost byte inside a page whose start was kept: a torn page
+                // (page 0 starts with the synced bytes, so it counts only past them).
+                if z > 0 && (100 + z) % PAGE != 0 {
+                    torn += 1;
+                }
+            }
+        }
+        assert!(zero_tails > 0, "no seed ended the file in zeros");
+        assert!(holes > 0, "no seed left a hole");
+        assert!(torn > 0, "no seed tore a page");
+    }
+
+    #[test]
+    fn the_trace_names_each_operation() {
+        let fs = SimFs::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir).unwrap();
+        let f = fs.open(&dir.join("a"), OpenMode::Create).unwrap();
+        f.write_at(b"x", 0).unwrap();
+        f.sync_data().unwrap();
+        fs.rename(&dir.join("a"), &dir.join("b")).unwrap();
+        let kinds: Vec<_> = fs.trace().iter().map(|o| (o.n, o.kind)).collect();
+        assert_eq!(
+            kinds,
+            [(1, "create"), (2, "write"), (3, "sync_data"), (4, "rename")]
+        );
+        assert_eq!(fs.trace()[3].path, dir.join("a"));
     }
 
     #[test]

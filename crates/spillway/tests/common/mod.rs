@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod graph;
 pub mod proxy;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,16 +123,23 @@ pub fn env_count(var: &str, default: u64) -> u64 {
 
 /// A backend with only the required part of `BlobStore`, over a `MemStore`: it gets named
 /// roots, batched reads and its description from the trait's defaults. It counts the objects'
-/// payloads it serves (`get` of a key that is not reserved).
+/// payloads it serves (`get` of a key that is not reserved), and records the keys it deletes in
+/// the order it is asked to.
 #[derive(Debug, Default)]
 pub struct Minimal {
     inner: MemStore,
     pub gets: AtomicU64,
+    pub deleted: std::sync::Mutex<Vec<ContentKey>>,
 }
 
 impl Minimal {
     pub fn payload_reads(&self) -> u64 {
         self.gets.load(Ordering::Relaxed)
+    }
+
+    /// The keys deleted so far, in order.
+    pub fn deleted(&self) -> Vec<ContentKey> {
+        self.deleted.lock().expect("deleted keys").clone()
     }
 }
 
@@ -152,6 +160,10 @@ impl BlobStore for Minimal {
         self.inner.children(key)
     }
     fn delete(&self, keys: &[ContentKey]) -> spillway::Result<()> {
+        self.deleted
+            .lock()
+            .expect("deleted keys")
+            .extend_from_slice(keys);
         self.inner.delete(keys)
     }
     fn keys(&self) -> spillway::Result<Vec<ContentKey>> {
@@ -188,6 +200,35 @@ pub fn s3_location(test: &str) -> Option<String> {
         Err(_) => {
             eprintln!("skipped {test}: no S3 test server (run `eval \"$(.ci/s3-server)\"` first)");
             None
+        }
+    }
+}
+
+/// Runs `f` on its own thread and fails the test if it does not finish within `limit`: a
+/// deadlock shows as a failure naming `what`, not as a hung test run.
+pub fn bounded<R: Send + 'static>(
+    what: &str,
+    limit: std::time::Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => {
+            t.join().expect("the bounded thread");
+            r
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not finish within {limit:?}: deadlock or livelock")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The closure panicked: surface its panic.
+            match t.join() {
+                Err(p) => std::panic::resume_unwind(p),
+                Ok(()) => panic!("{what} ended without a result"),
+            }
         }
     }
 }

@@ -9,7 +9,10 @@
 //! - `segments` holds a reader for every segment file that exists (sealed ones and the active
 //!   one); the flusher inserts a new segment's reader before it publishes that segment as
 //!   active, so a reader that sees a segment published finds its reader;
-//! - `written` and `durable` only move forward.
+//! - `written` and `durable` only move forward;
+//! - `durable` never passes the position recorded in the `SYNC` file (writable stores): a
+//!   sync is recorded there, and that record synced, before anyone is told it happened, so
+//!   recovery can tell damage in acknowledged data from a torn tail.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,8 @@ use super::segments::SegmentReader;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::LogPosition;
 use crate::format::segment;
-use crate::vfs::{Vfs, VfsFile};
+use crate::format::sync::{self, SyncRecord};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
@@ -96,6 +100,68 @@ pub(super) struct Core {
     pub written: Published,
     /// Everything before this position is durable.
     pub durable: Mutex<LogPosition>,
+    /// The `SYNC` file and its newest record (`None` read-only).
+    pub sync: Mutex<Option<SyncMark>>,
+}
+
+/// The open `SYNC` file of a writable store and the newest record written to it.
+pub(super) struct SyncMark {
+    pub file: Arc<dyn VfsFile>,
+    pub last: SyncRecord,
+}
+
+impl SyncMark {
+    /// Records `pos` as durable in the `SYNC` file (its other slot) and syncs the file. The
+    /// caller has synced the log through `pos`.
+    pub fn record(&mut self, pos: LogPosition) -> std::io::Result<bool> {
+        if pos <= self.last.durable {
+            return Ok(false);
+        }
+        let next = SyncRecord {
+            generation: self.last.generation + 1,
+            durable: pos,
+        };
+        self.file
+            .write_at(&sync::encode_slot(&next), next.slot_offset())?;
+        self.file.sync_data()?;
+        self.last = next;
+        Ok(true)
+    }
+
+    /// Opens the `SYNC` file of `dir` and records `pos`: the first record of a store (or of one
+    /// whose file was blank or damaged: the file is then written afresh), or the one after
+    /// `prev`. The caller syncs the directory afterwards.
+    pub fn start(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        prev: Option<SyncRecord>,
+        pos: LogPosition,
+    ) -> Result<SyncMark> {
+        let path = dir.join(sync::SYNC_FILE);
+        let mode = if prev.is_some() {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::Create
+        };
+        let file = vfs
+            .open(&path, mode)
+            .map_err(|e| Error::io("open", &path, e))?;
+        let mut mark = SyncMark {
+            file,
+            last: prev.unwrap_or(SyncRecord {
+                generation: 0,
+                durable: LogPosition::default(),
+            }),
+        };
+        if prev.is_some_and(|p| p.durable == pos) {
+            return Ok(mark);
+        }
+        // Force a write even if `pos` is not past the old record (a repair may have cut the
+        // log back): the record must name the log as it now is.
+        mark.last.durable = LogPosition::default();
+        mark.record(pos).map_err(|e| Error::io("write", &path, e))?;
+        Ok(mark)
+    }
 }
 
 impl std::fmt::Debug for Core {
@@ -128,6 +194,23 @@ impl Core {
         let shared = Arc::new(err);
         *p = Some(Arc::clone(&shared));
         Error::Shared(shared)
+    }
+
+    /// Records in the `SYNC` file that the log is durable through `pos` (already synced), so
+    /// that recovery treats a bad record before it as damage, never as a torn tail.
+    pub fn record_durable(&self, pos: LogPosition) -> Result<()> {
+        let mut mark = self.sync.lock();
+        let Some(m) = mark.as_mut() else {
+            return Ok(());
+        };
+        match m.record(pos) {
+            Ok(true) => {
+                Counters::add(&self.counters.syncs, 1);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(self.poison("write", self.dir.join(sync::SYNC_FILE), e)),
+        }
     }
 
     /// The failure that poisoned the store, if any.

@@ -6,7 +6,8 @@
 //! file and registers its reader, and only then switches to it, so only the last segment can
 //! ever have a torn tail, and a failure before the switch leaves the store as it was. `sync`
 //! `fdatasync`s the active segment, and the directory if a segment was created since the last
-//! sync ([`Durability::Durable`]).
+//! sync, then records the new durable position in the `SYNC` file and syncs that
+//! ([`Durability::Durable`] only then).
 //!
 //! Any failure poisons the store: the pipeline runs with no retry, since after a failed write
 //! or sync the state of the file is unknown.
@@ -138,11 +139,13 @@ impl Flusher for LogFlusher {
             Counters::add(&core.counters.syncs, 1);
             self.dir_dirty = false;
         }
-        let mut d = core.durable.lock();
-        *d = (*d).max(LogPosition {
+        let pos = LogPosition {
             segment: self.active,
             offset: self.written_len,
-        });
+        };
+        core.record_durable(pos)?;
+        let mut d = core.durable.lock();
+        *d = (*d).max(pos);
         Ok(())
     }
 }

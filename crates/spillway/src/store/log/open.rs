@@ -4,6 +4,11 @@
 //! A `STORE` marker shorter than a whole marker (empty, zeros, or a prefix of the real one) in a
 //! directory without segments or checkpoint is what a crash while creating the store leaves
 //! behind; a writable open with `create` set creates the store again instead of failing.
+//!
+//! A writable open ends by recording the recovered end of the log, now synced, in the `SYNC`
+//! file (creating it for a store of format version 1), and only then upgrades a version 1
+//! marker to the current version (`STORE.tmp`, synced, renamed over `STORE`): a build that
+//! does not keep the `SYNC` file must not write to a store whose recovery relies on it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::core::{Core, Counters};
+use super::core::{Core, Counters, SyncMark};
 use super::flusher::LogFlusher;
 use super::pipeline::Pipeline;
 use super::recover::{Recovered, RecoveryReport, recover};
@@ -67,7 +72,8 @@ impl LogStore {
             }
             Err(e) => return Err(Error::io("list directory", &dir, e)),
         };
-        let (marker_rewritten, format_version) = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
+        let (marker_rewritten, mut format_version) =
+            check_marker(vfs.as_ref(), &dir, &names, &opts)?;
 
         let lock = if opts.read_only {
             None
@@ -93,19 +99,26 @@ impl LogStore {
         ids.sort_unstable();
         let mut recovered = recover(vfs.as_ref(), &dir, &ids, &opts)?;
 
-        let file_end = if opts.read_only {
+        let mut file_end = if opts.read_only {
             // Nothing is cut or written: the segments count as they are.
             for (&id, &len) in &recovered.lens {
                 recovered.index.sizes.insert(id, len);
             }
             None
         } else {
-            if names.iter().any(|n| n == checkpoint::CHECKPOINT_TMP_FILE) {
-                let tmp = dir.join(checkpoint::CHECKPOINT_TMP_FILE);
-                vfs.remove_file(&tmp)
-                    .map_err(|e| Error::io("remove", tmp, e))?;
+            for leftover in [checkpoint::CHECKPOINT_TMP_FILE, marker::MARKER_TMP_FILE] {
+                if names.iter().any(|n| n == leftover) {
+                    let tmp = dir.join(leftover);
+                    vfs.remove_file(&tmp)
+                        .map_err(|e| Error::io("remove", tmp, e))?;
+                }
             }
-            Some(prepare_file_end(vfs.as_ref(), &dir, &ids, &mut recovered)?)
+            let end = prepare_file_end(vfs.as_ref(), &dir, &ids, &mut recovered)?;
+            if format_version < marker::SYNC_VERSION && !marker_rewritten {
+                upgrade_marker(vfs.as_ref(), &dir)?;
+                format_version = marker::SYNC_VERSION;
+            }
+            Some(end)
         };
 
         let mut readers = BTreeMap::new();
@@ -124,7 +137,8 @@ impl LogStore {
             };
             readers.insert(id, reader);
         }
-        let durable = match &file_end {
+        let mut sync_mark = None;
+        let durable = match &mut file_end {
             Some(w) => {
                 let path = dir.join(segment::file_name(w.active));
                 readers.insert(
@@ -138,6 +152,7 @@ impl LogStore {
                 recovered.index.sizes.insert(w.active, w.written_len);
                 recovered.index.tail = end;
                 recovered.index.since_checkpoint = w.since_checkpoint;
+                sync_mark = w.sync.take();
                 end
             }
             None => LogPosition::default(),
@@ -153,6 +168,7 @@ impl LogStore {
             poison: RwLock::new(None),
             written: Default::default(),
             durable: Mutex::new(durable),
+            sync: Mutex::new(sync_mark),
         });
         let pipeline = match file_end {
             Some(w) => {
@@ -280,6 +296,24 @@ fn check_marker(
     Ok((false, marker::STORE_VERSION))
 }
 
+/// Replaces a version 1 marker with version 2's (the store now keeps a `SYNC` file; its values
+/// stay as they were, without type tags), atomically: `STORE.tmp` is written and synced,
+/// renamed over `STORE`, and the directory synced.
+fn upgrade_marker(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+    let tmp = dir.join(marker::MARKER_TMP_FILE);
+    let f = vfs
+        .open(&tmp, OpenMode::Create)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_at(&marker::encode(marker::SYNC_VERSION), 0)
+        .and_then(|_| f.sync_data())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    let path = dir.join(marker::MARKER_FILE);
+    vfs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
 /// Writes the `STORE` marker and makes it durable.
 fn write_marker(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let path = dir.join(marker::MARKER_FILE);
@@ -315,6 +349,8 @@ struct FileEnd {
     file: Arc<dyn crate::vfs::VfsFile>,
     written_len: u64,
     since_checkpoint: u64,
+    /// The `SYNC` file, holding the end of the log as recovered.
+    sync: Option<SyncMark>,
 }
 
 /// Cuts the log where recovery said, finds (or creates) the active segment, and makes what
@@ -374,6 +410,18 @@ fn prepare_file_end(
         written_len = segment::SEGMENT_HEADER_LEN as u64;
     }
     file.sync_data().map_err(|e| Error::io("fsync", &path, e))?;
+    // The recovered log is durable now: record it, so that a later recovery treats damage
+    // before this point as damage. The directory sync below makes a new `SYNC` file's name
+    // durable with the segment's.
+    let sync = SyncMark::start(
+        vfs,
+        dir,
+        rec.sync,
+        LogPosition {
+            segment: active,
+            offset: written_len,
+        },
+    )?;
     vfs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;
     Ok(FileEnd {
@@ -381,5 +429,6 @@ fn prepare_file_end(
         file,
         written_len,
         since_checkpoint: rec.report.bytes_scanned,
+        sync: Some(sync),
     })
 }

@@ -2,10 +2,23 @@
 //! damage.
 //!
 //! Recovery rebuilds the index from the checkpoint plus a scan of the log after the
-//! checkpoint's tail position. In the last segment, a bad record with no valid record after it
-//! is a torn write from a crash: the segment is cut there and the cut reported. Anything else is
-//! damage, and a normal open refuses it, changing nothing, with the file and offset named:
-//! - a bad record with valid records after it, or in a sealed segment the scan reads;
+//! checkpoint's tail position. What tells a torn write from damage is the *durable mark*: the
+//! position the `SYNC` file records (see [`crate::format::sync`]), through which every byte was
+//! synced before any caller was told so (or the checkpoint's tail, if later). In the last
+//! segment, a bad record at or after the mark is a torn write from a crash, whatever follows it
+//! (a power loss may keep a later page and lose an earlier one): the segment is cut there and
+//! the cut reported. Anything else is damage, and a normal open refuses it, changing nothing,
+//! with the file and offset named:
+//! - a bad record before the mark (acknowledged durable data that rotted), or in a sealed
+//!   segment the scan reads; a bad header of a segment the mark lies in or after;
+//! - a `SYNC` file with bytes but no valid slot, or a mark past the end of the log (durable
+//!   bytes gone);
+//!
+//! A store without a `SYNC` file (written by format version 1, or whose first record a crash
+//! cut short) has no mark: there a bad record in the last segment is a torn write only if no
+//! valid record follows it, and damage otherwise (the conservative rule of version 1).
+//!
+//! Further damage:
 //! - log bytes that the checkpoint vouches for and that are gone: a segment file it names is
 //!   missing or shorter than it says, or a segment numbered between its tail segment and the
 //!   last one is missing. A checkpoint is written only after the log is durable through its
@@ -36,6 +49,7 @@ use super::segments::Scanned;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
 use crate::format::record::{self, RECORD_MAGIC, RecordKind};
+use crate::format::sync::{self, SyncFile, SyncRecord};
 use crate::format::{DecodeError, segment};
 use crate::key::ContentKey;
 use crate::vfs::{OpenMode, Vfs};
@@ -81,6 +95,11 @@ pub struct RecoveryReport {
     pub salvage: Option<SalvageReport>,
     /// Repair mode, writable: the `STORE` marker was damaged and was written again.
     pub marker_rewritten: bool,
+    /// The durable position the `SYNC` file recorded (`None`: no file, or a blank one, as a
+    /// store of format version 1 has).
+    pub durable_mark: Option<LogPosition>,
+    /// Repair mode: why the `SYNC` file was refused (it is written afresh when writable).
+    pub sync_damaged: Option<String>,
 }
 
 impl RecoveryReport {
@@ -91,6 +110,7 @@ impl RecoveryReport {
             || !self.missing.is_empty()
             || !self.lost_keys.is_empty()
             || self.marker_rewritten
+            || self.sync_damaged.is_some()
     }
 }
 
@@ -144,6 +164,67 @@ pub(super) struct Recovered {
     /// Damaged segments (repair mode) whose verified records are copied out before the segment
     /// is removed. When the last segment is among them, a new segment becomes the active one.
     pub salvage: Vec<u64>,
+    /// The newest valid record of the `SYNC` file, which the next one follows.
+    pub sync: Option<SyncRecord>,
+}
+
+/// Reads the `SYNC` file: its newest valid record, `None` if there is no file or a blank one.
+/// A file with bytes but no valid slot is damage: a normal open fails naming it; repair notes
+/// it in the report and goes on without a mark.
+fn read_sync_record(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    opts: &LogStoreOptions,
+    report: &mut RecoveryReport,
+) -> Result<Option<SyncRecord>> {
+    let path = dir.join(sync::SYNC_FILE);
+    let bytes = match vfs.read_file(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    match sync::decode_file(&bytes) {
+        Ok(SyncFile::Record(r)) => Ok(Some(r)),
+        Ok(SyncFile::Blank) => Ok(None),
+        Err(DecodeError::UnsupportedVersion(v)) => Err(Error::UnsupportedVersion {
+            path,
+            found: v,
+            supported: sync::SYNC_VERSION,
+        }),
+        Err(e) if opts.repair => {
+            report.sync_damaged = Some(format!("{}: {e}", path.display()));
+            Ok(None)
+        }
+        Err(e) => Err(Error::Corrupted {
+            what: "sync record",
+            location: path.display().to_string(),
+            detail: format!(
+                "{e}; no slot of the file is valid, so recovery cannot tell a torn tail from damage. \
+                 Nothing was changed: `spillway verify --repair {}` scans the log and writes the file again",
+                dir.display()
+            ),
+        }),
+    }
+}
+
+/// Durable log bytes the mark vouches for that are gone: its segment is missing or shorter.
+fn mark_missing(mark: LogPosition, lens: &BTreeMap<u64, u64>) -> Option<MissingData> {
+    let detail = match lens.get(&mark.segment) {
+        Some(&len) if len >= mark.offset => return None,
+        Some(&len) => format!(
+            "the file ends at byte {len}, but the sync record says it was durable through byte {}",
+            mark.offset
+        ),
+        None => format!(
+            "the file is missing, but the sync record says it was durable through byte {}",
+            mark.offset
+        ),
+    };
+    Some(MissingData {
+        segment: mark.segment,
+        objects: 0,
+        detail,
+    })
 }
 
 /// How an index checkpoint that decodes fits the segment files found.
@@ -276,6 +357,9 @@ pub(super) fn recover(
         lens.insert(id, len);
     }
     let mut report = RecoveryReport::default();
+    let sync = read_sync_record(vfs, dir, opts, &mut report)?;
+    let mut mark = sync.map(|r| r.durable);
+    report.durable_mark = mark;
     let mut index = Index::default();
     let mut start = LogPosition {
         segment: ids.first().copied().unwrap_or(0),
@@ -311,6 +395,9 @@ pub(super) fn recover(
                             }
                             start = c.tail;
                             report.checkpoint_used = true;
+                            // The log was durable through the tail before the checkpoint
+                            // was written.
+                            mark = mark.map(|m| m.max(c.tail));
                         }
                     }
                 }
@@ -323,6 +410,17 @@ pub(super) fn recover(
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("read", ckpt_path, e)),
+    }
+
+    // Checked after the checkpoint, whose report of the same loss counts the objects gone.
+    if let Some(m) = mark.and_then(|m| mark_missing(m, &lens)) {
+        if !opts.repair {
+            return Err(missing_error(dir, std::slice::from_ref(&m)));
+        }
+        if !report.missing.iter().any(|x| x.segment == m.segment) {
+            report.missing.push(m);
+        }
+        mark = None;
     }
 
     let mut cut = None;
@@ -383,6 +481,9 @@ pub(super) fn recover(
                 });
             }
             let mut verified_after_damage = false;
+            // With a mark, damage at or after it in the last segment is a torn tail: the scan
+            // stops there, since what follows was never acknowledged durable.
+            let mut torn_at_mark = None;
             for item in super::segments::records_tolerant(&data, pos as usize) {
                 match item {
                     Scanned::Record(at, r) => {
@@ -390,15 +491,46 @@ pub(super) fn recover(
                         replay(&mut index, at, &r);
                         report.records_replayed += 1;
                     }
-                    Scanned::Damaged { start, end, reason } => damage.push(DamagedRange {
-                        segment: id,
-                        start: start as u64,
-                        end: end as u64,
-                        reason: reason.to_string(),
-                    }),
+                    Scanned::Damaged { start, end, reason } => {
+                        let d = DamagedRange {
+                            segment: id,
+                            start: start as u64,
+                            end: end as u64,
+                            reason: reason.to_string(),
+                        };
+                        let at = LogPosition {
+                            segment: id,
+                            offset: d.start,
+                        };
+                        if is_last && mark.is_some_and(|m| at >= m) {
+                            torn_at_mark = Some(d);
+                            break;
+                        }
+                        damage.push(d);
+                    }
                 }
             }
-            let torn = is_last && !verified_after_damage && damage.len() == 1;
+            if let Some(d) = torn_at_mark {
+                report.torn_tail = Some(TornTail {
+                    segment: id,
+                    offset: d.start,
+                    bytes_cut: data.len() as u64 - d.start,
+                    reason: d.reason,
+                });
+                cut = Some(LogPosition {
+                    segment: id,
+                    offset: d.start,
+                });
+                if !damage.is_empty() {
+                    salvage.push(id);
+                    report.damaged.extend(damage);
+                }
+                continue;
+            }
+            let torn = is_last
+                && !verified_after_damage
+                && damage.len() == 1
+                && mark.is_none_or(|m| m.segment < id);
             if torn {
                 let d = damage.remove(0);
                 // A bad header with nothing verified after it: the segment was being created.
@@ -440,8 +572,14 @@ pub(super) fn recover(
             // segment was written after the header was synced, so a bad header is damage).
             Err(e)
                 if is_last
-                    && !(valid_record_after(&data, 1)
-                        || (report.checkpoint_used && id == start.segment)) =>
+                    && match mark {
+                        // The mark lies before this segment: nothing of it was acknowledged.
+                        Some(m) => m.segment < id,
+                        None => {
+                            !(valid_record_after(&data, 1)
+                                || (report.checkpoint_used && id == start.segment))
+                        }
+                    } =>
             {
                 report.torn_tail = Some(TornTail {
                     segment: id,
@@ -469,7 +607,25 @@ pub(super) fn recover(
                     if !is_last {
                         return Err(e.at("record", location));
                     }
-                    if valid_record_after(&data, at + 1) {
+                    let here = LogPosition {
+                        segment: id,
+                        offset: pos,
+                    };
+                    if let Some(m) = mark.filter(|&m| here < m) {
+                        return Err(Error::Corrupted {
+                            what: "record",
+                            location,
+                            detail: format!(
+                                "{e}; the sync record says the log was durable through offset {} of segment {}, \
+                                 so this is acknowledged data that was damaged, not a torn write. \
+                                 Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
+                                m.offset,
+                                m.segment,
+                                dir.display()
+                            ),
+                        });
+                    }
+                    if mark.is_none() && valid_record_after(&data, at + 1) {
                         return Err(Error::Corrupted {
                             what: "record",
                             location,
@@ -510,6 +666,7 @@ pub(super) fn recover(
         cut,
         lens,
         salvage,
+        sync,
     })
 }
 
