@@ -1,10 +1,10 @@
-//! Record, segment header and store marker decoders on arbitrary bytes: no panic, no huge
-//! allocation, and whatever decodes re-encodes to the same bytes.
+//! Record, segment header, store marker and value type tag decoders on arbitrary bytes: no
+//! panic, no huge allocation, and whatever decodes re-encodes to the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use spillway::format::record::{self, RecordKind};
-use spillway::format::{marker, segment};
+use spillway::format::{marker, segment, value};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = record::decode(data) {
@@ -31,5 +31,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(v) = marker::decode(data) {
         assert_eq!(&marker::encode(v)[..], data);
+    }
+    if let Ok((tag, rest)) = value::decode(data) {
+        let mut again = Vec::new();
+        value::encode(tag, &mut again);
+        again.extend_from_slice(rest);
+        assert_eq!(again, data, "type tag re-encodes differently");
     }
 });

@@ -22,6 +22,7 @@ fn demo_verifies_everything_and_keeps_the_store_for_inspection() {
     let o = spillway(&["inspect", d]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("demo/build"), "{}", text(&o));
+    assert!(text(&o).contains("format      version 2\n"), "{}", text(&o));
 
     let o = spillway(&["verify", d]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -31,6 +32,24 @@ fn demo_verifies_everything_and_keeps_the_store_for_inspection() {
     assert!(
         text(&o).contains("deleted 0"),
         "everything is reachable from the root: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn inspect_says_that_a_version_1_store_holds_values_without_type_tags() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../spillway/tests/fixtures/log-store-v1");
+    let tmp = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+    }
+    let o = spillway(&["inspect", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("format      version 1: values without type tags, which a pool refuses"),
+        "{}",
         text(&o)
     );
 }

@@ -160,6 +160,58 @@ pub enum Error {
         detail: String,
     },
 
+    /// A stored value is not of the type it was read as (its type tag names another type):
+    /// nothing was decoded. Read it as the type it was stored as.
+    #[error(
+        "object {key} is stored as {found}, but was read as {expected}; read it as the type it was stored as (a type is known by its stable name, `PoolBuilder::schema`, or else by its Rust path)"
+    )]
+    TypeMismatch {
+        /// The object.
+        key: ContentKey,
+        /// The type it was read as: its stable name, version, Rust type and type hash.
+        expected: String,
+        /// What its tag says: a type of this pool with its version, or the hash and version
+        /// found, with the types the pool has names for.
+        found: String,
+    },
+
+    /// A stored value is another schema version of the type it was read as, and the pool has
+    /// no upgrade from that version: nothing was decoded.
+    #[error(
+        "object {key} is {name:?} version {found}, but this pool reads {name:?} ({type_name}) at version {expected}; {}",
+        if found < expected {
+            format!("register an upgrade from version {found} on the pool builder, `.upgrade::<Old, {type_name}>({found}, |old| ...)`, with `Old` the type as it was at version {found}")
+        } else {
+            "it was written by a newer version of the program: read it with that version (upgrades go from older versions to the current one)".to_string()
+        }
+    )]
+    SchemaVersion {
+        /// The object.
+        key: ContentKey,
+        /// The type's stable name.
+        name: String,
+        /// The Rust type it was read as.
+        type_name: &'static str,
+        /// The version this pool reads (`PoolBuilder::schema`).
+        expected: u32,
+        /// The version the object was stored with.
+        found: u32,
+    },
+
+    /// A store written by an older format that this build's pools do not read (its values
+    /// carry no type tag, say). The store itself is not changed.
+    #[error("{what} is format version {found}; this build's pools use version {current}: {detail}")]
+    OldFormat {
+        /// The store (its kind and path).
+        what: String,
+        /// The version found.
+        found: u32,
+        /// The version this build writes.
+        current: u32,
+        /// What the old version lacks and what to do.
+        detail: String,
+    },
+
     /// A page-out in the background failed; the values concerned stay in memory.
     #[error("an earlier page-out failed ({cause}); the values concerned stay in memory")]
     PageOut {
@@ -294,6 +346,12 @@ pub enum ErrorKind {
     TooLarge,
     /// [`Error::Codec`].
     Codec,
+    /// [`Error::TypeMismatch`].
+    TypeMismatch,
+    /// [`Error::SchemaVersion`].
+    SchemaVersion,
+    /// [`Error::OldFormat`].
+    OldFormat,
     /// [`Error::PageOut`].
     PageOut,
     /// [`Error::Internal`].
@@ -375,6 +433,9 @@ impl Error {
             Error::SectionTooLarge { .. } => ErrorKind::TooLarge,
             Error::TooLarge { .. } => ErrorKind::TooLarge,
             Error::Codec { .. } => ErrorKind::Codec,
+            Error::TypeMismatch { .. } => ErrorKind::TypeMismatch,
+            Error::SchemaVersion { .. } => ErrorKind::SchemaVersion,
+            Error::OldFormat { .. } => ErrorKind::OldFormat,
             Error::PageOut { .. } => ErrorKind::PageOut,
             Error::Internal(_) => ErrorKind::Internal,
             Error::IncompleteGraph { .. } => ErrorKind::IncompleteGraph,

@@ -49,7 +49,7 @@
 //! The crate is built in layers, each knowing only those below it:
 //!
 //! 1. [`key`]: content keys (BLAKE3 over payload and child keys), and the codec that turns
-//!    values into payloads and child keys ([`key_of`]);
+//!    values into payloads and child keys ([`Pool::key_of`]);
 //! 2. `format`: the byte-level on-disk formats (`docs/FORMAT.md`);
 //! 3. [`store`]: the [`BlobStore`] trait and its backends, with the file-system layer `vfs`
 //!    underneath them;
@@ -85,6 +85,36 @@
 //! sequence, one call per byte each way, where a `Bytes` is one length and one copy. The two
 //! are stored the same way, so a field can change from one to the other and still read what
 //! was stored before.
+
+//!
+//! # Changing a stored type
+//!
+//! Every stored value begins with a type tag: a hash of its type's stable name and the type's
+//! schema version (`docs/FORMAT.md`, "Value payload"). Every read checks it before decoding
+//! (a page-in of a handle from [`Pool::root`], [`Pool::load`], or a parent's child list,
+//! also of a graph another process wrote), so a value read as another type is
+//! [`Error::TypeMismatch`], never wrong data. [`Pool::root`] and [`Pool::load`] hand out
+//! their handle without reading: the error comes with the first read.
+//!
+//! - **Name the types you keep.** A type is tagged with the name registered by
+//!   [`PoolBuilder::schema`] (or given to [`pageable_dyn!`]), else with its Rust path,
+//!   `std::any::type_name`, which Rust does not promise to keep across compilers and which
+//!   moving or renaming the type changes. `Pool::builder().schema::<Config>("config", 1)`
+//!   fixes the name and the version; the Rust type can then move and be renamed freely.
+//! - **Compatible changes keep the version.** A change that reads the old bytes as they are
+//!   (a `Vec<u8>` field becoming [`Bytes`], a field renamed, a type renamed under its stable
+//!   name) needs nothing.
+//! - **Other changes take a new version and an upgrade.** Adding, removing or reordering
+//!   fields changes the bytes, and postcard is not self-describing, so `#[serde(default)]`
+//!   cannot fill a new field in: an old record would end too early. Raise the version, keep
+//!   the old definition, and register the conversion:
+//!   `.schema::<Config>("config", 2).upgrade::<ConfigV1, Config>(1, |old| Config { retries: 3, .. })`.
+//!   Without one, an old record is [`Error::SchemaVersion`], which names both versions. An
+//!   upgraded value keeps the key it is stored under (its handle and its parents do not
+//!   change, and each page-in upgrades it again); [`Pool::update`] stores the new value at
+//!   the current version under a new key. The example `migrate` does it end to end.
+//! - **Stores written before the tag** (log and directory stores, SQLite databases and packs
+//!   of version 1) are refused by a pool with [`Error::OldFormat`]; they still read as blobs.
 
 #![deny(missing_docs)]
 
@@ -141,7 +171,6 @@ pub use runtime::{
     SectionOptions, SectionStats, Sections, Tier,
 };
 
-pub use codec::key_of;
 pub use error::{Error, ErrorKind, Result};
 pub use key::ContentKey;
 #[cfg(feature = "sqlite")]

@@ -223,14 +223,19 @@ fn a_newer_marker_is_refused_naming_the_file() {
     let dir = tmp.path().join("store");
     drop(DirStore::open(&dir).expect("create"));
     let marker = dir.join("DIRSTORE");
-    std::fs::write(&marker, spillway::format::object::encode_marker(2)).expect("write");
+    let current = spillway::format::object::DIR_STORE_VERSION;
+    std::fs::write(
+        &marker,
+        spillway::format::object::encode_marker(current + 1),
+    )
+    .expect("write");
     let err = DirStore::open(&dir).expect_err("newer");
     match &err {
         Error::UnsupportedVersion {
             path,
             found,
             supported,
-        } => assert_eq!((path, *found, *supported), (&marker, 2, 1)),
+        } => assert_eq!((path, *found, *supported), (&marker, current + 1, current)),
         e => panic!("{e}"),
     }
 }

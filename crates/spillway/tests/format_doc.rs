@@ -576,17 +576,77 @@ fn pack_index_entry_matches_the_document() {
         "### Pack index entry ({} bytes)",
         pack::INDEX_ENTRY_LEN
     )));
-    for (name, kind) in [
-        (pack::OBJECTS_SECTION, spillway::container::types::OBJECTS),
+    for (name, kind, version) in [
+        (
+            pack::OBJECTS_SECTION,
+            spillway::container::types::OBJECTS,
+            pack::OBJECTS_VERSION,
+        ),
         (
             pack::INDEX_SECTION,
             spillway::container::types::OBJECT_INDEX,
+            pack::INDEX_VERSION,
         ),
-        (pack::ROOTS_SECTION, spillway::container::types::ROOTS),
+        (
+            pack::ROOTS_SECTION,
+            spillway::container::types::ROOTS,
+            pack::ROOTS_VERSION,
+        ),
     ] {
         assert!(
-            DOC.contains(&format!("| `{name}` | {kind} | 1 |")),
-            "section {name} of type {kind}"
+            DOC.contains(&format!("| `{name}` | {kind} | {version} |")),
+            "section {name} of type {kind}, version {version}"
         );
     }
+}
+
+#[test]
+fn value_payload_matches_the_document() {
+    use spillway::format::value::{self, TypeTag};
+    let rows = table("## Value payload", 0);
+    // The hash is the one fixed-size field; the version's size varies (its row is checked as
+    // text below).
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].offset, rows[0].size), (0, value::TYPE_HASH_LEN));
+    assert!(
+        rows[0]
+            .field
+            .starts_with("type hash: the first 4 bytes of the BLAKE3 hash")
+    );
+    assert!(DOC.contains(&format!(
+        "| 4 | 1–{} | schema version, u32 as an unsigned LEB128 varint, shortest form |",
+        value::MAX_VERSION_LEN
+    )));
+    // The document's example, byte for byte, through the pool's own encoding.
+    let pool = spillway::Pool::builder()
+        .budget(1 << 20)
+        .store(std::sync::Arc::new(spillway::MemStore::new()))
+        .schema::<(u8, u8)>("point", 300)
+        .build()
+        .expect("pool");
+    let key = pool.insert((1u8, 2u8)).expect("insert").key().expect("key");
+    let payload = spillway::BlobStore::get(&**pool.store(), &key)
+        .expect("get")
+        .expect("stored")
+        .payload;
+    let mut expected = Vec::new();
+    value::encode(TypeTag::of("point", 300), &mut expected);
+    expected.extend_from_slice(&[1, 2]);
+    assert_eq!(payload, expected);
+    let hex: Vec<String> = payload.iter().map(|b| format!("{b:02x}")).collect();
+    let shown = format!("`{}`", hex.join(" "));
+    assert!(
+        DOC.contains(&format!("is stored as the bytes {shown}")),
+        "FORMAT.md should show the example as {shown}"
+    );
+}
+
+#[test]
+fn sqlite_schema_version_matches_the_document() {
+    let v = spillway::store::sqlite::SCHEMA_VERSION;
+    assert!(
+        DOC.contains(&format!("one row, the schema version ({v})")),
+        "FORMAT.md should give SQLite schema version {v}"
+    );
+    assert!(DOC.contains(&format!("| SQLite schema | {v} |")));
 }

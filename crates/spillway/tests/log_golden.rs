@@ -6,9 +6,10 @@
 //! - `fixtures/log-store-v<n>-corrupt`: the same with one payload byte flipped in a sealed
 //!   segment.
 //!
-//! This build writes version 2 byte for byte and reads both. A writable open upgrades a version
-//! 1 store to version 2. Regenerate the current version's fixtures (only for a deliberate format
-//! change, with a new version; keep the old ones) with
+//! This build writes version 3 byte for byte and reads all three. A writable open upgrades a
+//! version 1 store to version 2 (a `SYNC` file), never to 3: its values carry no type tag, and a
+//! pool refuses every store below 3. Regenerate the current version's fixtures (only for a
+//! deliberate format change, with a new version; keep the old ones) with
 //! `cargo test -p spillway --test log_golden -- --ignored regenerate_fixtures`.
 
 mod common;
@@ -20,8 +21,10 @@ use common::bytes;
 use spillway::format::{marker, segment};
 use spillway::{Blob, BlobStore, ContentKey, Error, LogStore, LogStoreOptions};
 
-const FIXTURE: &str = "log-store-v2";
-const CORRUPT_FIXTURE: &str = "log-store-v2-corrupt";
+const FIXTURE: &str = "log-store-v3";
+const CORRUPT_FIXTURE: &str = "log-store-v3-corrupt";
+const V2_FIXTURE: &str = "log-store-v2";
+const V2_CORRUPT_FIXTURE: &str = "log-store-v2-corrupt";
 const V1_FIXTURE: &str = "log-store-v1";
 const V1_CORRUPT_FIXTURE: &str = "log-store-v1-corrupt";
 /// Where the flipped byte is: in the payload of `big` (the second record of segment 1).
@@ -126,8 +129,9 @@ fn regenerate_fixtures() {
 }
 
 #[test]
-fn the_fixture_reads_back_exactly() {
-    reads_back_exactly(FIXTURE, true);
+fn the_fixtures_read_back_exactly() {
+    reads_back_exactly(FIXTURE, true, marker::STORE_VERSION);
+    reads_back_exactly(V2_FIXTURE, true, marker::SYNC_VERSION);
 }
 
 #[test]
@@ -140,11 +144,13 @@ fn the_version_1_fixture_reads_back_and_is_upgraded() {
     assert_eq!(store.keys().expect("keys").len(), objects().len());
     drop(store);
     assert_eq!(files(&dir), before, "a read-only open changed the store");
-    // A writable open upgrades it: `SYNC` written, then the marker.
-    reads_back_exactly(V1_FIXTURE, false);
+    // A writable open upgrades it to version 2: `SYNC` written, then the marker.
+    reads_back_exactly(V1_FIXTURE, false, marker::SYNC_VERSION);
 }
 
-fn reads_back_exactly(fixture: &str, has_sync: bool) {
+/// Checks that `fixture` holds the objects, with their checkpoint and without it, and that a
+/// writable open leaves its marker at `version`.
+fn reads_back_exactly(fixture: &str, has_sync: bool, version: u32) {
     let (_tmp, dir) = copy(fixture);
     let names: Vec<_> = files(&dir).into_iter().map(|(n, _)| n).collect();
     let mut expected_names = vec![
@@ -161,8 +167,8 @@ fn reads_back_exactly(fixture: &str, has_sync: bool) {
     let store = LogStore::open_with(&dir, opts()).expect("open");
     assert_eq!(
         fs::read(dir.join("STORE")).expect("marker"),
-        marker::encode(marker::STORE_VERSION),
-        "a writable open leaves the current marker"
+        marker::encode(version),
+        "a writable open leaves the marker at version {version}"
     );
     assert!(dir.join("SYNC").exists());
     let rec = store.recovery();
@@ -220,7 +226,7 @@ fn reads_back_exactly(fixture: &str, has_sync: bool) {
 
 #[test]
 fn the_corrupt_fixture_names_the_damage() {
-    for fixture in [CORRUPT_FIXTURE, V1_CORRUPT_FIXTURE] {
+    for fixture in [CORRUPT_FIXTURE, V2_CORRUPT_FIXTURE, V1_CORRUPT_FIXTURE] {
         corrupt_fixture_names_the_damage(fixture);
     }
 }
@@ -262,4 +268,42 @@ fn this_version_writes_the_fixture_byte_for_byte() {
         assert_eq!(name, gname);
         assert!(a == b, "{name} differs from the fixture");
     }
+}
+
+/// Stores below version 3 open and read as blobs; a pool refuses them, naming the store and its
+/// version, before writing anything; a version 3 store takes a pool.
+#[test]
+fn a_store_without_type_tags_reads_as_blobs_and_a_pool_refuses_it() {
+    for (fixture, version) in [(V1_FIXTURE, 1), (V2_FIXTURE, 2)] {
+        let (_tmp, dir) = copy(fixture);
+        let store = LogStore::open_with(&dir, opts().read_only(true)).expect("open");
+        assert_eq!(store.format_version(), version);
+        let refusal = store.untagged_values().expect("untagged values");
+        assert_eq!(refusal.kind(), spillway::ErrorKind::OldFormat);
+        drop(store);
+        let err = spillway::Pool::builder()
+            .budget(1 << 20)
+            .dir(&dir)
+            .build()
+            .map(|_| ())
+            .expect_err("a pool refuses a store without type tags");
+        let msg = err.to_string();
+        assert_eq!(err.kind(), spillway::ErrorKind::OldFormat, "{msg}");
+        assert!(
+            msg.contains(&dir.display().to_string())
+                && msg.contains("type tag")
+                && (msg.contains("format version 1") || msg.contains("format version 2")),
+            "{msg}"
+        );
+    }
+    let (_tmp, dir) = copy(FIXTURE);
+    let store = LogStore::open_with(&dir, opts()).expect("open");
+    assert_eq!(store.format_version(), 3);
+    assert!(store.untagged_values().is_none());
+    drop(store);
+    spillway::Pool::builder()
+        .budget(1 << 20)
+        .dir(&dir)
+        .build()
+        .expect("a pool over a version 3 store");
 }

@@ -237,8 +237,19 @@ fn a_pack_whose_root_is_not_among_its_objects_is_not_imported() {
     let roots = spillway::format::roots::encode(&[("r".to_string(), stranger)]);
     {
         let mut c = Container::open(&file).expect("create");
+        // The objects section at this build's version (version 1 is refused first, as a pack
+        // whose values carry no type tag).
+        let objects = spillway::container::Change::Put(spillway::container::SectionData {
+            name: "objects",
+            kind: types::OBJECTS,
+            version: spillway::format::pack::OBJECTS_VERSION,
+            required: true,
+            mmap: true,
+            index: false,
+            bytes: (&[][..]).into(),
+        });
         c.checkpoint([
-            common::section("objects", types::OBJECTS, true, &[]),
+            objects,
             common::section("object-index", types::OBJECT_INDEX, false, &[]),
             common::section("roots", types::ROOTS, true, &roots),
         ])
@@ -250,4 +261,61 @@ fn a_pack_whose_root_is_not_among_its_objects_is_not_imported() {
     assert!(e.to_string().contains("does not hold"), "{e}");
     assert!(target.keys().expect("keys").is_empty());
     assert!(target.roots().expect("roots").is_empty());
+}
+
+/// A log store of format 1 (values without type tags): a store written as blobs, its marker
+/// then set to version 1, as an older build left it, and opened again (which upgrades it to
+/// version 2, values still without tags).
+fn version_1_store(dir: &Path) -> LogStore {
+    use spillway::format::marker;
+    {
+        let store = LogStore::open(dir).expect("store");
+        let leaf = Put::new(b"an untagged leaf", &[]);
+        let key = leaf.key;
+        store.put_batch(&[leaf]).expect("put");
+        store.set_root("old", Some(key)).expect("root");
+        store.close().expect("close");
+    }
+    std::fs::write(dir.join(marker::MARKER_FILE), marker::encode(1)).expect("marker");
+    LogStore::open(dir).expect("reopen")
+}
+
+#[test]
+fn a_pack_says_whether_its_values_carry_type_tags() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // From a version 1 store: objects section version 1, which a pool refuses, and which
+    // imports only into a store without tags either.
+    let old = version_1_store(&tmp.path().join("old"));
+    // Its writable reopen upgraded it to version 2 (a `SYNC` file); its values have no tags.
+    assert_eq!(old.format_version(), 2);
+    let path = tmp.path().join("old.spw");
+    pack_of(&old, &["old"], &path);
+    let pack = PackStore::open(&path).expect("open");
+    let refusal = pack.untagged_values().expect("untagged");
+    assert!(refusal.to_string().contains("version 1"), "{refusal}");
+    let err = Pool::builder()
+        .budget(1 << 20)
+        .store(Arc::new(PackStore::open(&path).expect("open")))
+        .build()
+        .map(|_| ())
+        .expect_err("a pool refuses an untagged pack");
+    assert_eq!(err.kind(), ErrorKind::OldFormat, "{err}");
+    let tagged = LogStore::open(tmp.path().join("new")).expect("store");
+    let err = import_pack(&pack, &tagged, false).expect_err("untagged into tagged");
+    assert_eq!(err.kind(), ErrorKind::OldFormat, "{err}");
+    assert!(tagged.keys().expect("keys").is_empty() && tagged.roots().expect("roots").is_empty());
+    let other_old = version_1_store(&tmp.path().join("old2"));
+    import_pack(&pack, &other_old, true).expect("untagged into untagged");
+
+    // From a version 2 store: version 2, which a pool opens.
+    let new = store_with_tree(&tmp.path().join("tree"));
+    let path = tmp.path().join("new.spw");
+    pack_of(&*new, &["leaf"], &path);
+    let pack = PackStore::open(&path).expect("open");
+    assert!(pack.untagged_values().is_none());
+    Pool::builder()
+        .budget(1 << 20)
+        .store(Arc::new(pack))
+        .build()
+        .expect("a pool over a tagged pack");
 }

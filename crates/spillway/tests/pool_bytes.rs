@@ -59,7 +59,9 @@ fn a_mebibyte_of_bytes_pages_out_and_back_in() {
 }
 
 /// `Bytes` is stored as a `Vec<u8>` is: a value stored with a `Vec<u8>` field reads back with a
-/// `Bytes` field under the same key.
+/// `Bytes` field under the same key. The two structs stand for one type before and after the
+/// field changed (two builds of a program): one stable name, one version, two pools over one
+/// store.
 #[test]
 fn a_vec_field_stored_before_reads_back_as_bytes() {
     #[derive(Serialize, Deserialize, get_size2::GetSize)]
@@ -68,16 +70,23 @@ fn a_vec_field_stored_before_reads_back_as_bytes() {
         name: String,
         data: Vec<u8>,
     }
-    let pool = pool(8 << 20);
-    let old = pool
+    let store = std::sync::Arc::new(spillway::MemStore::new());
+    let over_store = || {
+        Pool::builder()
+            .budget(8 << 20)
+            .store(store.clone())
+            .deterministic(true)
+    };
+    let before = over_store().schema::<Old>("blob", 0).build().unwrap();
+    let old = before
         .insert(Old {
             name: "before".into(),
             data: mebibyte(2),
         })
         .unwrap();
-    let key = pool.persist(&old).unwrap();
-    drop(old);
-    pool.shrink_to(0).unwrap();
+    let key = before.persist(&old).unwrap();
+    drop((old, before));
+    let pool = over_store().schema::<Blob>("blob", 0).build().unwrap();
     let new: Paged<Blob> = pool.load(key).unwrap();
     let new = new.get().unwrap();
     assert_eq!(new.name, "before");

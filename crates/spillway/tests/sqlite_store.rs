@@ -26,7 +26,8 @@ fn a_newer_schema_is_refused_naming_the_file() {
         .close()
         .expect("close");
     let conn = rusqlite::Connection::open(&path).expect("open with rusqlite");
-    conn.execute("UPDATE spillway_schema SET version = 2", [])
+    let current = spillway::store::sqlite::SCHEMA_VERSION;
+    conn.execute("UPDATE spillway_schema SET version = ?1", [current + 1])
         .expect("bump the version");
     drop(conn);
     let err = SqliteStore::open(&path).expect_err("newer");
@@ -35,7 +36,7 @@ fn a_newer_schema_is_refused_naming_the_file() {
             path: p,
             found,
             supported,
-        } => assert_eq!((p, *found, *supported), (&path, 2, 1)),
+        } => assert_eq!((p, *found, *supported), (&path, current + 1, current)),
         e => panic!("{e}"),
     }
     assert!(err.to_string().contains("upgrade spillway"), "{err}");

@@ -312,10 +312,10 @@ fn check_sections(
 
 /// Checks one action read back: its encoding hashes to its key, and its content is the one
 /// generated for its id.
-fn check(handle: &Paged<Action>, expect_id: u64, seed: u64) -> spillway::Result<bool> {
+fn check(pool: &Pool, handle: &Paged<Action>, expect_id: u64, seed: u64) -> spillway::Result<bool> {
     let key = handle.key()?;
     let value = handle.get()?;
-    let hashes_to_key = spillway::key_of(&*value)? == key;
+    let hashes_to_key = pool.key_of(&*value)? == key;
     let generated = value.id == expect_id && value.output == output_of(seed, expect_id);
     if !hashes_to_key {
         eprintln!("object {key}: its content no longer hashes to its key");
@@ -332,6 +332,7 @@ fn check(handle: &Paged<Action>, expect_id: u64, seed: u64) -> spillway::Result<
 /// Reads `reads` actions with a skewed pattern (nine reads in ten go to a hot tenth of the
 /// graph), each with its direct dependencies; returns the number of bad values.
 fn walk(
+    pool: &Pool,
     actions: &[Paged<Action>],
     content_id: &[u64],
     seed: u64,
@@ -350,13 +351,13 @@ fn walk(
         } else {
             rng.random_range(0..n)
         };
-        if !check(&actions[i], content_id[i], seed)? {
+        if !check(pool, &actions[i], content_id[i], seed)? {
             bad += 1;
         }
         let deps: Vec<Paged<Action>> = actions[i].get()?.deps.clone();
         for d in &deps {
             let id = d.get()?.id;
-            if !check(d, id, seed)? {
+            if !check(pool, d, id, seed)? {
                 bad += 1;
             }
         }
@@ -598,6 +599,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
     let t = Instant::now();
     let reads = n;
     let mut bad = walk(
+        &pool,
         &built.actions,
         &built.content_id,
         args.seed,
@@ -647,6 +649,7 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         drop(sections);
         let reopen_reads = (n / 4).max(1);
         bad += walk(
+            &pool,
             &actions,
             &built.content_id,
             args.seed,

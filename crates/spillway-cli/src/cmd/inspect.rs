@@ -71,6 +71,8 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         out.print_json(&json!({
             "ok": !damaged,
             "store": dir.display().to_string(),
+            "format_version": store.format_version(),
+            "pool_refuses": store.untagged_values().map(|e| e.to_string()),
             "objects": s.objects,
             "live_bytes": s.live_bytes,
             "disk_bytes": s.disk_bytes,
@@ -89,6 +91,13 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         return Ok(exit(damaged));
     }
     crate::say!("store       {}", dir.display());
+    match store.untagged_values() {
+        None => crate::say!("format      version {}", store.format_version()),
+        Some(_) => crate::say!(
+            "format      version {}: values without type tags, which a pool refuses",
+            store.format_version()
+        ),
+    }
     crate::say!("objects     {}", s.objects);
     crate::say!(
         "live bytes  {} ({} bytes)",

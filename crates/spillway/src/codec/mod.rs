@@ -1,21 +1,20 @@
 //! The codec: values to bytes and back, with handles to other values kept outside the bytes.
 //!
-//! Values are serialized with serde into postcard. A value may contain handles to other paged
+//! Values are serialized with serde into postcard, after a type tag (see the runtime's
+//! `schema` module and `docs/FORMAT.md`, "Value payload"). A value may contain handles to other paged
 //! values; a handle is not serialized as its value but as an index into the value's *child
 //! list*, and the children's content keys are stored beside the payload (see
 //! [`Blob`](crate::store::Blob)). The content key of the value then covers its payload and its
 //! children's keys, so a graph is stored bottom-up as a Merkle DAG.
 //!
 //! The handle's own `Serialize`/`Deserialize` find the list through a context that this module
-//! installs for the duration of one [`encode`] or [`decode_with`] call on the current thread; outside
+//! installs for the duration of one [`encode_with`] or [`decode_with`] call on the current thread; outside
 //! such a call (serializing a handle to JSON, say) they fail with a clear error instead of
 //! writing something that cannot be read back.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
-
-use serde::Serialize;
 
 use crate::key::ContentKey;
 
@@ -51,14 +50,17 @@ pub fn encode_with<R>(f: impl FnOnce() -> R) -> (R, EncodeCtx) {
     (out, ctx.unwrap_or_default())
 }
 
-/// The content key `value` has when stored: the key of its encoding and of its children's keys
-/// (see [`ContentKey::of`]). Every handle inside it must have a key already (an error
-/// otherwise), as it does once the value has been stored or read back from a store. Reading a
-/// value back and comparing `key_of` with its handle's key checks it end to end.
-pub fn key_of<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<ContentKey> {
-    let (payload, ctx) = encode(value);
+/// The content key of the payload that `encode` makes (run inside an encode context): the key
+/// of the payload and of its children's keys (see [`ContentKey::of`]). Every handle inside the
+/// value must have a key already (an error otherwise), as it does once the value has been
+/// stored or read back from a store.
+pub fn key_of_encoding(
+    type_name: &'static str,
+    encode: impl FnOnce() -> Result<Vec<u8>, postcard::Error>,
+) -> crate::error::Result<ContentKey> {
+    let (payload, ctx) = encode_with(encode);
     let codec_error = |detail: String| crate::error::Error::Codec {
-        type_name: std::any::type_name::<T>(),
+        type_name,
         key: None,
         detail,
     };
@@ -70,11 +72,6 @@ pub fn key_of<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<ContentK
         )));
     }
     Ok(ContentKey::of(&payload, &ctx.children))
-}
-
-/// Serializes `value` with postcard, collecting its children.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> (Result<Vec<u8>, postcard::Error>, EncodeCtx) {
-    encode_with(|| postcard::to_allocvec(value))
 }
 
 /// Runs `f` (which deserializes) with `ctx` installed.

@@ -19,6 +19,7 @@ pub mod record;
 pub mod roots;
 pub mod segment;
 pub mod sync;
+pub mod value;
 
 /// Why a structure failed to decode. The caller adds the file and offset.
 #[derive(Debug, Clone, PartialEq, Eq)]

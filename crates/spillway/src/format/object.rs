@@ -43,7 +43,11 @@ pub const DIR_MARKER_MAGIC: [u8; 8] = *b"SPILLDIR";
 /// Length of the marker.
 pub const DIR_MARKER_LEN: usize = 16;
 /// The directory store format version this build writes and the newest it reads.
-pub const DIR_STORE_VERSION: u32 = 1;
+pub const DIR_STORE_VERSION: u32 = 2;
+/// The first version whose values, as a pool stores them, start with a type tag (see
+/// [`value`](super::value)). Versions 1 and 2 have the same files: a version 1 store opens and
+/// reads as blobs, but a pool refuses it.
+pub const DIR_TAGGED_VALUES_VERSION: u32 = 2;
 
 /// File name of a kept graph's manifest, inside its directory.
 pub const MANIFEST_FILE: &str = "MANIFEST";

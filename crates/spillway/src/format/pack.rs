@@ -27,8 +27,12 @@ pub const OBJECTS_SECTION: &str = "objects";
 pub const INDEX_SECTION: &str = "object-index";
 /// Name of the roots section.
 pub const ROOTS_SECTION: &str = "roots";
-/// Version of the objects section's format.
-pub const OBJECTS_VERSION: u32 = 1;
+/// Version of the objects section's format: the newest this build writes and reads.
+pub const OBJECTS_VERSION: u32 = 2;
+/// The first objects version whose values, as a pool stores them, start with a type tag (see
+/// [`value`](super::value)). Versions 1 and 2 hold the same records; an export writes version 1
+/// from a store whose values have no tag (a log store of format 1).
+pub const TAGGED_VALUES_VERSION: u32 = 2;
 /// Version of the index section's format.
 pub const INDEX_VERSION: u32 = 1;
 /// Version of the roots section's format.

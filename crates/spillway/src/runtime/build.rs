@@ -16,6 +16,7 @@ use super::gc::{Collector, GcOptions};
 use super::loading::Loads;
 use super::registry::Registry;
 use super::residency::Residency;
+use super::schema::SchemaBuilder;
 use super::shared::PoolShared;
 use super::stats::{Counters, Errors};
 use super::threads::{IoPool, Signal};
@@ -35,6 +36,7 @@ pub struct PoolBuilder {
     gc_after: Option<u64>,
     watermarks: Option<(u8, u8)>,
     deterministic: bool,
+    schemas: SchemaBuilder,
 }
 
 impl PoolBuilder {
@@ -120,6 +122,57 @@ impl PoolBuilder {
         self
     }
 
+    /// Stores values of type `T` under the stable name `name`, at schema version `version`
+    /// (see "Changing a stored type" in the crate docs). Every stored value carries a tag of
+    /// its type's name and version, which every read checks: a value read as another type is
+    /// [`Error::TypeMismatch`], a value of another version [`Error::SchemaVersion`] unless an
+    /// [`upgrade`](Self::upgrade) from it is registered. A type not registered here is tagged
+    /// with its Rust path (`std::any::type_name`, which Rust does not promise to keep across
+    /// compilers, and which moving or renaming the type changes) at version 0; a name given
+    /// here keeps the values readable across such changes. `build` refuses one type registered
+    /// twice and two types under one name.
+    ///
+    /// ```
+    /// # use spillway::{Pool, serde::{Deserialize, Serialize}};
+    /// #[derive(Serialize, Deserialize, get_size2::GetSize)]
+    /// # #[serde(crate = "spillway::serde")]
+    /// struct Config {
+    ///     name: String,
+    /// }
+    /// let pool = Pool::builder().budget(16 << 20).schema::<Config>("config", 1).build()?;
+    /// # Ok::<(), spillway::Error>(())
+    /// ```
+    pub fn schema<T: ?Sized + super::value::Pageable>(
+        mut self,
+        name: impl Into<String>,
+        version: u32,
+    ) -> Self {
+        self.schemas.add::<T>(name.into(), version);
+        self
+    }
+
+    /// Reads values of `New` stored at the older version `from` of its schema: they are
+    /// decoded as `Old` (the type as it was at that version) and converted by `f`. `New` must
+    /// be registered with [`schema`](Self::schema) at a later version (`build` refuses the
+    /// upgrade otherwise); one upgrade per old version, each straight to the current type.
+    ///
+    /// An upgraded value keeps the key it is stored under: its handle's key, its record, and
+    /// its parents' records do not change, and each page-in upgrades it again. In memory it is
+    /// the new type; [`Pool::update`](super::Pool::update) (or an insert of the value) stores it
+    /// at the current version, under a new key.
+    pub fn upgrade<Old, New>(
+        mut self,
+        from: u32,
+        f: impl Fn(Old) -> New + Send + Sync + 'static,
+    ) -> Self
+    where
+        Old: serde::de::DeserializeOwned + 'static,
+        New: super::value::Pageable,
+    {
+        self.schemas.upgrade(from, f);
+        self
+    }
+
     /// The parts of a pool with these settings, and its threads, running.
     pub(crate) fn start(self) -> Result<(Arc<PoolShared>, Threads)> {
         let limit = self.budget.unwrap_or_else(default_budget);
@@ -131,6 +184,7 @@ impl PoolBuilder {
             })?,
             None => Watermarks::default(),
         };
+        let schemas = self.schemas.build()?;
         let mut tmp = None;
         let given_options = self.log_options.is_some();
         let options = self.log_options.unwrap_or_else(LogStoreOptions::for_pool);
@@ -160,11 +214,15 @@ impl PoolBuilder {
                 (Arc::clone(&log) as Arc<dyn BlobStore>, Some(log))
             }
         };
+        if let Some(e) = store.untagged_values() {
+            return Err(e);
+        }
         let signal = Arc::new(Signal::default());
         let (io, mut handles) = IoPool::start(self.io_threads.unwrap_or(2))?;
         let shared = Arc::new(PoolShared {
             store,
             log,
+            schemas,
             stats: Counters::default(),
             errors: Errors::default(),
             residency: Residency::new(

@@ -185,14 +185,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
             children: blob.children,
             hydrator: Arc::clone(pool) as Arc<dyn Any + Send + Sync>,
         };
+        // The type tag is checked before the value's bytes are decoded (see `schema`).
         let value =
-            crate::codec::decode_with(ctx, || T::decode_value(&blob.payload)).map_err(|e| {
-                Error::Codec {
-                    type_name: T::type_name(),
-                    key: Some(key),
-                    detail: e.to_string(),
-                }
-            })?;
+            crate::codec::decode_with(ctx, || pool.schemas.decode::<T>(key, &blob.payload))?;
         let size = self.size_of(&value);
         let charged = if size > estimate.bytes() {
             let extra = pool.reserve(size - estimate.bytes())?;
@@ -341,7 +336,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 )));
             }
         };
-        let (bytes, ctx) = crate::codec::encode_with(|| value.encode_value());
+        let (bytes, ctx) = crate::codec::encode_with(|| self.pool.schemas.encode(&*value));
         if let Some(other) = take_foreign() {
             return Err(Error::ForeignHandle {
                 what: format!("a value of type {} holding a handle", T::type_name()),

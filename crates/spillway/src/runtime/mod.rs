@@ -31,6 +31,7 @@
 //! | module | holds | imports |
 //! |---|---|---|
 //! | `value` | [`Pageable`], [`DeepSize`]: what can be paged | – |
+//! | `schema` | stored types: the type tag of a value, its check on decode, upgrades | value |
 //! | `stats` | counters, background errors, [`PoolStats`] | – |
 //! | `drop_queue` | iterative dropping of deep graphs | – |
 //! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
@@ -40,10 +41,10 @@
 //! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
 //! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
 //! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
-//! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, page_out, registry, residency, stats, threads |
+//! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, page_out, registry, residency, schema, stats, threads |
 //! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
 //! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, loading, page_out, shared, value |
-//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, shared, stats, threads |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
 //!
@@ -63,6 +64,9 @@
 //!   that writes them; values that cannot be stored stay resident; a pool stores only its own
 //!   handles.
 //! - `gc`: nothing in use is swept; a damaged graph stops the collection.
+//! - `schema`: a stored value is decoded only as the type its tag names, at the version it
+//!   names, or through an upgrade registered for that version; the registrations are fixed
+//!   when the pool is built.
 //!
 //! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
 //! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →
@@ -82,6 +86,7 @@ mod page_out;
 mod pool;
 mod registry;
 mod residency;
+mod schema;
 mod sections;
 mod shared;
 mod stats;
@@ -114,6 +119,7 @@ mod tests {
         ("pool", include_str!("pool.rs")),
         ("registry", include_str!("registry.rs")),
         ("residency", include_str!("residency.rs")),
+        ("schema", include_str!("schema.rs")),
         ("sections", include_str!("sections.rs")),
         ("shared", include_str!("shared.rs")),
         ("stats", include_str!("stats.rs")),

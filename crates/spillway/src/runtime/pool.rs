@@ -180,6 +180,16 @@ impl Pool {
         Ok(handle)
     }
 
+    /// The content key `value` has when this pool stores it: the key of its payload (its type
+    /// tag, as this pool writes it, then its encoding) and of its children's keys. Every handle
+    /// inside it must have a key already (an error otherwise), as it does once the value has
+    /// been stored or read back from a store. Reading a value back and comparing `key_of` with
+    /// its handle's key checks it end to end; an [upgraded](PoolBuilder::upgrade) value has a
+    /// key of its own, not the one it was read under.
+    pub fn key_of<T: ?Sized + Pageable>(&self, value: &T) -> Result<ContentKey> {
+        crate::codec::key_of_encoding(T::type_name(), || self.shared.schemas.encode(value))
+    }
+
     /// Stores the graph under `handle` and keeps it stored across restarts, even with no handle
     /// left, until [`unpersist`](Self::unpersist). Returns its key, for [`load`](Self::load).
     ///

@@ -15,6 +15,7 @@ use super::loading::Loads;
 use super::page_out::PageOut;
 use super::registry::Registry;
 use super::residency::Residency;
+use super::schema::Schemas;
 use super::stats::{Counters, Errors};
 use super::threads::IoPool;
 use crate::error::Result;
@@ -28,6 +29,9 @@ pub(crate) struct PoolShared {
     /// `store` as the log store it is, when the pool opened it (in `PoolBuilder::dir` or a
     /// temporary directory): what `Pool::compact` compacts.
     pub log: Option<Arc<LogStore>>,
+    /// The types registered with the pool: what tags values on encode and checks them on
+    /// decode.
+    pub schemas: Schemas,
     pub stats: Counters,
     pub errors: Errors,
     pub residency: Residency,

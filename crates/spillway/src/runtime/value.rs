@@ -16,9 +16,11 @@ use serde::de::DeserializeOwned;
     note = "a trait object needs `spillway::pageable_dyn!`"
 )]
 pub trait Pageable: Send + Sync + 'static {
-    /// Serializes the value (handles inside it become child indexes).
-    fn encode_value(&self) -> Result<Vec<u8>, postcard::Error>;
-    /// Deserializes a value (child indexes become lazy handles).
+    /// Serializes the value (handles inside it become child indexes), appending to `out`,
+    /// which holds the value's type tag already.
+    fn encode_value(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error>;
+    /// Deserializes a value (child indexes become lazy handles) from the bytes after its type
+    /// tag.
     fn decode_value(bytes: &[u8]) -> Result<Arc<Self>, postcard::Error>;
     /// Bytes the value occupies in memory, its heap included: what the budget counts.
     fn deep_size(&self) -> usize;
@@ -26,14 +28,21 @@ pub trait Pageable: Send + Sync + 'static {
     fn type_name() -> &'static str {
         std::any::type_name::<Self>()
     }
+    /// The stable name stored values of this type are tagged with when the pool has none
+    /// registered for it ([`PoolBuilder::schema`](super::PoolBuilder::schema)): `None` for the
+    /// blanket implementation, which then uses [`type_name`](Self::type_name); the name given
+    /// to [`pageable_dyn!`](crate::pageable_dyn) for a trait object.
+    fn stable_name() -> Option<&'static str> {
+        None
+    }
 }
 
 impl<T> Pageable for T
 where
     T: Serialize + DeserializeOwned + GetSize + Send + Sync + 'static,
 {
-    fn encode_value(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_allocvec(self)
+    fn encode_value(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_extend(self, out)
     }
 
     fn decode_value(bytes: &[u8]) -> Result<Arc<Self>, postcard::Error> {
@@ -114,17 +123,28 @@ impl<T: GetSize> DeepSize for T {
 /// `Sized`), and the orphan rule allows it because the trait object type is local to the crate
 /// that declares the trait.
 ///
+/// `pageable_dyn!(Shape, "shape")` gives the trait object a stable name for the type tag of its
+/// stored values (see "Changing a stored type" in the crate docs); without one, the tag uses
+/// the Rust path of `dyn Shape`, which moving the trait changes.
+///
 /// typetag names each implementation by its type name, so two types of one name in different
 /// modules would collide: give them distinct names with `#[typetag::serde(name = "...")]`
 /// (typetag refuses two implementations registered under one name when it first deserializes).
 #[macro_export]
 macro_rules! pageable_dyn {
     ($trait:path) => {
+        $crate::pageable_dyn!(@impl $trait, ::std::option::Option::None);
+    };
+    ($trait:path, $name:expr) => {
+        $crate::pageable_dyn!(@impl $trait, ::std::option::Option::Some($name));
+    };
+    (@impl $trait:path, $name:expr) => {
         impl $crate::Pageable for dyn $trait {
             fn encode_value(
                 &self,
+                out: ::std::vec::Vec<u8>,
             ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__postcard::Error> {
-                $crate::__postcard::to_allocvec(self)
+                $crate::__postcard::to_extend(self, out)
             }
             fn decode_value(
                 bytes: &[u8],
@@ -134,6 +154,9 @@ macro_rules! pageable_dyn {
             }
             fn deep_size(&self) -> usize {
                 $crate::DeepSize::deep_size(self)
+            }
+            fn stable_name() -> ::std::option::Option<&'static str> {
+                $name
             }
         }
     };

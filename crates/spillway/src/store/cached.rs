@@ -275,6 +275,11 @@ impl BlobStore for CachedStore {
         )
     }
 
+    /// The remote store's: the local log holds copies of its objects.
+    fn untagged_values(&self) -> Option<crate::error::Error> {
+        self.remote.untagged_values()
+    }
+
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
         self.remote.roots()
     }

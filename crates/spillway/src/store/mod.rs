@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::ContentKey;
 
 mod cached;
@@ -191,6 +191,14 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         format!("{self:?}")
     }
 
+    /// Why a pool cannot use this store's values, for a store written by a format version
+    /// whose values carry no type tag (see `docs/FORMAT.md`, "Value payload"): a pool refuses
+    /// to open over it with this error. `None` (the default) for a store whose format has the
+    /// tag, or that does not record the format of its values.
+    fn untagged_values(&self) -> Option<Error> {
+        None
+    }
+
     /// Reads several objects: one answer per key, in order (`None` where a key is not stored).
     /// A remote backend overrides it to issue the reads concurrently.
     fn get_many(&self, keys: &[ContentKey]) -> Result<Vec<Option<Blob>>> {
@@ -228,9 +236,32 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Sets (`Some`) or removes (`None`) a named root. The store is made durable first, so a
     /// root never outlives the data it names; the change itself is durable on return. A key
-    /// that is not stored is [`Error::NotFound`](crate::Error::NotFound); a name must be 1 to
+    /// that is not stored is [`Error::NotFound`]; a name must be 1 to
     /// [`MAX_ROOT_NAME`] bytes long.
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
         default_roots::set_root(self, name, key)
     }
+}
+
+/// For [`BlobStore::untagged_values`]: the refusal of a store (or pack), `what`, whose format
+/// version `found` is older than `tagged_since`, the first whose values carry a type tag;
+/// `current` is the version this build writes, `still_reads` what still reads it as blobs.
+pub(crate) fn untagged_before(
+    what: String,
+    found: u32,
+    tagged_since: u32,
+    current: u32,
+    still_reads: &str,
+) -> Option<Error> {
+    (found < tagged_since).then(|| Error::OldFormat {
+        what,
+        found,
+        current,
+        detail: format!(
+            "its values were stored before values carried a type tag (version {tagged_since}), \
+             so a pool cannot check their types. It still reads as blobs ({still_reads}); to \
+             use its values in a pool, read them with the spillway release that wrote it and \
+             insert them into a pool over a new store"
+        ),
+    })
 }

@@ -50,6 +50,9 @@ pub struct PackStore {
     objects: (usize, usize),
     /// The objects section's checksum, from the directory.
     objects_crc: u32,
+    /// The objects section's version: below [`fmt::TAGGED_VALUES_VERSION`], values carry no
+    /// type tag.
+    objects_version: u32,
     index: Index,
     count: usize,
     roots: Vec<(String, ContentKey)>,
@@ -170,6 +173,7 @@ impl PackStore {
             view,
             objects: objects_span,
             objects_crc: objects.crc,
+            objects_version: objects.version,
             index,
             count,
             roots,
@@ -301,6 +305,16 @@ impl BlobStore for PackStore {
         format!("pack {}", self.path.display())
     }
 
+    fn untagged_values(&self) -> Option<Error> {
+        super::untagged_before(
+            self.describe(),
+            self.objects_version,
+            fmt::TAGGED_VALUES_VERSION,
+            fmt::OBJECTS_VERSION,
+            "`PackStore`, `verify`, `inspect`, an import into an untagged store",
+        )
+    }
+
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
         Ok(self.roots.clone())
     }
@@ -373,7 +387,12 @@ pub fn export_pack(store: &dyn BlobStore, names: &[String], path: &Path) -> Resu
     let partial = path.with_file_name(partial_name);
     let _ = std::fs::remove_file(&partial);
     let lock = crate::container::lock_path(&partial);
-    let written = write_pack(store, &seen, &roots, &partial);
+    // A store whose values have no type tag gives a pack that says so.
+    let version = match store.untagged_values() {
+        Some(_) => fmt::TAGGED_VALUES_VERSION - 1,
+        None => fmt::OBJECTS_VERSION,
+    };
+    let written = write_pack(store, &seen, &roots, version, &partial);
     let _ = std::fs::remove_file(&lock);
     let (objects, object_bytes) = match written {
         Ok(w) => w,
@@ -414,12 +433,14 @@ pub fn export_pack(store: &dyn BlobStore, names: &[String], path: &Path) -> Resu
     })
 }
 
-/// The two checkpoints of an export: the objects, streamed in key order; then their index and
-/// the roots. Returns the objects and bytes written.
+/// The two checkpoints of an export: the objects (their section at `objects_version`),
+/// streamed in key order; then their index and the roots. Returns the objects and bytes
+/// written.
 fn write_pack(
     store: &dyn BlobStore,
     keys: &BTreeSet<ContentKey>,
     roots: &[(String, ContentKey)],
+    objects_version: u32,
     path: &Path,
 ) -> Result<(u64, u64)> {
     let mut c = Container::open(path)?;
@@ -453,7 +474,7 @@ fn write_pack(
     c.checkpoint([Change::Put(SectionData {
         name: fmt::OBJECTS_SECTION,
         kind: types::OBJECTS,
-        version: fmt::OBJECTS_VERSION,
+        version: objects_version,
         required: true,
         mmap: true,
         index: false,
@@ -512,11 +533,18 @@ pub struct ImportReport {
 /// Copies every object of `pack` into `store`, makes them durable, then sets the pack's roots.
 /// Nothing is copied from a pack whose objects section fails its checksum, and a root the store
 /// already has under another key is refused (nothing copied or set) unless `replace_roots`.
+/// Nor from a pack whose values carry no type tag into a store whose values have one: its
+/// values would be refused there one by one.
 pub fn import_pack(
     pack: &PackStore,
     store: &dyn BlobStore,
     replace_roots: bool,
 ) -> Result<ImportReport> {
+    if store.untagged_values().is_none()
+        && let Some(e) = pack.untagged_values()
+    {
+        return Err(e);
+    }
     pack.verify_objects()?;
     let existing = store.roots()?;
     let roots = pack.roots()?;

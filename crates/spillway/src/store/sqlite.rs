@@ -1,7 +1,7 @@
 //! [`SqliteStore`]: a store in one SQLite database file (feature `sqlite`), through rusqlite
 //! with SQLite compiled in.
 //!
-//! # Schema (version 1)
+//! # Schema (version 2; version 1 has the same tables, and values without a type tag)
 //! - `spillway_schema(version)`: one row, the schema version. A database whose version is
 //!   newer than this build's is refused ([`Error::UnsupportedVersion`]); the database's
 //!   `application_id` is `0x53504C57` (`SPLW`), so that a database of another program is
@@ -79,7 +79,11 @@ use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
 use crate::vfs::OsFs;
 
 /// The schema version this build writes and the newest it reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// The first schema version whose values, as a pool stores them, start with a type tag.
+/// Versions 1 and 2 have the same tables: a version 1 database opens and reads as blobs, but a
+/// pool refuses it.
+pub const TAGGED_VALUES_VERSION: u32 = 2;
 /// The database's `application_id`: `SPLW` in ASCII.
 pub const APPLICATION_ID: i32 = 0x5350_4C57;
 /// The largest payload SQLite stores in one value (its default `SQLITE_MAX_LENGTH`).
@@ -172,6 +176,8 @@ pub struct SqliteStore {
     durable: Mutex<u64>,
     poison: RwLock<Option<Arc<Error>>>,
     counters: Counters,
+    /// The schema version of the database (this build's for one it created).
+    schema_version: u32,
     _lock: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -293,11 +299,12 @@ impl SqliteStore {
             durable: Mutex::new(0),
             poison: RwLock::new(None),
             counters: Counters::default(),
+            schema_version: SCHEMA_VERSION,
             _lock: lock,
         };
         if store.opts.read_only {
             let conn = store.open_reader()?;
-            store.identify(&conn)?;
+            store.schema_version = store.identify(&conn)?.unwrap_or(SCHEMA_VERSION);
             store.readers.lock().push(conn);
         } else {
             let mut conn = store.connection(
@@ -305,7 +312,10 @@ impl SqliteStore {
                     | OpenFlags::SQLITE_OPEN_CREATE
                     | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
-            if store.identify(&conn)? {
+            let found = store.identify(&conn)?;
+            if let Some(v) = found {
+                store.schema_version = v;
+            } else {
                 store.create_schema(&mut conn)?;
                 // The new file's name: SQLite syncs the directory for its logs, not for the
                 // database file itself.
@@ -328,6 +338,13 @@ impl SqliteStore {
         }
         store.load_counters()?;
         Ok(store)
+    }
+
+    /// The schema version of the database: this build's for one it created. A version 1
+    /// database reads and writes as blobs like any other, but holds values without a type tag,
+    /// which a pool refuses (see [`BlobStore::untagged_values`]).
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version
     }
 
     /// The database file.
@@ -405,9 +422,9 @@ impl SqliteStore {
         result
     }
 
-    /// Checks that the database is a spillway store of a version this build reads; true if it
-    /// is empty (a new database) and needs the schema.
-    fn identify(&self, conn: &Connection) -> Result<bool> {
+    /// Checks that the database is a spillway store of a version this build reads; returns its
+    /// version, or `None` if it is empty (a new database) and needs the schema.
+    fn identify(&self, conn: &Connection) -> Result<Option<u32>> {
         let app: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(|e| self.sql("read", e))?;
@@ -421,7 +438,7 @@ impl SqliteStore {
                     detail: "the database is empty".into(),
                 });
             }
-            return Ok(true);
+            return Ok(None);
         }
         if app != APPLICATION_ID {
             return Err(Error::NotAStore {
@@ -435,7 +452,7 @@ impl SqliteStore {
             .query_row("SELECT max(version) FROM spillway_schema", [], |r| r.get(0))
             .map_err(|e| self.sql("read the schema version of", e))?;
         match version {
-            Some(v) if (1..=i64::from(SCHEMA_VERSION)).contains(&v) => Ok(false),
+            Some(v) if (1..=i64::from(SCHEMA_VERSION)).contains(&v) => Ok(u32::try_from(v).ok()),
             Some(v) if v > i64::from(SCHEMA_VERSION) => Err(Error::UnsupportedVersion {
                 path: self.path.clone(),
                 found: u32::try_from(v).unwrap_or(u32::MAX),
@@ -827,6 +844,16 @@ impl BlobStore for SqliteStore {
             segments: 0,
             index_bytes: 0,
         }
+    }
+
+    fn untagged_values(&self) -> Option<Error> {
+        super::untagged_before(
+            self.describe(),
+            self.schema_version,
+            TAGGED_VALUES_VERSION,
+            SCHEMA_VERSION,
+            "`SqliteStore`, `spillway verify`, `export`",
+        )
     }
 
     fn describe(&self) -> String {

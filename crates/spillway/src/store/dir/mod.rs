@@ -151,6 +151,8 @@ struct Counters {
 /// back after a restart ([`register`](DirStore::register)).
 pub struct DirStore {
     dir: PathBuf,
+    /// The format version in the store's marker.
+    format_version: u32,
     vfs: Arc<dyn Vfs>,
     read_only: bool,
     index: RwLock<KeyMap<Entry>>,
@@ -208,6 +210,13 @@ impl DirStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The format version of the store, from its marker: this build's for a store it created.
+    /// A version 1 store reads and writes as blobs like any other, but holds values without a
+    /// type tag, which a pool refuses (see [`BlobStore::untagged_values`]).
+    pub fn format_version(&self) -> u32 {
+        self.format_version
     }
 
     /// What opening found: temporary files of a crash removed, files the store did not create.
@@ -614,6 +623,16 @@ impl BlobStore for DirStore {
 
     fn describe(&self) -> String {
         format!("directory store {}", self.dir.display())
+    }
+
+    fn untagged_values(&self) -> Option<Error> {
+        super::untagged_before(
+            self.describe(),
+            self.format_version,
+            object::DIR_TAGGED_VALUES_VERSION,
+            object::DIR_STORE_VERSION,
+            "`DirStore`, `spillway verify`, `export`",
+        )
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {

@@ -65,7 +65,7 @@ impl DirStore {
             }
             Err(e) => return Err(Error::io("list directory", &dir, e)),
         };
-        let create = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
+        let (create, format_version) = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
         let lock = if opts.read_only {
             None
         } else {
@@ -148,6 +148,7 @@ impl DirStore {
         };
         Ok(DirStore {
             dir,
+            format_version,
             vfs,
             read_only: opts.read_only,
             index: RwLock::new(index),
@@ -164,20 +165,21 @@ impl DirStore {
     }
 }
 
-/// Checks the marker; true if the store is to be created (a new or empty directory).
+/// Checks the marker; returns true if the store is to be created (a new or empty directory),
+/// and the store's format version (this build's for a new store).
 fn check_marker(
     vfs: &dyn Vfs,
     dir: &Path,
     names: &[String],
     opts: &DirStoreOptions,
-) -> Result<bool> {
+) -> Result<(bool, u32)> {
     let path = dir.join(DIR_MARKER_FILE);
     if names.iter().any(|n| n == DIR_MARKER_FILE) {
         let bytes = vfs
             .read_file(&path)
             .map_err(|e| Error::io("read", &path, e))?;
         return match object::decode_marker(&bytes) {
-            Ok(v) if v <= DIR_STORE_VERSION => Ok(false),
+            Ok(v) if v <= DIR_STORE_VERSION => Ok((false, v)),
             Ok(v) => Err(Error::UnsupportedVersion {
                 path,
                 found: v,
@@ -212,7 +214,7 @@ fn check_marker(
             },
         });
     }
-    Ok(true)
+    Ok((true, DIR_STORE_VERSION))
 }
 
 /// Creates a new store in `dir` (whose lock is held): the marker, written under a temporary

@@ -38,6 +38,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Location;
+use crate::format::marker;
 use crate::format::record::{self, MAX_CHILDREN, MAX_PAYLOAD_LEN, RecordKind};
 use crate::key::ContentKey;
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
@@ -193,6 +194,8 @@ pub struct LogStore {
     recovery: RecoveryReport,
     closed: std::sync::atomic::AtomicBool,
     roots: roots::RootsCache,
+    /// The format version in the store's marker.
+    format_version: u32,
     _lock: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -219,6 +222,13 @@ impl LogStore {
     /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.core.dir
+    }
+
+    /// The format version of the store's files, from its marker: this build's for a store it
+    /// created. A version 1 store reads and writes as blobs like any other, but holds values
+    /// without a type tag, which a pool refuses (see [`BlobStore::untagged_values`]).
+    pub fn format_version(&self) -> u32 {
+        self.format_version
     }
 
     /// What recovery found when the store was opened.
@@ -513,6 +523,16 @@ impl BlobStore for LogStore {
 
     fn describe(&self) -> String {
         format!("log store {}", self.core.dir.display())
+    }
+
+    fn untagged_values(&self) -> Option<Error> {
+        super::untagged_before(
+            self.describe(),
+            self.format_version,
+            marker::TAGGED_VALUES_VERSION,
+            marker::STORE_VERSION,
+            "`LogStore`, `spillway verify`, `inspect`, `export`",
+        )
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {

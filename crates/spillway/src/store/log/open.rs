@@ -72,7 +72,8 @@ impl LogStore {
             }
             Err(e) => return Err(Error::io("list directory", &dir, e)),
         };
-        let (marker_rewritten, marker_version) = check_marker(vfs.as_ref(), &dir, &names, &opts)?;
+        let (marker_rewritten, mut format_version) =
+            check_marker(vfs.as_ref(), &dir, &names, &opts)?;
 
         let lock = if opts.read_only {
             None
@@ -113,8 +114,9 @@ impl LogStore {
                 }
             }
             let end = prepare_file_end(vfs.as_ref(), &dir, &ids, &mut recovered)?;
-            if marker_version < marker::STORE_VERSION && !marker_rewritten {
+            if format_version < marker::SYNC_VERSION && !marker_rewritten {
                 upgrade_marker(vfs.as_ref(), &dir)?;
+                format_version = marker::SYNC_VERSION;
             }
             Some(end)
         };
@@ -192,6 +194,7 @@ impl LogStore {
             },
             closed: AtomicBool::new(false),
             roots: Default::default(),
+            format_version,
             _lock: lock,
         };
         if let Some(t) = &store.recovery.torn_tail {
@@ -217,8 +220,9 @@ impl LogStore {
     }
 }
 
-/// Checks (or, for a new store, writes) the `STORE` marker. Returns whether it is damaged and
-/// repair is to write it again (once the lock is held), and the version it holds.
+/// Checks (or, for a new store, writes) the `STORE` marker; returns true if it is damaged and
+/// repair is to write it again (once the lock is held), and the store's format version (this
+/// build's for a new store or a marker written again).
 fn check_marker(
     vfs: &dyn Vfs,
     dir: &Path,
@@ -292,14 +296,15 @@ fn check_marker(
     Ok((false, marker::STORE_VERSION))
 }
 
-/// Replaces an older marker with the current version's, atomically: `STORE.tmp` is written
-/// and synced, renamed over `STORE`, and the directory synced.
+/// Replaces a version 1 marker with version 2's (the store now keeps a `SYNC` file; its values
+/// stay as they were, without type tags), atomically: `STORE.tmp` is written and synced,
+/// renamed over `STORE`, and the directory synced.
 fn upgrade_marker(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let tmp = dir.join(marker::MARKER_TMP_FILE);
     let f = vfs
         .open(&tmp, OpenMode::Create)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_at(&marker::encode(marker::STORE_VERSION), 0)
+    f.write_at(&marker::encode(marker::SYNC_VERSION), 0)
         .and_then(|_| f.sync_data())
         .map_err(|e| Error::io("write", &tmp, e))?;
     let path = dir.join(marker::MARKER_FILE);
