@@ -319,3 +319,51 @@ fn a_pack_says_whether_its_values_carry_type_tags() {
         .build()
         .expect("a pool over a tagged pack");
 }
+
+/// A record whose checksum holds but whose bytes are another key's (a pack written wrongly or
+/// altered, as a fuzzer found): reading that key is an error naming the pack, never the other
+/// object's bytes, and an import stops without writing anything.
+#[test]
+fn a_record_whose_bytes_are_another_keys_is_refused() {
+    use spillway::container::types;
+    use spillway::format::record::{self, RecordKind};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("odd.spw");
+    let real = spillway::ContentKey::of(b"some bytes", &[]);
+    // The same key with one hex digit changed.
+    let mut hex = real.to_string().into_bytes();
+    hex[10] = if hex[10] == b'0' { b'1' } else { b'0' };
+    let claimed: spillway::ContentKey =
+        String::from_utf8(hex).expect("hex").parse().expect("a key");
+    let mut objects = Vec::new();
+    record::encode(&mut objects, RecordKind::Put, &claimed, &[], b"some bytes");
+    {
+        let mut c = Container::open(&file).expect("create");
+        c.checkpoint([
+            spillway::container::Change::Put(spillway::container::SectionData {
+                name: "objects",
+                kind: types::OBJECTS,
+                version: spillway::format::pack::OBJECTS_VERSION,
+                required: true,
+                mmap: true,
+                index: false,
+                bytes: objects.as_slice().into(),
+            }),
+            common::section(
+                "roots",
+                types::ROOTS,
+                true,
+                &spillway::format::roots::encode(&[]),
+            ),
+        ])
+        .expect("checkpoint");
+    }
+    let pack = PackStore::open(&file).expect("opens (the index is rebuilt from the objects)");
+    assert_eq!(pack.keys().expect("keys"), vec![claimed]);
+    let e = pack.get(&claimed).expect_err("another key's bytes");
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+    let target = MemStore::new();
+    import_pack(&pack, &target, false).expect_err("not imported");
+    assert!(target.keys().expect("keys").is_empty());
+}

@@ -226,7 +226,8 @@ impl PackStore {
         &self.bytes()[self.objects.0..][..self.objects.1]
     }
 
-    /// The record of `key`, checked (its checksum, its key, a put).
+    /// The record of `key`, checked (its checksum, its key, a put, and that its payload and
+    /// children hash to that key).
     fn record(&self, key: &ContentKey) -> Result<Option<record::Record<'_>>> {
         let Some(e) = fmt::find(self.index_bytes(), self.count, key) else {
             return Ok(None);
@@ -240,6 +241,17 @@ impl PackStore {
                 what: "pack record",
                 location: location(),
                 detail: format!("the index points key {key} at another record"),
+            });
+        }
+        // A record's checksum vouches for its bytes, not for the key in its header: a pack is
+        // a file from elsewhere, so its bytes must hash to the key asked for.
+        if ContentKey::of(r.payload, &r.child_keys()) != *key {
+            return Err(Error::Corrupted {
+                what: "pack record",
+                location: location(),
+                detail: format!(
+                    "the record under key {key} holds bytes of another key; the pack was                      written wrongly or altered (export it again)"
+                ),
             });
         }
         Ok(Some(r))
@@ -573,9 +585,14 @@ pub fn import_pack(
     for chunk in keys.chunks(256) {
         let blobs: Vec<Blob> = chunk
             .iter()
-            .map(|k| get_checked(pack, k))
+            .map(|k| {
+                pack.get(k)?.ok_or_else(|| Error::NotFound {
+                    key: *k,
+                    store: pack.describe(),
+                })
+            })
             .collect::<Result<_>>()?;
-        // Each key was checked against its content just now: not hashed again.
+        // The pack checked each key against its content as it read it: not hashed again.
         let puts: Vec<Put<'_>> = chunk
             .iter()
             .zip(&blobs)
