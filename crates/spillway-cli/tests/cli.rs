@@ -22,7 +22,7 @@ fn demo_verifies_everything_and_keeps_the_store_for_inspection() {
     let o = spillway(&["inspect", d]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("demo/build"), "{}", text(&o));
-    assert!(text(&o).contains("format      version 2\n"), "{}", text(&o));
+    assert!(text(&o).contains("format      version 3\n"), "{}", text(&o));
 
     let o = spillway(&["verify", d]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
