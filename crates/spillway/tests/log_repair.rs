@@ -455,3 +455,38 @@ fn compaction_reports_the_net_space_it_gives_back() {
     assert_eq!(r.bytes_reclaimed, nth(3) - r.bytes_copied);
     assert_holds(&store, &objs[2..]);
 }
+
+/// A `SYNC` file with no valid slot: `verify` reports it (as a normal open refuses the store),
+/// and a repair writes it again from the log, after which the store opens and holds everything.
+#[test]
+fn a_damaged_sync_record_is_reported_by_verify_and_written_again_by_repair() {
+    let objs = objects(20);
+    let fs = closed_store(&objs);
+    let sync = Path::new(DIR).join(spillway::format::sync::SYNC_FILE);
+    let clean =
+        spillway::store::log::verify_on(Arc::new(fs.clone()), Path::new(DIR)).expect("verify");
+    assert!(clean.problems.is_empty(), "{:?}", clean.problems);
+    let garbage = vec![0x5a; 4144];
+    let f = fs
+        .open(&sync, spillway::vfs::OpenMode::Create)
+        .expect("open SYNC");
+    f.write_at(&garbage, 0).expect("write");
+    f.sync_data().expect("sync");
+    let report =
+        spillway::store::log::verify_on(Arc::new(fs.clone()), Path::new(DIR)).expect("verify");
+    assert!(
+        report.problems.iter().any(|p| p.contains("SYNC")),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        open(&fs, opts()).is_err(),
+        "a normal open refuses the store"
+    );
+    drop(open(&fs, opts().repair(true)).expect("repair"));
+    let store = open(&fs, opts()).expect("open after repair");
+    assert_holds(&store, &objs);
+    drop(store);
+    let after = spillway::store::log::verify_on(Arc::new(fs), Path::new(DIR)).expect("verify");
+    assert!(after.problems.is_empty(), "{:?}", after.problems);
+}

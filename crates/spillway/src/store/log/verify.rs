@@ -249,7 +249,17 @@ fn check_small_files(
                     path.display()
                 ));
             }
-        } else if name == checkpoint::CHECKPOINT_TMP_FILE || name == roots::ROOTS_TMP_FILE {
+        } else if name == crate::format::sync::SYNC_FILE {
+            if let Err(e) = crate::format::sync::decode_file(&read()?) {
+                report.problems.push(format!(
+                    "{}: the sync record is damaged ({e}); no slot is valid, so recovery cannot tell a torn tail from damage and a normal open refuses the store. `spillway verify --repair` scans the log and writes it again",
+                    path.display()
+                ));
+            }
+        } else if name == checkpoint::CHECKPOINT_TMP_FILE
+            || name == roots::ROOTS_TMP_FILE
+            || name == crate::format::marker::MARKER_TMP_FILE
+        {
             report.notes.push(format!(
                 "{}: left by a write that a crash interrupted; unused, and removed by the next writable open or root change",
                 path.display()
