@@ -29,6 +29,8 @@ const FUZZ_TARGETS: &[&str] = &[
     "open_container",
     "open_pack",
     "pool_ops",
+    "decode_small_files",
+    "decode_value",
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
@@ -131,22 +133,72 @@ fn fuzz(seconds: u64, targets: &[String]) -> Result<(), String> {
     } else {
         targets.to_vec()
     };
+    let mut done = Vec::new();
     for t in &targets {
         let corpus = root().join("fuzz").join("corpus").join(t);
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
-        run(Command::new("cargo")
-            .env_remove("CARGO")
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .args(["+nightly", "fuzz", "run", t])
-            .arg(&corpus)
-            .arg(root().join("fuzz").join("seeds").join(t))
-            .args([
-                "--",
-                &format!("-max_total_time={seconds}"),
-                "-rss_limit_mb=4096",
-            ]))?;
+        let executions = fuzz_one(
+            Command::new("cargo")
+                .env_remove("CARGO")
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .args(["+nightly", "fuzz", "run", t])
+                .arg(&corpus)
+                .arg(root().join("fuzz").join("seeds").join(t))
+                .args([
+                    "--",
+                    &format!("-max_total_time={seconds}"),
+                    "-rss_limit_mb=4096",
+                    "-print_final_stats=1",
+                ]),
+        );
+        match executions {
+            Ok(n) => done.push((t.clone(), n)),
+            Err(e) => {
+                print_executions(&done, seconds);
+                return Err(e);
+            }
+        }
     }
+    print_executions(&done, seconds);
     Ok(())
+}
+
+/// Runs one fuzz target, passing its output through; returns the executions libFuzzer counted
+/// (its final `stat::number_of_executed_units`).
+fn fuzz_one(cmd: &mut Command) -> Result<u64, String> {
+    eprintln!("$ {cmd:?}");
+    let mut child = cmd
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| format!("{cmd:?}: no standard error"))?;
+    let mut executions = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.map_err(|e| format!("{cmd:?}: reading its output: {e}"))?;
+        eprintln!("{line}");
+        if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
+            executions = n.trim().parse().ok();
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("{cmd:?}: waiting for it: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cmd:?} failed with {status}"));
+    }
+    executions.ok_or_else(|| format!("{cmd:?} printed no count of executions"))
+}
+
+fn print_executions(done: &[(String, u64)], seconds: u64) {
+    println!("| fuzz target | seconds | executions | per second |");
+    println!("|---|---|---|---|");
+    for (t, n) in done {
+        println!("| {t} | {seconds} | {n} | {} |", n / seconds.max(1));
+    }
 }
 
 /// Runs `cmd` with its standard output relayed line by line to ours, handing each line to
