@@ -64,11 +64,6 @@ const PARK_RECHECK_SHORT: usize = 16;
 /// whose victims are about to be freed, before it looks again.
 const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// How many times one reservation waits for other threads' evictions before it gives up on
-/// them: with many threads reserving at once there is nearly always one in flight, and a
-/// reservation that waited for each would wait without end while guards hold the budget.
-const IN_FLIGHT_WAITS: u32 = 2;
-
 /// How many evictions that found less than they asked for one reservation makes before it is
 /// served past the limit: guards hold the rest, and every further eviction would free only
 /// what other threads let go since the last one, chasing their guards.
@@ -381,7 +376,6 @@ impl Residency {
     }
 
     fn reserve_or_not(&self, bytes: u64, out: &PageOut<'_>) -> Result<Option<Reservation>> {
-        let mut waits = 0;
         let mut short_rounds = 0;
         // Bounded only as a safety net against a pathological schedule.
         for _ in 0..100_000 {
@@ -420,13 +414,9 @@ impl Residency {
                         }
                         // At the target already, counting what other evictions are about to
                         // release: wait for them, then look again.
-                        Ok(Evicted::AtTarget { others: true }) if waits < IN_FLIGHT_WAITS => {
-                            waits += 1;
-                            self.wait_for_evictions();
-                        }
-                        // Waited enough: what others release may have been taken by their own
-                        // reservations; this one is served past the limit rather than waiting on.
-                        Ok(Evicted::AtTarget { others: true }) => break,
+                        // Others' victims, about to be freed, make room for this one: wait for
+                        // them (woken as soon as one of those evictions ends).
+                        Ok(Evicted::AtTarget { others: true }) => self.wait_for_evictions(),
                         Ok(Evicted::AtTarget { others: false }) => {}
                         // Nothing could go (or what was chosen stayed, pinned at the last
                         // moment): past the limit, unless another eviction is about to free.
@@ -437,17 +427,13 @@ impl Residency {
                                 .budget
                                 .resident()
                                 .saturating_sub(self.releasing.load(Ordering::Acquire));
-                            if waits >= IN_FLIGHT_WAITS
-                                || self.evicting.load(Ordering::Acquire) == 0
-                                || after + bytes > limit
-                            {
+                            if self.evicting.load(Ordering::Acquire) == 0 || after + bytes > limit {
                                 // No value can go: other consumers (sections) may spill.
                                 if self.spill_others(bytes, false) > 0 {
                                     continue;
                                 }
                                 break;
                             }
-                            waits += 1;
                             self.wait_for_evictions();
                         }
                         // The store failed: the values that were to be paged out stay
@@ -595,7 +581,7 @@ impl Residency {
         let level = self.budget.pressure();
         let mut keep = Vec::new();
         type Chosen = (Arc<dyn ErasedEntry>, Victim);
-        let (victims, asked, _in_flight): (Vec<Chosen>, u64, _) = {
+        let (victims, asked, many_held, _in_flight): (Vec<Chosen>, u64, bool, _) = {
             let mut rs = self.residents.lock();
             // Decided under the residents lock, with the victims of the evictions in progress
             // counted as gone: two threads paging out to one mark free its excess once.
@@ -642,6 +628,9 @@ impl Residency {
                 ));
                 Self::park_pinned(policy.as_mut(), entries, parked, &mut pinned);
             }
+            // More held values than one look covers: guards hold the budget, and a reservation
+            // that comes up short is served past it rather than chasing them (see `reserve`).
+            let many_held = rs.parked.entries.len() > PARK_RECHECK_SHORT;
             let entries = &mut rs.entries;
             let victims: Vec<_> = chosen
                 .into_iter()
@@ -653,7 +642,7 @@ impl Residency {
             // how much to free does not count them again.
             let chosen_bytes = victims.iter().map(|(_, v)| v.bytes).sum();
             let in_flight = (!victims.is_empty()).then(|| InFlight::new(self, chosen_bytes));
-            (victims, bytes, in_flight)
+            (victims, bytes, many_held, in_flight)
         };
         drop(keep);
         if victims.is_empty() {
@@ -690,7 +679,7 @@ impl Residency {
         drop(victims);
         stored.map(|()| Evicted::Freed {
             bytes: freed,
-            short: freed < asked,
+            short: freed < asked && many_held,
         })
     }
 }
