@@ -166,30 +166,12 @@ fn fuzz(seconds: u64, targets: &[String]) -> Result<(), String> {
 /// Runs one fuzz target, passing its output through; returns the executions libFuzzer counted
 /// (its final `stat::number_of_executed_units`).
 fn fuzz_one(cmd: &mut Command) -> Result<u64, String> {
-    eprintln!("$ {cmd:?}");
-    let mut child = cmd
-        .current_dir(root())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| format!("{cmd:?}: no standard error"))?;
     let mut executions = None;
-    for line in BufReader::new(stderr).lines() {
-        let line = line.map_err(|e| format!("{cmd:?}: reading its output: {e}"))?;
-        eprintln!("{line}");
+    relay(cmd, Stream::Err, |line| {
         if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
             executions = n.trim().parse().ok();
         }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| format!("{cmd:?}: waiting for it: {e}"))?;
-    if !status.success() {
-        return Err(format!("{cmd:?} failed with {status}"));
-    }
+    })?;
     executions.ok_or_else(|| format!("{cmd:?} printed no count of executions"))
 }
 
@@ -203,20 +185,40 @@ fn print_executions(done: &[(String, u64)], seconds: u64) {
 
 /// Runs `cmd` with its standard output relayed line by line to ours, handing each line to
 /// `on_line` too.
-fn run_reading(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result<(), String> {
+fn run_reading(cmd: &mut Command, on_line: impl FnMut(&str)) -> Result<(), String> {
+    relay(cmd, Stream::Out, on_line)
+}
+
+/// Which output of a command [`relay`] reads.
+#[derive(Clone, Copy)]
+enum Stream {
+    Out,
+    Err,
+}
+
+/// Runs `cmd` with one of its outputs relayed line by line to the same output of ours, handing
+/// each line to `on_line` too; fails if the command fails.
+fn relay(cmd: &mut Command, stream: Stream, mut on_line: impl FnMut(&str)) -> Result<(), String> {
     eprintln!("$ {cmd:?}");
+    match stream {
+        Stream::Out => cmd.stdout(Stdio::piped()),
+        Stream::Err => cmd.stderr(Stdio::piped()),
+    };
     let mut child = cmd
         .current_dir(root())
-        .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| format!("{cmd:?}: no standard output"))?;
-    for line in BufReader::new(stdout).lines() {
+    let output: Box<dyn std::io::Read> = match stream {
+        Stream::Out => child.stdout.take().map(|o| Box::new(o) as _),
+        Stream::Err => child.stderr.take().map(|o| Box::new(o) as _),
+    }
+    .ok_or_else(|| format!("{cmd:?}: no output to read"))?;
+    for line in BufReader::new(output).lines() {
         let line = line.map_err(|e| format!("{cmd:?}: reading its output: {e}"))?;
-        println!("{line}");
+        match stream {
+            Stream::Out => println!("{line}"),
+            Stream::Err => eprintln!("{line}"),
+        }
         on_line(&line);
     }
     let status = child

@@ -24,11 +24,7 @@ use spillway::{BlobStore, ContentKey, Durability, Error, LogStore, LogStoreOptio
 const DIR: &str = "/store";
 
 fn opts() -> LogStoreOptions {
-    LogStoreOptions::default()
-        .segment_size(4096)
-        .write_buffer(1500)
-        .checkpoint_every(6000)
-        .compact_below(0.9)
+    common::crash_opts()
 }
 
 /// What the workload was told, per durability level.

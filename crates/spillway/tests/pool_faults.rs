@@ -50,11 +50,7 @@ fn check(h: &Paged<Node>, what: &str) -> spillway::Result<usize> {
 }
 
 fn opts() -> LogStoreOptions {
-    LogStoreOptions::default()
-        .segment_size(4096)
-        .write_buffer(1500)
-        .checkpoint_every(6000)
-        .compact_below(0.9)
+    common::crash_opts()
 }
 
 fn open(vfs: Arc<dyn Vfs>) -> spillway::Result<(Arc<LogStore>, Pool)> {

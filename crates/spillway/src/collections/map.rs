@@ -212,7 +212,8 @@ impl<K: Item + Ord, V: Item> PagedMap<K, V> {
         let mut run_bytes = 0;
         let mut n: u64 = 0;
         for (k, v) in entries {
-            if let Some((last, _)) = run.last().or(None)
+            // Checked before a full run is flushed: `run` is empty only before the first entry.
+            if let Some((last, _)) = run.last()
                 && k <= *last
             {
                 return Err(Error::InvalidArgument(format!(
@@ -247,7 +248,8 @@ impl<K: Item + Ord, V: Item> PagedMap<K, V> {
         Ok(map)
     }
 
-    /// Stores a full leaf of a bulk build, checking its first key against the last leaf's.
+    /// Stores a full leaf of a bulk build, with the separator before it (its first key) unless
+    /// it is the first leaf.
     fn push_leaf(&self, level: &mut Items<K, V>, entries: Vec<(K, V)>) -> Result<()> {
         let sep = (!level.is_empty()).then(|| entries[0].0.clone());
         let h = Paged::insert_in(&self.pool, Node::Leaf(entries))?;

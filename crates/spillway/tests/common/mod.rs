@@ -106,6 +106,16 @@ pub fn busy_opts() -> LogStoreOptions {
         .compact_below(0.9)
 }
 
+/// Options for crash tests on a simulated file system: small segments, a small write buffer and
+/// frequent checkpoints and compaction, so that a short workload crosses every kind of write.
+pub fn crash_opts() -> LogStoreOptions {
+    LogStoreOptions::default()
+        .segment_size(4096)
+        .write_buffer(1500)
+        .checkpoint_every(6000)
+        .compact_below(0.9)
+}
+
 pub fn small_opts(segment_size: u64) -> LogStoreOptions {
     LogStoreOptions::default()
         .segment_size(segment_size)
