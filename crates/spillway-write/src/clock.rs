@@ -9,9 +9,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::{Instant, Mutex};
 
 /// Called when a clock that moves by hand has moved.
 pub type ClockWatcher = Arc<dyn Fn() + Send + Sync>;

@@ -12,11 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
-
-use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::channel::{ApplyNow, FlushRequest, Inbox, WriteChannel};
 use crate::config::Config;
@@ -27,6 +23,8 @@ use crate::error::{Error, Failure, Result};
 use crate::flush::FlushRole;
 use crate::flusher::Flusher;
 use crate::shared::{JobState, Role, Shared};
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{AtomicBool, Condvar, Mutex, RwLock};
 use crate::view::{CellState, Subscription, View, Views};
 use crate::watermark::{EpochWait, Lead, Watermarks};
 use crate::{flush, lead, writer};
@@ -131,7 +129,7 @@ where
 
         let flush_shared = shared.clone();
         let role = flush_role.clone();
-        let flusher = std::thread::Builder::new()
+        let flusher = thread::Builder::new()
             .name(format!("{name}-flush"))
             .spawn(move || flush::run(&flush_shared, &role))
             .map_err(|source| Error::Spawn {
@@ -139,7 +137,7 @@ where
                 source,
             })?;
         let writer_shared = shared.clone();
-        let writer = match std::thread::Builder::new()
+        let writer = match thread::Builder::new()
             .name(format!("{name}-writer"))
             .spawn(move || writer::run(&writer_shared))
         {

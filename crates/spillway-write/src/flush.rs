@@ -17,13 +17,12 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::delta::Freeze;
 use crate::durability::Durability;
 use crate::error::Failure;
 use crate::flusher::Flusher;
 use crate::shared::{Job, JobState, Shared};
+use crate::sync::Mutex;
 
 /// The flusher, and with its lock the right to store and sync.
 pub(crate) struct FlushRole<F> {
