@@ -375,13 +375,12 @@ mod model {
         shuttle::Runner::new(scheduler, config).run(test);
     }
 
+    /// Picks one count out of a [`Tally`].
+    type Count = fn(&Tally) -> &AtomicUsize;
+
     /// Model-checks `test` (see [`check`]), then asserts that both counts of `sides` were
     /// seen over the schedules, when enough ran to make that certain in practice.
-    fn explore(
-        test: fn(&Arc<Tally>),
-        pct_depth: Option<usize>,
-        sides: [(&str, fn(&Tally) -> &AtomicUsize); 2],
-    ) {
+    fn explore(test: fn(&Arc<Tally>), pct_depth: Option<usize>, sides: [(&str, Count); 2]) {
         let tally = Arc::new(Tally::default());
         let t = tally.clone();
         check(move || test(&t), pct_depth);
@@ -535,7 +534,7 @@ mod model {
     #[test]
     fn a_failing_store_fails_its_waiters_and_hands_back_the_rest() {
         explore(
-            |t| failing_store(t),
+            failing_store,
             None,
             [
                 ("runs failed", |t| &t.failed),
@@ -576,7 +575,7 @@ mod model {
     #[test]
     fn timed_waits_time_out_or_see_their_write_stored() {
         explore(
-            |t| timed_waits(t),
+            timed_waits,
             None,
             [
                 ("timed waits that timed out", |t| &t.timed_out),
@@ -663,7 +662,7 @@ mod model {
     #[test]
     fn shutdown_ends_every_blocked_wait() {
         explore(
-            |t| shutdown_with_waiters(t),
+            shutdown_with_waiters,
             None,
             [
                 ("waits that reached their level", |t| &t.reached),
