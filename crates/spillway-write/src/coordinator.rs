@@ -237,26 +237,29 @@ where
 
     /// Freezes what is applied and waits until it is stored (`durable`: and synced); returns
     /// the last epoch covered. Like [`request_flush`](Self::request_flush), it covers the
-    /// writes queued at the call; when none are, it waits for the applied writes directly (and
-    /// usually stores them on this thread), without a round trip through the writer thread.
+    /// writes queued at the call; when none are, it waits for the writes already taken from the
+    /// channels directly (and usually stores them on this thread), without a round trip
+    /// through the writer thread.
     pub fn flush(&self, durable: bool) -> Result<Epoch, F::Error> {
         let level = if durable {
             Durability::Durable
         } else {
             Durability::Written
         };
-        let queued = {
+        // With nothing queued, the last epoch handed out: it covers a write the writer thread
+        // has taken from its channel but not applied yet (the `Applied` mark moves only once
+        // the writer's batch is applied, so it would miss that write).
+        let taken = {
             let s = self.shared.inbox.state.lock();
             if s.stopped {
                 drop(s);
                 return Err(self.ended());
             }
-            s.has_writes(false)
+            (!s.has_writes(false)).then(|| s.delta.last())
         };
-        let epoch = if queued {
-            self.request_flush(durable)?
-        } else {
-            self.shared.marks.get(Durability::Applied)
+        let epoch = match taken {
+            Some(last) => last,
+            None => self.request_flush(durable)?,
         };
         self.wait_for(epoch, level)?;
         Ok(epoch)

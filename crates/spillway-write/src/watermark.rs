@@ -219,6 +219,13 @@ impl<E> Watermarks<E> {
         }
     }
 
+    /// True if the flush thread has a sync to do: every epoch some waiter needs `Durable` is
+    /// written, and not all of them are synced.
+    pub(crate) fn sync_wanted(&self) -> bool {
+        let s = self.state.lock();
+        s.end.is_none() && s.demand_durable > s.durable && s.written >= s.demand_durable
+    }
+
     /// Asks for `epoch` to reach `level` without waiting for it (what an explicit flush does).
     pub(crate) fn request(&self, level: Durability, epoch: Epoch) {
         let rose = self.state.lock().demand(level, epoch);

@@ -423,14 +423,35 @@ mod model {
         }
     }
 
-    /// Producers apply writes and wait for `Written` or `Durable`, leading a flush round when the
-    /// role is free and sleeping on the marks otherwise, next to the writer and flush threads.
+    /// Producers apply writes and wait for `Written` or `Durable`, next to the writer and flush
+    /// threads: a blocking wait, which leads a flush round when the role is free and sleeps on
+    /// the marks otherwise; an async wait, which only the background threads serve; or an
+    /// explicit flush, which covers the write.
     fn group_commit(producers: usize, writes: usize, tally: &Arc<Tally>) {
         let run = Run::start(config("gc"), Fault::None, tally);
         let handles = run.produce(producers, writes, 2, |run, ch, level| {
             let h = ch.write(()).expect("a running pipeline takes writes");
-            let epoch = h.wait(level).expect("no failure");
-            check_stored(&run.disk, level, epoch);
+            match shuttle::rand::thread_rng().gen_range(0..3) {
+                0 => {
+                    let epoch = h.wait(level).expect("no failure");
+                    check_stored(&run.disk, level, epoch);
+                }
+                1 => {
+                    let epoch = shuttle::future::block_on(h.wait_async(level)).expect("no failure");
+                    check_stored(&run.disk, level, epoch);
+                }
+                _ => {
+                    let covered = run
+                        .pipeline
+                        .flush(level == Durability::Durable)
+                        .expect("no failure");
+                    let epoch = h
+                        .epoch()
+                        .expect("a flush applies the writes queued before it");
+                    assert!(epoch <= covered, "a flush up to {covered} missed {epoch}");
+                    check_stored(&run.disk, level, covered);
+                }
+            }
             Some(h)
         });
         run.check_marks();
