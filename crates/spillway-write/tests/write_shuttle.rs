@@ -314,6 +314,31 @@ mod model {
         }
     }
 
+    /// Waits for `h` at `level`, as shuttle's random source picks: a blocking wait (which leads
+    /// a flush round when the role is free and sleeps on the marks otherwise), an async one
+    /// (which only the background threads serve), or, given the pipeline, an explicit flush
+    /// (which must cover the write). The epoch the level was reached for.
+    fn wait(
+        run: Option<&Run>,
+        h: &Handle,
+        level: Durability,
+    ) -> Result<Epoch, Error<std::io::Error>> {
+        let ways = if run.is_some() { 3 } else { 2 };
+        match (shuttle::rand::thread_rng().gen_range(0..ways), run) {
+            (0, _) => h.wait(level),
+            (1, _) => shuttle::future::block_on(h.wait_async(level)),
+            (_, Some(run)) => {
+                let covered = run.pipeline.flush(level == Durability::Durable)?;
+                let epoch = h
+                    .epoch()
+                    .expect("a flush applies the writes queued before it");
+                assert!(epoch <= covered, "a flush up to {covered} missed {epoch}");
+                Ok(covered)
+            }
+            (_, None) => unreachable!("two ways without the pipeline"),
+        }
+    }
+
     /// Asserts that a failed wait carries the store's own error.
     fn check_failure(err: &Error<std::io::Error>) {
         match err {
@@ -431,27 +456,8 @@ mod model {
         let run = Run::start(config("gc"), Fault::None, tally);
         let handles = run.produce(producers, writes, 2, |run, ch, level| {
             let h = ch.write(()).expect("a running pipeline takes writes");
-            match shuttle::rand::thread_rng().gen_range(0..3) {
-                0 => {
-                    let epoch = h.wait(level).expect("no failure");
-                    check_stored(&run.disk, level, epoch);
-                }
-                1 => {
-                    let epoch = shuttle::future::block_on(h.wait_async(level)).expect("no failure");
-                    check_stored(&run.disk, level, epoch);
-                }
-                _ => {
-                    let covered = run
-                        .pipeline
-                        .flush(level == Durability::Durable)
-                        .expect("no failure");
-                    let epoch = h
-                        .epoch()
-                        .expect("a flush applies the writes queued before it");
-                    assert!(epoch <= covered, "a flush up to {covered} missed {epoch}");
-                    check_stored(&run.disk, level, covered);
-                }
-            }
+            let epoch = wait(Some(run), &h, level).expect("no failure");
+            check_stored(&run.disk, level, epoch);
             Some(h)
         });
         run.check_marks();
@@ -525,7 +531,7 @@ mod model {
                 );
                 return None;
             };
-            match h.wait(level) {
+            match wait(Some(run), &h, level) {
                 Ok(epoch) => check_stored(&run.disk, level, epoch),
                 Err(e) => check_failure(&e),
             }
@@ -650,7 +656,7 @@ mod model {
                             h
                         }
                     };
-                    let outcome = h.wait(level);
+                    let outcome = wait(None, &h, level);
                     match &outcome {
                         Ok(epoch) => check_stored(&disk, level, *epoch),
                         Err(Error::Closed { .. }) => {}
