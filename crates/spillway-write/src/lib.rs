@@ -75,7 +75,8 @@
 //! 0. `sync`: every lock, condition variable, atomic, thread, timed wait and futex word the
 //!    others use: the real ones, or shuttle's under `--cfg spillway_shuttle` (the model checks
 //!    of `tests/write_shuttle.rs`);
-//! 1. `durability`, `epoch`, `error`, `clock`: the vocabulary, importing no sibling but the one above;
+//! 1. `durability`, `epoch`, `error`, `clock`: the vocabulary, importing no sibling but the
+//!    one above;
 //! 2. `delta`, `flusher`: the traits a user implements; `config`: the knobs;
 //! 3. `watermark`: the marks and the waits on them; `handle`: a write's handle;
 //! 4. `status`: what the writer knows of the current delta; `channel`: the producers' bounded

@@ -15,12 +15,15 @@
 //!   lock and wakes the `Written` and `Durable` waiters and the role's sleepers), then looks
 //!   again; so a blocking waiter never depends on a hand-off to the background threads when it
 //!   could do the work itself. Async waits only register demand (they must not block their
-//!   executor), and the background threads serve them;
+//!   executor), and the background threads serve them: a leader's round that leaves a sync
+//!   wanted (it was for `Written`) wakes the flush thread for it;
 //! - no wake-up is lost: a thread decides to sleep and reads its word under the mark lock, and
 //!   everybody that moves a mark (or releases the role, or ends the pipeline) bumps the words
 //!   concerned under the same lock before waking their sleepers; a thread that sleeps on a
-//!   word that was bumped meanwhile returns at once. `write_shuttle` model-checks this
-//!   protocol for durable waiters, leaders and a background flusher.
+//!   word that was bumped meanwhile returns at once. `tests/write_shuttle.rs` model-checks
+//!   this on the real code (built with `--cfg spillway_shuttle`, see [`sync`](crate::sync)):
+//!   blocking, async and timed waiters, leaders, the background threads, failures and
+//!   shutdown.
 //!
 //! How blocked threads sleep: a wait with no timeout sleeps on a *word*, a counter that every
 //! wake-up bumps, so that a moving mark wakes all its sleepers with one call into the kernel
@@ -33,8 +36,8 @@
 //! wake only waiters they may satisfy. A wait with a timeout parks its own thread, with a
 //! waker, as an async wait registers one.
 //!
-//! The words need a futex or its kind from the OS (see [`Word`](crate::sync::Word)); where there is
-//! none, every blocked wait parks its own thread with a waker.
+//! The words need a futex or its kind from the OS (see [`Word`](crate::sync::Word)); where
+//! there is none, every blocked wait parks its own thread with a waker.
 
 use std::collections::BTreeMap;
 use std::fmt;

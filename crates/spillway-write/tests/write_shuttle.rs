@@ -238,7 +238,8 @@ mod model {
             let d = self.disk.lock().expect("disk lock");
             assert!(
                 written <= d.written.len() as u64 && durable <= d.synced as u64,
-                "a mark ahead of storage: written {written}, durable {durable}, stored {}, synced {}",
+                "a mark ahead of storage: written {written}, durable {durable}, stored {}, \
+                 synced {}",
                 d.written.len(),
                 d.synced
             );
@@ -410,8 +411,9 @@ mod model {
     /// The bug depth of the PCT runs: the number of ordering constraints a bug needs.
     const PCT_DEPTH: usize = 3;
 
-    /// Model-checks `test` with random schedules, then with PCT (see [`check`]), then asserts that both counts of `sides` were
-    /// seen over the schedules, when enough ran to make that certain in practice.
+    /// Model-checks `test` with random schedules, then with PCT (see [`check`]), then asserts
+    /// that both counts of `sides` were seen over the schedules, when enough ran to make that
+    /// certain in practice.
     fn explore(test: fn(&Arc<Tally>), sides: [(&str, Count); 2]) {
         let tally = Arc::new(Tally::default());
         let t = tally.clone();
