@@ -20,6 +20,8 @@
 //! - every write acknowledged at `Written` is in the store, every write acknowledged at
 //!   `Durable` is in the store and synced, when the acknowledgement returns;
 //! - the flusher gets the batches in epoch order, each holding exactly its epochs;
+//! - a view shows each applied write once (its snapshot, frozen layers and current delta hold
+//!   adjacent epoch ranges from 1 on), and every write applied before it was taken;
 //! - after shutdown, each epoch a handle reports applied is either stored or handed back in
 //!   `Shutdown::unflushed`, never both, and nothing else is: no write lost or made up.
 //!
@@ -65,7 +67,7 @@ mod model {
     use shuttle::thread;
     use spillway_write::{
         Config, Coordinator, Delta, Durability, Epoch, EpochRange, Error, Failure, Flusher, Freeze,
-        Frozen, RetryPolicy, WriteChannel, WriteHandle,
+        Frozen, Layer, RetryPolicy, WriteChannel, WriteHandle,
     };
 
     /// The delta: the epochs applied since the last freeze, in order.
@@ -87,12 +89,12 @@ mod model {
 
     impl Freeze for Log {
         type Batch = Vec<u64>;
-        type FrozenView = ();
+        type FrozenView = Vec<u64>;
 
         fn freeze(self) -> Frozen<Log> {
             Frozen {
-                batch: self.0,
-                view: (),
+                batch: self.0.clone(),
+                view: self.0,
                 next: Log::default(),
             }
         }
@@ -147,10 +149,11 @@ mod model {
 
     impl Flusher for Store {
         type Batch = Vec<u64>;
-        type Snapshot = ();
+        /// The epochs stored.
+        type Snapshot = Vec<u64>;
         type Error = std::io::Error;
 
-        fn write(&mut self, batch: &Vec<u64>, epochs: EpochRange) -> std::io::Result<()> {
+        fn write(&mut self, batch: &Vec<u64>, epochs: EpochRange) -> std::io::Result<Vec<u64>> {
             let mut d = self.disk.lock().expect("disk lock");
             d.write_calls += 1;
             let failing = match self.fault {
@@ -183,7 +186,7 @@ mod model {
                 &self.tally.stored_by_waiter
             };
             count.fetch_add(1, Ordering::Relaxed);
-            Ok(())
+            Ok(d.written.clone())
         }
 
         fn sync(&mut self) -> std::io::Result<()> {
@@ -218,7 +221,8 @@ mod model {
                 fault,
                 tally: tally.clone(),
             };
-            let pipeline = Coordinator::start(Log::default(), store, (), config).expect("start");
+            let pipeline =
+                Coordinator::start(Log::default(), store, Vec::new(), config).expect("start");
             Run {
                 pipeline: Arc::new(pipeline),
                 disk,
@@ -242,6 +246,34 @@ mod model {
                  synced {}",
                 d.written.len(),
                 d.synced
+            );
+        }
+
+        /// Asserts that a view taken now shows every applied write once, and every write
+        /// applied before it: its storage snapshot, frozen layers and current delta hold
+        /// adjacent epoch ranges from 1 on, through at least the `Applied` mark read before it.
+        fn check_view(&self) {
+            let applied = self.pipeline.watermark(Durability::Applied).get();
+            let view = self.pipeline.view();
+            let read = view.read();
+            let layers: Vec<&[u64]> = read
+                .layers()
+                .map(|layer| match layer {
+                    Layer::Live(delta) => delta.0.as_slice(),
+                    Layer::Frozen(epochs) => epochs.as_slice(),
+                })
+                .collect();
+            // Layers come newest first.
+            let mut epochs = read.snapshot().clone();
+            epochs.extend(layers.into_iter().rev().flatten());
+            let expected: Vec<u64> = (1..=epochs.len() as u64).collect();
+            assert_eq!(
+                epochs, expected,
+                "a view shows a write twice, or misses one"
+            );
+            assert!(
+                epochs.len() as u64 >= applied,
+                "a view taken once {applied} was applied shows only {epochs:?}"
             );
         }
 
@@ -275,6 +307,7 @@ mod model {
                                 };
                                 let h = step(&run, &ch, level);
                                 run.check_marks();
+                                run.check_view();
                                 h
                             })
                             .collect::<Vec<_>>()
