@@ -11,6 +11,8 @@
 //!   `Condvar::wait(&mut guard)`, `wait_for` and `wait_until`), so that
 //!   `tests/write_shuttle.rs` model-checks the real pipeline, not a restatement of it.
 //!
+//! (`std::thread::panicking`, which synchronises nothing, is used directly.)
+//!
 //! A [`Word`] is a counter that threads sleep on while it holds the value they read: a futex
 //! through `atomic-wait` where the OS has one (Linux, Android, FreeBSD; `__ulock` on Apple
 //! systems), and under shuttle a counter under a mutex with a condition variable. Where the OS
