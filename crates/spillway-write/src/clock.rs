@@ -31,7 +31,8 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn watch(&self, watcher: ClockWatcher);
 }
 
-/// The real monotonic clock ([`Instant`]).
+/// The real monotonic clock ([`std::time::Instant`]; the shuttle build's virtual clock under
+/// `--cfg spillway_shuttle`).
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     origin: Instant,

@@ -25,7 +25,7 @@
 //! (`Condvar::wait_for` and `wait_until`, `thread::park_timeout`) unlocks, lets the other
 //! threads run (a scheduling point), then either times out, moving the clock to its deadline,
 //! or returns as if woken; shuttle's random source chooses, so the schedule explores both and
-//! replays. A timed wait so never blocks: a timer always fires in the end, and a wait that
+//! replays. So a timed wait never blocks: a timer always fires in the end, and a wait that
 //! blocked until a notify that never comes would be reported as a deadlock the real code does
 //! not have. (`parking_lot` never wakes a thread spuriously; every caller in the crate checks
 //! its condition again in a loop, so the model's extra wake-ups only widen what is checked.)

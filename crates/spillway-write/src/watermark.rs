@@ -36,7 +36,7 @@
 //! wake only waiters they may satisfy. A wait with a timeout parks its own thread, with a
 //! waker, as an async wait registers one.
 //!
-//! The words need a futex or its kind from the OS (see [`Word`](crate::sync::Word)); where
+//! The words need a futex or its kind from the OS (see [`Word`]); where
 //! there is none, every blocked wait parks its own thread with a waker.
 
 use std::collections::BTreeMap;
