@@ -21,14 +21,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
+use std::time::Duration;
 
 use crate::epoch::Epoch;
 use crate::error::{Error, Result};
 use crate::handle::{TicketSender, WriteHandle, applied, ticket};
 use crate::status::DeltaStatus;
+use crate::sync::{Condvar, Instant, Mutex};
 use crate::watermark::Watermarks;
 
 /// One queued write with the writer's end of its ticket.

@@ -9,9 +9,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::sync::{Instant, Mutex};
 
 /// Called when a clock that moves by hand has moved.
 pub type ClockWatcher = Arc<dyn Fn() + Send + Sync>;
@@ -31,7 +31,8 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn watch(&self, watcher: ClockWatcher);
 }
 
-/// The real monotonic clock ([`Instant`]).
+/// The real monotonic clock ([`std::time::Instant`]; the shuttle build's virtual clock under
+/// `--cfg spillway_shuttle`).
 #[derive(Debug, Clone, Copy)]
 pub struct SystemClock {
     origin: Instant,

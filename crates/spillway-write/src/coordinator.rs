@@ -12,11 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
-
-use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::channel::{ApplyNow, FlushRequest, Inbox, WriteChannel};
 use crate::config::Config;
@@ -27,6 +23,8 @@ use crate::error::{Error, Failure, Result};
 use crate::flush::FlushRole;
 use crate::flusher::Flusher;
 use crate::shared::{JobState, Role, Shared};
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{AtomicBool, Condvar, Mutex, RwLock};
 use crate::view::{CellState, Subscription, View, Views};
 use crate::watermark::{EpochWait, Lead, Watermarks};
 use crate::{flush, lead, writer};
@@ -131,7 +129,7 @@ where
 
         let flush_shared = shared.clone();
         let role = flush_role.clone();
-        let flusher = std::thread::Builder::new()
+        let flusher = thread::Builder::new()
             .name(format!("{name}-flush"))
             .spawn(move || flush::run(&flush_shared, &role))
             .map_err(|source| Error::Spawn {
@@ -139,7 +137,7 @@ where
                 source,
             })?;
         let writer_shared = shared.clone();
-        let writer = match std::thread::Builder::new()
+        let writer = match thread::Builder::new()
             .name(format!("{name}-writer"))
             .spawn(move || writer::run(&writer_shared))
         {
@@ -239,26 +237,29 @@ where
 
     /// Freezes what is applied and waits until it is stored (`durable`: and synced); returns
     /// the last epoch covered. Like [`request_flush`](Self::request_flush), it covers the
-    /// writes queued at the call; when none are, it waits for the applied writes directly (and
-    /// usually stores them on this thread), without a round trip through the writer thread.
+    /// writes queued at the call; when none are, it waits for the writes already taken from the
+    /// channels directly (and usually stores them on this thread), without a round trip
+    /// through the writer thread.
     pub fn flush(&self, durable: bool) -> Result<Epoch, F::Error> {
         let level = if durable {
             Durability::Durable
         } else {
             Durability::Written
         };
-        let queued = {
+        // With nothing queued, the last epoch handed out: it covers a write the writer thread
+        // has taken from its channel but not applied yet (the `Applied` mark moves only once
+        // the writer's batch is applied, so it would miss that write).
+        let taken = {
             let s = self.shared.inbox.state.lock();
             if s.stopped {
                 drop(s);
                 return Err(self.ended());
             }
-            s.has_writes(false)
+            (!s.has_writes(false)).then(|| s.delta.last())
         };
-        let epoch = if queued {
-            self.request_flush(durable)?
-        } else {
-            self.shared.marks.get(Durability::Applied)
+        let epoch = match taken {
+            Some(last) => last,
+            None => self.request_flush(durable)?,
         };
         self.wait_for(epoch, level)?;
         Ok(epoch)

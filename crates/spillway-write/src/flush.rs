@@ -17,13 +17,12 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use crate::delta::Freeze;
 use crate::durability::Durability;
 use crate::error::Failure;
 use crate::flusher::Flusher;
 use crate::shared::{Job, JobState, Shared};
+use crate::sync::Mutex;
 
 /// The flusher, and with its lock the right to store and sync.
 pub(crate) struct FlushRole<F> {
@@ -63,15 +62,13 @@ where
 {
     let _guard = PanicGuard(shared);
     loop {
-        // Wait, without the role, until there is something to do.
+        // Wait, without the role, until there is something to do. Exiting is decided only
+        // under the role too: a leading waiter may hold a batch it took from the queue, not yet
+        // written, which the sync at shutdown must still cover.
         {
             let mut j = shared.jobs.lock();
-            loop {
-                match next_work(shared, &j) {
-                    Some(Work::Exit) => return,
-                    Some(_) => break,
-                    None => shared.jobs_changed.wait(&mut j),
-                }
+            while next_work(shared, &j).is_none() {
+                shared.jobs_changed.wait(&mut j);
             }
         }
         let mut flusher = role.flusher.lock();

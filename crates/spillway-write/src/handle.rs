@@ -10,13 +10,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
+use std::time::Duration;
 
 use crate::durability::Durability;
 use crate::epoch::Epoch;
 use crate::error::{Error, Result};
+use crate::sync::{Condvar, Instant, Mutex};
 use crate::watermark::{EpochWait, Watermarks};
 
 enum TicketState<R> {

@@ -46,6 +46,12 @@ where
     drop(slot);
     // Whoever found the role taken while we held it sleeps until this.
     shared.marks.role_released();
+    // A round for `Written` may have written what a `Durable` waiter that does not lead (an
+    // async one) needs synced: the flush thread, which found nothing to sync before this
+    // round's writes, must look again.
+    if shared.marks.sync_wanted() {
+        shared.poke_flusher();
+    }
     lead
 }
 

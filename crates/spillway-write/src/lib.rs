@@ -72,7 +72,11 @@
 //! Each module imports only modules listed before it, so the imports run one way and there is
 //! no circle (a test holds the code to this list):
 //!
-//! 1. `durability`, `epoch`, `error`, `clock`, `word`: the vocabulary, importing no sibling;
+//! 0. `sync`: every lock, condition variable, atomic, thread, timed wait and futex word the
+//!    others use: the real ones, or shuttle's under `--cfg spillway_shuttle` (the model checks
+//!    of `tests/write_shuttle.rs`);
+//! 1. `durability`, `epoch`, `error`, `clock`: the vocabulary, importing no sibling but the
+//!    one above;
 //! 2. `delta`, `flusher`: the traits a user implements; `config`: the knobs;
 //! 3. `watermark`: the marks and the waits on them; `handle`: a write's handle;
 //! 4. `status`: what the writer knows of the current delta; `channel`: the producers' bounded
@@ -101,9 +105,9 @@ mod lead;
 mod role;
 mod shared;
 mod status;
+mod sync;
 mod view;
 mod watermark;
-mod word;
 mod writer;
 
 pub use channel::{RejectReason, Rejected, WriteChannel};

@@ -22,9 +22,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
-use parking_lot::RwLock;
 
 use crate::channel::{ApplyNow, Message};
 use crate::delta::{Delta, Freeze, Frozen};
@@ -32,6 +29,7 @@ use crate::durability::Durability;
 use crate::epoch::{Epoch, EpochRange};
 use crate::error::Failure;
 use crate::shared::{Job, Role, Shared};
+use crate::sync::{Ordering, RwLock};
 use crate::view::{CellState, FrozenLayer};
 
 type Msg<D> = Message<<D as Delta>::Write, <D as Delta>::Applied>;

@@ -21,9 +21,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::channel::Inbox;
 use crate::clock::Clock;
@@ -31,6 +28,7 @@ use crate::config::Config;
 use crate::delta::Freeze;
 use crate::epoch::{Epoch, EpochRange};
 use crate::error::Failure;
+use crate::sync::{AtomicBool, Condvar, Mutex};
 use crate::view::{DeltaCell, Views};
 use crate::watermark::Watermarks;
 

@@ -18,12 +18,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use crate::delta::Freeze;
 use crate::epoch::{Epoch, EpochRange};
+use crate::sync::{Condvar, Instant, Mutex, RwLock, RwLockReadGuard};
 
 /// What the shared slot of the current delta holds.
 pub(crate) enum CellState<D: Freeze> {

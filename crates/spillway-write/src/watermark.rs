@@ -15,12 +15,15 @@
 //!   lock and wakes the `Written` and `Durable` waiters and the role's sleepers), then looks
 //!   again; so a blocking waiter never depends on a hand-off to the background threads when it
 //!   could do the work itself. Async waits only register demand (they must not block their
-//!   executor), and the background threads serve them;
+//!   executor), and the background threads serve them: a leader's round that leaves a sync
+//!   wanted (it was for `Written`) wakes the flush thread for it;
 //! - no wake-up is lost: a thread decides to sleep and reads its word under the mark lock, and
 //!   everybody that moves a mark (or releases the role, or ends the pipeline) bumps the words
 //!   concerned under the same lock before waking their sleepers; a thread that sleeps on a
-//!   word that was bumped meanwhile returns at once. `write_shuttle` model-checks this
-//!   protocol for durable waiters, leaders and a background flusher.
+//!   word that was bumped meanwhile returns at once. `tests/write_shuttle.rs` model-checks
+//!   this on the real code (built with `--cfg spillway_shuttle`, see [`sync`](crate::sync)):
+//!   blocking, async and timed waiters, leaders, the background threads, failures and
+//!   shutdown.
 //!
 //! How blocked threads sleep: a wait with no timeout sleeps on a *word*, a counter that every
 //! wake-up bumps, so that a moving mark wakes all its sleepers with one call into the kernel
@@ -33,24 +36,21 @@
 //! wake only waiters they may satisfy. A wait with a timeout parks its own thread, with a
 //! waker, as an async wait registers one.
 //!
-//! The words need a futex or its kind from the OS (see [`word`](crate::word)); where there is
-//! none, every blocked wait parks its own thread with a waker.
+//! The words need a futex or its kind from the OS (see [`Word`]); where
+//! there is none, every blocked wait parks its own thread with a waker.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
-
-use parking_lot::Mutex;
+use std::time::Duration;
 
 use crate::durability::Durability;
 use crate::epoch::Epoch;
 use crate::error::{Error, Failure, Result};
-use crate::word;
+use crate::sync::{Instant, Mutex, MutexGuard, Word, thread};
 
 /// Told when a waiter needs a level that only a freeze, a flush or a sync will bring.
 pub(crate) type DemandHook = Box<dyn Fn(Durability) + Send + Sync>;
@@ -59,7 +59,7 @@ pub(crate) type DemandHook = Box<dyn Fn(Durability) + Send + Sync>;
 pub(crate) type LeadHook = Box<dyn Fn(Durability, Epoch) -> Lead + Send + Sync>;
 
 /// Wakes a thread blocked in [`Watermarks::wait`].
-struct Unpark(std::thread::Thread);
+struct Unpark(thread::Thread);
 
 impl std::task::Wake for Unpark {
     fn wake(self: Arc<Self>) {
@@ -102,7 +102,7 @@ pub(crate) struct Watermarks<E> {
     /// Per level (see [`slot`]), and for the flush role ([`ROLE`]): bumped, under the state
     /// lock, at each wake-up of the level (of the role: at each release); all of them when the
     /// pipeline ends. Untimed blocked waiters sleep on one of them.
-    words: [AtomicU32; 4],
+    words: [Word; 4],
     on_demand: DemandHook,
     lead: Option<LeadHook>,
 }
@@ -222,6 +222,13 @@ impl<E> Watermarks<E> {
         }
     }
 
+    /// True if the flush thread has a sync to do: every epoch some waiter needs `Durable` is
+    /// written, and not all of them are synced.
+    pub(crate) fn sync_wanted(&self) -> bool {
+        let s = self.state.lock();
+        s.end.is_none() && s.demand_durable > s.durable && s.written >= s.demand_durable
+    }
+
     /// Asks for `epoch` to reach `level` without waiting for it (what an explicit flush does).
     pub(crate) fn request(&self, level: Durability, epoch: Epoch) {
         let rose = self.state.lock().demand(level, epoch);
@@ -290,7 +297,7 @@ impl<E> Watermarks<E> {
     fn bump(&self, s: &MarkState<E>, slots: &[usize]) -> [bool; 4] {
         let mut asleep = [false; 4];
         for &i in slots {
-            self.words[i].fetch_add(1, Ordering::Release);
+            self.words[i].bump();
             asleep[i] = s.sleepers[i] > 0;
         }
         asleep
@@ -299,7 +306,7 @@ impl<E> Watermarks<E> {
     fn wake_words(&self, asleep: [bool; 4]) {
         for (word, asleep) in self.words.iter().zip(asleep) {
             if asleep {
-                word::wake_all(word);
+                word.wake_all();
             }
         }
     }
@@ -315,7 +322,7 @@ impl<E> Watermarks<E> {
     }
 
     /// Wakes the waiters, blocked and async, of `level` (of every level: `None`).
-    fn wake(&self, mut s: parking_lot::MutexGuard<'_, MarkState<E>>, level: Option<Durability>) {
+    fn wake(&self, mut s: MutexGuard<'_, MarkState<E>>, level: Option<Durability>) {
         let (words, wakers): (_, Vec<Waker>) = match level {
             Some(level) => (
                 self.bump(&s, &[slot(level)]),
@@ -402,7 +409,7 @@ impl<E> Watermarks<E> {
                 s = self.state.lock();
                 continue;
             }
-            if deadline.is_none() && word::SUPPORTED {
+            if deadline.is_none() && Word::SUPPORTED {
                 // Sleep on a word until it is bumped (if it was bumped since we read it under
                 // the lock, the wait returns at once): the role's if the role holder may not
                 // carry our epoch (it is not frozen yet), so that the marks the holder moves
@@ -412,10 +419,10 @@ impl<E> Watermarks<E> {
                 } else {
                     slot(level)
                 };
-                let seen = self.words[i].load(Ordering::Acquire);
+                let seen = self.words[i].load();
                 s.sleepers[i] += 1;
                 drop(s);
-                word::wait(&self.words[i], seen);
+                self.words[i].wait(seen);
                 s = self.state.lock();
                 s.sleepers[i] -= 1;
                 continue;
@@ -424,14 +431,14 @@ impl<E> Watermarks<E> {
             // thread's unpark token).
             let (id, waker) = parked.get_or_insert_with(|| {
                 s.next_waker += 1;
-                let thread = Arc::new(Unpark(std::thread::current()));
+                let thread = Arc::new(Unpark(thread::current()));
                 (s.next_waker, Waker::from(thread))
             });
             s.wakers[slot(level)].insert(*id, waker.clone());
             drop(s);
             match deadline {
-                None => std::thread::park(),
-                Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+                None => thread::park(),
+                Some(d) => thread::park_timeout(d.saturating_duration_since(Instant::now())),
             }
             s = self.state.lock();
         }

@@ -14,7 +14,6 @@
 //! leading waiter freezing) wakes it when a trigger may have fired, so no wake-up is lost.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 
 use crate::channel::{FlushRequest, Message};
 use crate::delta::{Delta, Freeze};
@@ -23,6 +22,7 @@ use crate::epoch::Epoch;
 use crate::error::{Error, Failure, Result};
 use crate::role::FreezeOutcome;
 use crate::shared::Shared;
+use crate::sync::Ordering;
 
 type Msg<D> = Message<<D as Delta>::Write, <D as Delta>::Applied>;
 
