@@ -120,5 +120,121 @@ fn main() {
         );
         let _ = std::fs::remove_dir_all(&tmp);
     }
+    roots_marker_and_sync_seeds(&write);
+    nested_seeds(&write);
     println!("seeds written under {}", seeds.display());
+}
+
+/// Seeds of the roots file, the store marker and the sync record: encodings of real ones.
+fn roots_marker_and_sync_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    use spillway::format::{marker, roots, sync};
+    let a = Put::new(b"a", &[]).key;
+    let b = Put::new(b"b", &[a]).key;
+    write("decode_roots", "empty", &roots::encode(&[]));
+    write("decode_roots", "one", &roots::encode(&[("main".into(), a)]));
+    write(
+        "decode_roots",
+        "three",
+        &roots::encode(&[
+            ("alpha".into(), a),
+            ("beta".into(), b),
+            (format!("spillway.persist.{b}"), b),
+        ]),
+    );
+    write(
+        "decode_marker",
+        "version-2",
+        &marker::encode(marker::STORE_VERSION),
+    );
+    write("decode_marker", "version-1", &marker::encode(1));
+    // A store opened and closed three times: both slots of its SYNC file written.
+    let fs = std::sync::Arc::new(SimFs::new());
+    let dir = Path::new("/sync");
+    for i in 0..3u8 {
+        let store = LogStore::open_on(fs.clone(), dir, LogStoreOptions::default()).expect("open");
+        store.put(Put::new(&[i; 40], &[])).expect("put");
+        store.close().expect("close");
+    }
+    let file = fs.read_file(&dir.join(sync::SYNC_FILE)).expect("read SYNC");
+    let mut raw = vec![0u8];
+    raw.extend_from_slice(&file);
+    write("decode_sync", "both-slots-file", &raw);
+    let mut spread = vec![1u8];
+    spread.extend_from_slice(&file[..sync::SLOT_LEN]);
+    spread.extend_from_slice(&file[sync::SLOT_SPACING..sync::SLOT_SPACING + sync::SLOT_LEN]);
+    write("decode_sync", "both-slots-spread", &spread);
+    let mut first = vec![1u8];
+    first.extend_from_slice(&file[..sync::SLOT_LEN]);
+    write("decode_sync", "slot-0-only", &first);
+}
+
+/// Seeds of the codec target: the objects of real `Node` and `Leaf` values written by a pool,
+/// children before parents.
+fn nested_seeds(write: &dyn Fn(&str, &str, &[u8])) {
+    use spillway::{ContentKey, MemStore, Pool};
+    use spillway_fuzz::{Leaf, Node, bytes_from_objects};
+    let store = std::sync::Arc::new(MemStore::new());
+    let pool = Pool::builder()
+        .store(store.clone())
+        .build()
+        .expect("a pool");
+    let leaf = pool
+        .insert(Leaf {
+            name: "a leaf".into(),
+            values: vec![1, 2, 300_000],
+        })
+        .expect("insert");
+    let child = pool
+        .insert(Node {
+            value: 7,
+            data: b"child".to_vec(),
+            children: Vec::new(),
+            leaf: Some(leaf.clone()),
+        })
+        .expect("insert");
+    let root = pool
+        .insert(Node {
+            value: u64::MAX,
+            data: vec![9; 20],
+            children: vec![child.clone(), child],
+            leaf: Some(leaf),
+        })
+        .expect("insert");
+    let key = pool.persist(&root).expect("persist");
+    // Post-order: children first, each object once.
+    fn visit(
+        store: &MemStore,
+        key: ContentKey,
+        order: &mut Vec<ContentKey>,
+        out: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) {
+        if order.contains(&key) {
+            return;
+        }
+        let blob = store.get(&key).expect("get").expect("stored");
+        for c in &blob.children {
+            visit(store, *c, order, out);
+        }
+        let refs = blob
+            .children
+            .iter()
+            .map(|c| order.iter().position(|k| k == c).expect("visited") as u8)
+            .collect();
+        order.push(key);
+        out.push((blob.payload, refs));
+    }
+    let mut order = Vec::new();
+    let mut objects = Vec::new();
+    visit(&store, key, &mut order, &mut objects);
+    write("decode_nested", "node-graph", &bytes_from_objects(&objects));
+    write(
+        "decode_nested",
+        "leaf-only",
+        &bytes_from_objects(&objects[..1]),
+    );
+    write(
+        "decode_nested",
+        "node-with-missing-child",
+        &bytes_from_objects(&objects[1..2]),
+    );
 }

@@ -28,6 +28,10 @@ const FUZZ_TARGETS: &[&str] = &[
     "verify_store",
     "open_container",
     "open_pack",
+    "decode_nested",
+    "decode_roots",
+    "decode_marker",
+    "decode_sync",
 ];
 
 /// The examples of the `spillway` crate, run in release mode by `ci`.
@@ -130,22 +134,94 @@ fn fuzz(seconds: u64, targets: &[String]) -> Result<(), String> {
     } else {
         targets.to_vec()
     };
+    let mut results = Vec::new();
     for t in &targets {
+        // The corpus libFuzzer grows starts as a copy of the checked-in seeds: given a
+        // directory, libFuzzer writes into it, and the seeds stay as they are.
         let corpus = root().join("fuzz").join("corpus").join(t);
-        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
-        run(Command::new("cargo")
-            .env_remove("CARGO")
-            .env_remove("RUSTUP_TOOLCHAIN")
-            .args(["+nightly", "fuzz", "run", t])
-            .arg(&corpus)
-            .arg(root().join("fuzz").join("seeds").join(t))
-            .args([
-                "--",
-                &format!("-max_total_time={seconds}"),
-                "-rss_limit_mb=4096",
-            ]))?;
+        let seeds = root().join("fuzz").join("seeds").join(t);
+        copy_missing(&seeds, &corpus)?;
+        let ran = run_fuzz_target(
+            Command::new("cargo")
+                .env_remove("CARGO")
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .args(["+nightly", "fuzz", "run", t])
+                .arg(&corpus)
+                .args([
+                    "--",
+                    &format!("-max_total_time={seconds}"),
+                    "-rss_limit_mb=4096",
+                    "-print_final_stats=1",
+                ]),
+        );
+        results.push((t.clone(), ran));
+    }
+    println!("\n{:<20} {:>15}", "fuzz target", "executions");
+    for (t, ran) in &results {
+        match ran {
+            Ok(n) => println!("{t:<20} {n:>15}"),
+            Err(_) => println!("{t:<20} {:>15}", "failed"),
+        }
+    }
+    let failed: Vec<String> = results
+        .into_iter()
+        .filter_map(|(t, ran)| ran.err().map(|e| format!("{t}: {e}")))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
+    }
+}
+
+/// Copies every file of `from` that `to` does not hold yet into `to` (created if missing).
+fn copy_missing(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let entries = match std::fs::read_dir(from) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", from.display())),
+    };
+    for e in entries {
+        let e = e.map_err(|e| format!("{}: {e}", from.display()))?;
+        let target = to.join(e.file_name());
+        if !target.exists() {
+            std::fs::copy(e.path(), &target).map_err(|err| {
+                format!("copy {} to {}: {err}", e.path().display(), target.display())
+            })?;
+        }
     }
     Ok(())
+}
+
+/// Runs one fuzz target, relaying libFuzzer's output (its standard error), and returns the
+/// executions its final statistics report (`-print_final_stats=1`).
+fn run_fuzz_target(cmd: &mut Command) -> Result<u64, String> {
+    eprintln!("$ {cmd:?}");
+    let mut child = cmd
+        .current_dir(root())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| format!("{cmd:?}: no standard error"))?;
+    let mut executions = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.map_err(|e| format!("{cmd:?}: reading its output: {e}"))?;
+        eprintln!("{line}");
+        if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
+            executions = n.trim().parse().ok();
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("{cmd:?}: waiting for it: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cmd:?} failed with {status}"));
+    }
+    executions.ok_or_else(|| format!("{cmd:?} printed no stat::number_of_executed_units"))
 }
 
 /// Runs `cmd` with its standard output relayed line by line to ours, handing each line to
