@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::container::{Bytes, Change, Container, ContainerOptions, SectionData, types};
+use crate::container::{Bytes, Change, Container, ContainerOptions, SectionData, SlotState, types};
 use crate::error::{Error, Result};
 use crate::format::pack::{self as fmt, IndexEntry};
 use crate::format::record::{self, RecordKind};
@@ -159,7 +159,20 @@ impl PackStore {
             )));
         }
         let roots = match c.read(fmt::ROOTS_SECTION)? {
-            None => Vec::new(),
+            // An export writes the roots in its last checkpoint: a pack without them opened at
+            // an earlier state, because that checkpoint's slot is damaged. Opening it with no
+            // roots would hide the damage.
+            None => {
+                return Err(Error::Corrupted {
+                    what: "pack",
+                    location: path.display().to_string(),
+                    detail: format!(
+                        "it has no {:?} section, which an export writes in its last checkpoint:                          that checkpoint is damaged ({}); export the pack again",
+                        fmt::ROOTS_SECTION,
+                        describe_slots(c.slots())
+                    ),
+                });
+            }
             Some(b) => roots::decode(&b).map_err(|e| {
                 e.at(
                     "pack roots",
@@ -612,4 +625,23 @@ pub fn import_pack(
         objects: keys.len() as u64,
         roots,
     })
+}
+
+/// The commit slots of a container in words, for an error message.
+fn describe_slots(slots: &[SlotState; 2]) -> String {
+    let words: Vec<String> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s {
+            SlotState::Empty => format!("slot {i} empty"),
+            SlotState::Valid { iteration, .. } => {
+                format!("slot {i} valid at iteration {iteration}")
+            }
+            SlotState::Broken { iteration, problem } => {
+                format!("slot {i} at iteration {iteration} broken: {problem}")
+            }
+            SlotState::Damaged(why) => format!("slot {i} damaged: {why}"),
+        })
+        .collect();
+    words.join("; ")
 }

@@ -88,6 +88,8 @@ pub const TAGGED_VALUES_VERSION: u32 = 2;
 pub const APPLICATION_ID: i32 = 0x5350_4C57;
 /// The largest payload SQLite stores in one value (its default `SQLITE_MAX_LENGTH`).
 pub const MAX_SQLITE_PAYLOAD: usize = 1_000_000_000;
+/// Bytes of SQLite's file header: a database file that SQLite wrote is at least this long.
+const SQLITE_HEADER_LEN: u64 = 100;
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 8;
 
@@ -258,6 +260,20 @@ impl SqliteStore {
     pub fn open_with(path: impl AsRef<Path>, opts: SqliteStoreOptions) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let exists = match std::fs::metadata(&path) {
+            // SQLite takes a file shorter than its first page for an empty database and would
+            // write a new one over it. It never writes a file shorter than its 100-byte header
+            // (zero bytes is a creation cut short), so such a file was cut by damage.
+            Ok(m) if m.is_file() && m.len() > 0 && m.len() < SQLITE_HEADER_LEN => {
+                return Err(Error::Corrupted {
+                    what: "SQLite database",
+                    location: path.display().to_string(),
+                    detail: format!(
+                        "the file is {} bytes long, shorter than SQLite's {SQLITE_HEADER_LEN}-byte \
+                         header: it was cut short; restore it from a copy",
+                        m.len()
+                    ),
+                });
+            }
             Ok(m) if m.is_file() => true,
             Ok(_) => {
                 return Err(Error::NotAStore {

@@ -212,11 +212,11 @@ fn mark_missing(mark: LogPosition, lens: &BTreeMap<u64, u64>) -> Option<MissingD
     let detail = match lens.get(&mark.segment) {
         Some(&len) if len >= mark.offset => return None,
         Some(&len) => format!(
-            "the file ends at byte {len}, but the sync record says it was durable through byte {}",
+            "the file ends at byte {len}, but the sync record in `SYNC` says it was durable through byte {}",
             mark.offset
         ),
         None => format!(
-            "the file is missing, but the sync record says it was durable through byte {}",
+            "the file is missing, but the sync record in `SYNC` says it was durable through byte {}",
             mark.offset
         ),
     };
@@ -616,7 +616,7 @@ pub(super) fn recover(
                             what: "record",
                             location,
                             detail: format!(
-                                "{e}; the sync record says the log was durable through offset {} of segment {}, \
+                                "{e}; the sync record in `SYNC` says the log was durable through offset {} of segment {}, \
                                  so this is acknowledged data that was damaged, not a torn write. \
                                  Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
                                 m.offset,
