@@ -450,3 +450,36 @@ fn a_collection_deletes_parents_before_children() {
         }
     }
 }
+
+/// Children whose last handles go out of memory with their paged-out parent are still reached
+/// through its record: they do not count towards `gc_after`. Dropping the last handles of
+/// stored objects does, once per object.
+#[test]
+fn children_that_leave_with_a_paged_out_parent_do_not_count_as_dropped() {
+    let (_store, pool) = setup(1 << 20);
+    let (parent, kept) = {
+        let children: Vec<Paged<Node>> = (0..50).map(|i| node(&pool, 10 + i, vec![])).collect();
+        let kept = children[7].clone();
+        (node(&pool, 1, children), kept)
+    };
+    parent.key().expect("key");
+    assert_eq!(pool.stats().entries, 51);
+    pool.shrink_to(0).expect("shrink_to");
+    let s = pool.stats();
+    assert_eq!(
+        s.entries, 2,
+        "the children's entries went with the parent's value"
+    );
+    assert_eq!(s.dropped_since_gc, 0, "{s:?}");
+    // A child the parent's record refers to: its last handle going makes nothing garbage.
+    drop(kept);
+    assert_eq!(pool.stats().dropped_since_gc, 0);
+    // Paged in again, the parent hands out new child handles; dropping it drops them all.
+    assert_eq!(check(&parent), 51);
+    drop(parent);
+    let s = pool.stats();
+    assert_eq!(s.entries, 0);
+    assert_eq!(s.dropped_since_gc, 51, "{s:?}");
+    pool.gc().expect("gc");
+    assert_eq!(pool.stats().dropped_since_gc, 0);
+}

@@ -127,11 +127,14 @@ fn paged(args: &Args, dir: &Path, gc_at_end: bool) -> Result<Figures> {
     }
     pool.flush(Durability::Durable)?;
     let inserts_per_sec = args.ops as f64 / t.elapsed().as_secs_f64();
+    let stats = pool.stats();
     eprintln!(
-        "PagedMap: depth {}, budget {} MiB, peak resident {} MiB",
+        "PagedMap: depth {}, budget {} MiB, peak resident {} MiB, {} collections deleted {} objects",
         map.depth()?,
         budget >> 20,
-        pool.stats().peak_resident_bytes >> 20
+        stats.peak_resident_bytes >> 20,
+        stats.gc_runs,
+        stats.gc_deleted
     );
     Ok(Figures {
         load_secs,

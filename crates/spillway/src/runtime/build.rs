@@ -91,7 +91,10 @@ impl PoolBuilder {
     }
 
     /// Run a garbage collection in the background once this many stored objects lost their last
-    /// handle (default 100,000; 0 turns background collection off).
+    /// handle (default 100,000; 0 turns background collection off). A child whose last handle
+    /// goes out of memory with its paged-out parent is not counted: the parent's record still
+    /// refers to it. [`PoolStats::dropped_since_gc`](crate::PoolStats::dropped_since_gc) shows
+    /// the count.
     pub fn gc_after(mut self, dropped_objects: u64) -> Self {
         self.gc_after = Some(dropped_objects);
         self

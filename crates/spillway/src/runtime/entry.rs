@@ -48,6 +48,12 @@ use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::ContentKey;
 
+/// [`Entry`] flag: counted in the pool's registry.
+const REGISTERED: u8 = 1;
+/// [`Entry`] flag: a stored parent's record refers to the entry's key (a handle to it went out
+/// of memory with its paged-out parent), so dropping its last handle makes nothing garbage.
+const REACHED: u8 = 2;
+
 pub(crate) enum Slot<T: ?Sized> {
     Resident(Arc<T>),
     Evicted,
@@ -65,8 +71,9 @@ pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub pool: Arc<PoolShared>,
     pub key: OnceLock<ContentKey>,
     pub stored: AtomicBool,
-    /// True once the entry is counted in the pool's registry under its key.
-    pub registered: AtomicBool,
+    /// [`REGISTERED`] once the entry is counted in the pool's registry under its key;
+    /// [`REACHED`] once a handle to it went out of memory with a paged-out parent.
+    flags: AtomicU8,
     pub hits: AtomicU8,
     pub slot: RwLock<Slot<T>>,
     /// True if the entry was given an explicit size at creation, used instead of the deep
@@ -103,7 +110,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             pool: Arc::clone(pool),
             key: k,
             stored: AtomicBool::new(key.is_some()),
-            registered: AtomicBool::new(false),
+            flags: AtomicU8::new(0),
             hits: Default::default(),
             slot: RwLock::new(slot),
             size: AtomicU64::new(0),
@@ -127,6 +134,11 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// `Evicted`, that loads on first access.
     pub fn for_key(pool: &Arc<PoolShared>, key: ContentKey) -> Arc<Self> {
         pool.entry_for_key(key, || Entry::new(pool, Slot::Evicted, Some(key), None))
+    }
+
+    /// A handle to this entry goes out of memory with its paged-out parent: see [`REACHED`].
+    pub fn mark_reached(&self) {
+        self.flags.fetch_or(REACHED, Ordering::Relaxed);
     }
 
     /// The explicit size given at creation, if any.
@@ -317,7 +329,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     }
 
     fn mark_registered(&self) -> bool {
-        !self.registered.swap(true, Ordering::AcqRel)
+        self.flags.fetch_or(REGISTERED, Ordering::AcqRel) & REGISTERED == 0
     }
 
     fn set_key(&self, key: ContentKey) {
@@ -399,7 +411,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             }
         };
         self.pool.residency.release(size);
-        super::drop_queue::defer(Box::new(old));
+        super::drop_queue::defer_evicted(Box::new(old));
         Some(size)
     }
 
@@ -428,11 +440,14 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
             fixed.remove(&self.id);
             crate::memory::shrink_map(&mut fixed);
         }
-        let registered = *self.registered.get_mut();
+        let flags = *self.flags.get_mut();
+        // An entry a paged-out parent's record refers to is reachable through it: its last
+        // handle going is not garbage.
         self.pool.forget(
             self.id,
             self as *const Self as *const (),
-            self.key.get().copied().filter(|_| registered),
+            self.key.get().copied().filter(|_| flags & REGISTERED != 0),
+            flags & REACHED == 0 && !super::drop_queue::in_eviction(),
         );
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.

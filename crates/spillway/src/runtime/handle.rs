@@ -32,6 +32,16 @@ pub struct Paged<T: ?Sized + Pageable> {
     pub(crate) entry: Arc<Entry<T>>,
 }
 
+impl<T: ?Sized + Pageable> Drop for Paged<T> {
+    fn drop(&mut self) {
+        // A handle inside a value that a page-out takes out of memory: the value's stored
+        // record refers to this entry's key (see `drop_queue`).
+        if super::drop_queue::in_eviction() {
+            self.entry.mark_reached();
+        }
+    }
+}
+
 /// A pinned view of a paged value: while it lives the value stays in memory.
 pub struct Guard<T: ?Sized> {
     value: Arc<T>,

@@ -33,7 +33,7 @@
 //! | `value` | [`Pageable`], [`DeepSize`]: what can be paged | – |
 //! | `schema` | stored types: the type tag of a value, its check on decode, upgrades | value |
 //! | `stats` | counters, background errors, [`PoolStats`] | – |
-//! | `drop_queue` | iterative dropping of deep graphs | – |
+//! | `drop_queue` | iterative dropping of deep graphs; which drops descend from a page-out | – |
 //! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
 //! | `threads` | the I/O threads, the background thread's wake-up signal | – |
 //! | `loading` | page-ins in progress: what their waiters share, by entry id | erased |
@@ -43,7 +43,7 @@
 //! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
 //! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, page_out, registry, residency, schema, stats, threads |
 //! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
-//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | entry, erased, loading, page_out, shared, value |
+//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | drop_queue, entry, erased, loading, page_out, shared, value |
 //! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |

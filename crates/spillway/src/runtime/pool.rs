@@ -376,6 +376,7 @@ impl Pool {
                     + s.residency.memory_bytes()
                     + s.loads.memory_bytes()
                     + crate::memory::map_bytes(&s.fixed_sizes.lock())) as u64,
+            dropped_since_gc: s.registry.garbage(),
             gc_runs: c.gc_runs.load(Ordering::Relaxed),
             gc_deleted: c.gc_deleted.load(Ordering::Relaxed),
             errors: s.errors.count(),

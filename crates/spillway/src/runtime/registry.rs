@@ -122,8 +122,10 @@ impl Registry {
         shard.add(key, Arc::downgrade(entry));
     }
 
-    /// The entry at `entry` (its address), counted under `key`, is gone.
-    pub fn forget(&self, entry: *const (), key: ContentKey) {
+    /// The entry at `entry` (its address), counted under `key`, is gone. If it was the key's
+    /// last, the key counts towards [`garbage`](Self::garbage) unless `garbage` is false: the
+    /// entry went with a paged-out parent, whose stored record still refers to it.
+    pub fn forget(&self, entry: *const (), key: ContentKey, garbage: bool) {
         let mut shard = self.shards[shard_of(&key)].lock();
         let Shard { first, more } = &mut *shard;
         let Some(f) = first.get_mut(&key) else {
@@ -153,7 +155,9 @@ impl Registry {
         let gone = match next {
             Some(next) => Some(std::mem::replace(f, next)),
             None => {
-                self.garbage.fetch_add(1, Ordering::Relaxed);
+                if garbage {
+                    self.garbage.fetch_add(1, Ordering::Relaxed);
+                }
                 first.remove(&key)
             }
         };
@@ -190,7 +194,8 @@ impl Registry {
         out
     }
 
-    /// Stored objects whose last handle was dropped since [`reset_garbage`](Self::reset_garbage).
+    /// Stored objects whose last handle was dropped since [`reset_garbage`](Self::reset_garbage),
+    /// other than those whose last handle went with a paged-out parent (reachable through it).
     pub fn garbage(&self) -> u64 {
         self.garbage.load(Ordering::Relaxed)
     }
@@ -275,7 +280,7 @@ mod tests {
         fn drop(&mut self) {
             if *self.registered.get_mut() {
                 self.registry
-                    .forget(self as *const Self as *const (), self.key);
+                    .forget(self as *const Self as *const (), self.key, true);
             }
         }
     }

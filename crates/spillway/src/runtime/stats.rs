@@ -198,6 +198,11 @@ pub struct PoolStats {
     /// [`store_index_bytes`](Self::store_index_bytes), what a process holds beyond
     /// `resident_bytes` for the objects it has handles to (the allocator's own slack aside).
     pub metadata_bytes: u64,
+    /// Stored objects whose last handle was dropped since the last collection: what
+    /// [`gc_after`](crate::PoolBuilder::gc_after) compares against. An object whose last handle
+    /// went out of memory with a paged-out parent is not counted: that parent's record still
+    /// refers to it.
+    pub dropped_since_gc: u64,
     /// Garbage collections run.
     pub gc_runs: u64,
     /// Objects deleted by garbage collection.
