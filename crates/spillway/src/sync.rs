@@ -1,9 +1,9 @@
 //! The synchronisation the runtime is built on, chosen in one place.
 //!
-//! Every lock, condition variable, atomic, channel and thread of the pool's runtime (`runtime`)
-//! and of its budget (`memory`) comes from here. A normal build re-exports `parking_lot`'s locks
-//! and the standard library's atomics, channels and threads, unchanged: this module costs
-//! nothing. A build with `--cfg spillway_shuttle` (in `RUSTFLAGS`) gets [shuttle]'s instead, with
+//! Every lock, condition variable, atomic, channel, thread and thread-local of the pool's
+//! runtime (`runtime`) and of its budget (`memory`) comes from here. A normal build re-exports
+//! `parking_lot`'s locks and the standard library's atomics, channels, threads and
+//! thread-locals, unchanged: this module costs nothing. A build with `--cfg spillway_shuttle` (in `RUSTFLAGS`) gets [shuttle]'s instead, with
 //! the same API, so that the pool's own code (not a restatement of it) runs under shuttle's
 //! scheduler, which explores the interleavings of its threads at every one of these operations
 //! and reports a deadlock or a failed assertion with the schedule that led to it
@@ -25,6 +25,7 @@ mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
     pub(crate) use std::sync::mpsc;
     pub(crate) use std::thread;
+    pub(crate) use std::thread_local;
 }
 
 #[cfg(spillway_shuttle)]
@@ -35,6 +36,7 @@ mod imp {
     pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
     pub(crate) use shuttle::sync::mpsc;
     pub(crate) use shuttle::thread;
+    pub(crate) use shuttle::thread_local;
 
     fn unpoison<G>(r: Result<G, std::sync::PoisonError<G>>) -> G {
         r.unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -36,7 +36,7 @@ pub struct DecodeCtx {
     pub hydrator: Arc<dyn Any + Send + Sync>,
 }
 
-thread_local! {
+crate::sync::thread_local! {
     static ENCODE: RefCell<Option<EncodeCtx>> = const { RefCell::new(None) };
     static DECODE: RefCell<Option<DecodeCtx>> = const { RefCell::new(None) };
 }

@@ -15,7 +15,9 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 
-thread_local! {
+// Thread-locals from the sync module: under shuttle each of its threads has its own, as each
+// real thread does (shuttle runs all of them on one).
+crate::sync::thread_local! {
     static DRAINING: Cell<bool> = const { Cell::new(false) };
     /// True while the value being dropped descends from a page-out.
     static EVICTED: Cell<bool> = const { Cell::new(false) };

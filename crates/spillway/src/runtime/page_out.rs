@@ -210,7 +210,7 @@ struct Batch {
     foreign: Option<String>,
 }
 
-thread_local! {
+crate::sync::thread_local! {
     static BATCH: RefCell<Batch> = RefCell::default();
 }
 

@@ -36,7 +36,7 @@ use crate::key::{BuildKeyHasher, ContentKey};
 /// A map by `TypeId`, whose hash is a hash already: used as is.
 type TypeMap<V> = HashMap<TypeId, V, BuildKeyHasher>;
 
-thread_local! {
+crate::sync::thread_local! {
     /// The hashes of the default names (a type's `stable_name` or Rust path, which depend on
     /// the type alone, not on the pool) met on this thread: hashing a name takes 100 to 250 ns,
     /// a lookup here a few, without a lock shared between threads. One entry per type.

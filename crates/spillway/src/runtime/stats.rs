@@ -29,7 +29,7 @@ pub(crate) struct ThreadCounter {
 
 static NEXT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-thread_local! {
+crate::sync::thread_local! {
     /// This thread's cells: (counter id, cell), the one added last first.
     static CELLS: RefCell<Vec<(u64, Arc<AtomicU64>)>> = const { RefCell::new(Vec::new()) };
 }
