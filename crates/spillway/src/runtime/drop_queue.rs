@@ -111,7 +111,7 @@ mod tests {
     }
 
     #[test]
-    fn an_ordinary_drop_queued_inside_an_eviction_keeps_its_own_cause() {
+    fn drops_queued_inside_another_keep_the_cause_they_were_given() {
         // A page-out that happens inside an ordinary drop queues as evicted; what is queued
         // by the ordinary drop stays ordinary.
         struct Outer {

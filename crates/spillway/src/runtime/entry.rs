@@ -442,12 +442,13 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         }
         let flags = *self.flags.get_mut();
         // An entry a paged-out parent's record refers to is reachable through it: its last
-        // handle going is not garbage.
+        // handle going is not garbage. (A handle dropped with a paged-out value marks its entry
+        // before the entry can go, so the mark alone tells.)
         self.pool.forget(
             self.id,
             self as *const Self as *const (),
             self.key.get().copied().filter(|_| flags & REGISTERED != 0),
-            flags & REACHED == 0 && !super::drop_queue::in_eviction(),
+            flags & REACHED == 0,
         );
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.
