@@ -625,25 +625,30 @@ impl Report {
         if !r1.is_empty() {
             let _ = writeln!(
                 o,
-                "### R1: resident `Paged::get` against `Arc` (ns per read)\n"
+                "### R1: resident `Paged::get` and `Paged::read` against `Arc` (ns per read)\n"
             );
             let _ = writeln!(
                 o,
-                "| threads | `Paged::get` (guard made and dropped) | `Arc` deref | `Arc::clone` + deref + drop | get ÷ clone |"
+                "| threads | `Paged::get` (`Guard` made and dropped) | `Paged::read` (`Ref` made and dropped) | `Arc` deref | `Arc::clone` + deref + drop | get ÷ clone | read ÷ clone |"
             );
-            let _ = writeln!(o, "|---|---|---|---|---|");
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|");
             for c in r1 {
                 let v = |name: &'static str| self.per_sample(&c.id, p, move |s| s.m.value(name));
                 let ns = |x: f64| format!("{x:.1}");
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     c.spec.threads,
                     cell(&v("ns_paged_get"), ns),
+                    cell(&v("ns_paged_read"), ns),
                     cell(&v("ns_arc_deref"), ns),
                     cell(&v("ns_arc_clone"), ns),
                     ratio(
                         self.median(&c.id, p, |s| s.m.value("ns_paged_get")),
+                        self.median(&c.id, p, |s| s.m.value("ns_arc_clone"))
+                    ),
+                    ratio(
+                        self.median(&c.id, p, |s| s.m.value("ns_paged_read")),
                         self.median(&c.id, p, |s| s.m.value("ns_arc_clone"))
                     ),
                 );

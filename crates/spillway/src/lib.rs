@@ -40,6 +40,10 @@
 //! }
 //! ```
 //!
+//! [`Paged::get`] returns a [`Guard`], which owns a reference to the value: it may outlive the
+//! handle and move between threads. [`Paged::read`] returns a [`Ref`], which borrows the handle
+//! and costs about half as much: for the hot loop that reads and lets go.
+//!
 //! The store stays open, and locked against other processes, while any handle of its pool
 //! lives, even after the [`Pool`] is dropped: drop the handles too before opening the directory
 //! again.
@@ -168,7 +172,7 @@ pub use bytes::Bytes;
 pub use collections::{MapOptions, PagedMap, PagedSet};
 pub use runtime::{
     DeepSize, GcOptions, GcReport, Guard, Pageable, Paged, Pool, PoolBuilder, PoolStats, Priority,
-    SectionOptions, SectionStats, Sections, Tier,
+    Ref, SectionOptions, SectionStats, Sections, Tier,
 };
 
 pub use error::{Error, ErrorKind, Result};

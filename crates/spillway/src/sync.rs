@@ -21,11 +21,42 @@
 
 #[cfg(not(spillway_shuttle))]
 mod imp {
+    use std::marker::PhantomData;
+    use std::ops::Deref;
+
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64};
     pub(crate) use std::sync::mpsc;
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
+
+    /// A read lock on an `RwLock<S>` that shows one part `U` of what it guards.
+    pub(crate) struct ReadPart<'a, S, U: ?Sized>(
+        parking_lot::MappedRwLockReadGuard<'a, U>,
+        PhantomData<&'a S>,
+    );
+
+    /// A read lock on `lock` showing `part(&S)`, if there is such a part; taken like
+    /// `read_recursive` (never queued behind a waiting writer), so that a thread that holds one
+    /// may take another read of the same lock while a writer waits.
+    #[inline]
+    pub(crate) fn read_part<S, U: ?Sized>(
+        lock: &RwLock<S>,
+        part: fn(&S) -> Option<&U>,
+    ) -> Option<ReadPart<'_, S, U>> {
+        parking_lot::RwLockReadGuard::try_map(lock.read_recursive(), part)
+            .ok()
+            .map(|g| ReadPart(g, PhantomData))
+    }
+
+    impl<S, U: ?Sized> Deref for ReadPart<'_, S, U> {
+        type Target = U;
+
+        #[inline]
+        fn deref(&self) -> &U {
+            &self.0
+        }
+    }
 }
 
 #[cfg(spillway_shuttle)]
@@ -97,12 +128,51 @@ mod imp {
             unpoison(self.0.read())
         }
 
+        /// Shuttle's lock has no recursive read: a plain one (a thread that reads one lock
+        /// twice is reported as a deadlock under shuttle).
+        pub(crate) fn read_recursive(&self) -> shuttle::sync::RwLockReadGuard<'_, T> {
+            self.read()
+        }
+
         pub(crate) fn write(&self) -> shuttle::sync::RwLockWriteGuard<'_, T> {
             unpoison(self.0.write())
         }
 
+        pub(crate) fn try_write(&self) -> Option<shuttle::sync::RwLockWriteGuard<'_, T>> {
+            match self.0.try_write() {
+                Ok(g) => Some(g),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+
         pub(crate) fn get_mut(&mut self) -> &mut T {
             unpoison(self.0.get_mut())
+        }
+    }
+
+    /// A read lock on an `RwLock<S>` that shows one part `U` of what it guards.
+    pub(crate) struct ReadPart<'a, S, U: ?Sized> {
+        guard: shuttle::sync::RwLockReadGuard<'a, S>,
+        part: fn(&S) -> Option<&U>,
+    }
+
+    /// A read lock on `lock` showing `part(&S)`, if there is such a part.
+    pub(crate) fn read_part<S, U: ?Sized>(
+        lock: &RwLock<S>,
+        part: fn(&S) -> Option<&U>,
+    ) -> Option<ReadPart<'_, S, U>> {
+        let guard = lock.read();
+        part(&guard)?;
+        Some(ReadPart { guard, part })
+    }
+
+    impl<S, U: ?Sized> Deref for ReadPart<'_, S, U> {
+        type Target = U;
+
+        fn deref(&self) -> &U {
+            // The part was there when the guard was made, and the lock has been held since.
+            (self.part)(&self.guard).expect("the part of a held read lock")
         }
     }
 

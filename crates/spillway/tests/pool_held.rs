@@ -118,16 +118,21 @@ fn guards_over_the_budget_do_not_stall_reads() {
     }
 }
 
-/// Below the budget, held values do not make the pool pass it: the budget holds while other
-/// values come and go around them.
-#[test]
-fn held_values_under_the_budget_keep_it() {
-    let pool = Pool::builder()
+/// A pool of `BUDGET` over a memory store that evicts only in its callers.
+fn deterministic_pool() -> Pool {
+    Pool::builder()
         .budget(BUDGET)
         .store(Arc::new(MemStore::new()))
         .deterministic(true)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Below the budget, held values do not make the pool pass it: the budget holds while other
+/// values come and go around them.
+#[test]
+fn held_values_under_the_budget_keep_it() {
+    let pool = deterministic_pool();
     let handles: Vec<Paged<Vec<u8>>> = (0..4_000).map(|i| pool.insert(value(i)).unwrap()).collect();
     pool.shrink_to(0).unwrap();
     // A third of the budget held by guards the whole time.
@@ -150,4 +155,97 @@ fn held_values_under_the_budget_keep_it() {
     drop(held);
     pool.shrink_to(0).unwrap();
     assert_eq!(pool.stats().resident_bytes, 0);
+}
+
+/// A borrowed `Ref` pins its value as a guard does: a page-out passes it over, `held_bytes`
+/// counts it, and once it is dropped the value can go. A `read` of a paged-out value loads it
+/// and counts as a miss; of a resident one, as a hit.
+#[test]
+fn a_ref_pins_its_value_and_reads_count_like_gets() {
+    let pool = deterministic_pool();
+    let handles: Vec<Paged<Vec<u8>>> = (0..10).map(|i| pool.insert(value(i)).unwrap()).collect();
+    pool.shrink_to(0).unwrap();
+    assert_eq!(pool.stats().resident_bytes, 0);
+
+    let before = pool.stats();
+    let r = handles[3].read().unwrap();
+    assert_eq!(*r, value(3));
+    let after = pool.stats();
+    assert_eq!(
+        after.misses - before.misses,
+        1,
+        "a read that loads is a miss"
+    );
+    assert_eq!(after.page_ins - before.page_ins, 1);
+    assert_eq!(
+        *handles[3].read().unwrap(),
+        value(3),
+        "a second read, same thread"
+    );
+    assert_eq!(*handles[3].get().unwrap(), value(3), "a get beside the ref");
+    assert_eq!(
+        pool.stats().hits - after.hits,
+        2,
+        "reads of a resident value are hits"
+    );
+
+    pool.shrink_to(0).unwrap();
+    assert!(
+        handles[3].is_resident(),
+        "a page-out took a value a ref holds"
+    );
+    assert!(
+        pool.stats().held_bytes >= 256,
+        "held {}",
+        pool.stats().held_bytes
+    );
+    assert_eq!(*r, value(3));
+    drop(r);
+    pool.shrink_to(0).unwrap();
+    assert!(!handles[3].is_resident());
+    assert_eq!(pool.stats().resident_bytes, 0);
+}
+
+/// A thread that holds refs keeps reading while other threads read, evict and load the same
+/// values over a small budget: every read sees its value, nothing waits forever (a ref is a
+/// read lock, so this is where a lock-order mistake would hang).
+#[test]
+fn refs_held_across_evictions_and_loads_on_other_threads() {
+    let pool = Arc::new(
+        Pool::builder()
+            .budget(64 << 10)
+            .store(Arc::new(MemStore::new()))
+            .build()
+            .unwrap(),
+    );
+    let handles: Arc<Vec<Paged<Vec<u8>>>> =
+        Arc::new((0..2_000).map(|i| pool.insert(value(i)).unwrap()).collect());
+    bounded(
+        "refs beside evictions",
+        Duration::from_secs(120),
+        move || {
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    let (pool, handles) = (Arc::clone(&pool), Arc::clone(&handles));
+                    std::thread::spawn(move || {
+                        for k in 0..20_000u64 {
+                            let i = spread(k * 4 + t) % handles.len();
+                            let j = spread(k * 4 + t + 1) % handles.len();
+                            let a = handles[i].read().unwrap();
+                            let b = handles[j].read().unwrap();
+                            assert_eq!(*a, value(i));
+                            assert_eq!(*b, value(j));
+                            assert_eq!(*handles[i].get().unwrap(), value(i));
+                            if k % 1_000 == 0 {
+                                pool.shrink_to(0).unwrap();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        },
+    );
 }

@@ -5,8 +5,8 @@
 //! one of those operations, reporting a deadlock or a failed assertion with its schedule.
 //!
 //! Checked, each over many random schedules:
-//! - pin vs evict: a guard taken while another thread pages everything out keeps its value;
-//!   once the guard is gone the value can go;
+//! - pin vs evict: a guard or a borrowed `Ref` taken while another thread pages everything out
+//!   keeps its value; once it is gone the value can go;
 //! - single flight: concurrent reads of a paged-out value, blocking and async, load it once;
 //! - a reservation that evicts: inserts and page-ins that must evict to fit, on two threads,
 //!   stay within the budget (plus, at most, the one value a contended reservation may be let
@@ -88,6 +88,40 @@ mod real {
                 pool.shrink_to(0).expect("shrink");
                 assert_eq!(pool.stats().resident_bytes, 0);
                 assert_eq!(*a.get().expect("get"), value(1));
+            },
+            iters(),
+        );
+    }
+
+    /// The same with a borrowed [`spillway::Ref`], which pins by the slot's read lock rather
+    /// than a reference count; and a `read` of a paged-out value racing evictions loads it and
+    /// shows it whole.
+    #[test]
+    fn a_ref_pins_like_a_guard() {
+        shuttle::check_random(
+            || {
+                let pool = pool(1 << 20);
+                let a = stored(&pool, 1);
+                let b = stored(&pool, 2);
+                pool.shrink_to(0).expect("shrink");
+                let reader = {
+                    let (a, b) = (a.clone(), b.clone());
+                    thread::spawn(move || {
+                        let r = a.read().expect("read");
+                        assert_eq!(*r, value(1), "a ref saw another value");
+                        thread::yield_now();
+                        assert_eq!(*r, value(1), "a held value changed");
+                        drop(r);
+                        assert_eq!(*b.read().expect("read"), value(2));
+                    })
+                };
+                pool.shrink_to(0).expect("shrink");
+                assert_eq!(*a.get().expect("get"), value(1));
+                pool.shrink_to(0).expect("shrink");
+                reader.join().expect("reader");
+                pool.shrink_to(0).expect("shrink");
+                assert_eq!(pool.stats().resident_bytes, 0);
+                assert_eq!(*a.read().expect("read"), value(1));
             },
             iters(),
         );

@@ -172,7 +172,7 @@ fn run_graph(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement
     Ok(m)
 }
 
-/// Resident `Paged::get` against `Arc` deref, `ops` reads per thread over 1,024 small values,
+/// Resident `Paged::get` and `Paged::read` against `Arc` deref, `ops` reads per thread over 1,024 small values,
 /// on `threads` threads reading the same values.
 fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     const VALUES: usize = 1024;
@@ -212,6 +212,13 @@ fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Meas
         }
         Ok(sum)
     };
+    let read = || -> Res<u64> {
+        let mut sum = 0u64;
+        for k in 0..ops as usize {
+            sum = sum.wrapping_add(*handles[order[k & 4095]].read()?);
+        }
+        Ok(sum)
+    };
     let deref = || -> Res<u64> {
         let mut sum = 0u64;
         for k in 0..ops as usize {
@@ -230,6 +237,8 @@ fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Meas
     // Warm up once, then measure each.
     time(&paged)?;
     m.values.insert("ns_paged_get".into(), time(&paged)?);
+    time(&read)?;
+    m.values.insert("ns_paged_read".into(), time(&read)?);
     m.values.insert("ns_arc_deref".into(), time(&deref)?);
     m.values.insert("ns_arc_clone".into(), time(&clone)?);
     let s = pool.stats();

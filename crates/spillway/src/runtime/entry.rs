@@ -11,9 +11,17 @@
 //! (`for_key` makes the entry of a stored key that has no live one: a handle from `Pool::load`
 //! or `Pool::root`, or a child handle met while decoding its parent.)
 //!
-//! - A `Resident` value is pinned while any guard holds a clone of its `Arc`:
-//!   eviction requires the slot's `Arc` to be the only one (strong count 1), checked under the
-//!   slot's write lock, so a guard can never outlive its value in memory.
+//! - A `Resident` value is pinned while any [`Guard`](super::Guard) holds a clone of its `Arc`
+//!   or any [`Ref`](super::Ref) holds the slot's read lock: eviction requires the slot's `Arc`
+//!   to be the only one (strong count 1), checked under the slot's write lock, which it only
+//!   *tries* to take, so a guard can never outlive its value in memory and an eviction never
+//!   waits for a reader.
+//! - Every read of the slot is recursive (never queued behind a waiting writer), so that a
+//!   thread holding a `Ref` can read the slot again while another thread waits to write it.
+//!   The writers that wait (a page-in starting or ending) find the slot not resident, so no
+//!   `Ref` holds it, except in the moment between a reader seeing it evicted and taking the
+//!   write lock, in which a page-in by another caller may end: the wait is then for that
+//!   value's `Ref`s.
 //! - Only a *stored* entry (its key known and its record in the store) is evicted; a failed
 //!   page-out leaves the value resident.
 //! - `Loading` is held by exactly one thread (single flight), which starts a `Load` in the
@@ -233,6 +241,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// by another (a use).
     pub fn load_blocking(self: &Arc<Self>) -> Result<(Arc<T>, bool)> {
         loop {
+            if let Slot::Resident(v) = &*self.slot.read_recursive() {
+                return Ok((Arc::clone(v), false));
+            }
             let mut slot = self.slot.write();
             match &*slot {
                 Slot::Resident(v) => return Ok((Arc::clone(v), false)),
@@ -337,7 +348,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     }
 
     fn encode(&self) -> Result<Encoded> {
-        let value = match &*self.slot.read() {
+        let value = match &*self.slot.read_recursive() {
             Slot::Resident(v) => Arc::clone(v),
             // Only a stored entry leaves `Resident`: another page-out got there first.
             _ if self.is_stored() => return Ok(Encoded::Stored),
@@ -383,9 +394,12 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     }
 
     fn is_pinned(&self) -> bool {
-        match &*self.slot.read() {
-            Slot::Resident(v) => Arc::strong_count(v) > 1,
-            _ => false,
+        // A `Ref` holds the read lock; a lock held otherwise is a moment's read or a change of
+        // state, after which the caller looks again.
+        match self.slot.try_write().as_deref() {
+            Some(Slot::Resident(v)) => Arc::strong_count(v) > 1,
+            Some(_) => false,
+            None => true,
         }
     }
 
@@ -394,7 +408,8 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
             return None;
         }
         let (old, size) = {
-            let mut slot = self.slot.write();
+            // A read lock held is a `Ref` (or a moment's read): pinned either way.
+            let mut slot = self.slot.try_write()?;
             match &*slot {
                 // The size is taken under the lock: once the lock is released a page-in may
                 // start and charge the entry again. So are the hits cleared: uses of the value

@@ -43,7 +43,7 @@
 //! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
 //! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, page_out, registry, residency, schema, stats, threads |
 //! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
-//! | `handle` | [`Paged`], [`Guard`], [`GetFuture`]; handles' serde | drop_queue, entry, erased, loading, page_out, shared, value |
+//! | `handle` | [`Paged`], [`Guard`], [`Ref`], [`GetFuture`]; handles' serde | drop_queue, entry, erased, loading, page_out, shared, value |
 //! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
@@ -95,7 +95,7 @@ mod value;
 
 pub use build::PoolBuilder;
 pub use gc::{GcOptions, GcReport, MAX_MISSING_LISTED};
-pub use handle::{GetFuture, Guard, Paged};
+pub use handle::{GetFuture, Guard, Paged, Ref};
 pub use pool::Pool;
 pub use sections::{Priority, SectionOptions, SectionStats, Sections, Tier};
 pub(crate) use shared::PoolShared;
