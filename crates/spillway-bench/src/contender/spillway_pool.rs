@@ -172,8 +172,8 @@ fn run_graph(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement
     Ok(m)
 }
 
-/// Resident `Paged::get` and `Paged::read` against `Arc` deref, `ops` reads per thread over 1,024 small values,
-/// on `threads` threads reading the same values.
+/// Resident `Paged::get` and `Paged::read` against `Arc` deref, `ops` reads per thread over
+/// 1,024 small values, on `threads` threads reading the same values.
 fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     const VALUES: usize = 1024;
     let mut m = Measurement::default();
