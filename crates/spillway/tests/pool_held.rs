@@ -125,7 +125,7 @@ fn deterministic_pool() -> Pool {
         .store(Arc::new(MemStore::new()))
         .deterministic(true)
         .build()
-        .unwrap()
+        .expect("a pool over a memory store builds")
 }
 
 /// Below the budget, held values do not make the pool pass it: the budget holds while other
