@@ -68,9 +68,13 @@ impl StoreKind {
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Memory budget for resident values, such as 64MiB or 1GiB.
+    /// Memory budget of the pool, such as 64MiB or 1GiB: its resident values and its own
+    /// metadata (entries, tables, the store's index).
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     budget: u64,
+    /// Budget values only: the pool's metadata is reported but not counted in the budget.
+    #[arg(long)]
+    metadata_outside_budget: bool,
     /// Size multiplier: the graph holds about 12 × budget × scale bytes of action outputs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     scale: u32,
@@ -483,7 +487,9 @@ fn open_pool(
     mem: &Option<Arc<MemStore>>,
     phase: u32,
 ) -> spillway::Result<Pool> {
-    let builder = Pool::builder().budget(args.budget);
+    let builder = Pool::builder()
+        .budget(args.budget)
+        .budget_includes_metadata(!args.metadata_outside_budget);
     match (&args.store, mem) {
         (_, Some(m)) => builder.store(Arc::clone(m) as _),
         (StoreKind::S3(url), _) => builder.store(s3_cache(url, dir, phase, args.budget)?),
@@ -698,8 +704,12 @@ pub fn run(args: Args) -> spillway::Result<ExitCode> {
         ),
         ("live entries", first.entries.to_string()),
         ("pool metadata in memory", human(first.metadata_bytes)),
-        ("sections in graph.spw", human(section_bytes)),
         ("store index in memory", human(first.store_index_bytes)),
+        (
+            "metadata charged to the budget",
+            human(first.metadata_charged_bytes),
+        ),
+        ("sections in graph.spw", human(section_bytes)),
         (
             "build rate",
             format!(

@@ -36,6 +36,7 @@ pub struct PoolBuilder {
     gc_after: Option<u64>,
     watermarks: Option<(u8, u8)>,
     deterministic: bool,
+    metadata_in_budget: bool,
     schemas: SchemaBuilder,
 }
 
@@ -122,6 +123,24 @@ impl PoolBuilder {
     /// pool's I/O threads; awaited one at a time, they are as deterministic.
     pub fn deterministic(mut self, on: bool) -> Self {
         self.deterministic = on;
+        self
+    }
+
+    /// Count the pool's own memory against its budget (default off): its entries (one per
+    /// object it has handles to, resident or paged out), the registry of live keys, the
+    /// eviction policy's tables and the store's in-memory index, as
+    /// [`PoolStats::metadata_bytes`](crate::PoolStats::metadata_bytes) and
+    /// [`store_index_bytes`](crate::PoolStats::store_index_bytes) report them. That memory
+    /// grows with the number of handles, not with the values' sizes: charged to the budget, it
+    /// leaves the values what is left, so that the process's memory follows the budget rather
+    /// than the budget plus a few hundred bytes per handle. At most three quarters of the
+    /// budget is charged, so values always keep a quarter (a warning is logged once when
+    /// metadata passes that). The charge is brought up to date as entries come and go and
+    /// objects are written, and shows in
+    /// [`PoolStats::metadata_charged_bytes`](crate::PoolStats::metadata_charged_bytes);
+    /// [`Pool::shrink_to`](super::Pool::shrink_to) counts values only.
+    pub fn budget_includes_metadata(mut self, on: bool) -> Self {
+        self.metadata_in_budget = on;
         self
     }
 
@@ -238,6 +257,9 @@ impl PoolBuilder {
             collector: Collector::new(self.gc_after.unwrap_or(100_000)),
             loads: Loads::new(),
             fixed_sizes: Default::default(),
+            metadata: self
+                .metadata_in_budget
+                .then(|| super::metadata::MetadataCharge::new(limit)),
             io,
             _tmp: tmp,
         });
@@ -296,6 +318,7 @@ fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
         if p.io.is_closed() {
             return;
         }
+        p.charge_metadata();
         if let Some(target) = p.residency.page_out_target()
             && let Err(e) = p.evict_to(target)
         {

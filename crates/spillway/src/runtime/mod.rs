@@ -41,10 +41,11 @@
 //! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
 //! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
 //! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
-//! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, page_out, registry, residency, schema, stats, threads |
+//! | `metadata` | the pool's own memory charged to its budget (opt-in) | stats |
+//! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, metadata, page_out, registry, residency, schema, stats, threads |
 //! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
 //! | `handle` | [`Paged`], [`Guard`], [`Ref`], [`GetFuture`]; handles' serde | drop_queue, entry, erased, loading, page_out, shared, value |
-//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, registry, residency, schema, shared, stats, threads, value |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, metadata, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
 //!
@@ -59,6 +60,8 @@
 //! - `loading`: a load is in the table exactly while its entry is `Loading`.
 //! - `residency`: resident bytes within the budget, every resident entry tracked, when a
 //!   reservation may pass the hard limit.
+//! - `metadata`: what is charged for metadata is in the budget's count, and never more than
+//!   three quarters of it.
 //! - `registry`: one entry handed out per key, every live entry counted.
 //! - `page_out`: children stored before parents; entries registered in the critical section
 //!   that writes them; values that cannot be stored stay resident; a pool stores only its own
@@ -70,7 +73,9 @@
 //!
 //! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
 //! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →
-//! an entry's slot lock (through the policy's questions); the residents lock → the access log.
+//! an entry's slot lock (through the policy's questions); the residents lock → the access log;
+//! the metadata update's lock → each of a registry shard, the residents lock, the loads table,
+//! the fixed-size table and the store's index, one at a time.
 //! No `Arc` of an entry is dropped under the residents lock, a registry shard lock or the
 //! fixed-size table's lock (dropping the last one takes them), and values are dropped outside
 //! every lock.
@@ -82,6 +87,7 @@ mod erased;
 mod gc;
 mod handle;
 mod loading;
+mod metadata;
 mod page_out;
 mod pool;
 mod registry;
@@ -115,6 +121,7 @@ mod tests {
         ("gc", include_str!("gc.rs")),
         ("handle", include_str!("handle.rs")),
         ("loading", include_str!("loading.rs")),
+        ("metadata", include_str!("metadata.rs")),
         ("page_out", include_str!("page_out.rs")),
         ("pool", include_str!("pool.rs")),
         ("registry", include_str!("registry.rs")),

@@ -282,10 +282,12 @@ impl Pool {
         self.shared.gc(opts)
     }
 
-    /// Pages out values until at most `bytes` are resident (pinned values stay); returns the
-    /// bytes freed.
+    /// Pages out values until at most `bytes` of values are resident (pinned values stay);
+    /// returns the bytes freed. Metadata charged to the budget
+    /// ([`PoolBuilder::budget_includes_metadata`]) does not count: it is not paged out.
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
         self.take_error()?;
+        let bytes = bytes.saturating_add(self.shared.metadata_charged());
         // Values whose guards were dropped since eviction set them aside can go too.
         self.shared.residency.unpark_all();
         let mut freed = 0;
@@ -348,6 +350,7 @@ impl Pool {
     /// A snapshot of the counters.
     pub fn stats(&self) -> PoolStats {
         let s = &self.shared;
+        s.charge_metadata();
         let c = &s.stats;
         let budget = s.residency.budget();
         let store = s.store.stats();
@@ -371,11 +374,8 @@ impl Pool {
             evictions_by_pressure: budget.stats().evictions,
             entries: c.entries.load(Ordering::Relaxed),
             store_index_bytes: store.index_bytes,
-            metadata_bytes: c.entry_bytes.load(Ordering::Relaxed)
-                + (s.registry.memory_bytes()
-                    + s.residency.memory_bytes()
-                    + s.loads.memory_bytes()
-                    + crate::memory::map_bytes(&s.fixed_sizes.lock())) as u64,
+            metadata_bytes: s.metadata_bytes(),
+            metadata_charged_bytes: s.metadata_charged(),
             dropped_since_gc: s.registry.garbage(),
             gc_runs: c.gc_runs.load(Ordering::Relaxed),
             gc_deleted: c.gc_deleted.load(Ordering::Relaxed),

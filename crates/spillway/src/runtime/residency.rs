@@ -22,7 +22,8 @@
 //!
 //! Invariants:
 //! - The budget's resident count is the sum of the sizes of entries in the `Resident` or
-//!   `Loading` state (see `entry`); `peak` is its high-water mark.
+//!   `Loading` state (see `entry`), plus the metadata charged when the pool counts it (see
+//!   `metadata`); `peak` is its high-water mark.
 //! - Every resident entry is either tracked by the policy, parked, held by an eviction in
 //!   progress (which puts it back if it cannot be evicted), or about to be admitted by the insert
 //!   or page-in that just made it resident. An entry is never both tracked and parked.
@@ -471,6 +472,11 @@ impl Residency {
             rs.policy.insert(entry.id(), size, ghost);
         }
         drop(entry);
+        self.wake_if_past_start();
+    }
+
+    /// Wakes the background page-out if resident bytes passed its start mark.
+    pub fn wake_if_past_start(&self) {
         if let Some(w) = self.watermarks
             && w.passed(self.budget.hard_limit(), self.budget.resident())
         {

@@ -12,6 +12,7 @@ use crate::sync::Mutex;
 use super::erased::{EntryId, ErasedEntry};
 use super::gc::{Collection, Collector, GcOptions, GcReport};
 use super::loading::Loads;
+use super::metadata::MetadataCharge;
 use super::page_out::PageOut;
 use super::registry::Registry;
 use super::residency::Residency;
@@ -42,6 +43,9 @@ pub(crate) struct PoolShared {
     /// The explicit sizes of the live entries that were given one (`Pool::insert_with_size`), by
     /// entry id.
     pub fixed_sizes: Mutex<HashMap<EntryId, u64>>,
+    /// The metadata charged to the budget, if the pool counts it there
+    /// (`PoolBuilder::budget_includes_metadata`).
+    pub metadata: Option<MetadataCharge>,
     pub io: IoPool,
     /// Kept so that a default pool's temporary directory outlives its store.
     pub _tmp: Option<tempfile::TempDir>,
@@ -68,9 +72,44 @@ impl PoolShared {
         }
     }
 
-    /// See [`Residency::reserve`].
+    /// See [`Residency::reserve`]. A pool that counts its metadata brings the charge up to
+    /// date first, when it is due.
     pub fn reserve(&self, bytes: u64) -> Result<Reservation> {
+        if let Some(m) = &self.metadata
+            && m.due(&self.stats)
+        {
+            self.charge_metadata();
+        }
         self.residency.reserve(bytes, &self.page_out())
+    }
+
+    /// Memory the pool's own bookkeeping takes (see `PoolStats::metadata_bytes`): entries
+    /// exactly, tables from their capacities.
+    pub fn metadata_bytes(&self) -> u64 {
+        self.stats
+            .entry_bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + (self.registry.memory_bytes()
+                + self.residency.memory_bytes()
+                + self.loads.memory_bytes()
+                + crate::memory::map_bytes(&self.fixed_sizes.lock())) as u64
+    }
+
+    /// Brings the metadata charged to the budget up to date (see [`metadata`](super::metadata)),
+    /// if the pool counts it there; wakes the background page-out if the charge grew.
+    pub fn charge_metadata(&self) {
+        let Some(m) = &self.metadata else { return };
+        let grew = m.update(self.residency.budget(), &self.stats, || {
+            self.metadata_bytes() + self.store.stats().index_bytes
+        });
+        if grew {
+            self.residency.wake_if_past_start();
+        }
+    }
+
+    /// The bytes of metadata charged to the budget (0 unless the pool counts it there).
+    pub fn metadata_charged(&self) -> u64 {
+        self.metadata.as_ref().map_or(0, MetadataCharge::charged)
     }
 
     /// See [`Residency::evict_to`].

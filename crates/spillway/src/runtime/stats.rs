@@ -146,7 +146,9 @@ impl Errors {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// Bytes of values in memory, as the budget counts them.
+    /// Bytes of values in memory, as the budget counts them, plus the
+    /// [`metadata_charged_bytes`](Self::metadata_charged_bytes) of a pool that counts its
+    /// metadata in its budget.
     pub resident_bytes: u64,
     /// The budget.
     pub budget_bytes: u64,
@@ -198,6 +200,12 @@ pub struct PoolStats {
     /// [`store_index_bytes`](Self::store_index_bytes), what a process holds beyond
     /// `resident_bytes` for the objects it has handles to (the allocator's own slack aside).
     pub metadata_bytes: u64,
+    /// The part of [`metadata_bytes`](Self::metadata_bytes) and
+    /// [`store_index_bytes`](Self::store_index_bytes) charged to the budget, counted in
+    /// `resident_bytes`: 0 unless the pool was built with
+    /// [`budget_includes_metadata`](crate::PoolBuilder::budget_includes_metadata); at most three
+    /// quarters of the budget.
+    pub metadata_charged_bytes: u64,
     /// Stored objects whose last handle was dropped since the last collection: what
     /// [`gc_after`](crate::PoolBuilder::gc_after) compares against. An object whose last handle
     /// went out of memory with a paged-out parent is not counted: that parent's record still
