@@ -319,10 +319,19 @@ fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
             return;
         }
         p.charge_metadata();
-        if let Some(target) = p.residency.page_out_target()
-            && let Err(e) = p.evict_to(target)
-        {
-            p.errors.record(e);
+        if let Some(target) = p.residency.page_out_target() {
+            // Round after round (each bounded) down to the stop mark.
+            loop {
+                match p.evict_to(target) {
+                    Ok(0) => break,
+                    Ok(_) if p.io.is_closed() => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        p.errors.record(e);
+                        break;
+                    }
+                }
+            }
         }
         if p.collector.due(p.registry.garbage())
             && let Err(e) = p.gc(GcOptions::default())

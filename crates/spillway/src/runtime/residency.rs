@@ -70,6 +70,12 @@ const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(10)
 /// what other threads let go since the last one, chasing their guards.
 const SHORT_ROUNDS: u32 = 1;
 
+/// About how many victims one eviction round takes: a round asks the policy for at most this
+/// many resident values' worth of bytes (at their mean size), so that the round's own
+/// bookkeeping (its victim lists, the page-out batch) and the time it holds the residents lock
+/// stay bounded however much is to go. Callers that need more run more rounds.
+const ROUND_VICTIMS: u64 = 4096;
+
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
     /// Resident entries the policy tracks.
@@ -571,8 +577,9 @@ impl Residency {
 
     /// Pages out, through `out`, resident values until at most `target` bytes are resident,
     /// not counting those that other evictions in progress are about to release (fewer if not
-    /// enough are evictable; whole values, so possibly a little more). Returns the bytes freed:
-    /// 0 if there was nothing to do. A victim that leaves memory and that the policy asked to
+    /// enough are evictable; whole values, so possibly a little more), in one round of at most
+    /// about [`ROUND_VICTIMS`] victims: a caller that must reach `target` calls again until it
+    /// returns 0. Returns the bytes freed: 0 if there was nothing to do. A victim that leaves memory and that the policy asked to
     /// remember is handed back to it with its key's prefix, the ghost id it comes back under
     /// when paged in.
     pub fn evict_to(&self, target: u64, out: &PageOut<'_>) -> Result<u64> {
@@ -599,6 +606,9 @@ impl Residency {
                     others: releasing > 0,
                 });
             }
+            // At most a round's worth (see `ROUND_VICTIMS`).
+            let mean = self.budget.resident() / (rs.entries.len() as u64).max(1);
+            let bytes = bytes.min(mean.max(1).saturating_mul(ROUND_VICTIMS));
             // Lock order: residents, then the access log (`log_access` never holds both).
             self.drain_access_log(&mut rs);
             Self::unpark(&mut rs, PARK_RECHECK, &mut keep);
@@ -728,5 +738,40 @@ impl Drop for InFlight<'_> {
             let _g = r.evicted_lock.lock();
             r.evicted.notify_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::store::MemStore;
+    use crate::{Paged, Pool};
+
+    #[test]
+    fn a_round_takes_a_bounded_number_of_victims_and_rounds_reach_the_target() {
+        let pool = Pool::builder()
+            .budget(1 << 30)
+            .store(Arc::new(MemStore::new()))
+            .deterministic(true)
+            .build()
+            .expect("a pool over a memory store");
+        let handles: Vec<Paged<u64>> = (0..10_000u64)
+            .map(|i| pool.insert(i).expect("insert"))
+            .collect();
+        let shared = pool.shared();
+        let size = shared.residency.budget().resident() / 10_000;
+        // One round: about ROUND_VICTIMS values, not all 10,000.
+        let freed = shared.evict_to(0).expect("a round");
+        let out = handles.iter().filter(|h| !h.is_resident()).count() as u64;
+        assert_eq!(freed, out * size);
+        assert!(
+            (super::ROUND_VICTIMS..super::ROUND_VICTIMS + 64).contains(&out),
+            "{out} victims"
+        );
+        // Rounds until nothing is left; every value reads back.
+        while shared.evict_to(0).expect("a round") > 0 {}
+        assert_eq!(shared.residency.budget().resident(), 0);
+        assert_eq!(*handles[9_999].get().expect("a page-in"), 9_999);
     }
 }
