@@ -24,10 +24,11 @@
 //!   value's `Ref`s.
 //! - Only a *stored* entry (its key known and its record in the store) is evicted; a failed
 //!   page-out leaves the value resident.
-//! - `Loading` is held by exactly one thread (single flight), which starts a `Load` in the
-//!   pool's table of loads (see `loading`) under the slot's write lock as it moves the slot to
-//!   `Loading`; others wait on that load's condition variable (blocking callers) or register a
-//!   waker with it (async callers). An entry that is not loading has no such state.
+//! - `Loading` is held by exactly one thread (single flight): it is the slot empty (as when
+//!   `Evicted`) with a `Load` in the pool's table of loads (see `loading`), which that thread
+//!   starts under the slot's write lock after finding none there; others wait on that load's
+//!   condition variable (blocking callers) or register a waker with it (async callers). An
+//!   entry that is not loading has no such state, and its slot is one pointer.
 //! - A load ends (`Loading` → `Resident` or back to `Evicted`) only under its wait lock and,
 //!   inside it, the slot's write lock, under which the load also leaves the table; it is then
 //!   marked done, with its failure if it failed. A caller that saw `Loading` takes the load
@@ -62,11 +63,11 @@ const REGISTERED: u8 = 1;
 /// of memory with its paged-out parent), so dropping its last handle makes nothing garbage.
 const REACHED: u8 = 2;
 
-pub(crate) enum Slot<T: ?Sized> {
-    Resident(Arc<T>),
-    Evicted,
-    Loading,
-}
+/// An entry's value: `Some` while resident; `None` while paged out, or loading when the
+/// pool's table of loads holds a load for the entry (started and ended under the slot's write
+/// lock, so that under the lock the table tells the two apart). One pointer: the loading state
+/// lives off the entry, in the table, for as long as a load runs.
+pub(crate) type Slot<T> = Option<Arc<T>>;
 
 /// An entry, shared by every handle to one object.
 ///
@@ -74,8 +75,13 @@ pub(crate) enum Slot<T: ?Sized> {
 /// of a page-in in progress is not here but in the pool's table of
 /// [`Loads`](super::loading::Loads), for as long as
 /// the load runs.
+///
+/// An entry's id ([`ErasedEntry::id`]) is its address: unique among the live entries of the
+/// process, and free. Everything keyed by id forgets an entry in its `drop` (through
+/// [`PoolShared::forget`]), before the address can be reused; what may still name a dropped
+/// entry's id afterwards (a logged access not yet handed to the policy, a parked entry's place
+/// in line) is only looked up, and at worst counts for the entry that took the address.
 pub(crate) struct Entry<T: ?Sized + Pageable> {
-    pub id: EntryId,
     pub pool: Arc<PoolShared>,
     pub key: OnceLock<ContentKey>,
     pub stored: AtomicBool,
@@ -95,26 +101,23 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// Bytes of an entry's allocation: the entry and its `Arc`'s two counts.
     const ALLOCATION: usize = std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>();
 
+    /// A new entry; one given a fixed size (`has_fixed_size`) has it put in the pool's table
+    /// by its maker, once the entry is in its `Arc` and so has its id.
     fn new(
         pool: &Arc<PoolShared>,
         slot: Slot<T>,
         key: Option<ContentKey>,
-        fixed_size: Option<u64>,
+        has_fixed_size: bool,
     ) -> Entry<T> {
         let k = OnceLock::new();
         if let Some(key) = key {
             let _ = k.set(key);
         }
-        let id = pool.registry.next_id();
         pool.stats.entries.fetch_add(1, Ordering::Relaxed);
         pool.stats
             .entry_bytes
             .fetch_add(Self::ALLOCATION as u64, Ordering::Relaxed);
-        if let Some(f) = fixed_size {
-            pool.fixed_sizes.lock().insert(id, f.max(1));
-        }
         Entry {
-            id,
             pool: Arc::clone(pool),
             key: k,
             stored: AtomicBool::new(key.is_some()),
@@ -122,7 +125,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             hits: Default::default(),
             slot: RwLock::new(slot),
             size: AtomicU64::new(0),
-            has_fixed_size: fixed_size.is_some(),
+            has_fixed_size,
         }
     }
 
@@ -131,7 +134,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
     pub fn insert(pool: &Arc<PoolShared>, value: Arc<T>, fixed: Option<u64>) -> Result<Arc<Self>> {
         let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
         let reservation = pool.reserve(size)?;
-        let entry = Arc::new(Entry::new(pool, Slot::Resident(value), None, fixed));
+        let entry = Arc::new(Entry::new(pool, Some(value), None, fixed.is_some()));
+        if let Some(f) = fixed {
+            pool.fixed_sizes.lock().insert(entry.id(), f.max(1));
+        }
         entry.size.store(reservation.commit(), Ordering::Relaxed);
         pool.residency
             .admit(Arc::clone(&entry) as Arc<dyn ErasedEntry>, size);
@@ -141,7 +147,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// The entry for a stored key: the live one if the object is in use, else a new one,
     /// `Evicted`, that loads on first access.
     pub fn for_key(pool: &Arc<PoolShared>, key: ContentKey) -> Arc<Self> {
-        pool.entry_for_key(key, || Entry::new(pool, Slot::Evicted, Some(key), None))
+        pool.entry_for_key(key, || Entry::new(pool, None, Some(key), false))
     }
 
     /// A handle to this entry goes out of memory with its paged-out parent: see [`REACHED`].
@@ -154,7 +160,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if !self.has_fixed_size {
             return None;
         }
-        self.pool.fixed_sizes.lock().get(&self.id).copied()
+        self.pool.fixed_sizes.lock().get(&self.id()).copied()
     }
 
     pub fn size_of(&self, value: &T) -> u64 {
@@ -173,7 +179,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
         if self.pool.residency.logs_accesses() {
-            self.pool.residency.log_access(self.id);
+            self.pool.residency.log_access(self.id());
         }
     }
 
@@ -241,20 +247,18 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// by another (a use).
     pub fn load_blocking(self: &Arc<Self>) -> Result<(Arc<T>, bool)> {
         loop {
-            if let Slot::Resident(v) = &*self.slot.read_recursive() {
+            if let Some(v) = &*self.slot.read_recursive() {
                 return Ok((Arc::clone(v), false));
             }
-            let mut slot = self.slot.write();
-            match &*slot {
-                Slot::Resident(v) => return Ok((Arc::clone(v), false)),
-                Slot::Loading => {
-                    // Taken under the slot's lock: the load that made it `Loading` ends only
-                    // under that lock, so this is the load seen, and its end is still to come.
-                    let load = self.pool.loads.get(self.id);
+            let slot = self.slot.write();
+            if let Some(v) = &*slot {
+                return Ok((Arc::clone(v), false));
+            }
+            // Looked up under the slot's lock: a load in the table is one whose end (under
+            // that lock) is still to come; none means the value is paged out.
+            match self.pool.loads.get(self.id()) {
+                Some(load) => {
                     drop(slot);
-                    let Some(load) = load else {
-                        return Err(Error::Internal("a loading entry has no load".into()));
-                    };
                     let mut wait = load.wait.lock();
                     loop {
                         match wait.outcome() {
@@ -264,9 +268,8 @@ impl<T: ?Sized + Pageable> Entry<T> {
                         }
                     }
                 }
-                Slot::Evicted => {
-                    *slot = Slot::Loading;
-                    let load = self.pool.loads.start(self.id);
+                None => {
+                    let load = self.pool.loads.start(self.id());
                     drop(slot);
                     return self
                         .finish_load(&load, self.page_in_guarded(), |r| r.map(|v| (v, true)));
@@ -293,11 +296,8 @@ impl<T: ?Sized + Pageable> Entry<T> {
         let wakers = {
             let mut wait = load.wait.lock();
             let mut slot = self.slot.write();
-            *slot = match &loaded {
-                Ok(value) => Slot::Resident(Arc::clone(value)),
-                Err(_) => Slot::Evicted,
-            };
-            self.pool.loads.end(self.id);
+            *slot = loaded.as_ref().ok().map(Arc::clone);
+            self.pool.loads.end(self.id());
             drop(slot);
             wait.done = true;
             wait.failure = match &loaded {
@@ -323,7 +323,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
 
 impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     fn id(&self) -> EntryId {
-        self.id
+        std::ptr::from_ref(self).addr() as EntryId
     }
 
     fn key(&self) -> Option<ContentKey> {
@@ -349,13 +349,13 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
 
     fn encode(&self) -> Result<Encoded> {
         let value = match &*self.slot.read_recursive() {
-            Slot::Resident(v) => Arc::clone(v),
+            Some(v) => Arc::clone(v),
             // Only a stored entry leaves `Resident`: another page-out got there first.
             _ if self.is_stored() => return Ok(Encoded::Stored),
             _ => {
                 return Err(Error::Internal(format!(
-                    "encoding entry {} that is not resident",
-                    self.id
+                    "encoding entry {:#x} that is not resident",
+                    self.id()
                 )));
             }
         };
@@ -397,7 +397,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
         // A `Ref` holds the read lock; a lock held otherwise is a moment's read or a change of
         // state, after which the caller looks again.
         match self.slot.try_write().as_deref() {
-            Some(Slot::Resident(v)) => Arc::strong_count(v) > 1,
+            Some(Some(v)) => Arc::strong_count(v) > 1,
             Some(_) => false,
             None => true,
         }
@@ -415,12 +415,9 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 // start and charge the entry again. So are the hits cleared: uses of the value
                 // that leaves count for nothing when it comes back (a page-in is a new
                 // insertion), and no read can record one until a page-in ends.
-                Slot::Resident(v) if Arc::strong_count(v) == 1 => {
+                Some(v) if Arc::strong_count(v) == 1 => {
                     self.hits.store(0, Ordering::Relaxed);
-                    (
-                        std::mem::replace(&mut *slot, Slot::Evicted),
-                        self.size.swap(0, Ordering::Relaxed),
-                    )
+                    (slot.take(), self.size.swap(0, Ordering::Relaxed))
                 }
                 _ => return None,
             }
@@ -452,7 +449,7 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         }
         if self.has_fixed_size {
             let mut fixed = self.pool.fixed_sizes.lock();
-            fixed.remove(&self.id);
+            fixed.remove(&self.id());
             crate::memory::shrink_map(&mut fixed);
         }
         let flags = *self.flags.get_mut();
@@ -460,14 +457,14 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         // handle going is not garbage. (A handle dropped with a paged-out value marks its entry
         // before the entry can go, so the mark alone tells.)
         self.pool.forget(
-            self.id,
+            self.id(),
             self as *const Self as *const (),
             self.key.get().copied().filter(|_| flags & REGISTERED != 0),
             flags & REACHED == 0,
         );
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.
-        let old = std::mem::replace(self.slot.get_mut(), Slot::Evicted);
+        let old = self.slot.get_mut().take();
         super::drop_queue::defer(Box::new(old));
     }
 }
@@ -481,7 +478,9 @@ mod tests {
     #[test]
     fn an_entry_stays_small() {
         let size = std::mem::size_of::<Entry<u64>>();
-        assert!(size <= 72, "Entry<u64> is {size} bytes");
-        assert_eq!(std::mem::size_of::<Slot<u64>>(), 16);
+        assert!(size <= 56, "Entry<u64> is {size} bytes");
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 8);
+        // With the `Arc`'s two counts, 72 bytes: an 80-byte chunk of a typical allocator.
+        const { assert!(Entry::<u64>::ALLOCATION <= 72) };
     }
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::key::ContentKey;
 
-/// Id of an entry, unique within its pool (two pools' entries may share one): the eviction
-/// policy's name for it.
+/// Id of an entry, its address: unique among the live entries of the process (an id is reused
+/// only once its entry is gone and forgotten); the eviction policy's name for it.
 pub(crate) type EntryId = u64;
 
 /// The result of encoding an entry's value.

@@ -96,10 +96,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Ref<'_, T> {
 /// The resident value in a slot, if there is one.
 #[inline]
 fn resident<T: ?Sized>(slot: &Slot<T>) -> Option<&T> {
-    match slot {
-        Slot::Resident(v) => Some(v),
-        _ => None,
-    }
+    slot.as_deref()
 }
 
 impl<T: ?Sized> Guard<T> {
@@ -120,9 +117,9 @@ impl<T: ?Sized + Pageable> Clone for Paged<T> {
 impl<T: ?Sized + Pageable> fmt::Debug for Paged<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*self.entry.slot.read_recursive() {
-            Slot::Resident(_) => "resident",
-            Slot::Evicted => "paged out",
-            Slot::Loading => "loading",
+            Some(_) => "resident",
+            None if self.entry.pool.loads.get(self.entry.id()).is_some() => "loading",
+            None => "paged out",
         };
         match self.entry.key.get() {
             Some(k) => write!(f, "Paged<{}>({k}, {state})", T::type_name()),
@@ -147,7 +144,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
     /// [`get_async`](Self::get_async).
     #[inline]
     pub fn get(&self) -> Result<Guard<T>> {
-        if let Slot::Resident(v) = &*self.entry.slot.read_recursive() {
+        if let Some(v) = &*self.entry.slot.read_recursive() {
             self.entry.hit();
             self.entry.pool.stats.hits.incr();
             return Ok(Guard {
@@ -233,7 +230,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
 
     /// True if the value is in memory now.
     pub fn is_resident(&self) -> bool {
-        matches!(&*self.entry.slot.read_recursive(), Slot::Resident(_))
+        self.entry.slot.read_recursive().is_some()
     }
 }
 
@@ -306,7 +303,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
             }
         }
         loop {
-            if let Slot::Resident(v) = &*entry.slot.read_recursive() {
+            if let Some(v) = &*entry.slot.read_recursive() {
                 entry.hit();
                 if !this.counted_miss {
                     entry.pool.stats.hits.incr();
@@ -323,17 +320,18 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     .misses
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let mut slot = entry.slot.write();
-            match &*slot {
-                Slot::Resident(v) => {
-                    entry.hit();
-                    return Poll::Ready(Ok(Guard {
-                        value: Arc::clone(v),
-                    }));
-                }
-                Slot::Evicted => {
-                    *slot = Slot::Loading;
-                    let load = entry.pool.loads.start(entry.id);
+            let slot = entry.slot.write();
+            if let Some(v) = &*slot {
+                entry.hit();
+                return Poll::Ready(Ok(Guard {
+                    value: Arc::clone(v),
+                }));
+            }
+            // Looked up under the slot's lock: a load in the table is one whose end (under
+            // that lock) is still to come; none means the value is paged out.
+            match entry.pool.loads.get(entry.id()) {
+                None => {
+                    let load = entry.pool.loads.start(entry.id());
                     drop(slot);
                     // Registered before the job is spawned, so its end cannot be missed.
                     load.wait.lock().wakers.push(cx.waker().clone());
@@ -348,15 +346,8 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     }));
                     return Poll::Pending;
                 }
-                Slot::Loading => {
-                    // Taken under the slot's lock: the load seen, whose end is still to come.
-                    let load = entry.pool.loads.get(entry.id);
+                Some(load) => {
                     drop(slot);
-                    let Some(load) = load else {
-                        return Poll::Ready(Err(crate::error::Error::Internal(
-                            "a loading entry has no load".into(),
-                        )));
-                    };
                     let mut wait = load.wait.lock();
                     if !wait.done {
                         wait.wakers.push(cx.waker().clone());
@@ -386,7 +377,7 @@ impl<T: ?Sized + Pageable> Serialize for Paged<T> {
         }
         // A child's key is written only if its record is stored, or about to be by the batch
         // this thread is writing (children before parents); otherwise it is stored first.
-        let key = if self.entry.is_stored() || in_current_batch(self.entry.id) {
+        let key = if self.entry.is_stored() || in_current_batch(self.entry.id()) {
             self.entry.key.get().copied()
         } else {
             None

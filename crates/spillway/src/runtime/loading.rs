@@ -76,7 +76,8 @@ impl Loads {
     }
 
     fn shard(&self, id: EntryId) -> &Mutex<HashMap<EntryId, Arc<Load>>> {
-        &self.shards[(id % SHARDS as u64) as usize]
+        // Ids are addresses: their low bits are the allocation's alignment.
+        &self.shards[((id >> 4) % SHARDS as u64) as usize]
     }
 
     /// A load of entry `id` starts (its slot just became `Loading`, under its write lock).

@@ -17,15 +17,14 @@
 //! more, the others in order. An entry is known by its address, which stays valid while the
 //! registry holds a weak pointer to it, so that a record needs no id beside the pointer.
 //!
-//! The registry also numbers its pool's entries and the pool itself: entry ids are unique only
-//! within a pool, the pool id tells two pools' entries apart.
+//! The registry also numbers the pool itself, which tells two pools' batches apart.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use crate::sync::{AtomicU64, Mutex};
 
-use super::erased::{EntryId, ErasedEntry};
+use super::erased::ErasedEntry;
 use crate::key::{ContentKey, KeyMap};
 use crate::memory::shrink_map;
 
@@ -57,7 +56,6 @@ static NEXT_POOL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 pub(crate) struct Registry {
     pool: PoolId,
     shards: Vec<Mutex<Shard>>,
-    next_id: AtomicU64,
     /// Stored objects whose last handle was dropped since the last collection.
     garbage: AtomicU64,
 }
@@ -67,7 +65,6 @@ impl Registry {
         Registry {
             pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            next_id: AtomicU64::new(1),
             garbage: AtomicU64::new(0),
         }
     }
@@ -75,11 +72,6 @@ impl Registry {
     /// The pool whose entries these are.
     pub fn pool(&self) -> PoolId {
         self.pool
-    }
-
-    /// An id for a new entry.
-    pub fn next_id(&self) -> EntryId {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The live entry of type `E` for `key`, or, if there is none, a new one from `make`
@@ -231,7 +223,7 @@ mod tests {
 
     use super::*;
     use crate::error::Result;
-    use crate::runtime::erased::Encoded;
+    use crate::runtime::erased::{Encoded, EntryId};
 
     /// An entry as the registry sees it; forgets itself when dropped, like `Entry`.
     struct Fake {
@@ -285,9 +277,11 @@ mod tests {
         }
     }
 
+    static NEXT_FAKE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
     fn fake(registry: &Arc<Registry>, key: ContentKey) -> Fake {
         Fake {
-            id: registry.next_id(),
+            id: NEXT_FAKE.fetch_add(1, Ordering::Relaxed),
             key,
             registry: Arc::clone(registry),
             registered: AtomicBool::new(false),
