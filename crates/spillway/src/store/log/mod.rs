@@ -57,6 +57,7 @@ mod roots;
 mod segments;
 mod table;
 mod verify;
+mod window;
 
 pub use compact::CompactionReport;
 pub use delta::Appended;

@@ -29,6 +29,11 @@
 //! added with overflow checks: the fields are read from disk), is ignored and the whole log
 //! scanned: it is only an index.
 //!
+//! Memory: an open reads each segment through a bounded window (see `window`): about a MiB at a
+//! time, or one record if it is larger, whatever the segment size. Only where it finds damage
+//! does it read the rest of that segment at once, to look for a valid record after it; repair
+//! reads each segment whole.
+//!
 //! **Repair mode** ([`LogStoreOptions::repair`]) scans the whole log and trusts no checkpoint.
 //! Damage is stepped over (the next record whose checksum holds and whose key is its content's
 //! hash starts the scan again), so every record a checksum vouches for is kept. A torn tail is
@@ -46,6 +51,7 @@ use std::path::Path;
 use super::LogStoreOptions;
 use super::index::Index;
 use super::segments::Scanned;
+use super::window::Window;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Checkpoint, Location, LogPosition};
 use crate::format::record::{self, RECORD_MAGIC, RecordKind};
@@ -430,16 +436,14 @@ pub(super) fn recover(
     for &id in ids.iter().filter(|&&id| id >= start.segment) {
         let path = dir.join(segment::file_name(id));
         let is_last = Some(id) == last;
-        let data = vfs
-            .read_file(&path)
-            .map_err(|e| Error::io("read", &path, e))?;
+        let len = lens.get(&id).copied().unwrap_or(0);
         let header = segment::SEGMENT_HEADER_LEN as u64;
         let pos = if id == start.segment {
             start.offset.max(header)
         } else {
             header
         };
-        report.bytes_scanned += (data.len() as u64).saturating_sub(pos);
+        report.bytes_scanned += len.saturating_sub(pos);
         let mut replay = |index: &mut Index, at: usize, r: &record::Record<'_>| {
             let loc = Location {
                 segment: id,
@@ -457,6 +461,11 @@ pub(super) fn recover(
             }
         };
         if opts.repair {
+            // Repair reads each segment whole: its tolerant scan and its salvage look back
+            // and ahead of damage.
+            let data = vfs
+                .read_file(&path)
+                .map_err(|e| Error::io("read", &path, e))?;
             let header_problem = match segment::decode_header(&data) {
                 Ok(found) if found == id => None,
                 Ok(found) => Some(format!(
@@ -551,7 +560,25 @@ pub(super) fn recover(
             }
             continue;
         }
-        match segment::decode_header(&data) {
+        // An open reads each segment through a bounded window (see `window`), not whole.
+        let read = |e| Error::io("read", &path, e);
+        let file = vfs.open(&path, OpenMode::Read).map_err(read)?;
+        let mut win = Window::new(file, len);
+        let head = segment::decode_header(win.bytes(0, segment::SEGMENT_HEADER_LEN).map_err(read)?);
+        // A bad header in the last segment is a segment that was being created when the
+        // process stopped if nothing of it was acknowledged: the mark lies before it, or there
+        // is no mark, no checkpoint vouches for it (one whose tail lies in this segment was
+        // written after the header was synced) and no valid record follows.
+        let torn_header = head.is_err()
+            && is_last
+            && match mark {
+                Some(m) => m.segment < id,
+                None => {
+                    !((report.checkpoint_used && id == start.segment)
+                        || valid_record_after(&read_range(vfs, &path, 1, len)?, 0))
+                }
+            };
+        match head {
             Ok(found) if found == id => {}
             Ok(found) => {
                 return Err(Error::Corrupted {
@@ -567,24 +594,11 @@ pub(super) fn recover(
                     supported: segment::SEGMENT_VERSION,
                 });
             }
-            // The segment was being created when the process stopped: no valid record follows,
-            // and no checkpoint vouches for its contents (a checkpoint whose tail lies in this
-            // segment was written after the header was synced, so a bad header is damage).
-            Err(e)
-                if is_last
-                    && match mark {
-                        // The mark lies before this segment: nothing of it was acknowledged.
-                        Some(m) => m.segment < id,
-                        None => {
-                            !(valid_record_after(&data, 1)
-                                || (report.checkpoint_used && id == start.segment))
-                        }
-                    } =>
-            {
+            Err(e) if torn_header => {
                 report.torn_tail = Some(TornTail {
                     segment: id,
                     offset: 0,
-                    bytes_cut: data.len() as u64,
+                    bytes_cut: len,
                     reason: format!("segment header: {e}"),
                 });
                 cut = Some(LogPosition {
@@ -595,59 +609,62 @@ pub(super) fn recover(
             }
             Err(e) => return Err(e.at("segment header", path.display().to_string())),
         }
-        for item in super::segments::records(&data, pos as usize) {
-            match item {
-                Ok((at, r)) => {
-                    replay(&mut index, at, &r);
+        let mut at = pos;
+        while at < len {
+            let e = match win.record_at(at).map_err(read)? {
+                Ok(r) => {
+                    let next = at + r.header.record_len();
+                    replay(&mut index, at as usize, &r);
                     report.records_replayed += 1;
+                    at = next;
+                    continue;
                 }
-                Err((at, e)) => {
-                    let pos = at as u64;
-                    let location = format!("{} offset {pos}", path.display());
-                    if !is_last {
-                        return Err(e.at("record", location));
-                    }
-                    let here = LogPosition {
-                        segment: id,
-                        offset: pos,
-                    };
-                    if let Some(m) = mark.filter(|&m| here < m) {
-                        return Err(Error::Corrupted {
-                            what: "record",
-                            location,
-                            detail: format!(
-                                "{e}; the sync record in `SYNC` says the log was durable through offset {} of segment {}, \
-                                 so this is acknowledged data that was damaged, not a torn write. \
-                                 Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
-                                m.offset,
-                                m.segment,
-                                dir.display()
-                            ),
-                        });
-                    }
-                    if mark.is_none() && valid_record_after(&data, at + 1) {
-                        return Err(Error::Corrupted {
-                            what: "record",
-                            location,
-                            detail: format!(
-                                "{e}; valid records follow, so this is damage rather than a torn write. \
-                                 Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
-                                dir.display()
-                            ),
-                        });
-                    }
-                    report.torn_tail = Some(TornTail {
-                        segment: id,
-                        offset: pos,
-                        bytes_cut: data.len() as u64 - pos,
-                        reason: e.to_string(),
-                    });
-                    cut = Some(LogPosition {
-                        segment: id,
-                        offset: pos,
-                    });
-                }
+                Err(e) => e,
+            };
+            let location = format!("{} offset {at}", path.display());
+            if !is_last {
+                return Err(e.at("record", location));
             }
+            let here = LogPosition {
+                segment: id,
+                offset: at,
+            };
+            if let Some(m) = mark.filter(|&m| here < m) {
+                return Err(Error::Corrupted {
+                    what: "record",
+                    location,
+                    detail: format!(
+                        "{e}; the sync record in `SYNC` says the log was durable through offset {} of segment {}, \
+                         so this is acknowledged data that was damaged, not a torn write. \
+                         Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
+                        m.offset,
+                        m.segment,
+                        dir.display()
+                    ),
+                });
+            }
+            if mark.is_none() && valid_record_after(&read_range(vfs, &path, at + 1, len)?, 0) {
+                return Err(Error::Corrupted {
+                    what: "record",
+                    location,
+                    detail: format!(
+                        "{e}; valid records follow, so this is damage rather than a torn write. \
+                         Nothing was changed: `spillway verify --repair {}` keeps every record a checksum still vouches for",
+                        dir.display()
+                    ),
+                });
+            }
+            report.torn_tail = Some(TornTail {
+                segment: id,
+                offset: at,
+                bytes_cut: len - at,
+                reason: e.to_string(),
+            });
+            cut = Some(LogPosition {
+                segment: id,
+                offset: at,
+            });
+            break;
         }
     }
     // Records of a segment that is cut or salvaged were never indexed beyond what was verified,
@@ -668,6 +685,18 @@ pub(super) fn recover(
         salvage,
         sync,
     })
+}
+
+/// Bytes `[from, to)` of the file at `path` (read only where damage was found: to tell a torn
+/// write from damaged data, what follows it is searched for a valid record).
+fn read_range(vfs: &dyn Vfs, path: &Path, from: u64, to: u64) -> Result<Vec<u8>> {
+    let read = |e| Error::io("read", path, e);
+    let n = usize::try_from(to.saturating_sub(from)).map_err(|e| read(std::io::Error::other(e)))?;
+    let mut buf = vec![0u8; n];
+    vfs.open(path, OpenMode::Read)
+        .and_then(|f| f.read_at(&mut buf, from))
+        .map_err(read)?;
+    Ok(buf)
 }
 
 /// True if some complete, checksum-valid record starts at or after `from`.

@@ -167,47 +167,6 @@ pub(super) fn blob_from_record_bytes(
     })
 }
 
-/// The records of a segment's bytes from `from` on, in order: each with its offset, until the
-/// end or the first record that does not decode, which comes last, as `Err` with its offset.
-///
-/// The one loop over records that recovery, compaction and `verify` share.
-pub(super) fn records(data: &[u8], from: usize) -> RecordScan<'_> {
-    RecordScan {
-        data,
-        pos: from,
-        done: false,
-    }
-}
-
-/// See [`records`].
-pub(super) struct RecordScan<'a> {
-    data: &'a [u8],
-    pos: usize,
-    done: bool,
-}
-
-impl<'a> Iterator for RecordScan<'a> {
-    type Item = std::result::Result<(usize, record::Record<'a>), (usize, DecodeError)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.pos >= self.data.len() {
-            return None;
-        }
-        let at = self.pos;
-        match record::decode(&self.data[at..]) {
-            Ok(r) => {
-                // `decode` checked that the whole record is present.
-                self.pos += r.header.record_len() as usize;
-                Some(Ok((at, r)))
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err((at, e)))
-            }
-        }
-    }
-}
-
 /// One step of a [`records_tolerant`] scan.
 #[derive(Debug)]
 pub(super) enum Scanned<'a> {
@@ -311,34 +270,6 @@ mod tests {
     use super::*;
     use crate::format::segment::SEGMENT_HEADER_LEN;
 
-    #[test]
-    fn the_scan_yields_each_record_with_its_offset_then_stops_at_the_first_bad_one() {
-        let mut data = vec![0u8; SEGMENT_HEADER_LEN];
-        let a = ContentKey::of(b"a", &[]);
-        let b = ContentKey::of(b"bb", &[]);
-        record::encode(&mut data, RecordKind::Put, &a, &[], b"a");
-        let second = data.len();
-        record::encode(&mut data, RecordKind::Tombstone, &b, &[], &[]);
-        let third = data.len();
-        record::encode(&mut data, RecordKind::Put, &b, &[], b"bb");
-        let fourth = data.len();
-        record::encode(&mut data, RecordKind::Put, &a, &[], b"a");
-        data[third + 9] ^= 1;
-
-        let items: Vec<_> = records(&data, SEGMENT_HEADER_LEN)
-            .map(|i| i.map(|(at, r)| (at, r.header.kind)).map_err(|(at, _)| at))
-            .collect();
-        assert_eq!(
-            items,
-            vec![
-                Ok((SEGMENT_HEADER_LEN, RecordKind::Put)),
-                Ok((second, RecordKind::Tombstone)),
-                Err(third),
-            ]
-        );
-        assert!(records(&data, fourth).all(|i| i.is_ok()));
-        assert_eq!(records(&data, data.len()).count(), 0);
-    }
     #[test]
     fn the_tolerant_scan_steps_over_damage_and_names_its_range() {
         let mut data = vec![0u8; SEGMENT_HEADER_LEN];
