@@ -221,8 +221,9 @@ fn check_poisoned(store: &LogStore, acks: &Acks, n: u64) {
     }
 }
 
-/// Returns the number of crash points and of segments compacted in the clean run.
-fn sweep(seed: u64) -> (u64, u64) {
+/// Returns the number of crash points, of segments compacted in the clean run, and of crash
+/// points past the end of a run that made fewer operations.
+fn sweep(seed: u64) -> (u64, u64, u64) {
     // A clean run counts the operations and checks the workload itself.
     let fs = SimFs::new();
     let store = open(&fs).expect("open");
@@ -239,6 +240,7 @@ fn sweep(seed: u64) -> (u64, u64) {
     );
     drop(store);
 
+    let mut shortfall = 0;
     for n in 1..=total {
         let fs = SimFs::new();
         fs.fail_at(n);
@@ -263,7 +265,18 @@ fn sweep(seed: u64) -> (u64, u64) {
                 drop(store);
             }
         }
-        assert!(fs.has_failed(), "fail_at({n}) never fired (of {total} ops)");
+        if !fs.has_failed() {
+            // This run made fewer operations than the clean one and finished before the
+            // `n`th: the write pipeline's flush thread batches syncs as the threads' timing
+            // falls, so the count varies by a few. A run that never failed is a clean run,
+            // and its images are checked like the others.
+            let ops = fs.ops();
+            assert!(
+                ops < n,
+                "fail_at({n}) never fired, though the run made {ops} operations"
+            );
+            shortfall += 1;
+        }
 
         for image_seed in [n, n ^ 0x5555] {
             let what = format!("seed {seed}, fail_at({n}), power loss {image_seed}");
@@ -278,7 +291,12 @@ fn sweep(seed: u64) -> (u64, u64) {
         check_recovered(&store, &acks, Durability::Written, &what);
         check_writable(&store, &what);
     }
-    (total, acks_compacted)
+    // A few at the end, never most: the sweep must still crash the runs it means to.
+    assert!(
+        shortfall * 10 <= total,
+        "{shortfall} of {total} crash points were past the end of their run"
+    );
+    (total, acks_compacted, shortfall)
 }
 
 #[test]
@@ -286,8 +304,11 @@ fn every_crash_point_keeps_acknowledged_writes() {
     let seeds = env_count("SPILLWAY_CRASH_SIM_SEEDS", 4);
     let mut compacted = 0;
     for seed in 0..seeds {
-        let (ops, segments) = sweep(seed);
-        eprintln!("seed {seed}: {ops} crash points; {segments} segments compacted");
+        let (ops, segments, short) = sweep(seed);
+        eprintln!(
+            "seed {seed}: {ops} crash points ({short} past the end of a shorter run); \
+             {segments} segments compacted"
+        );
         assert!(
             ops > 100,
             "the workload is too small to mean much ({ops} ops)"
