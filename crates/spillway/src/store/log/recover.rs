@@ -691,7 +691,10 @@ pub(super) fn recover(
 /// write from damaged data, what follows it is searched for a valid record).
 fn read_range(vfs: &dyn Vfs, path: &Path, from: u64, to: u64) -> Result<Vec<u8>> {
     let read = |e| Error::io("read", path, e);
-    let n = usize::try_from(to.saturating_sub(from)).map_err(|e| read(std::io::Error::other(e)))?;
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let n = usize::try_from(to - from).map_err(|e| read(std::io::Error::other(e)))?;
     let mut buf = vec![0u8; n];
     vfs.open(path, OpenMode::Read)
         .and_then(|f| f.read_at(&mut buf, from))
