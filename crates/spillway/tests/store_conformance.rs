@@ -345,3 +345,24 @@ fn every_backend_agrees_with_a_model() {
         }
     }
 }
+
+/// A put over the format's limits (here a child list one key longer than a record holds) is
+/// refused with `TooLarge` by every store that writes records, before anything is written.
+#[test]
+fn a_put_over_the_limits_is_refused_whole() {
+    use spillway::format::record::MAX_CHILDREN;
+    let children = vec![ContentKey::of(b"child", &[]); MAX_CHILDREN as usize + 1];
+    let small = Obj::generated(1, 100, Vec::new());
+    let big = Put::new(b"parent", &children);
+    for_each(|name, store| {
+        if !matches!(name, "log" | "directory" | "sqlite" | "cached") {
+            return;
+        }
+        match store.put_batch(&[small.put(), big]) {
+            Err(Error::TooLarge { what, .. }) => assert_eq!(what, "child key list", "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(!store.contains(&small.key).expect("contains"), "{name}");
+        assert!(!store.contains(&big.key).expect("contains"), "{name}");
+    });
+}

@@ -106,6 +106,32 @@ impl<'a> Put<'a> {
             payload,
         }
     }
+
+    /// `Ok` if a store whose payloads hold at most `max_payload` bytes can take this put (and
+    /// its child list is within the record format's limit), else [`Error::TooLarge`].
+    pub(crate) fn check_limits(&self, max_payload: usize) -> Result<()> {
+        use crate::format::record::MAX_CHILDREN;
+        use crate::key::KEY_LEN;
+        if self.payload.len() > max_payload {
+            return Err(Error::TooLarge {
+                what: "object payload",
+                len: self.payload.len() as u64,
+                limit: max_payload as u64,
+            });
+        }
+        if self.children.len() > MAX_CHILDREN as usize {
+            return Err(Error::TooLarge {
+                what: "child key list",
+                len: (self.children.len() * KEY_LEN) as u64,
+                limit: u64::from(MAX_CHILDREN) * KEY_LEN as u64,
+            });
+        }
+        debug_assert!(
+            self.key.is_reserved() || self.key == ContentKey::of(self.payload, self.children),
+            "key of a put"
+        );
+        Ok(())
+    }
 }
 
 /// Counters a store keeps; cheap to read.

@@ -73,7 +73,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use super::check::{CheckReport, check_objects};
 use crate::error::{Error, Result};
-use crate::format::record::MAX_CHILDREN;
 use crate::key::{ContentKey, KEY_LEN};
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
 use crate::vfs::OsFs;
@@ -629,33 +628,12 @@ impl SqliteStore {
     }
 }
 
-/// Checks a put against the store's limits.
-fn check_limits(p: &Put<'_>) -> Result<()> {
-    if p.payload.len() > MAX_SQLITE_PAYLOAD {
-        return Err(Error::TooLarge {
-            what: "object payload",
-            len: p.payload.len() as u64,
-            limit: MAX_SQLITE_PAYLOAD as u64,
-        });
-    }
-    if p.children.len() > MAX_CHILDREN as usize {
-        return Err(Error::TooLarge {
-            what: "child key list",
-            len: (p.children.len() * KEY_LEN) as u64,
-            limit: u64::from(MAX_CHILDREN) * KEY_LEN as u64,
-        });
-    }
-    debug_assert!(
-        p.key.is_reserved() || p.key == ContentKey::of(p.payload, p.children),
-        "key of a put"
-    );
-    Ok(())
-}
-
 impl BlobStore for SqliteStore {
     fn put_batch(&self, batch: &[Put<'_>]) -> Result<()> {
         let writer = self.writer()?;
-        batch.iter().try_for_each(check_limits)?;
+        batch
+            .iter()
+            .try_for_each(|p| p.check_limits(MAX_SQLITE_PAYLOAD))?;
         let mut conn = writer.lock();
         let (mut puts, mut dedup, mut bytes, mut live) = (0u64, 0u64, 0u64, 0u64);
         let result = conn

@@ -46,7 +46,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::object::{self, MAX_OBJECT_FILE_LEN, OBJECT_HEADER_LEN};
-use crate::format::record::{MAX_CHILDREN, MAX_PAYLOAD_LEN};
+use crate::format::record::MAX_PAYLOAD_LEN;
 use crate::key::{ContentKey, KeyMap};
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
 use crate::vfs::{OpenMode, OsFs, Vfs};
@@ -468,33 +468,12 @@ fn check_key(path: &Path, found: &ContentKey, wanted: &ContentKey) -> Result<()>
     }
 }
 
-/// Checks a put against the object file format's limits.
-fn check_limits(p: &Put<'_>) -> Result<()> {
-    if p.payload.len() > MAX_PAYLOAD_LEN as usize {
-        return Err(Error::TooLarge {
-            what: "object payload",
-            len: p.payload.len() as u64,
-            limit: u64::from(MAX_PAYLOAD_LEN),
-        });
-    }
-    if p.children.len() > MAX_CHILDREN as usize {
-        return Err(Error::TooLarge {
-            what: "child key list",
-            len: (p.children.len() * 16) as u64,
-            limit: u64::from(MAX_CHILDREN) * 16,
-        });
-    }
-    debug_assert!(
-        p.key.is_reserved() || p.key == ContentKey::of(p.payload, p.children),
-        "key of a put"
-    );
-    Ok(())
-}
-
 impl BlobStore for DirStore {
     fn put_batch(&self, batch: &[Put<'_>]) -> Result<()> {
         self.writable()?;
-        batch.iter().try_for_each(check_limits)?;
+        batch
+            .iter()
+            .try_for_each(|p| p.check_limits(MAX_PAYLOAD_LEN as usize))?;
         let mut pending = self.writer.lock();
         let mut wrote = false;
         let result = (|| -> Result<()> {

@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Location;
 use crate::format::marker;
-use crate::format::record::{self, MAX_CHILDREN, MAX_PAYLOAD_LEN, RecordKind};
+use crate::format::record::{self, MAX_PAYLOAD_LEN, RecordKind};
 use crate::key::ContentKey;
 use crate::store::{Blob, BlobStore, Durability, Put, StoreStats};
 use crate::vfs::OsFs;
@@ -384,7 +384,9 @@ impl LogStore {
     /// (once each); the delta checks again when it applies them, and skips what was stored in
     /// between.
     fn encode_fresh(&self, batch: &[Put<'_>]) -> Result<EncodedPuts> {
-        batch.iter().try_for_each(check_limits)?;
+        batch
+            .iter()
+            .try_for_each(|p| p.check_limits(MAX_PAYLOAD_LEN as usize))?;
         let mut enc = EncodedPuts::default();
         let idx = self.core.index.read();
         idx.map.touch(batch.iter().map(|p| &p.key));
@@ -418,29 +420,6 @@ impl LogStore {
         }
         Ok(enc)
     }
-}
-
-/// Checks a put against the record format's limits.
-fn check_limits(p: &Put<'_>) -> Result<()> {
-    if p.payload.len() > MAX_PAYLOAD_LEN as usize {
-        return Err(Error::TooLarge {
-            what: "object payload",
-            len: p.payload.len() as u64,
-            limit: u64::from(MAX_PAYLOAD_LEN),
-        });
-    }
-    if p.children.len() > MAX_CHILDREN as usize {
-        return Err(Error::TooLarge {
-            what: "child key list",
-            len: (p.children.len() * 16) as u64,
-            limit: u64::from(MAX_CHILDREN) * 16,
-        });
-    }
-    debug_assert!(
-        p.key.is_reserved() || p.key == ContentKey::of(p.payload, p.children),
-        "key of a put"
-    );
-    Ok(())
 }
 
 impl BlobStore for LogStore {
