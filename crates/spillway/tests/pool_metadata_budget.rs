@@ -128,3 +128,39 @@ fn shrink_to_counts_values_only() {
     assert!(handles.iter().all(|h| !h.is_resident()));
     assert_eq!(*handles[1234].get().unwrap(), value(1234));
 }
+
+/// With the background page-out and two threads inserting and reading at once, the charge
+/// keeps up and the budget holds, metadata included (within the lag of one update step).
+#[test]
+fn the_charge_holds_under_threads_and_the_background_page_out() {
+    const BUDGET: u64 = 8 << 20;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pool = Pool::builder()
+        .budget(BUDGET)
+        .dir(dir.path())
+        .budget_includes_metadata(true)
+        .build()
+        .expect("a pool over a fresh log store");
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let pool = &pool;
+            s.spawn(move || {
+                let handles: Vec<Paged<Vec<u8>>> = (0..15_000)
+                    .map(|i| pool.insert(value(t << 32 | i)).unwrap())
+                    .collect();
+                for (i, h) in handles.iter().enumerate().step_by(7) {
+                    assert_eq!(*h.get().unwrap(), value(t << 32 | i as u64));
+                }
+                handles
+            });
+        }
+    });
+    let s = pool.stats();
+    assert!(s.metadata_charged_bytes > 0, "{s:?}");
+    assert!(
+        s.peak_resident_bytes <= BUDGET + BUDGET / 50,
+        "peak {} of a budget of {BUDGET}: {s:?}",
+        s.peak_resident_bytes
+    );
+    assert_eq!(s.errors, 0, "{s:?}");
+}
