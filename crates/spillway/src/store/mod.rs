@@ -46,6 +46,7 @@ pub(crate) mod lock;
 pub mod log;
 mod mem;
 pub mod pack;
+mod roots_file;
 #[cfg(feature = "s3")]
 mod s3;
 #[cfg(feature = "sqlite")]

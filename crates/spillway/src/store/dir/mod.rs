@@ -37,7 +37,7 @@
 //!   on. A failed write before the rename changes nothing and is an error, not poison.
 
 use std::any::Any;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,7 +54,6 @@ use crate::vfs::{OpenMode, OsFs, Vfs};
 mod check;
 mod kept;
 mod open;
-mod roots;
 
 pub use kept::{KeptGraph, MAX_KEPT_NAME};
 pub use open::OpenReport;
@@ -163,7 +162,7 @@ pub struct DirStore {
     durable: Mutex<u64>,
     poison: RwLock<Option<Arc<Error>>>,
     counters: Counters,
-    roots: Mutex<Option<BTreeMap<String, ContentKey>>>,
+    roots: crate::store::roots_file::RootsFile,
     report: OpenReport,
     closed: AtomicBool,
     _lock: Option<Box<dyn Any + Send + Sync>>,
@@ -615,15 +614,24 @@ impl BlobStore for DirStore {
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
-        self.roots_impl()
+        self.roots.all(&*self.vfs, &self.dir)
     }
 
     fn root(&self, name: &str) -> Result<Option<ContentKey>> {
-        self.root_impl(name)
+        self.roots.get(&*self.vfs, &self.dir, name)
     }
 
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
-        self.set_root_impl(name, key)
+        crate::store::default_roots::check_name(name)?;
+        self.writable()?;
+        self.roots.set(
+            self,
+            (&*self.vfs, &self.dir),
+            name,
+            key,
+            // Whether the rename reached the disk is unknown: refuse writes from now on.
+            |dst, e| self.poison(Error::io("write", dst, e)),
+        )
     }
 }
 

@@ -157,7 +157,7 @@ impl DirStore {
             durable: Mutex::new(0),
             poison: RwLock::new(None),
             counters,
-            roots: Mutex::new(None),
+            roots: Default::default(),
             report,
             closed: AtomicBool::new(false),
             _lock: lock,

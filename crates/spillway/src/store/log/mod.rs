@@ -53,7 +53,6 @@ mod index;
 mod open;
 mod pipeline;
 mod recover;
-mod roots;
 mod segments;
 mod table;
 mod verify;
@@ -194,7 +193,7 @@ pub struct LogStore {
     maintenance: Mutex<()>,
     recovery: RecoveryReport,
     closed: std::sync::atomic::AtomicBool,
-    roots: roots::RootsCache,
+    roots: crate::store::roots_file::RootsFile,
     /// The format version in the store's marker.
     format_version: u32,
     _lock: Option<Box<dyn Any + Send + Sync>>,
@@ -516,15 +515,23 @@ impl BlobStore for LogStore {
     }
 
     fn roots(&self) -> Result<Vec<(String, ContentKey)>> {
-        self.roots_impl()
+        self.roots.all(&*self.core.vfs, &self.core.dir)
     }
 
     fn root(&self, name: &str) -> Result<Option<ContentKey>> {
-        self.root_impl(name)
+        self.roots.get(&*self.core.vfs, &self.core.dir, name)
     }
 
     fn set_root(&self, name: &str, key: Option<ContentKey>) -> Result<()> {
-        self.set_root_impl(name, key)
+        crate::store::default_roots::check_name(name)?;
+        self.writable()?;
+        self.roots.set(
+            self,
+            (&*self.core.vfs, &self.core.dir),
+            name,
+            key,
+            |dst, e| self.core.poison("write", dst, e),
+        )
     }
 }
 
