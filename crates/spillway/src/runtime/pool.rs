@@ -350,10 +350,12 @@ impl Pool {
     /// A snapshot of the counters.
     pub fn stats(&self) -> PoolStats {
         let s = &self.shared;
-        s.charge_metadata();
         let c = &s.stats;
         let budget = s.residency.budget();
         let store = s.store.stats();
+        // Measured once, for the charge and the report.
+        let metadata_bytes = s.metadata_bytes();
+        s.charge_measured(|| metadata_bytes + store.index_bytes);
         let resident = budget.resident();
         PoolStats {
             resident_bytes: resident,
@@ -374,7 +376,7 @@ impl Pool {
             evictions_by_pressure: budget.stats().evictions,
             entries: c.entries.load(Ordering::Relaxed),
             store_index_bytes: store.index_bytes,
-            metadata_bytes: s.metadata_bytes(),
+            metadata_bytes,
             metadata_charged_bytes: s.metadata_charged(),
             dropped_since_gc: s.registry.garbage(),
             gc_runs: c.gc_runs.load(Ordering::Relaxed),

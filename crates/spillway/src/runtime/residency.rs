@@ -579,9 +579,9 @@ impl Residency {
     /// not counting those that other evictions in progress are about to release (fewer if not
     /// enough are evictable; whole values, so possibly a little more), in one round of at most
     /// about [`ROUND_VICTIMS`] victims: a caller that must reach `target` calls again until it
-    /// returns 0. Returns the bytes freed: 0 if there was nothing to do. A victim that leaves memory and that the policy asked to
-    /// remember is handed back to it with its key's prefix, the ghost id it comes back under
-    /// when paged in.
+    /// returns 0. Returns the bytes freed: 0 if there was nothing to do. A victim that leaves
+    /// memory and that the policy asked to remember is handed back to it with its key's
+    /// prefix, the ghost id it comes back under when paged in.
     pub fn evict_to(&self, target: u64, out: &PageOut<'_>) -> Result<u64> {
         self.evict_down(target, out).map(|e| match e {
             Evicted::Freed { bytes, .. } => bytes,

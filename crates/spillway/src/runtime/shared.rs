@@ -98,11 +98,14 @@ impl PoolShared {
     /// Brings the metadata charged to the budget up to date (see [`metadata`](super::metadata)),
     /// if the pool counts it there; wakes the background page-out if the charge grew.
     pub fn charge_metadata(&self) {
+        self.charge_measured(|| self.metadata_bytes() + self.store.stats().index_bytes);
+    }
+
+    /// [`charge_metadata`](Self::charge_metadata) with the metadata (the pool's own and the
+    /// store's index) measured by `measure`, called only if the pool counts it.
+    pub fn charge_measured(&self, measure: impl FnOnce() -> u64) {
         let Some(m) = &self.metadata else { return };
-        let grew = m.update(self.residency.budget(), &self.stats, || {
-            self.metadata_bytes() + self.store.stats().index_bytes
-        });
-        if grew {
+        if m.update(self.residency.budget(), &self.stats, measure) {
             self.residency.wake_if_past_start();
         }
     }

@@ -575,7 +575,7 @@ pub(super) fn recover(
                 Some(m) => m.segment < id,
                 None => {
                     !((report.checkpoint_used && id == start.segment)
-                        || valid_record_after(&read_range(vfs, &path, 1, len)?, 0))
+                        || valid_record_after(&win.range(1, len).map_err(read)?, 0))
                 }
             };
         match head {
@@ -643,7 +643,9 @@ pub(super) fn recover(
                     ),
                 });
             }
-            if mark.is_none() && valid_record_after(&read_range(vfs, &path, at + 1, len)?, 0) {
+            // Read at once only here, where damage was found: to tell a torn write from damaged
+            // data, what follows it is searched for a valid record.
+            if mark.is_none() && valid_record_after(&win.range(at + 1, len).map_err(read)?, 0) {
                 return Err(Error::Corrupted {
                     what: "record",
                     location,
@@ -685,21 +687,6 @@ pub(super) fn recover(
         salvage,
         sync,
     })
-}
-
-/// Bytes `[from, to)` of the file at `path` (read only where damage was found: to tell a torn
-/// write from damaged data, what follows it is searched for a valid record).
-fn read_range(vfs: &dyn Vfs, path: &Path, from: u64, to: u64) -> Result<Vec<u8>> {
-    let read = |e| Error::io("read", path, e);
-    if from >= to {
-        return Ok(Vec::new());
-    }
-    let n = usize::try_from(to - from).map_err(|e| read(std::io::Error::other(e)))?;
-    let mut buf = vec![0u8; n];
-    vfs.open(path, OpenMode::Read)
-        .and_then(|f| f.read_at(&mut buf, from))
-        .map_err(read)?;
-    Ok(buf)
 }
 
 /// True if some complete, checksum-valid record starts at or after `from`.

@@ -78,6 +78,17 @@ impl Window {
         Ok(&from[..from.len().min(n)])
     }
 
+    /// Bytes `[from, to)` of the file in a buffer of their own, read at once, whatever the
+    /// window (empty if `from >= to`).
+    pub fn range(&self, from: u64, to: u64) -> io::Result<Vec<u8>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; usize::try_from(to - from).map_err(io::Error::other)?];
+        self.file.read_at(&mut buf, from)?;
+        Ok(buf)
+    }
+
     /// The record at `at` (which must be within the file), decoded and checked as
     /// [`record::decode`] would at that offset of the whole file.
     pub fn record_at(&mut self, at: u64) -> io::Result<Result<Record<'_>, DecodeError>> {
@@ -202,7 +213,13 @@ mod tests {
                         proptest::prop_assert_eq!(a.to_string(), b.to_string());
                         break;
                     }
-                    (a, b) => proptest::prop_assert!(false, "at {}: {:?} against {:?}", at, a.is_ok(), b.is_ok()),
+                    (a, b) => proptest::prop_assert!(
+                        false,
+                        "at {}: {:?} against {:?}",
+                        at,
+                        a.is_ok(),
+                        b.is_ok()
+                    ),
                 }
             }
         }
