@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod allocator;
 mod cmd;
 mod exit;
 mod output;
@@ -55,6 +56,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let mut command = Cli::command();
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         command = command.color(clap::ColorChoice::Never);
