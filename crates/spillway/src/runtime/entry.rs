@@ -81,18 +81,23 @@ pub(crate) type Slot<T> = Option<Arc<T>>;
 /// [`PoolShared::forget`]), before the address can be reused; what may still name a dropped
 /// entry's id afterwards (a logged access not yet handed to the policy, a parked entry's place
 /// in line) is only looked up, and at worst counts for the entry that took the address.
+///
+/// `repr(C)` keeps what a resident read touches (the slot, the pool, the use counter) in the
+/// first 25 bytes, after the `Arc`'s two counts: one cache line for most entries where Rust's
+/// own order spread them over the whole entry, two lines for most.
+#[repr(C)]
 pub(crate) struct Entry<T: ?Sized + Pageable> {
+    pub slot: RwLock<Slot<T>>,
     pub pool: Arc<PoolShared>,
-    pub key: OnceLock<ContentKey>,
-    pub stored: AtomicBool,
+    pub hits: AtomicU8,
     /// [`REGISTERED`] once the entry is counted in the pool's registry under its key;
     /// [`REACHED`] once a handle to it went out of memory with a paged-out parent.
     flags: AtomicU8,
-    pub hits: AtomicU8,
-    pub slot: RwLock<Slot<T>>,
+    pub stored: AtomicBool,
     /// True if the entry was given an explicit size at creation, used instead of the deep
     /// size: rare, so kept in the pool's table of fixed sizes rather than here.
     has_fixed_size: bool,
+    pub key: OnceLock<ContentKey>,
     /// Bytes charged to the budget for this entry (0 when evicted).
     pub size: AtomicU64,
 }

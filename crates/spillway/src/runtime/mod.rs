@@ -32,7 +32,8 @@
 //! |---|---|---|
 //! | `value` | [`Pageable`], [`DeepSize`]: what can be paged | – |
 //! | `schema` | stored types: the type tag of a value, its check on decode, upgrades | value |
-//! | `stats` | counters, background errors, [`PoolStats`] | – |
+//! | `counter` | `ThreadCounter`: a count bumped on every read, a cache line per thread | – |
+//! | `stats` | counters, background errors, [`PoolStats`] | counter |
 //! | `drop_queue` | iterative dropping of deep graphs; which drops descend from a page-out | – |
 //! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
 //! | `threads` | the I/O threads, the background thread's wake-up signal | – |
@@ -81,6 +82,7 @@
 //! every lock.
 
 mod build;
+mod counter;
 mod drop_queue;
 mod entry;
 mod erased;
@@ -115,6 +117,7 @@ mod tests {
     /// Every module of the runtime but this one, with its source.
     const SOURCES: &[(&str, &str)] = &[
         ("build", include_str!("build.rs")),
+        ("counter", include_str!("counter.rs")),
         ("drop_queue", include_str!("drop_queue.rs")),
         ("entry", include_str!("entry.rs")),
         ("erased", include_str!("erased.rs")),

@@ -1,91 +1,14 @@
 //! Pool statistics: counters cheap enough to bump on every access (see [`ThreadCounter`]), the errors met where no
 //! caller waits for them, and the snapshot users read.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+use super::counter::ThreadCounter;
 use crate::error::Error;
 use crate::memory::Pressure;
-
-/// A counter bumped on the hot path by many threads: each thread counts in a cell of its own,
-/// with a plain load and store rather than an atomic read-modify-write (no locked instruction,
-/// no cache line shared with another thread), and reading sums the cells. Exact: a read sees
-/// every increment that happened before it.
-///
-/// A thread finds its cell in a short thread-local list, one per counter it bumped (a pool's
-/// counter, so usually one); the list drops the cells of counters that are gone whenever it adds
-/// one.
-#[derive(Debug)]
-pub(crate) struct ThreadCounter {
-    id: u64,
-    /// Every thread's cell; a thread's cell stays here after the thread ends.
-    cells: Mutex<Vec<Arc<AtomicU64>>>,
-    /// Increments from threads whose thread-local list is already gone (while they exit).
-    late: AtomicU64,
-}
-
-static NEXT_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-crate::sync::thread_local! {
-    /// This thread's cells: (counter id, cell), the one added last first.
-    static CELLS: RefCell<Vec<(u64, Arc<AtomicU64>)>> = const { RefCell::new(Vec::new()) };
-}
-
-impl Default for ThreadCounter {
-    fn default() -> ThreadCounter {
-        ThreadCounter {
-            id: NEXT_COUNTER.fetch_add(1, Ordering::Relaxed),
-            cells: Mutex::new(Vec::new()),
-            late: AtomicU64::new(0),
-        }
-    }
-}
-
-impl ThreadCounter {
-    #[inline]
-    pub fn incr(&self) {
-        let counted = CELLS.try_with(|cells| {
-            if let Ok(cells) = cells.try_borrow()
-                && let Some((_, cell)) = cells.iter().find(|(id, _)| *id == self.id)
-            {
-                // Only this thread writes its cell.
-                cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                return true;
-            }
-            false
-        });
-        if counted != Ok(true) {
-            self.incr_slow();
-        }
-    }
-
-    #[cold]
-    fn incr_slow(&self) {
-        let added = CELLS.try_with(|cells| {
-            let Ok(mut cells) = cells.try_borrow_mut() else {
-                return false;
-            };
-            // Cells of counters that are gone: only this list still holds them.
-            cells.retain(|(_, cell)| Arc::strong_count(cell) > 1);
-            let cell = Arc::new(AtomicU64::new(1));
-            self.cells.lock().push(Arc::clone(&cell));
-            cells.insert(0, (self.id, cell));
-            true
-        });
-        if added != Ok(true) {
-            self.late.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn get(&self) -> u64 {
-        let cells = self.cells.lock();
-        cells.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>()
-            + self.late.load(Ordering::Relaxed)
-    }
-}
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -240,42 +163,5 @@ impl PoolStats {
         } else {
             self.hits as f64 / total as f64
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_thread_counter_sums_every_thread_and_outlives_them() {
-        let a = Arc::new(ThreadCounter::default());
-        let b = ThreadCounter::default();
-        for _ in 0..10 {
-            a.incr();
-        }
-        b.incr();
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let a = Arc::clone(&a);
-                std::thread::spawn(move || {
-                    for _ in 0..1000 {
-                        a.incr();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("a counting thread");
-        }
-        assert_eq!(a.get(), 4010, "the ended threads' counts stay");
-        assert_eq!(b.get(), 1);
-        // A counter that is gone leaves no cell behind once this thread adds another.
-        drop(b);
-        let c = ThreadCounter::default();
-        c.incr();
-        let left = CELLS.with(|cells| cells.borrow().iter().map(|(id, _)| *id).collect::<Vec<_>>());
-        assert_eq!(left, [c.id, a.id]);
-        assert_eq!(c.get(), 1);
     }
 }
