@@ -114,6 +114,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
         key: Option<ContentKey>,
         has_fixed_size: bool,
     ) -> Entry<T> {
+        // The registry's table for this entry type, which a page-out of the entry counts it
+        // in, exists before the entry does.
+        pool.registry.ensure::<Self>();
         let k = OnceLock::new();
         if let Some(key) = key {
             let _ = k.set(key);
@@ -461,7 +464,7 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         // An entry a paged-out parent's record refers to is reachable through it: its last
         // handle going is not garbage. (A handle dropped with a paged-out value marks its entry
         // before the entry can go, so the mark alone tells.)
-        self.pool.forget(
+        self.pool.forget::<Self>(
             self.id(),
             self as *const Self as *const (),
             self.key.get().copied().filter(|_| flags & REGISTERED != 0),

@@ -50,9 +50,10 @@
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
 //!
-//! Nothing below `entry` knows a value's type: the registry, page-out and eviction hold entries
-//! as `ErasedEntry`, and typed entries are made only by `entry` (for inserts and for keys,
-//! through the registry's `find_or_add`).
+//! Nothing below `entry` knows a value's type: page-out and eviction hold entries as
+//! `ErasedEntry`, the registry keeps a table per entry type through the same trait, and typed
+//! entries are made only by `entry` (for inserts and for keys, through the registry's
+//! `find_or_add`).
 //!
 //! # Invariants, by the part that keeps them
 //!
@@ -72,7 +73,8 @@
 //!   names, or through an upgrade registered for that version; the registrations are fixed
 //!   when the pool is built.
 //!
-//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
+//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard → the
+//! registry's list of the tables of its less used types; a
 //! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →
 //! an entry's slot lock (through the policy's questions); the residents lock → the access log;
 //! the metadata update's lock → each of a registry shard, the residents lock, the loads table,

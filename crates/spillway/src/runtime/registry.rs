@@ -2,25 +2,36 @@
 //! in memory, and the keys that live handles keep from garbage collection.
 //!
 //! Invariants:
-//! - The registry maps each key to one live entry (the one `Pool::load` and page-in hand out,
-//!   through [`find_or_add`](Registry::find_or_add)) and counts *every* live entry stored
-//!   under that key: a second copy inserted with equal content is counted too, so the key stays
-//!   live for collection until the last of them is dropped. A record goes when its last entry
-//!   does: every key in the registry is live.
+//! - The registry maps each key to one live entry of each type (the one `Pool::load` and
+//!   page-in hand out, through [`find_or_add`](Registry::find_or_add)) and counts *every* live
+//!   entry stored under that key: a second copy inserted with equal content is counted too, so
+//!   the key stays live for collection until the last of them is dropped. A record goes when
+//!   its last entry does: every key in the registry is live.
 //! - An entry is counted at most once (its `registered` flag), and forgotten under its key only
 //!   if it was counted.
 //! - No `Arc` of an entry is dropped while a shard lock is held (dropping the last one takes
 //!   that lock, through [`forget`](Registry::forget)).
+//! - A shard lock is never held while another shard's is taken. The list of the tables of the
+//!   types past the first few may be locked under a shard lock (an entry that `find_or_add`
+//!   makes checks that its type's table exists), never the reverse: it is let go before any
+//!   shard is locked.
+//! - Every entry type's table exists before an entry of that type does (the entry makes sure
+//!   of it), so that registering an entry never has to make a table it cannot name.
 //!
-//! Layout: almost every key has one live entry, so a shard holds two maps: the first entry of
-//! each key (a weak pointer, no allocation of its own), and, only for the rare key that has
-//! more, the others in order. An entry is known by its address, which stays valid while the
-//! registry holds a weak pointer to it, so that a record needs no id beside the pointer.
+//! Layout: one table per entry type (an entry is an `Entry<T>` for one value type `T`, and
+//! almost every key is used with one type), so a record is the key and a thin weak pointer, 24
+//! bytes, with no type to check on a lookup. A table is sharded, and almost every key has one
+//! live entry, so a shard holds two maps: the first entry of each key (a weak pointer, no
+//! allocation of its own), and, only for the rare key that has more, the others in order. An
+//! entry is known by its address, which stays valid while the registry holds a weak pointer to
+//! it, so that a record needs no id beside the pointer. The tables of a registry are found by
+//! the entry type's `TypeId` in a short list that is read without a lock.
 //!
 //! The registry also numbers the pool itself, which tells two pools' batches apart.
 
+use std::any::{Any, TypeId};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::sync::{AtomicU64, Mutex};
 
@@ -29,21 +40,44 @@ use crate::key::{ContentKey, KeyMap};
 use crate::memory::shrink_map;
 
 const SHARDS: usize = 16;
+/// Entry types whose tables are found without a lock; a registry used with more types finds
+/// the others under a lock.
+const FAST_TYPES: usize = 8;
 
-/// A registry shard: every live entry stored under each of its keys, usually one (more if equal
-/// values were inserted separately), in the order they were counted. `load` and page-in hand
-/// out the first one of the right type.
-#[derive(Default)]
-struct Shard {
+/// A registry shard of one entry type: every live entry stored under each of its keys,
+/// usually one (more if equal values were inserted separately), in the order they were
+/// counted. `load` and page-in hand out the first one.
+struct Shard<E> {
     /// The first entry counted under each key.
-    first: KeyMap<Weak<dyn ErasedEntry>>,
+    first: KeyMap<Weak<E>>,
     /// The others, for the keys that have more than one.
-    more: KeyMap<Vec<Weak<dyn ErasedEntry>>>,
+    more: KeyMap<Vec<Weak<E>>>,
 }
 
-/// The address that identifies an entry in the registry.
-fn addr(entry: &Weak<dyn ErasedEntry>) -> *const () {
-    entry.as_ptr() as *const ()
+impl<E> Default for Shard<E> {
+    fn default() -> Self {
+        Shard {
+            first: KeyMap::default(),
+            more: KeyMap::default(),
+        }
+    }
+}
+
+/// The records of one entry type.
+struct Table<E> {
+    shards: Vec<Mutex<Shard<E>>>,
+}
+
+/// A table without its entry type: what the registry asks of every table.
+trait AnyTable: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    /// Appends the table's live keys to `out`.
+    fn live_keys(&self, out: &mut Vec<ContentKey>);
+    /// True if the table has a record for `key`.
+    fn contains(&self, key: &ContentKey) -> bool;
+    /// Counts `entry`, an entry of the table's type, under `key`, after those already counted.
+    fn add(&self, key: ContentKey, entry: &Arc<dyn Any + Send + Sync>);
+    fn memory_bytes(&self) -> usize;
 }
 
 /// Identifies a pool among the pools of a process.
@@ -53,9 +87,15 @@ pub(crate) type PoolId = u64;
 // (also under shuttle, whose atomics belong to one execution).
 static NEXT_POOL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+type TableRef = (TypeId, Arc<dyn AnyTable>);
+
 pub(crate) struct Registry {
     pool: PoolId,
-    shards: Vec<Mutex<Shard>>,
+    /// The tables of the first entry types used, in the order they were made: a lookup reads
+    /// them up to the first empty slot.
+    fast: [OnceLock<TableRef>; FAST_TYPES],
+    /// The tables of any further types.
+    slow: Mutex<Vec<TableRef>>,
     /// Stored objects whose last handle was dropped since the last collection.
     garbage: AtomicU64,
 }
@@ -64,7 +104,8 @@ impl Registry {
     pub fn new() -> Registry {
         Registry {
             pool: NEXT_POOL.fetch_add(1, Ordering::Relaxed),
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            fast: Default::default(),
+            slow: Mutex::new(Vec::new()),
             garbage: AtomicU64::new(0),
         }
     }
@@ -74,6 +115,64 @@ impl Registry {
         self.pool
     }
 
+    /// Every table made so far, with its entry type.
+    fn tables(&self) -> Vec<TableRef> {
+        let mut out: Vec<TableRef> = self
+            .fast
+            .iter()
+            .map_while(|slot| slot.get())
+            .map(|(t, table)| (*t, Arc::clone(table)))
+            .collect();
+        out.extend(
+            self.slow
+                .lock()
+                .iter()
+                .map(|(t, table)| (*t, Arc::clone(table))),
+        );
+        out
+    }
+
+    /// Runs `f` on the table of the entry type whose `TypeId` is `id`, if there is one.
+    fn with_table_of<R>(&self, id: TypeId, f: impl FnOnce(&dyn AnyTable) -> R) -> Option<R> {
+        for (t, table) in self.fast.iter().map_while(|slot| slot.get()) {
+            if *t == id {
+                return Some(f(&**table));
+            }
+        }
+        let table = {
+            let slow = self.slow.lock();
+            let (_, table) = slow.iter().find(|(t, _)| *t == id)?;
+            Arc::clone(table)
+        };
+        Some(f(&*table))
+    }
+
+    /// Runs `f` on the table of entry type `E`, made if there is none.
+    fn with_table<E: ErasedEntry + 'static, R>(&self, f: impl FnOnce(&Table<E>) -> R) -> R {
+        let id = TypeId::of::<E>();
+        for slot in &self.fast {
+            let (t, table) = match slot.get() {
+                Some(found) => found,
+                None => slot.get_or_init(|| (id, Arc::new(Table::<E>::new()))),
+            };
+            if *t == id {
+                return f(typed(&**table));
+            }
+        }
+        let table = {
+            let mut slow = self.slow.lock();
+            match slow.iter().find(|(t, _)| *t == id) {
+                Some((_, table)) => Arc::clone(table),
+                None => {
+                    let table: Arc<dyn AnyTable> = Arc::new(Table::<E>::new());
+                    slow.push((id, Arc::clone(&table)));
+                    table
+                }
+            }
+        };
+        f(typed(&*table))
+    }
+
     /// The live entry of type `E` for `key`, or, if there is none, a new one from `make`
     /// (called under the shard lock), counted like any other; true if it is new.
     pub fn find_or_add<E: ErasedEntry + 'static>(
@@ -81,107 +180,84 @@ impl Registry {
         key: ContentKey,
         make: impl FnOnce() -> E,
     ) -> (Arc<E>, bool) {
-        // Declared before the lock guard so that it is dropped after the guard.
-        let mut existing: Vec<Arc<dyn ErasedEntry>> = Vec::new();
-        let mut shard = self.shards[shard_of(&key)].lock();
-        let Shard { first, more } = &mut *shard;
-        let counted = first
-            .get(&key)
-            .into_iter()
-            .chain(more.get(&key).into_iter().flatten());
-        for w in counted {
-            let Some(e) = w.upgrade() else { continue };
-            // On a type mismatch the `Err` drops a clone: `existing` keeps the entry alive.
-            existing.push(Arc::clone(&e));
-            if let Ok(typed) = e.as_any().downcast::<E>() {
-                return (typed, false);
+        self.with_table(|table: &Table<E>| {
+            let mut shard = table.shards[shard_of(&key)].lock();
+            let Shard { first, more } = &mut *shard;
+            let counted = first
+                .get(&key)
+                .into_iter()
+                .chain(more.get(&key).into_iter().flatten());
+            for w in counted {
+                if let Some(e) = w.upgrade() {
+                    return (e, false);
+                }
             }
-        }
-        // No live entry of this type: a new one, counted like any other.
-        let entry = Arc::new(make());
-        entry.mark_registered();
-        shard.add(key, Arc::downgrade(&entry) as Weak<dyn ErasedEntry>);
-        (entry, true)
+            // No live entry: a new one, counted like any other.
+            let entry = Arc::new(make());
+            entry.mark_registered();
+            shard.add(key, Arc::downgrade(&entry));
+            (entry, true)
+        })
+    }
+
+    /// Makes the table of entry type `E` if there is none: every entry type's table exists
+    /// before an entry of it can be [`register`](Self::register)ed.
+    pub fn ensure<E: ErasedEntry + 'static>(&self) {
+        self.with_table::<E, ()>(|_| ());
     }
 
     /// Counts `entry` as a live entry of `key`, once; it becomes the entry handed out for the
-    /// key unless a live one is there already.
+    /// key unless a live one of its type is there already. Its type's table must exist (see
+    /// [`ensure`](Self::ensure)).
     pub fn register(&self, entry: &Arc<dyn ErasedEntry>, key: ContentKey) {
         if !entry.mark_registered() {
             return;
         }
-        let mut shard = self.shards[shard_of(&key)].lock();
-        shard.add(key, Arc::downgrade(entry));
+        let entry = Arc::clone(entry).as_any();
+        let id = Any::type_id(&*entry);
+        let added = self.with_table_of(id, |table| table.add(key, &entry));
+        assert!(
+            added.is_some(),
+            "an entry is registered in the table of its type, made with the entry"
+        );
     }
 
-    /// The entry at `entry` (its address), counted under `key`, is gone. If it was the key's
-    /// last, the key counts towards [`garbage`](Self::garbage) unless `garbage` is false: the
-    /// entry went with a paged-out parent, whose stored record still refers to it.
-    pub fn forget(&self, entry: *const (), key: ContentKey, garbage: bool) {
-        let mut shard = self.shards[shard_of(&key)].lock();
-        let Shard { first, more } = &mut *shard;
-        let Some(f) = first.get_mut(&key) else {
-            return;
-        };
-        if addr(f) != entry {
-            // One of the others.
-            if let Some(others) = more.get_mut(&key) {
-                others.retain(|w| addr(w) != entry);
-                if others.is_empty() {
-                    more.remove(&key);
-                }
+    /// The entry of type `E` at `entry` (its address), counted under `key`, is gone. If it was
+    /// the key's last, the key counts towards [`garbage`](Self::garbage) unless `garbage` is
+    /// false (the entry went with a paged-out parent, whose stored record still refers to it)
+    /// or an entry of another type is counted under the key.
+    pub fn forget<E: ErasedEntry + 'static>(
+        &self,
+        entry: *const (),
+        key: ContentKey,
+        garbage: bool,
+    ) {
+        let last = self.with_table(|table: &Table<E>| table.forget(entry, key));
+        if last && garbage {
+            // Checked after the shard lock is released: a key used with two types that lose
+            // their last entries at once may count twice or not at all, which the count (a
+            // hint for when to collect) allows.
+            let id = TypeId::of::<E>();
+            let elsewhere = self
+                .tables()
+                .iter()
+                .any(|(t, table)| *t != id && table.contains(&key));
+            if !elsewhere {
+                self.garbage.fetch_add(1, Ordering::Relaxed);
             }
-            return;
         }
-        // The first: the next one counted takes its place, if there is one.
-        let next = match more.get_mut(&key) {
-            Some(others) => {
-                let next = others.remove(0);
-                if others.is_empty() {
-                    more.remove(&key);
-                }
-                Some(next)
-            }
-            None => None,
-        };
-        let gone = match next {
-            Some(next) => Some(std::mem::replace(f, next)),
-            None => {
-                if garbage {
-                    self.garbage.fetch_add(1, Ordering::Relaxed);
-                }
-                first.remove(&key)
-            }
-        };
-        shrink_map(first);
-        shrink_map(more);
-        drop(shard);
-        drop(gone);
     }
 
     /// Bytes of memory the registry's tables take (an estimate from their capacities).
     pub fn memory_bytes(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let s = s.lock();
-                let others: usize = s
-                    .more
-                    .values()
-                    .map(|v| v.capacity() * std::mem::size_of::<Weak<dyn ErasedEntry>>())
-                    .sum();
-                crate::memory::map_bytes(&s.first) + crate::memory::map_bytes(&s.more) + others
-            })
-            .sum()
+        self.tables().iter().map(|(_, t)| t.memory_bytes()).sum()
     }
 
-    /// Keys of the objects that have live handles.
+    /// Keys of the objects that have live handles (a key used with two types may come twice).
     pub fn live_keys(&self) -> Vec<ContentKey> {
         let mut out = Vec::new();
-        for shard in &self.shards {
-            let shard = shard.lock();
-            // Records go when their last live entry does: every key here is live.
-            out.extend(shard.first.keys().copied());
+        for (_, table) in self.tables() {
+            table.live_keys(&mut out);
         }
         out
     }
@@ -198,9 +274,99 @@ impl Registry {
     }
 }
 
-impl Shard {
+impl<E> Table<E> {
+    fn new() -> Table<E> {
+        Table {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    /// Removes the record of the entry at `entry` under `key`; true if no record of the key is
+    /// left.
+    fn forget(&self, entry: *const (), key: ContentKey) -> bool {
+        let mut shard = self.shards[shard_of(&key)].lock();
+        let Shard { first, more } = &mut *shard;
+        let Some(f) = first.get_mut(&key) else {
+            return false;
+        };
+        if f.as_ptr() as *const () != entry {
+            // One of the others.
+            if let Some(others) = more.get_mut(&key) {
+                others.retain(|w| w.as_ptr() as *const () != entry);
+                if others.is_empty() {
+                    more.remove(&key);
+                }
+            }
+            return false;
+        }
+        // The first: the next one counted takes its place, if there is one.
+        let next = match more.get_mut(&key) {
+            Some(others) => {
+                let next = others.remove(0);
+                if others.is_empty() {
+                    more.remove(&key);
+                }
+                Some(next)
+            }
+            None => None,
+        };
+        let (gone, last) = match next {
+            Some(next) => (Some(std::mem::replace(f, next)), false),
+            None => (first.remove(&key), true),
+        };
+        shrink_map(first);
+        shrink_map(more);
+        drop(shard);
+        drop(gone);
+        last
+    }
+}
+
+impl<E: Send + Sync + 'static> AnyTable for Table<E> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn live_keys(&self, out: &mut Vec<ContentKey>) {
+        for shard in &self.shards {
+            // Records go when their last live entry does: every key here is live.
+            out.extend(shard.lock().first.keys().copied());
+        }
+    }
+
+    fn contains(&self, key: &ContentKey) -> bool {
+        self.shards[shard_of(key)].lock().first.contains_key(key)
+    }
+
+    fn add(&self, key: ContentKey, entry: &Arc<dyn Any + Send + Sync>) {
+        // Declared before the lock guard, so that it is dropped after it.
+        let typed = Arc::clone(entry)
+            .downcast::<E>()
+            .unwrap_or_else(|_| panic!("an entry is added to the table of its own type"));
+        self.shards[shard_of(&key)]
+            .lock()
+            .add(key, Arc::downgrade(&typed));
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                let others: usize = s
+                    .more
+                    .values()
+                    .map(|v| v.capacity() * std::mem::size_of::<Weak<E>>())
+                    .sum();
+                crate::memory::map_bytes(&s.first) + crate::memory::map_bytes(&s.more) + others
+            })
+            .sum()
+    }
+}
+
+impl<E> Shard<E> {
     /// Counts one more entry under `key`, after those already counted.
-    fn add(&mut self, key: ContentKey, entry: Weak<dyn ErasedEntry>) {
+    fn add(&mut self, key: ContentKey, entry: Weak<E>) {
         match self.first.entry(key) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(entry);
@@ -210,6 +376,14 @@ impl Shard {
             }
         }
     }
+}
+
+/// `table` as the table of entry type `E`, which it is (tables are found by their type).
+fn typed<E: 'static>(table: &dyn AnyTable) -> &Table<E> {
+    table
+        .as_any()
+        .downcast_ref::<Table<E>>()
+        .expect("a registry table is found by its entry type")
 }
 
 fn shard_of(key: &ContentKey) -> usize {
@@ -225,15 +399,16 @@ mod tests {
     use crate::error::Result;
     use crate::runtime::erased::{Encoded, EntryId};
 
-    /// An entry as the registry sees it; forgets itself when dropped, like `Entry`.
-    struct Fake {
+    /// An entry as the registry sees it; forgets itself when dropped, like `Entry`. `T` makes
+    /// entry types of their own.
+    struct Fake<const T: u8 = 0> {
         id: EntryId,
         key: ContentKey,
         registry: Arc<Registry>,
         registered: AtomicBool,
     }
 
-    impl ErasedEntry for Fake {
+    impl<const T: u8> ErasedEntry for Fake<T> {
         fn id(&self) -> EntryId {
             self.id
         }
@@ -268,18 +443,18 @@ mod tests {
         }
     }
 
-    impl Drop for Fake {
+    impl<const T: u8> Drop for Fake<T> {
         fn drop(&mut self) {
             if *self.registered.get_mut() {
                 self.registry
-                    .forget(self as *const Self as *const (), self.key, true);
+                    .forget::<Self>(self as *const Self as *const (), self.key, true);
             }
         }
     }
 
     static NEXT_FAKE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-    fn fake(registry: &Arc<Registry>, key: ContentKey) -> Fake {
+    fn fake<const T: u8>(registry: &Arc<Registry>, key: ContentKey) -> Fake<T> {
         Fake {
             id: NEXT_FAKE.fetch_add(1, Ordering::Relaxed),
             key,
@@ -293,18 +468,18 @@ mod tests {
         let registry = Arc::new(Registry::new());
         let key = ContentKey::of(b"one", &[]);
         let other = ContentKey::of(b"two", &[]);
-        let (a, new) = registry.find_or_add(key, || fake(&registry, key));
+        let (a, new) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert!(new);
-        let (same, new) = registry.find_or_add(key, || fake(&registry, key));
+        let (same, new) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert!(!new && Arc::ptr_eq(&a, &same));
         drop(same);
         // Two more copies of the same content, counted after the first.
-        let b: Arc<dyn ErasedEntry> = Arc::new(fake(&registry, key));
-        let c: Arc<dyn ErasedEntry> = Arc::new(fake(&registry, key));
+        let b: Arc<dyn ErasedEntry> = Arc::new(fake::<0>(&registry, key));
+        let c: Arc<dyn ErasedEntry> = Arc::new(fake::<0>(&registry, key));
         registry.register(&b, key);
         registry.register(&b, key);
         registry.register(&c, key);
-        let (d, _) = registry.find_or_add(other, || fake(&registry, other));
+        let (d, _) = registry.find_or_add(other, || fake::<0>(&registry, other));
         let mut live = registry.live_keys();
         live.sort();
         let mut expected = vec![key, other];
@@ -312,14 +487,14 @@ mod tests {
         assert_eq!(live, expected);
         // The first goes: the next counted is handed out, and the key stays live.
         drop(a);
-        let (next, new) = registry.find_or_add(key, || fake(&registry, key));
+        let (next, new) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert!(!new);
         assert_eq!(next.id(), b.id());
         drop(next);
         assert_eq!(registry.garbage(), 0);
         // A later copy goes: the first stays.
         drop(c);
-        let (next, _) = registry.find_or_add(key, || fake(&registry, key));
+        let (next, _) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert_eq!(next.id(), b.id());
         drop(next);
         assert_eq!(registry.garbage(), 0);
@@ -329,6 +504,63 @@ mod tests {
         assert_eq!(registry.live_keys(), vec![other]);
         drop(d);
         assert_eq!(registry.garbage(), 2);
+        assert!(registry.live_keys().is_empty());
+    }
+
+    /// Makes (or finds) the entry of a type for a key; true if it is new.
+    type Maker = fn(&Arc<Registry>, ContentKey) -> (Arc<dyn ErasedEntry>, bool);
+
+    /// Makes (or finds) the entry of type `Fake<T>` for `key`.
+    fn typed<const T: u8>(
+        registry: &Arc<Registry>,
+        key: ContentKey,
+    ) -> (Arc<dyn ErasedEntry>, bool) {
+        let (e, new) = registry.find_or_add(key, || fake::<T>(registry, key));
+        (e, new)
+    }
+
+    #[test]
+    fn each_entry_type_has_its_entry_and_the_key_is_garbage_when_the_last_type_goes() {
+        let registry = Arc::new(Registry::new());
+        let key = ContentKey::of(b"shared", &[]);
+        // More types than are found without a lock.
+        let makers: [Maker; 11] = [
+            typed::<0>,
+            typed::<1>,
+            typed::<2>,
+            typed::<3>,
+            typed::<4>,
+            typed::<5>,
+            typed::<6>,
+            typed::<7>,
+            typed::<8>,
+            typed::<9>,
+            typed::<10>,
+        ];
+        assert!(makers.len() > FAST_TYPES);
+        let mut held = Vec::new();
+        for make in makers {
+            let (e, new) = make(&registry, key);
+            assert!(new, "each type gets an entry of its own");
+            assert!(held.iter().all(|h: &Arc<dyn ErasedEntry>| h.id() != e.id()));
+            held.push(e);
+        }
+        for (make, e) in makers.iter().zip(&held) {
+            let (again, new) = make(&registry, key);
+            assert!(!new);
+            assert_eq!(again.id(), e.id(), "the same type finds its own entry");
+        }
+        assert!(registry.memory_bytes() > 0);
+        let mut live = registry.live_keys();
+        live.dedup();
+        assert_eq!(live, vec![key]);
+        // Every type but one goes: the key stays live and is not garbage.
+        let last = held.pop().expect("an entry");
+        drop(held);
+        assert_eq!(registry.garbage(), 0);
+        assert_eq!(registry.live_keys(), vec![key]);
+        drop(last);
+        assert_eq!(registry.garbage(), 1);
         assert!(registry.live_keys().is_empty());
     }
 }

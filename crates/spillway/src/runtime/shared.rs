@@ -152,10 +152,16 @@ impl PoolShared {
     /// Entry `id`, at address `entry`, is gone (its last handle dropped); `key` is its key if
     /// it was counted in the registry. `garbage`: false if a stored object still refers to it
     /// (see [`Registry::forget`](super::registry::Registry::forget)).
-    pub fn forget(&self, id: EntryId, entry: *const (), key: Option<ContentKey>, garbage: bool) {
+    pub fn forget<E: ErasedEntry + 'static>(
+        &self,
+        id: EntryId,
+        entry: *const (),
+        key: Option<ContentKey>,
+        garbage: bool,
+    ) {
         self.residency.forget(id);
         if let Some(k) = key {
-            self.registry.forget(entry, k, garbage);
+            self.registry.forget::<E>(entry, k, garbage);
         }
     }
 }
