@@ -253,4 +253,31 @@ mod real {
             iters(),
         );
     }
+
+    /// A failed check reports its schedule and fails the test, without taking the test
+    /// process down: nothing of the pool's that a thread touched (its thread-locals included)
+    /// panics again while the failed execution is torn down.
+    #[test]
+    fn a_failed_check_fails_the_test_and_nothing_else() {
+        let failed = std::panic::catch_unwind(|| {
+            shuttle::check_random(
+                || {
+                    let pool = pool(1 << 20);
+                    let a = stored(&pool, 1);
+                    let reader = {
+                        let a = a.clone();
+                        thread::spawn(move || {
+                            assert_eq!(*a.read().expect("read"), value(1));
+                            assert_eq!(*a.get().expect("get"), value(1));
+                            // Ends the execution while this thread is alive.
+                            panic!("a planted failure");
+                        })
+                    };
+                    let _ = reader.join();
+                },
+                1,
+            );
+        });
+        assert!(failed.is_err(), "the planted failure was not reported");
+    }
 }

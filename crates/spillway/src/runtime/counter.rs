@@ -16,25 +16,39 @@
 //!   so the new holder's first load sees the old holder's last store.
 //! - A thread without an index (more than [`STRIPES`] threads at once, or a thread whose
 //!   thread-locals are being destroyed) counts in [`ThreadCounter::shared`] with an atomic add.
+//!
+//! Under the model checker (`--cfg spillway_shuttle`) every increment goes to `shared`: the
+//! count is statistics, not part of any protocol the checker explores, and the thread-locals
+//! would be touched by their destructors after a failed execution has ended, which the
+//! checker's thread-locals do not allow.
 
+#[cfg(not(spillway_shuttle))]
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicU64;
+#[cfg(not(spillway_shuttle))]
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 
+#[cfg(not(spillway_shuttle))]
 use parking_lot::Mutex;
 
 /// Thread indices, and so cache lines per counter: 4 KiB a counter.
 pub(crate) const STRIPES: usize = 64;
 
 /// No index: the thread has not counted yet, or has ended.
+#[cfg(not(spillway_shuttle))]
 const NONE: usize = usize::MAX;
 
 /// Indices given back by ended threads.
+#[cfg(not(spillway_shuttle))]
 static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 /// The next index never claimed.
+#[cfg(not(spillway_shuttle))]
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-crate::sync::thread_local! {
+#[cfg(not(spillway_shuttle))]
+std::thread_local! {
     /// This thread's index, or [`NONE`].
     static INDEX: Cell<usize> = const { Cell::new(NONE) };
     /// Gives the index back when the thread ends.
@@ -42,8 +56,10 @@ crate::sync::thread_local! {
 }
 
 /// Holds this thread's index; dropped with the thread's other thread-locals.
+#[cfg(not(spillway_shuttle))]
 struct Claim(Cell<usize>);
 
+#[cfg(not(spillway_shuttle))]
 impl Drop for Claim {
     fn drop(&mut self) {
         let i = self.0.replace(NONE);
@@ -57,6 +73,7 @@ impl Drop for Claim {
 
 /// This thread's index, claiming one if it has none; `None` if every index is held or the
 /// thread is ending.
+#[cfg(not(spillway_shuttle))]
 fn claim() -> Option<usize> {
     CLAIM
         .try_with(|claim| {
@@ -99,6 +116,7 @@ impl Default for ThreadCounter {
 }
 
 impl ThreadCounter {
+    #[cfg(not(spillway_shuttle))]
     #[inline]
     pub fn incr(&self) {
         match self.stripes.get(INDEX.with(Cell::get)) {
@@ -107,12 +125,23 @@ impl ThreadCounter {
         }
     }
 
-    /// Only the thread holding the stripe's index writes it.
-    #[inline]
-    fn bump(s: &Stripe) {
-        s.0.store(s.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    /// See the module docs: under the model checker, every increment is shared.
+    #[cfg(spillway_shuttle)]
+    pub fn incr(&self) {
+        self.shared.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Only the thread holding the stripe's index writes it. Wraps, as the shared count does.
+    #[cfg(not(spillway_shuttle))]
+    #[inline]
+    fn bump(s: &Stripe) {
+        s.0.store(
+            s.0.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    #[cfg(not(spillway_shuttle))]
     #[cold]
     fn incr_slow(&self) {
         match claim().and_then(|i| self.stripes.get(i)) {
@@ -126,9 +155,9 @@ impl ThreadCounter {
     pub fn get(&self) -> u64 {
         self.stripes
             .iter()
-            .map(|s| s.0.load(Ordering::Relaxed))
-            .sum::<u64>()
-            + self.shared.load(Ordering::Relaxed)
+            .fold(self.shared.load(Ordering::Relaxed), |sum, s| {
+                sum.wrapping_add(s.0.load(Ordering::Relaxed))
+            })
     }
 }
 
