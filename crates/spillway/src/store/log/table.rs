@@ -310,15 +310,17 @@ impl KeyTable {
         let old = old.slots();
         // A table is never full, so there is an empty slot.
         let start = old.iter().position(|s| !occupied(s)).map_or(0, |i| i + 1);
-        // Every slot from `end` on is empty, and every key placed so far has its home
-        // at most `last_home`.
+        // Until a key reaches the new table's end: every slot from `end` on is empty, and every
+        // key appended so far has its home at most `last_home`. From then on `at >= slots` for
+        // every key, so all of them go through `place`.
         let mut end = 0;
         let mut last_home = 0;
         for s in old[start..].iter().filter(|s| occupied(s)) {
             let h = home(hash(key_of(s)), slots);
             let at = h.max(end);
             if h < last_home || at >= slots {
-                // Stops at the first empty slot from `h`: `end` at the latest.
+                // Stops at the first empty slot from `h`: `end` at the latest while `end` is
+                // inside the table; a key past the end wraps around to its start.
                 self.place(*s);
                 if end < slots && occupied(&self.buf.slots()[end]) {
                     end += 1;
