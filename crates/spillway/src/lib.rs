@@ -102,6 +102,10 @@
 //! [`PoolBuilder::budget_includes_metadata`] counts it too, up to three quarters of the
 //! budget, so that the process's memory follows the budget: the values get what is left.
 //!
+//! The pool's large tables (the registry's, the policy's, the resident set's) are
+//! anonymous mappings of their own, like the store's index, so the copies that their growth
+//! and shrinking let go leave the process whatever the allocator's thresholds.
+//!
 //! The process also holds what its allocator keeps. glibc's malloc raises its mmap threshold
 //! to the size of every large mapping it frees, after which large values come from the heap
 //! and the holes that paged-out values leave there stay in the process. A program whose

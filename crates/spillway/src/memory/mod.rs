@@ -12,6 +12,9 @@
 //!   default, scan-resistant, as published) or LRU (for comparison), chosen with
 //!   [`PolicyKind`] and sized by the budget.
 //!
+//! - `Mapped` allocates the large tables of the pool (and of its policies)
+//!   in mappings of their own, so that the copies a growth or shrink frees leave the process.
+//!
 //! A policy sees exactly the accesses a cache simulator would see for the same requests: a value
 //! coming into memory (created, or paged in) is a miss, told as an insertion after the room for
 //! it was made; a read of a resident value is a use; a value that S3-FIFO evicts from its small
@@ -26,6 +29,7 @@
 mod budget;
 mod kind;
 mod lru;
+mod mapped;
 mod policy;
 mod s3fifo;
 mod watermarks;
@@ -33,6 +37,8 @@ mod watermarks;
 pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reservation};
 pub use kind::{PolicyKind, UnknownPolicy};
 pub use watermarks::Watermarks;
+
+pub(crate) use mapped::{IdMap, Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a
 // custom policy cannot be handed to a pool). The `testing` feature makes them public for the

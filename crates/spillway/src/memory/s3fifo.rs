@@ -58,10 +58,10 @@
 //! (id, bytes) slots, and an index of 4-byte slot numbers hashed by the id in the slot they
 //! point to, so a ghost costs about 16 bytes in the FIFO and 5 per table slot in the index.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
-use super::{MIN_SHRINK, shrink_map, shrink_queue};
+use super::{IdMap, MIN_SHRINK, shrink_mapped_map, shrink_queue};
 use hashbrown::HashTable;
 
 /// Highest frequency an entry can reach.
@@ -136,7 +136,7 @@ pub struct S3Fifo {
     small_share: u64,
     /// Main's share of the capacity, in bytes: also the ghosts' bytes.
     main_share: u64,
-    entries: HashMap<EntryId, Meta>,
+    entries: IdMap<Meta>,
     small: VecDeque<(EntryId, u64)>,
     main: VecDeque<(EntryId, u64)>,
     small_bytes: u64,
@@ -289,7 +289,7 @@ impl S3Fifo {
         S3Fifo {
             small_share,
             main_share: config.capacity - small_share,
-            entries: HashMap::new(),
+            entries: IdMap::default(),
             small: VecDeque::new(),
             main: VecDeque::new(),
             small_bytes: 0,
@@ -367,7 +367,7 @@ impl S3Fifo {
 
     /// Gives back the tables' room once most of it is unused (see [`shrink_map`]).
     fn shrink(&mut self) {
-        shrink_map(&mut self.entries);
+        shrink_mapped_map(&mut self.entries);
         shrink_queue(&mut self.small);
         shrink_queue(&mut self.main);
     }
@@ -573,7 +573,7 @@ impl EvictionPolicy for S3Fifo {
     }
 
     fn memory_bytes(&self) -> usize {
-        super::map_bytes(&self.entries)
+        super::mapped_map_bytes(&self.entries)
             + super::queue_bytes(&self.small)
             + super::queue_bytes(&self.main)
             + super::queue_bytes(&self.ghosts.fifo)

@@ -25,7 +25,9 @@
 //! allocation of its own), and, only for the rare key that has more, the others in order. An
 //! entry is known by its address, which stays valid while the registry holds a weak pointer to
 //! it, so that a record needs no id beside the pointer. The tables of a registry are found by
-//! the entry type's `TypeId` in a short list that is read without a lock.
+//! the entry type's `TypeId` in a short list that is read without a lock. A large table is a
+//! mapping of its own (`memory::mapped`), so that the copies a growth or a shrink lets go
+//! leave the process.
 //!
 //! The registry also numbers the pool itself, which tells two pools' batches apart.
 
@@ -36,8 +38,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use crate::sync::{AtomicU64, Mutex};
 
 use super::erased::ErasedEntry;
-use crate::key::{ContentKey, KeyMap};
-use crate::memory::shrink_map;
+use crate::key::{BuildKeyHasher, ContentKey};
+use crate::memory::{Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
 
 const SHARDS: usize = 16;
 /// Entry types whose tables are found without a lock; a registry used with more types finds
@@ -49,16 +51,16 @@ const FAST_TYPES: usize = 8;
 /// counted. `load` and page-in hand out the first one.
 struct Shard<E> {
     /// The first entry counted under each key.
-    first: KeyMap<Weak<E>>,
+    first: MappedMap<ContentKey, Weak<E>, BuildKeyHasher>,
     /// The others, for the keys that have more than one.
-    more: KeyMap<Vec<Weak<E>>>,
+    more: MappedMap<ContentKey, Vec<Weak<E>>, BuildKeyHasher>,
 }
 
 impl<E> Default for Shard<E> {
     fn default() -> Self {
         Shard {
-            first: KeyMap::default(),
-            more: KeyMap::default(),
+            first: MappedMap::with_hasher_in(BuildKeyHasher::default(), Mapped),
+            more: MappedMap::with_hasher_in(BuildKeyHasher::default(), Mapped),
         }
     }
 }
@@ -314,8 +316,8 @@ impl<E> Table<E> {
             Some(next) => (Some(std::mem::replace(f, next)), false),
             None => (first.remove(&key), true),
         };
-        shrink_map(first);
-        shrink_map(more);
+        shrink_mapped_map(first);
+        shrink_mapped_map(more);
         drop(shard);
         drop(gone);
         last
@@ -358,7 +360,7 @@ impl<E: Send + Sync + 'static> AnyTable for Table<E> {
                     .values()
                     .map(|v| v.capacity() * std::mem::size_of::<Weak<E>>())
                     .sum();
-                crate::memory::map_bytes(&s.first) + crate::memory::map_bytes(&s.more) + others
+                mapped_map_bytes(&s.first) + mapped_map_bytes(&s.more) + others
             })
             .sum()
     }
@@ -368,10 +370,10 @@ impl<E> Shard<E> {
     /// Counts one more entry under `key`, after those already counted.
     fn add(&mut self, key: ContentKey, entry: Weak<E>) {
         match self.first.entry(key) {
-            std::collections::hash_map::Entry::Vacant(v) => {
+            hashbrown::hash_map::Entry::Vacant(v) => {
                 v.insert(entry);
             }
-            std::collections::hash_map::Entry::Occupied(_) => {
+            hashbrown::hash_map::Entry::Occupied(_) => {
                 self.more.entry(key).or_default().push(entry);
             }
         }

@@ -36,7 +36,7 @@
 //! Lock order: the residents lock → an entry's slot lock (through the policy's questions); the
 //! residents lock → the access log.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
@@ -47,7 +47,8 @@ use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
 use crate::memory::{
-    Budget, BudgetError, EvictionPolicy, Reservation, Residents, Victim, Watermarks, shrink_map,
+    Budget, BudgetError, EvictionPolicy, IdMap, Reservation, Residents, Victim, Watermarks,
+    shrink_mapped_map,
 };
 
 /// Accesses logged before they are handed to a recency-ordered policy.
@@ -79,7 +80,7 @@ const ROUND_VICTIMS: u64 = 4096;
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
     /// Resident entries the policy tracks.
-    entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    entries: IdMap<Weak<dyn ErasedEntry>>,
     /// Resident entries out of the policy because a guard held them (see the module docs).
     parked: Parked,
 }
@@ -87,7 +88,7 @@ struct ResidentSet {
 /// Entries taken out of the policy while pinned, and the order they are looked at again in.
 #[derive(Default)]
 struct Parked {
-    entries: HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    entries: IdMap<Weak<dyn ErasedEntry>>,
     /// Ids in the order they were parked (or last found still pinned). May hold ids no longer
     /// parked (forgotten since): skipped, and swept when they outnumber the parked ones.
     order: VecDeque<EntryId>,
@@ -106,19 +107,19 @@ impl Parked {
     fn forget(&mut self, id: EntryId) -> bool {
         let found = self.entries.remove(&id).is_some();
         if found {
-            shrink_map(&mut self.entries);
+            shrink_mapped_map(&mut self.entries);
         }
         found
     }
 
     fn memory_bytes(&self) -> usize {
-        crate::memory::map_bytes(&self.entries) + crate::memory::queue_bytes(&self.order)
+        crate::memory::mapped_map_bytes(&self.entries) + crate::memory::queue_bytes(&self.order)
     }
 }
 
 /// What the policy may ask about entries while the residents lock is held.
 struct Lookup<'a> {
-    entries: &'a HashMap<EntryId, Weak<dyn ErasedEntry>>,
+    entries: &'a IdMap<Weak<dyn ErasedEntry>>,
     /// Entries upgraded during the call, dropped only after the lock is released.
     keep: &'a mut Vec<Arc<dyn ErasedEntry>>,
     /// Entries the policy asked about that a guard held: parked after the call.
@@ -202,7 +203,7 @@ impl Residency {
             peak: AtomicU64::new(0),
             residents: Mutex::new(ResidentSet {
                 policy,
-                entries: HashMap::new(),
+                entries: IdMap::default(),
                 parked: Parked::default(),
             }),
             access_log,
@@ -261,7 +262,7 @@ impl Residency {
             .map_or(0, |l| l.lock().capacity() * std::mem::size_of::<EntryId>());
         let r = self.residents.lock();
         r.policy.memory_bytes()
-            + crate::memory::map_bytes(&r.entries)
+            + crate::memory::mapped_map_bytes(&r.entries)
             + r.parked.memory_bytes()
             + log
     }
@@ -508,7 +509,7 @@ impl Residency {
         let mut rs = self.residents.lock();
         if rs.entries.remove(&id).is_some() {
             rs.policy.remove(id);
-            shrink_map(&mut rs.entries);
+            shrink_mapped_map(&mut rs.entries);
         } else {
             rs.parked.forget(id);
         }
@@ -529,7 +530,7 @@ impl Residency {
     /// Moves the entries the policy found pinned out of it, into the parked list.
     fn park_pinned(
         policy: &mut dyn EvictionPolicy,
-        entries: &mut HashMap<EntryId, Weak<dyn ErasedEntry>>,
+        entries: &mut IdMap<Weak<dyn ErasedEntry>>,
         parked: &mut Parked,
         pinned: &mut Vec<EntryId>,
     ) {
@@ -572,7 +573,7 @@ impl Residency {
             }
             keep.push(e);
         }
-        shrink_map(&mut parked.entries);
+        shrink_mapped_map(&mut parked.entries);
     }
 
     /// Pages out, through `out`, resident values until at most `target` bytes are resident,
@@ -652,7 +653,7 @@ impl Residency {
                 .into_iter()
                 .filter_map(|v| Some((entries.remove(&v.id)?.upgrade()?, v)))
                 .collect();
-            shrink_map(entries);
+            shrink_mapped_map(entries);
             // Counted under the residents lock, so that a thread whose eviction found nothing
             // because these victims were taken sees this one in flight, and one that decides
             // how much to free does not count them again.
