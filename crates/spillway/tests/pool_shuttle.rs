@@ -13,7 +13,9 @@
 //!   past it with) and read back right;
 //! - drop: the last handle dropped while another thread evicts or reads;
 //! - held values: a value pinned while evictions run is set aside and comes back under the
-//!   policy once its guard is dropped.
+//!   policy once its guard is dropped;
+//! - two value types: handles loaded while collections and a page-out run keep their objects;
+//! - a failed check fails its test without taking the test process down.
 //!
 //! Run with
 //! `CARGO_TARGET_DIR=target/shuttle RUSTFLAGS="--cfg spillway_shuttle" cargo test -p spillway --test pool_shuttle`
@@ -279,5 +281,45 @@ mod real {
             );
         });
         assert!(failed.is_err(), "the planted failure was not reported");
+    }
+
+    /// Handles of two value types (two registry tables) loaded while collections and a
+    /// page-out run: a collection keeps what a loaded handle names, and the handle reads it.
+    #[test]
+    fn loads_of_two_types_race_collections() {
+        shuttle::check_random(
+            || {
+                let pool = pool(1 << 20);
+                let numbers = pool.insert(value(1)).expect("insert").key().expect("store");
+                let text = pool
+                    .insert(String::from("two"))
+                    .expect("insert")
+                    .key()
+                    .expect("store");
+                let a = {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || {
+                        if let Ok(h) = pool.load::<Vec<u64>>(numbers) {
+                            assert_eq!(*h.get().expect("a loaded handle reads"), value(1));
+                            pool.gc().expect("gc");
+                            assert_eq!(*h.get().expect("it still reads"), value(1));
+                        }
+                    })
+                };
+                let b = {
+                    let pool = Arc::clone(&pool);
+                    thread::spawn(move || {
+                        if let Ok(h) = pool.load::<String>(text) {
+                            pool.shrink_to(0).expect("shrink");
+                            assert_eq!(*h.get().expect("a loaded handle reads"), "two");
+                        }
+                    })
+                };
+                pool.gc().expect("gc");
+                a.join().expect("a");
+                b.join().expect("b");
+            },
+            iters(),
+        );
     }
 }

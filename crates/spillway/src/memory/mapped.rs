@@ -20,6 +20,10 @@
 //!   it is freed by the same means it was allocated.
 //! - A mapped block is page-aligned, which satisfies every alignment [`maps`] accepts, and
 //!   zeroed.
+//! - Both kinds of block are exactly the size asked for: a caller may free a block with the
+//!   length it was given (hashbrown does), so a block must never come from the other means
+//!   than its size selects. A failed mapping is therefore an allocation failure, never a
+//!   fallback to the global allocator.
 
 use std::ptr::NonNull;
 

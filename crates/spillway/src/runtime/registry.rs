@@ -44,7 +44,7 @@ use crate::memory::{Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
 const SHARDS: usize = 16;
 /// Entry types whose tables are found without a lock; a registry used with more types finds
 /// the others under a lock.
-const FAST_TYPES: usize = 8;
+const FAST_TYPES: usize = 32;
 
 /// A registry shard of one entry type: every live entry stored under each of its keys,
 /// usually one (more if equal values were inserted separately), in the order they were
@@ -237,13 +237,26 @@ impl Registry {
         let last = self.with_table(|table: &Table<E>| table.forget(entry, key));
         if last && garbage {
             // Checked after the shard lock is released: a key used with two types that lose
-            // their last entries at once may count twice or not at all, which the count (a
-            // hint for when to collect) allows.
+            // their last entries at once may count twice (each removed its record before
+            // looking at the other's table), which the count, a hint for when to collect,
+            // allows. Read in place: with one entry type this is one slot, no lock.
             let id = TypeId::of::<E>();
-            let elsewhere = self
-                .tables()
-                .iter()
-                .any(|(t, table)| *t != id && table.contains(&key));
+            let elsewhere_of = |(t, table): &TableRef| *t != id && table.contains(&key);
+            let mut elsewhere = false;
+            let mut fast_full = true;
+            for slot in &self.fast {
+                match slot.get() {
+                    Some(found) => elsewhere |= elsewhere_of(found),
+                    None => {
+                        fast_full = false;
+                        break;
+                    }
+                }
+            }
+            if fast_full && !elsewhere {
+                let slow: Vec<TableRef> = self.slow.lock().clone();
+                elsewhere = slow.iter().any(elsewhere_of);
+            }
             if !elsewhere {
                 self.garbage.fetch_add(1, Ordering::Relaxed);
             }
@@ -512,7 +525,7 @@ mod tests {
     /// Makes (or finds) the entry of a type for a key; true if it is new.
     type Maker = fn(&Arc<Registry>, ContentKey) -> (Arc<dyn ErasedEntry>, bool);
 
-    /// Makes (or finds) the entry of type `Fake<T>` for `key`.
+    /// Makes (or finds) the entry of type `Fake<T>` for `key`, through `find_or_add`.
     fn typed<const T: u8>(
         registry: &Arc<Registry>,
         key: ContentKey,
@@ -521,24 +534,32 @@ mod tests {
         (e, new)
     }
 
+    /// Makes an entry of type `Fake<T>` for `key` apart from the registry, as an insert does
+    /// (its type's table made first, as `Entry::new` does), for the caller to `register`.
+    fn apart<const T: u8>(
+        registry: &Arc<Registry>,
+        key: ContentKey,
+    ) -> (Arc<dyn ErasedEntry>, bool) {
+        registry.ensure::<Fake<T>>();
+        (Arc::new(fake::<T>(registry, key)), true)
+    }
+
+    /// A maker per entry type, more types than are found without a lock.
+    macro_rules! makers {
+        ($f:ident) => {
+            makers!(
+                $f; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+                22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35
+            )
+        };
+        ($f:ident; $($t:literal),*) => { [$($f::<$t> as Maker),*] };
+    }
+
     #[test]
     fn each_entry_type_has_its_entry_and_the_key_is_garbage_when_the_last_type_goes() {
         let registry = Arc::new(Registry::new());
         let key = ContentKey::of(b"shared", &[]);
-        // More types than are found without a lock.
-        let makers: [Maker; 11] = [
-            typed::<0>,
-            typed::<1>,
-            typed::<2>,
-            typed::<3>,
-            typed::<4>,
-            typed::<5>,
-            typed::<6>,
-            typed::<7>,
-            typed::<8>,
-            typed::<9>,
-            typed::<10>,
-        ];
+        let makers: [Maker; 36] = makers!(typed);
         assert!(makers.len() > FAST_TYPES);
         let mut held = Vec::new();
         for make in makers {
@@ -564,5 +585,79 @@ mod tests {
         drop(last);
         assert_eq!(registry.garbage(), 1);
         assert!(registry.live_keys().is_empty());
+    }
+
+    /// Entries made apart and counted through `register`, in tables found with and without the
+    /// lock, are live keys until they go, then garbage.
+    #[test]
+    fn registered_entries_of_every_type_are_live_until_they_go() {
+        let registry = Arc::new(Registry::new());
+        let makers: [Maker; 36] = makers!(apart);
+        let mut held = Vec::new();
+        for (i, make) in makers.iter().enumerate() {
+            let key = ContentKey::of(&(i as u64).to_le_bytes(), &[]);
+            let (e, _) = make(&registry, key);
+            registry.register(&e, key);
+            registry.register(&e, key);
+            held.push((key, e));
+        }
+        let mut live = registry.live_keys();
+        live.sort();
+        let mut want: Vec<ContentKey> = held.iter().map(|(k, _)| *k).collect();
+        want.sort();
+        assert_eq!(live, want);
+        drop(held);
+        assert!(registry.live_keys().is_empty());
+        assert_eq!(registry.garbage(), makers.len() as u64);
+    }
+
+    /// Threads making the first entries of many types at once: each type gets one table, and
+    /// every live key is listed.
+    #[test]
+    fn types_used_first_at_once_get_one_table_each() {
+        // Half the types through `find_or_add`, half made apart and registered.
+        let by_key: [Maker; 36] = makers!(typed);
+        let made_apart: [Maker; 36] = makers!(apart);
+        let makers: Vec<Maker> = (0..36)
+            .map(|i| if i % 2 == 0 { by_key[i] } else { made_apart[i] })
+            .collect();
+        for round in 0..40u64 {
+            let registry = Arc::new(Registry::new());
+            let barrier = std::sync::Barrier::new(makers.len());
+            let held: Vec<Vec<Arc<dyn ErasedEntry>>> = std::thread::scope(|s| {
+                let threads: Vec<_> = makers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, make)| {
+                        let (registry, barrier) = (&registry, &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            (0..10u64)
+                                .map(|j| {
+                                    let n = round * 100_000 + i as u64 * 100 + j;
+                                    let key = ContentKey::of(&n.to_le_bytes(), &[]);
+                                    let (e, _) = make(registry, key);
+                                    registry.register(&e, key);
+                                    e
+                                })
+                                .collect()
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("a thread"))
+                    .collect()
+            });
+            let tables = registry.tables();
+            let mut ids: Vec<TypeId> = tables.iter().map(|(t, _)| *t).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), makers.len(), "one table per type");
+            assert_eq!(tables.len(), makers.len(), "one table per type");
+            assert_eq!(registry.live_keys().len(), makers.len() * 10);
+            drop(held);
+            assert!(registry.live_keys().is_empty());
+        }
     }
 }
