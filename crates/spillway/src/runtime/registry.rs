@@ -78,7 +78,7 @@ trait AnyTable: Send + Sync {
     /// True if the table has a record for `key`.
     fn contains(&self, key: &ContentKey) -> bool;
     /// Counts `entry`, an entry of the table's type, under `key`, after those already counted.
-    fn add(&self, key: ContentKey, entry: &Arc<dyn Any + Send + Sync>);
+    fn add(&self, key: ContentKey, entry: Arc<dyn Any + Send + Sync>);
     fn memory_bytes(&self) -> usize;
 }
 
@@ -217,7 +217,7 @@ impl Registry {
         }
         let entry = Arc::clone(entry).as_any();
         let id = Any::type_id(&*entry);
-        let added = self.with_table_of(id, |table| table.add(key, &entry));
+        let added = self.with_table_of(id, move |table| table.add(key, entry));
         assert!(
             added.is_some(),
             "an entry is registered in the table of its type, made with the entry"
@@ -353,9 +353,9 @@ impl<E: Send + Sync + 'static> AnyTable for Table<E> {
         self.shards[shard_of(key)].lock().first.contains_key(key)
     }
 
-    fn add(&self, key: ContentKey, entry: &Arc<dyn Any + Send + Sync>) {
+    fn add(&self, key: ContentKey, entry: Arc<dyn Any + Send + Sync>) {
         // Declared before the lock guard, so that it is dropped after it.
-        let typed = Arc::clone(entry)
+        let typed = entry
             .downcast::<E>()
             .unwrap_or_else(|_| panic!("an entry is added to the table of its own type"));
         self.shards[shard_of(&key)]
