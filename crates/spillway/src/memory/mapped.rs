@@ -126,8 +126,8 @@ pub(crate) fn mapped_map_bytes<K, V, S>(map: &MappedMap<K, V, S>) -> usize {
 pub(crate) fn shrink_mapped_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
     map: &mut MappedMap<K, V, S>,
 ) {
-    if map.capacity() > super::MIN_SHRINK && map.len() < map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
+    if let Some(to) = super::shrunk_capacity(map.len(), map.capacity()) {
+        map.shrink_to(to);
     }
 }
 

@@ -87,14 +87,20 @@ pub(crate) const MIN_SHRINK: usize = 1024;
 pub(crate) fn shrink_map<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
     map: &mut std::collections::HashMap<K, V, S>,
 ) {
-    if map.capacity() > MIN_SHRINK && map.len() < map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
+    if let Some(to) = shrunk_capacity(map.len(), map.capacity()) {
+        map.shrink_to(to);
     }
 }
 
 /// [`shrink_map`] for a queue.
 pub(crate) fn shrink_queue<T>(queue: &mut std::collections::VecDeque<T>) {
-    if queue.capacity() > MIN_SHRINK && queue.len() < queue.capacity() / 4 {
-        queue.shrink_to(queue.len() * 2);
+    if let Some(to) = shrunk_capacity(queue.len(), queue.capacity()) {
+        queue.shrink_to(to);
     }
+}
+
+/// The capacity to shrink a table of `len` items and `capacity` slots to, if it is due (see
+/// [`shrink_map`]).
+pub(crate) fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > MIN_SHRINK && len < capacity / 4).then_some(len * 2)
 }

@@ -114,9 +114,6 @@ impl<T: ?Sized + Pageable> Entry<T> {
         key: Option<ContentKey>,
         has_fixed_size: bool,
     ) -> Entry<T> {
-        // The registry's table for this entry type, which a page-out of the entry counts it
-        // in, exists before the entry does.
-        pool.registry.ensure::<Self>();
         let k = OnceLock::new();
         if let Some(key) = key {
             let _ = k.set(key);
@@ -142,6 +139,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
     pub fn insert(pool: &Arc<PoolShared>, value: Arc<T>, fixed: Option<u64>) -> Result<Arc<Self>> {
         let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
         let reservation = pool.reserve(size)?;
+        // A page-out counts the new entry in the registry's table for its type, which must
+        // exist by then. (An entry made for a key is counted by `find_or_add`, which makes the
+        // table itself.)
+        pool.registry.ensure::<Self>();
         let entry = Arc::new(Entry::new(pool, Some(value), None, fixed.is_some()));
         if let Some(f) = fixed {
             pool.fixed_sizes.lock().insert(entry.id(), f.max(1));

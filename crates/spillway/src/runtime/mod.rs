@@ -73,8 +73,7 @@
 //!   names, or through an upgrade registered for that version; the registrations are fixed
 //!   when the pool is built.
 //!
-//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard → the
-//! registry's list of the tables of its less used types; a
+//! Lock order across the parts: the collector's `lock` → its `state` → a registry shard; a
 //! load's wait lock → its entry's slot lock → a shard of the loads table; the residents lock →
 //! an entry's slot lock (through the policy's questions); the residents lock → the access log;
 //! the metadata update's lock → each of a registry shard, the residents lock, the loads table,

@@ -11,12 +11,11 @@
 //!   if it was counted.
 //! - No `Arc` of an entry is dropped while a shard lock is held (dropping the last one takes
 //!   that lock, through [`forget`](Registry::forget)).
-//! - A shard lock is never held while another shard's is taken. The list of the tables of the
-//!   types past the first few may be locked under a shard lock (an entry that `find_or_add`
-//!   makes checks that its type's table exists), never the reverse: it is let go before any
-//!   shard is locked.
-//! - Every entry type's table exists before an entry of that type does (the entry makes sure
-//!   of it), so that registering an entry never has to make a table it cannot name.
+//! - No lock of the registry is held while another of its locks is taken: the list of the
+//!   tables of the types past the first few is let go before any shard is locked.
+//! - A type's table exists before an entry of it can be registered: an inserted entry makes
+//!   sure of it ([`ensure`](Registry::ensure)), and `find_or_add` makes it for the entries it
+//!   makes, so that registering an erased entry never has to make a table it cannot name.
 //!
 //! Layout: one table per entry type (an entry is an `Entry<T>` for one value type `T`, and
 //! almost every key is used with one type), so a record is the key and a thin weak pointer, 24
@@ -597,6 +596,7 @@ mod tests {
         for (i, make) in makers.iter().enumerate() {
             let key = ContentKey::of(&(i as u64).to_le_bytes(), &[]);
             let (e, _) = make(&registry, key);
+            // Twice: counted once.
             registry.register(&e, key);
             registry.register(&e, key);
             held.push((key, e));
