@@ -44,8 +44,9 @@ fn maps(layout: Layout) -> bool {
     cfg!(unix) && layout.size() >= MAPPED_FROM && layout.align() <= PAGE
 }
 
+/// A fresh anonymous mapping of `len` bytes, page-aligned and zeroed.
 #[cfg(unix)]
-fn map(len: usize) -> Result<NonNull<u8>, AllocError> {
+pub(super) fn map(len: usize) -> Result<NonNull<u8>, AllocError> {
     // SAFETY: an anonymous private mapping at an address of the kernel's choice touches no
     // existing memory; the result is checked before use.
     #[expect(unsafe_code, reason = "an anonymous mapping for a large table")]
@@ -66,7 +67,7 @@ fn map(len: usize) -> Result<NonNull<u8>, AllocError> {
 }
 
 #[cfg(not(unix))]
-fn map(_len: usize) -> Result<NonNull<u8>, AllocError> {
+pub(super) fn map(_len: usize) -> Result<NonNull<u8>, AllocError> {
     Err(AllocError)
 }
 

@@ -14,6 +14,9 @@
 //!
 //! - `Mapped` allocates the large tables of the pool (and of its policies)
 //!   in mappings of their own, so that the copies a growth or shrink frees leave the process.
+//! - `Cells` allocates the pool's entries, packed by size in chunks of their own: no allocator
+//!   header per entry, and no entry left between values, whose freed memory can then go back
+//!   whole pages at a time.
 //!
 //! A policy sees exactly the accesses a cache simulator would see for the same requests: a value
 //! coming into memory (created, or paged in) is a miss, told as an insertion after the room for
@@ -27,6 +30,7 @@
 //! through the policy, then subtract from the budget what it wrote out and dropped).
 
 mod budget;
+mod cells;
 mod kind;
 mod lru;
 mod mapped;
@@ -38,6 +42,7 @@ pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reser
 pub use kind::{PolicyKind, UnknownPolicy};
 pub use watermarks::Watermarks;
 
+pub(crate) use cells::{Cells, cell_bytes};
 pub(crate) use mapped::{IdMap, Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a

@@ -43,13 +43,15 @@
 //!   counting the value when the entry is dropped (the guard's owner holds it).
 
 use std::any::Any;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, RwLock};
 
-use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry};
+use super::counted::{Cell, Counted};
+use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry, ErasedRef};
 use super::loading::Load;
 use super::page_out::take_foreign;
 use super::shared::PoolShared;
@@ -71,7 +73,8 @@ pub(crate) type Slot<T> = Option<Arc<T>>;
 
 /// An entry, shared by every handle to one object.
 ///
-/// Kept small: a paged-out object costs this (in its `Arc`) plus its registry record. The state
+/// Kept small: a paged-out object costs this (in its cell, see `counted`) plus its registry
+/// record. The state
 /// of a page-in in progress is not here but in the pool's table of
 /// [`Loads`](super::loading::Loads), for as long as
 /// the load runs.
@@ -103,11 +106,21 @@ pub(crate) struct Entry<T: ?Sized + Pageable> {
 }
 
 impl<T: ?Sized + Pageable> Entry<T> {
-    /// Bytes of an entry's allocation: the entry and its `Arc`'s two counts.
-    const ALLOCATION: usize = std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>();
+    /// Bytes of an entry's allocation: its cell (the entry and its count), as the cells'
+    /// allocator rounds it.
+    const ALLOCATION: usize = crate::memory::cell_bytes(std::mem::size_of::<Cell<Self>>());
+
+    /// `this` as an entry of any type: the same cell, counted once more.
+    pub fn erased(this: &Counted<Self>) -> ErasedRef {
+        // SAFETY: an unsizing coercion of the cell's pointer.
+        #[expect(unsafe_code, reason = "erasing an entry's type")]
+        unsafe {
+            Counted::map_cell(this.clone(), |c| c as NonNull<Cell<dyn ErasedEntry>>)
+        }
+    }
 
     /// A new entry; one given a fixed size (`has_fixed_size`) has it put in the pool's table
-    /// by its maker, once the entry is in its `Arc` and so has its id.
+    /// by its maker, once the entry is in its cell and so has its id.
     fn new(
         pool: &Arc<PoolShared>,
         slot: Slot<T>,
@@ -136,26 +149,29 @@ impl<T: ?Sized + Pageable> Entry<T> {
 
     /// A new object, resident: its size (`fixed`, or the value's deep size) is reserved, then
     /// charged, and the entry is handed to the policy.
-    pub fn insert(pool: &Arc<PoolShared>, value: Arc<T>, fixed: Option<u64>) -> Result<Arc<Self>> {
+    pub fn insert(
+        pool: &Arc<PoolShared>,
+        value: Arc<T>,
+        fixed: Option<u64>,
+    ) -> Result<Counted<Self>> {
         let size = fixed.unwrap_or_else(|| value.deep_size() as u64).max(1);
         let reservation = pool.reserve(size)?;
         // A page-out counts the new entry in the registry's table for its type, which must
         // exist by then. (An entry made for a key is counted by `find_or_add`, which makes the
         // table itself.)
         pool.registry.ensure::<Self>();
-        let entry = Arc::new(Entry::new(pool, Some(value), None, fixed.is_some()));
+        let entry = Counted::new(Entry::new(pool, Some(value), None, fixed.is_some()));
         if let Some(f) = fixed {
             pool.fixed_sizes.lock().insert(entry.id(), f.max(1));
         }
         entry.size.store(reservation.commit(), Ordering::Relaxed);
-        pool.residency
-            .admit(Arc::clone(&entry) as Arc<dyn ErasedEntry>, size);
+        pool.residency.admit(Self::erased(&entry), size);
         Ok(entry)
     }
 
     /// The entry for a stored key: the live one if the object is in use, else a new one,
     /// `Evicted`, that loads on first access.
-    pub fn for_key(pool: &Arc<PoolShared>, key: ContentKey) -> Arc<Self> {
+    pub fn for_key(pool: &Arc<PoolShared>, key: ContentKey) -> Counted<Self> {
         pool.entry_for_key(key, || Entry::new(pool, None, Some(key), false))
     }
 
@@ -194,7 +210,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
 
     /// Loads the value from the store and decodes it. Called by the one thread that moved the
     /// slot from `Evicted` to `Loading`.
-    pub fn page_in(self: &Arc<Self>) -> Result<Arc<T>> {
+    pub fn page_in(&self) -> Result<Arc<T>> {
         let key = *self
             .key
             .get()
@@ -239,7 +255,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// [`page_in`](Self::page_in), with a panic (in the value's `Deserialize` or deep-size
     /// code, or in a store) turned into an error, so that the load still ends and nobody waits
     /// on it forever.
-    pub fn page_in_guarded(self: &Arc<Self>) -> Result<Arc<T>> {
+    pub fn page_in_guarded(&self) -> Result<Arc<T>> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.page_in())).unwrap_or_else(
             |_| {
                 Err(Error::ThreadPanicked {
@@ -254,18 +270,18 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// The blocking load path: single flight. Returns the value and whether this caller loaded
     /// it (a miss, which the policy was told of as an insertion) rather than finding it loaded
     /// by another (a use).
-    pub fn load_blocking(self: &Arc<Self>) -> Result<(Arc<T>, bool)> {
+    pub fn load_blocking(this: &Counted<Self>) -> Result<(Arc<T>, bool)> {
         loop {
-            if let Some(v) = &*self.slot.read_recursive() {
+            if let Some(v) = &*this.slot.read_recursive() {
                 return Ok((Arc::clone(v), false));
             }
-            let slot = self.slot.write();
+            let slot = this.slot.write();
             if let Some(v) = &*slot {
                 return Ok((Arc::clone(v), false));
             }
             // Looked up under the slot's lock: a load in the table is one whose end (under
             // that lock) is still to come; none means the value is paged out.
-            match self.pool.loads.get(self.id()) {
+            match this.pool.loads.get(this.id()) {
                 Some(load) => {
                     drop(slot);
                     let mut wait = load.wait.lock();
@@ -278,10 +294,11 @@ impl<T: ?Sized + Pageable> Entry<T> {
                     }
                 }
                 None => {
-                    let load = self.pool.loads.start(self.id());
+                    let load = this.pool.loads.start(this.id());
                     drop(slot);
-                    return self
-                        .finish_load(&load, self.page_in_guarded(), |r| r.map(|v| (v, true)));
+                    return Self::finish_load(this, &load, this.page_in_guarded(), |r| {
+                        r.map(|v| (v, true))
+                    });
                 }
             }
         }
@@ -292,7 +309,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// entry to the policy, passes the outcome to `deliver` (the loader's own caller), and only
     /// then wakes every thread and task that waited.
     pub fn finish_load<R>(
-        self: &Arc<Self>,
+        this: &Counted<Self>,
         load: &Load,
         loaded: Result<Arc<T>>,
         deliver: impl FnOnce(Result<Arc<T>>) -> R,
@@ -304,9 +321,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
         });
         let wakers = {
             let mut wait = load.wait.lock();
-            let mut slot = self.slot.write();
+            let mut slot = this.slot.write();
             *slot = loaded.as_ref().ok().map(Arc::clone);
-            self.pool.loads.end(self.id());
+            this.pool.loads.end(this.id());
             drop(slot);
             wait.done = true;
             wait.failure = match &loaded {
@@ -316,10 +333,8 @@ impl<T: ?Sized + Pageable> Entry<T> {
             std::mem::take(&mut wait.wakers)
         };
         if loaded.is_ok() {
-            let size = self.size.load(Ordering::Relaxed);
-            self.pool
-                .residency
-                .admit(Arc::clone(self) as Arc<dyn ErasedEntry>, size);
+            let size = this.size.load(Ordering::Relaxed);
+            this.pool.residency.admit(Self::erased(this), size);
         }
         let out = deliver(loaded);
         load.cv.notify_all();
@@ -386,7 +401,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 .missing
                 .into_iter()
                 .filter_map(|m| m.downcast::<ChildRef>().ok())
-                .map(|c| Arc::clone(&c.0))
+                .map(|c| c.0.clone())
                 .collect();
             return Ok(Encoded::Missing(missing));
         }
@@ -440,7 +455,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
         self.size.load(Ordering::Relaxed)
     }
 
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }
@@ -489,7 +504,7 @@ mod tests {
         let size = std::mem::size_of::<Entry<u64>>();
         assert!(size <= 56, "Entry<u64> is {size} bytes");
         assert_eq!(std::mem::size_of::<Slot<u64>>(), 8);
-        // With the `Arc`'s two counts, 72 bytes: an 80-byte chunk of a typical allocator.
-        const { assert!(Entry::<u64>::ALLOCATION <= 72) };
+        // With its count, a cell of 64 bytes, with no allocator header.
+        const { assert!(Entry::<u64>::ALLOCATION <= 64) };
     }
 }

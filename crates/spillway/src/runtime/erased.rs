@@ -6,8 +6,8 @@
 //! implements it.
 
 use std::any::Any;
-use std::sync::Arc;
 
+use super::counted::Counted;
 use crate::error::Result;
 use crate::key::ContentKey;
 
@@ -24,7 +24,7 @@ pub(crate) enum Encoded {
         payload: Vec<u8>,
     },
     /// Children not stored yet: encode them first.
-    Missing(Vec<Arc<dyn ErasedEntry>>),
+    Missing(Vec<ErasedRef>),
     /// Another thread stored the entry (and may have evicted it) meanwhile: nothing to do.
     Stored,
 }
@@ -45,8 +45,12 @@ pub(crate) trait ErasedEntry: Send + Sync {
     /// released.
     fn try_evict(&self) -> Option<u64>;
     fn resident_size(&self) -> u64;
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// The entry as its own type, for the registry's table of that type.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// A child handle met during an encode: carried in the codec's "missing" list.
-pub(crate) struct ChildRef(pub Arc<dyn ErasedEntry>);
+pub(crate) struct ChildRef(pub ErasedRef);
+
+/// A counted entry of any type.
+pub(crate) type ErasedRef = Counted<dyn ErasedEntry>;

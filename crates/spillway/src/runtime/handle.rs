@@ -14,6 +14,7 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::counted::Counted;
 use super::entry::{Entry, Slot};
 use super::erased::{ChildRef, ErasedEntry};
 use super::loading::Load;
@@ -32,7 +33,7 @@ use crate::key::ContentKey;
 /// [`Error::ForeignHandle`](crate::Error::ForeignHandle), and keeps it in memory (see
 /// [`Pool`](super::Pool)'s "One pool's handles").
 pub struct Paged<T: ?Sized + Pageable> {
-    pub(crate) entry: Arc<Entry<T>>,
+    pub(crate) entry: Counted<Entry<T>>,
 }
 
 impl<T: ?Sized + Pageable> Drop for Paged<T> {
@@ -109,7 +110,7 @@ impl<T: ?Sized> Guard<T> {
 impl<T: ?Sized + Pageable> Clone for Paged<T> {
     fn clone(&self) -> Self {
         Paged {
-            entry: Arc::clone(&self.entry),
+            entry: self.entry.clone(),
         }
     }
 }
@@ -158,7 +159,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // A page-in by this caller is a miss, which the policy sees as an insertion; finding the
         // value loaded by another caller meanwhile is a use.
-        let (value, loaded) = self.entry.load_blocking()?;
+        let (value, loaded) = Entry::load_blocking(&self.entry)?;
         if !loaded {
             self.entry.hit();
         }
@@ -195,7 +196,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
     /// and the task is woken when it finishes, so the executor's threads never block.
     pub fn get_async(&self) -> GetFuture<T> {
         GetFuture {
-            entry: Arc::clone(&self.entry),
+            entry: self.entry.clone(),
             counted_miss: false,
             result: None,
             waiting: None,
@@ -215,7 +216,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
         self.entry
             .pool
             .page_out()
-            .store_graphs(&[Arc::clone(&self.entry) as Arc<dyn ErasedEntry>])?;
+            .store_graphs(&[Entry::erased(&self.entry)])?;
         self.entry
             .key
             .get()
@@ -225,7 +226,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
 
     /// True if both handles refer to the same object in memory.
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        Arc::ptr_eq(&a.entry, &b.entry)
+        Counted::ptr_eq(&a.entry, &b.entry)
     }
 
     /// True if the value is in memory now.
@@ -244,7 +245,7 @@ type LoadCell<T> = Arc<crate::sync::Mutex<Option<Result<Arc<T>>>>>;
 /// waiter is woken; a future that finds a load running waits for that load's end (its
 /// record in the pool's table of loads) and gets its error if it failed, rather than starting another.
 pub struct GetFuture<T: ?Sized + Pageable> {
-    entry: Arc<Entry<T>>,
+    entry: Counted<Entry<T>>,
     counted_miss: bool,
     /// The load this future started, if it started one, and the cell of its outcome.
     result: Option<(LoadCell<T>, Arc<Load>)>,
@@ -335,12 +336,12 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
                     drop(slot);
                     // Registered before the job is spawned, so its end cannot be missed.
                     load.wait.lock().wakers.push(cx.waker().clone());
-                    let e = Arc::clone(entry);
+                    let e = entry.clone();
                     let cell = Arc::new(crate::sync::Mutex::new(None));
                     this.result = Some((Arc::clone(&cell), Arc::clone(&load)));
                     entry.pool.io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.
-                        e.finish_load(&load, e.page_in_guarded(), |loaded| {
+                        Entry::finish_load(&e, &load, e.page_in_guarded(), |loaded| {
                             *cell.lock() = Some(loaded)
                         });
                     }));
@@ -382,9 +383,9 @@ impl<T: ?Sized + Pageable> Serialize for Paged<T> {
         } else {
             None
         };
-        let entry = Arc::clone(&self.entry);
+        let entry = self.entry.clone();
         match crate::codec::child_index(key, move || {
-            Arc::new(ChildRef(entry as Arc<dyn ErasedEntry>)) as Arc<dyn Any + Send + Sync>
+            Arc::new(ChildRef(Entry::erased(&entry))) as Arc<dyn Any + Send + Sync>
         }) {
             Some(idx) => serializer.serialize_u32(idx),
             None => Err(S::Error::custom(format!(

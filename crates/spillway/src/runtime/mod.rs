@@ -35,17 +35,18 @@
 //! | `counter` | `ThreadCounter`: a count bumped on every read, a cache line per thread | – |
 //! | `stats` | counters, background errors, [`PoolStats`] | counter |
 //! | `drop_queue` | iterative dropping of deep graphs; which drops descend from a page-out | – |
-//! | `erased` | an entry without its value type (`ErasedEntry`), `Encoded` | – |
+//! | `counted` | `Counted`: the counted pointer to an entry, in a cell of its own | – |
+//! | `erased` | an entry without its value type (`ErasedEntry`, `ErasedRef`), `Encoded` | counted |
 //! | `threads` | the I/O threads, the background thread's wake-up signal | – |
 //! | `loading` | page-ins in progress: what their waiters share, by entry id | erased |
-//! | `registry` | live entries by key; entry ids | erased |
+//! | `registry` | live entries by key; entry ids | counted, erased |
 //! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
 //! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
-//! | `residency` | budget, reservation, admission, access log, eviction | erased, page_out, threads |
+//! | `residency` | budget, reservation, admission, access log, eviction | counted, erased, page_out, threads |
 //! | `metadata` | the pool's own memory charged to its budget (opt-in) | stats |
-//! | `shared` | `PoolShared`: the parts put together | erased, gc, loading, metadata, page_out, registry, residency, schema, stats, threads |
-//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | drop_queue, erased, loading, page_out, shared, value |
-//! | `handle` | [`Paged`], [`Guard`], [`Ref`], [`GetFuture`]; handles' serde | drop_queue, entry, erased, loading, page_out, shared, value |
+//! | `shared` | `PoolShared`: the parts put together | counted, erased, gc, loading, metadata, page_out, registry, residency, schema, stats, threads |
+//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | counted, drop_queue, erased, loading, page_out, shared, value |
+//! | `handle` | [`Paged`], [`Guard`], [`Ref`], [`GetFuture`]; handles' serde | counted, drop_queue, entry, erased, loading, page_out, shared, value |
 //! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, metadata, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
@@ -78,11 +79,12 @@
 //! an entry's slot lock (through the policy's questions); the residents lock → the access log;
 //! the metadata update's lock → each of a registry shard, the residents lock, the loads table,
 //! the fixed-size table and the store's index, one at a time.
-//! No `Arc` of an entry is dropped under the residents lock, a registry shard lock or the
+//! No count of an entry (`Counted`) is dropped under the residents lock, a registry shard lock or the
 //! fixed-size table's lock (dropping the last one takes them), and values are dropped outside
 //! every lock.
 
 mod build;
+mod counted;
 mod counter;
 mod drop_queue;
 mod entry;
@@ -118,6 +120,7 @@ mod tests {
     /// Every module of the runtime but this one, with its source.
     const SOURCES: &[(&str, &str)] = &[
         ("build", include_str!("build.rs")),
+        ("counted", include_str!("counted.rs")),
         ("counter", include_str!("counter.rs")),
         ("drop_queue", include_str!("drop_queue.rs")),
         ("entry", include_str!("entry.rs")),

@@ -18,10 +18,9 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::erased::{Encoded, EntryId, ErasedEntry};
+use super::erased::{Encoded, EntryId, ErasedRef};
 use super::gc::Collector;
 use super::registry::{PoolId, Registry};
 use super::stats::{Counters, Errors};
@@ -37,7 +36,7 @@ use crate::store::{BlobStore, Put};
 const BATCH_BYTES: usize = 1 << 20;
 
 /// An encoded object waiting to be written: the entry, its key, child keys and payload.
-type Pending = (Arc<dyn ErasedEntry>, ContentKey, Vec<ContentKey>, Vec<u8>);
+type Pending = (ErasedRef, ContentKey, Vec<ContentKey>, Vec<u8>);
 
 /// A page-out: the parts of the pool it writes through.
 pub(crate) struct PageOut<'a> {
@@ -51,8 +50,8 @@ pub(crate) struct PageOut<'a> {
 impl PageOut<'_> {
     /// Stores the graphs under `roots` bottom-up, without recursion: an entry whose children
     /// have no keys yet is encoded again after them.
-    pub fn store_graphs(&self, roots: &[Arc<dyn ErasedEntry>]) -> Result<()> {
-        let mut stack: Vec<Arc<dyn ErasedEntry>> = roots.to_vec();
+    pub fn store_graphs(&self, roots: &[ErasedRef]) -> Result<()> {
+        let mut stack: Vec<ErasedRef> = roots.to_vec();
         let mut batch: Vec<Pending> = Vec::new();
         let mut batch_bytes = 0;
         let _batch = BatchScope::enter(self.registry.pool());
@@ -138,7 +137,7 @@ impl PageOut<'_> {
         let mut gc = self.collector.writing();
         // The entries not stored by now, and of those the first of each key, in encoding
         // order (children before parents). The others stay in `batch`, which the caller drops
-        // once the lock is released: no entry's `Arc` is dropped under it.
+        // once the lock is released: no entry's count is dropped under it.
         let fresh: Vec<usize> = (0..batch.len())
             .filter(|&i| !batch[i].0.is_stored())
             .collect();
@@ -188,7 +187,7 @@ impl PageOut<'_> {
         for &i in &fresh {
             let (e, key, _, _) = &batch[i];
             e.mark_stored(*key);
-            self.registry.register(e, *key);
+            self.registry.register(e);
         }
         drop(gc);
         batch.clear();

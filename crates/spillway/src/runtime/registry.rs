@@ -9,21 +9,24 @@
 //!   its last entry does: every key in the registry is live.
 //! - An entry is counted at most once (its `registered` flag), and forgotten under its key only
 //!   if it was counted.
-//! - No `Arc` of an entry is dropped while a shard lock is held (dropping the last one takes
+//! - No count of an entry is dropped while a shard lock is held (dropping the last one takes
 //!   that lock, through [`forget`](Registry::forget)).
 //! - No lock of the registry is held while another of its locks is taken: the list of the
 //!   tables of the types past the first few is let go before any shard is locked.
 //! - A type's table exists before an entry of it can be registered: an inserted entry makes
 //!   sure of it ([`ensure`](Registry::ensure)), and `find_or_add` makes it for the entries it
 //!   makes, so that registering an erased entry never has to make a table it cannot name.
+//! - A record points to an allocated cell: it is under its entry's key (set before the entry
+//!   is registered, and never changed), which is the key the entry's `drop` forgets it under,
+//!   before the cell is freed. A record is read only under its shard's lock.
 //!
 //! Layout: one table per entry type (an entry is an `Entry<T>` for one value type `T`, and
-//! almost every key is used with one type), so a record is the key and a thin weak pointer, 24
-//! bytes, with no type to check on a lookup. A table is sharded, and almost every key has one
-//! live entry, so a shard holds two maps: the first entry of each key (a weak pointer, no
-//! allocation of its own), and, only for the rare key that has more, the others in order. An
-//! entry is known by its address, which stays valid while the registry holds a weak pointer to
-//! it, so that a record needs no id beside the pointer. The tables of a registry are found by
+//! almost every key is used with one type), so a record is the key and a thin uncounted
+//! pointer to the entry's cell, 24 bytes, with no type to check on a lookup. A table is
+//! sharded, and almost every key has one live entry, so a shard holds two maps: the first entry
+//! of each key (no allocation of its own), and, only for the rare key that has more, the others
+//! in order. An entry is known by its address, which stays its own while the registry holds a
+//! record of it, so that a record needs no id beside the pointer. The tables of a registry are found by
 //! the entry type's `TypeId` in a short list that is read without a lock. A large table is a
 //! mapping of its own (`memory::mapped`), so that the copies a growth or a shrink lets go
 //! leave the process.
@@ -32,11 +35,12 @@
 
 use std::any::{Any, TypeId};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use crate::sync::{AtomicU64, Mutex};
 
-use super::erased::ErasedEntry;
+use super::counted::{Cell, Counted, Uncounted};
+use super::erased::{ErasedEntry, ErasedRef};
 use crate::key::{BuildKeyHasher, ContentKey};
 use crate::memory::{Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
 
@@ -45,14 +49,40 @@ const SHARDS: usize = 16;
 /// the others under a lock.
 const FAST_TYPES: usize = 32;
 
+/// A record: an entry, not counted. It points to an allocated cell for as long as it is in
+/// its shard, because an entry takes its records out in its `drop`, under the shard's lock,
+/// before its cell is freed (see `counted`).
+struct Rec<E>(Uncounted<E>);
+
+impl<E> Rec<E> {
+    /// A new count of the entry, unless it is being dropped. Called with the record's shard
+    /// locked.
+    fn upgrade(&self) -> Option<Counted<E>> {
+        // SAFETY: the record is in its shard, whose lock the caller holds (see `Rec`).
+        #[expect(unsafe_code, reason = "counting an entry through its record")]
+        unsafe {
+            self.0.upgrade()
+        }
+    }
+
+    /// The entry's address. Called with the record's shard locked.
+    fn addr(&self) -> *const () {
+        // SAFETY: as for `upgrade`.
+        #[expect(unsafe_code, reason = "the address of an entry through its record")]
+        unsafe {
+            self.0.addr()
+        }
+    }
+}
+
 /// A registry shard of one entry type: every live entry stored under each of its keys,
 /// usually one (more if equal values were inserted separately), in the order they were
 /// counted. `load` and page-in hand out the first one.
 struct Shard<E> {
     /// The first entry counted under each key.
-    first: MappedMap<ContentKey, Weak<E>, BuildKeyHasher>,
+    first: MappedMap<ContentKey, Rec<E>, BuildKeyHasher>,
     /// The others, for the keys that have more than one.
-    more: MappedMap<ContentKey, Vec<Weak<E>>, BuildKeyHasher>,
+    more: MappedMap<ContentKey, Vec<Rec<E>>, BuildKeyHasher>,
 }
 
 impl<E> Default for Shard<E> {
@@ -77,7 +107,7 @@ trait AnyTable: Send + Sync {
     /// True if the table has a record for `key`.
     fn contains(&self, key: &ContentKey) -> bool;
     /// Counts `entry`, an entry of the table's type, under `key`, after those already counted.
-    fn add(&self, key: ContentKey, entry: Arc<dyn Any + Send + Sync>);
+    fn add(&self, key: ContentKey, entry: &ErasedRef);
     fn memory_bytes(&self) -> usize;
 }
 
@@ -180,7 +210,7 @@ impl Registry {
         &self,
         key: ContentKey,
         make: impl FnOnce() -> E,
-    ) -> (Arc<E>, bool) {
+    ) -> (Counted<E>, bool) {
         self.with_table(|table: &Table<E>| {
             let mut shard = table.shards[shard_of(&key)].lock();
             let Shard { first, more } = &mut *shard;
@@ -188,15 +218,15 @@ impl Registry {
                 .get(&key)
                 .into_iter()
                 .chain(more.get(&key).into_iter().flatten());
-            for w in counted {
-                if let Some(e) = w.upgrade() {
+            for rec in counted {
+                if let Some(e) = rec.upgrade() {
                     return (e, false);
                 }
             }
             // No live entry: a new one, counted like any other.
-            let entry = Arc::new(make());
+            let entry = Counted::new(make());
             entry.mark_registered();
-            shard.add(key, Arc::downgrade(&entry));
+            shard.add(key, Rec(Uncounted::of(&entry)));
             (entry, true)
         })
     }
@@ -207,15 +237,20 @@ impl Registry {
         self.with_table::<E, ()>(|_| ());
     }
 
-    /// Counts `entry` as a live entry of `key`, once; it becomes the entry handed out for the
-    /// key unless a live one of its type is there already. Its type's table must exist (see
-    /// [`ensure`](Self::ensure)).
-    pub fn register(&self, entry: &Arc<dyn ErasedEntry>, key: ContentKey) {
+    /// Counts `entry` as a live entry of its key, once; it becomes the entry handed out for the
+    /// key unless a live one of its type is there already. Its key is set, and its type's
+    /// table exists (see [`ensure`](Self::ensure)).
+    ///
+    /// The record goes under the key the entry has, which is the one its `drop` forgets: a
+    /// record under another key would outlive its entry.
+    pub fn register(&self, entry: &ErasedRef) {
+        let key = entry
+            .key()
+            .expect("an entry is registered once its key is set");
         if !entry.mark_registered() {
             return;
         }
-        let entry = Arc::clone(entry).as_any();
-        let id = Any::type_id(&*entry);
+        let id = Any::type_id(entry.as_any());
         let added = self.with_table_of(id, move |table| table.add(key, entry));
         assert!(
             added.is_some(),
@@ -303,10 +338,10 @@ impl<E> Table<E> {
         let Some(f) = first.get_mut(&key) else {
             return false;
         };
-        if f.as_ptr() as *const () != entry {
+        if f.addr() != entry {
             // One of the others.
             if let Some(others) = more.get_mut(&key) {
-                others.retain(|w| w.as_ptr() as *const () != entry);
+                others.retain(|rec| rec.addr() != entry);
                 if others.is_empty() {
                     more.remove(&key);
                 }
@@ -324,14 +359,18 @@ impl<E> Table<E> {
             }
             None => None,
         };
-        let (gone, last) = match next {
-            Some(next) => (Some(std::mem::replace(f, next)), false),
-            None => (first.remove(&key), true),
+        let last = match next {
+            Some(next) => {
+                *f = next;
+                false
+            }
+            None => {
+                first.remove(&key);
+                true
+            }
         };
         shrink_mapped_map(first);
         shrink_mapped_map(more);
-        drop(shard);
-        drop(gone);
         last
     }
 }
@@ -352,14 +391,15 @@ impl<E: Send + Sync + 'static> AnyTable for Table<E> {
         self.shards[shard_of(key)].lock().first.contains_key(key)
     }
 
-    fn add(&self, key: ContentKey, entry: Arc<dyn Any + Send + Sync>) {
-        // Declared before the lock guard, so that it is dropped after it.
-        let typed = entry
-            .downcast::<E>()
-            .unwrap_or_else(|_| panic!("an entry is added to the table of its own type"));
-        self.shards[shard_of(&key)]
-            .lock()
-            .add(key, Arc::downgrade(&typed));
+    fn add(&self, key: ContentKey, entry: &ErasedRef) {
+        assert!(
+            entry.as_any().is::<E>(),
+            "an entry is added to the table of its own type"
+        );
+        // SAFETY: the entry is an `E` (checked above), so its cell is a `Cell<E>`.
+        #[expect(unsafe_code, reason = "the record of an entry of this table's type")]
+        let rec = unsafe { Uncounted::of(entry).cast(|c| c.cast::<Cell<E>>()) };
+        self.shards[shard_of(&key)].lock().add(key, Rec(rec));
     }
 
     fn memory_bytes(&self) -> usize {
@@ -370,7 +410,7 @@ impl<E: Send + Sync + 'static> AnyTable for Table<E> {
                 let others: usize = s
                     .more
                     .values()
-                    .map(|v| v.capacity() * std::mem::size_of::<Weak<E>>())
+                    .map(|v| v.capacity() * std::mem::size_of::<Rec<E>>())
                     .sum();
                 mapped_map_bytes(&s.first) + mapped_map_bytes(&s.more) + others
             })
@@ -380,7 +420,7 @@ impl<E: Send + Sync + 'static> AnyTable for Table<E> {
 
 impl<E> Shard<E> {
     /// Counts one more entry under `key`, after those already counted.
-    fn add(&mut self, key: ContentKey, entry: Weak<E>) {
+    fn add(&mut self, key: ContentKey, entry: Rec<E>) {
         match self.first.entry(key) {
             hashbrown::hash_map::Entry::Vacant(v) => {
                 v.insert(entry);
@@ -407,6 +447,7 @@ fn shard_of(key: &ContentKey) -> usize {
 #[cfg(test)]
 mod tests {
     use std::any::Any;
+    use std::ptr::NonNull;
     use std::sync::atomic::AtomicBool;
 
     use super::*;
@@ -452,7 +493,7 @@ mod tests {
         fn resident_size(&self) -> u64 {
             0
         }
-        fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        fn as_any(&self) -> &dyn Any {
             self
         }
     }
@@ -467,6 +508,15 @@ mod tests {
     }
 
     static NEXT_FAKE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+    /// `entry` as an entry of any type.
+    fn erased<const T: u8>(entry: Counted<Fake<T>>) -> ErasedRef {
+        // SAFETY: an unsizing coercion.
+        #[expect(unsafe_code, reason = "erasing a counted pointer's type")]
+        unsafe {
+            Counted::map_cell(entry, |c| c as NonNull<Cell<dyn ErasedEntry>>)
+        }
+    }
 
     fn fake<const T: u8>(registry: &Arc<Registry>, key: ContentKey) -> Fake<T> {
         Fake {
@@ -485,14 +535,14 @@ mod tests {
         let (a, new) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert!(new);
         let (same, new) = registry.find_or_add(key, || fake::<0>(&registry, key));
-        assert!(!new && Arc::ptr_eq(&a, &same));
+        assert!(!new && Counted::ptr_eq(&a, &same));
         drop(same);
         // Two more copies of the same content, counted after the first.
-        let b: Arc<dyn ErasedEntry> = Arc::new(fake::<0>(&registry, key));
-        let c: Arc<dyn ErasedEntry> = Arc::new(fake::<0>(&registry, key));
-        registry.register(&b, key);
-        registry.register(&b, key);
-        registry.register(&c, key);
+        let b = erased(Counted::new(fake::<0>(&registry, key)));
+        let c = erased(Counted::new(fake::<0>(&registry, key)));
+        registry.register(&b);
+        registry.register(&b);
+        registry.register(&c);
         let (d, _) = registry.find_or_add(other, || fake::<0>(&registry, other));
         let mut live = registry.live_keys();
         live.sort();
@@ -522,25 +572,19 @@ mod tests {
     }
 
     /// Makes (or finds) the entry of a type for a key; true if it is new.
-    type Maker = fn(&Arc<Registry>, ContentKey) -> (Arc<dyn ErasedEntry>, bool);
+    type Maker = fn(&Arc<Registry>, ContentKey) -> (ErasedRef, bool);
 
     /// Makes (or finds) the entry of type `Fake<T>` for `key`, through `find_or_add`.
-    fn typed<const T: u8>(
-        registry: &Arc<Registry>,
-        key: ContentKey,
-    ) -> (Arc<dyn ErasedEntry>, bool) {
+    fn typed<const T: u8>(registry: &Arc<Registry>, key: ContentKey) -> (ErasedRef, bool) {
         let (e, new) = registry.find_or_add(key, || fake::<T>(registry, key));
-        (e, new)
+        (erased(e), new)
     }
 
     /// Makes an entry of type `Fake<T>` for `key` apart from the registry, as an insert does
     /// (its type's table made first, as `Entry::new` does), for the caller to `register`.
-    fn apart<const T: u8>(
-        registry: &Arc<Registry>,
-        key: ContentKey,
-    ) -> (Arc<dyn ErasedEntry>, bool) {
+    fn apart<const T: u8>(registry: &Arc<Registry>, key: ContentKey) -> (ErasedRef, bool) {
         registry.ensure::<Fake<T>>();
-        (Arc::new(fake::<T>(registry, key)), true)
+        (erased(Counted::new(fake::<T>(registry, key))), true)
     }
 
     /// A maker per entry type, more types than are found without a lock.
@@ -564,7 +608,7 @@ mod tests {
         for make in makers {
             let (e, new) = make(&registry, key);
             assert!(new, "each type gets an entry of its own");
-            assert!(held.iter().all(|h: &Arc<dyn ErasedEntry>| h.id() != e.id()));
+            assert!(held.iter().all(|h: &ErasedRef| h.id() != e.id()));
             held.push(e);
         }
         for (make, e) in makers.iter().zip(&held) {
@@ -597,8 +641,8 @@ mod tests {
             let key = ContentKey::of(&(i as u64).to_le_bytes(), &[]);
             let (e, _) = make(&registry, key);
             // Twice: counted once.
-            registry.register(&e, key);
-            registry.register(&e, key);
+            registry.register(&e);
+            registry.register(&e);
             held.push((key, e));
         }
         let mut live = registry.live_keys();
@@ -624,7 +668,7 @@ mod tests {
         for round in 0..40u64 {
             let registry = Arc::new(Registry::new());
             let barrier = std::sync::Barrier::new(makers.len());
-            let held: Vec<Vec<Arc<dyn ErasedEntry>>> = std::thread::scope(|s| {
+            let held: Vec<Vec<ErasedRef>> = std::thread::scope(|s| {
                 let threads: Vec<_> = makers
                     .iter()
                     .enumerate()
@@ -637,7 +681,7 @@ mod tests {
                                     let n = round * 100_000 + i as u64 * 100 + j;
                                     let key = ContentKey::of(&n.to_le_bytes(), &[]);
                                     let (e, _) = make(registry, key);
-                                    registry.register(&e, key);
+                                    registry.register(&e);
                                     e
                                 })
                                 .collect()

@@ -30,8 +30,11 @@
 //! - A reservation passes the hard limit only when nothing can be paged out (no evictable entry
 //!   is left, after waiting out other threads' evictions, whose victims they hold), or when the
 //!   store failed to take a page-out: the value is then kept rather than lost.
-//! - No `Arc` of an entry is dropped while the residents lock is held (dropping the last one
+//! - No count of an entry is dropped while the residents lock is held (dropping the last one
 //!   takes that lock, through [`forget`](Residency::forget)).
+//! - The set holds its entries uncounted (see `counted`): an entry's `drop` takes it out of
+//!   both the tracked and the parked entries, under the residents lock, before its cell is
+//!   freed, and an entry of the set is only counted again or asked under that lock.
 //!
 //! Lock order: the residents lock → an entry's slot lock (through the policy's questions); the
 //! residents lock → the access log.
@@ -42,7 +45,8 @@ use std::sync::{Arc, Weak};
 
 use crate::sync::{AtomicU64, Condvar, Mutex};
 
-use super::erased::{EntryId, ErasedEntry};
+use super::counted::Uncounted;
+use super::erased::{EntryId, ErasedEntry, ErasedRef};
 use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
@@ -77,10 +81,32 @@ const SHORT_ROUNDS: u32 = 1;
 /// stay bounded however much is to go. Callers that need more run more rounds.
 const ROUND_VICTIMS: u64 = 4096;
 
+/// A resident entry in the resident set, not counted: valid while it is there, because an
+/// entry leaves the set (its entries and its parked entries), under the residents lock, in its
+/// `drop` (see `counted`). Only used under that lock.
+struct Resident(Uncounted<dyn ErasedEntry>);
+
+impl Resident {
+    fn of(entry: &ErasedRef) -> Resident {
+        Resident(Uncounted::of(entry))
+    }
+
+    /// A new count of the entry, unless it is being dropped. Called under the residents lock,
+    /// with the entry in the set when the lock was taken.
+    fn upgrade(&self) -> Option<ErasedRef> {
+        // SAFETY: the entry is in the resident set, whose lock the caller holds (see
+        // `Resident`).
+        #[expect(unsafe_code, reason = "counting a resident entry")]
+        unsafe {
+            self.0.upgrade()
+        }
+    }
+}
+
 struct ResidentSet {
     policy: Box<dyn EvictionPolicy>,
     /// Resident entries the policy tracks.
-    entries: IdMap<Weak<dyn ErasedEntry>>,
+    entries: IdMap<Resident>,
     /// Resident entries out of the policy because a guard held them (see the module docs).
     parked: Parked,
 }
@@ -88,14 +114,14 @@ struct ResidentSet {
 /// Entries taken out of the policy while pinned, and the order they are looked at again in.
 #[derive(Default)]
 struct Parked {
-    entries: IdMap<Weak<dyn ErasedEntry>>,
+    entries: IdMap<Resident>,
     /// Ids in the order they were parked (or last found still pinned). May hold ids no longer
     /// parked (forgotten since): skipped, and swept when they outnumber the parked ones.
     order: VecDeque<EntryId>,
 }
 
 impl Parked {
-    fn park(&mut self, id: EntryId, entry: Weak<dyn ErasedEntry>) {
+    fn park(&mut self, id: EntryId, entry: Resident) {
         self.entries.insert(id, entry);
         self.order.push_back(id);
         if self.order.len() > 2 * self.entries.len() + 64 {
@@ -119,16 +145,16 @@ impl Parked {
 
 /// What the policy may ask about entries while the residents lock is held.
 struct Lookup<'a> {
-    entries: &'a IdMap<Weak<dyn ErasedEntry>>,
+    entries: &'a IdMap<Resident>,
     /// Entries upgraded during the call, dropped only after the lock is released.
-    keep: &'a mut Vec<Arc<dyn ErasedEntry>>,
+    keep: &'a mut Vec<ErasedRef>,
     /// Entries the policy asked about that a guard held: parked after the call.
     pinned: &'a mut Vec<EntryId>,
 }
 
 impl Residents for Lookup<'_> {
     fn take_hits(&mut self, id: EntryId) -> u8 {
-        match self.entries.get(&id).and_then(Weak::upgrade) {
+        match self.entries.get(&id).and_then(Resident::upgrade) {
             Some(e) => {
                 let h = e.take_hits();
                 self.keep.push(e);
@@ -139,7 +165,7 @@ impl Residents for Lookup<'_> {
     }
 
     fn can_evict(&mut self, id: EntryId) -> bool {
-        match self.entries.get(&id).and_then(Weak::upgrade) {
+        match self.entries.get(&id).and_then(Resident::upgrade) {
             Some(e) => {
                 let pinned = e.is_pinned();
                 if pinned {
@@ -270,16 +296,16 @@ impl Residency {
     /// Bytes of resident values that a guard holds now (a pass over the resident entries, made
     /// outside the residents lock).
     pub fn held_bytes(&self) -> u64 {
-        let all: Vec<Weak<dyn ErasedEntry>> = {
+        // Counted under the lock, dropped after it.
+        let all: Vec<ErasedRef> = {
             let r = self.residents.lock();
             r.entries
                 .values()
                 .chain(r.parked.entries.values())
-                .cloned()
+                .filter_map(Resident::upgrade)
                 .collect()
         };
         all.iter()
-            .filter_map(Weak::upgrade)
             .filter(|e| e.is_pinned())
             .map(|e| e.resident_size())
             .sum()
@@ -469,13 +495,13 @@ impl Residency {
     /// Hands a newly resident entry (a miss: inserted, or paged in), already charged to the
     /// budget, to the policy. Its ghost id is its key's prefix if it has a key: what the policy
     /// remembered it under if it left memory before.
-    pub fn admit(&self, entry: Arc<dyn ErasedEntry>, size: u64) {
+    pub fn admit(&self, entry: ErasedRef, size: u64) {
         let ghost = entry.key().map(|k| k.prefix_u64());
         {
             let mut rs = self.residents.lock();
             // Accesses logged before this insert come before it in the policy's order.
             self.drain_access_log(&mut rs);
-            rs.entries.insert(entry.id(), Arc::downgrade(&entry));
+            rs.entries.insert(entry.id(), Resident::of(&entry));
             rs.policy.insert(entry.id(), size, ghost);
         }
         drop(entry);
@@ -493,26 +519,26 @@ impl Residency {
 
     /// Puts an entry that could not be evicted back under the policy's care. It never left
     /// memory, so it has no ghost to come back under.
-    fn requeue(&self, entry: &Arc<dyn ErasedEntry>) {
+    fn requeue(&self, entry: &ErasedRef) {
         let size = entry.resident_size();
         if size == 0 {
             return;
         }
         let mut rs = self.residents.lock();
         self.drain_access_log(&mut rs);
-        rs.entries.insert(entry.id(), Arc::downgrade(entry));
+        rs.entries.insert(entry.id(), Resident::of(entry));
         rs.policy.insert(entry.id(), size, None);
     }
 
     /// Entry `id` is gone (its last handle dropped).
     pub fn forget(&self, id: EntryId) {
         let mut rs = self.residents.lock();
+        // From both maps, whichever holds it: what either holds must not outlive the entry.
         if rs.entries.remove(&id).is_some() {
             rs.policy.remove(id);
             shrink_mapped_map(&mut rs.entries);
-        } else {
-            rs.parked.forget(id);
         }
+        rs.parked.forget(id);
     }
 
     /// Hands every parked entry no longer pinned back to the policy: before an explicit
@@ -530,14 +556,14 @@ impl Residency {
     /// Moves the entries the policy found pinned out of it, into the parked list.
     fn park_pinned(
         policy: &mut dyn EvictionPolicy,
-        entries: &mut IdMap<Weak<dyn ErasedEntry>>,
+        entries: &mut IdMap<Resident>,
         parked: &mut Parked,
         pinned: &mut Vec<EntryId>,
     ) {
         for id in pinned.drain(..) {
-            if let Some(weak) = entries.remove(&id) {
+            if let Some(resident) = entries.remove(&id) {
                 policy.remove(id);
-                parked.park(id, weak);
+                parked.park(id, resident);
             }
         }
     }
@@ -545,7 +571,7 @@ impl Residency {
     /// Looks at up to `n` parked entries, the longest parked first: those no longer pinned go
     /// back to the policy (as insertions, without a ghost: they never left memory), those still
     /// pinned to the back of the line. Upgraded entries go to `keep`, dropped after the lock.
-    fn unpark(rs: &mut ResidentSet, n: usize, keep: &mut Vec<Arc<dyn ErasedEntry>>) {
+    fn unpark(rs: &mut ResidentSet, n: usize, keep: &mut Vec<ErasedRef>) {
         let ResidentSet {
             policy,
             entries,
@@ -555,19 +581,19 @@ impl Residency {
             let Some(id) = parked.order.pop_front() else {
                 break;
             };
-            let Some(weak) = parked.entries.get(&id) else {
+            let Some(resident) = parked.entries.get(&id) else {
                 continue;
             };
-            let Some(e) = weak.upgrade() else {
+            let Some(e) = resident.upgrade() else {
                 // Dying: its drop forgets it.
                 continue;
             };
             if e.is_pinned() {
                 parked.order.push_back(id);
-            } else if let Some(weak) = parked.entries.remove(&id) {
+            } else if let Some(resident) = parked.entries.remove(&id) {
                 let size = e.resident_size();
                 if size > 0 {
-                    entries.insert(id, weak);
+                    entries.insert(id, resident);
                     policy.insert(id, size, None);
                 }
             }
@@ -594,7 +620,7 @@ impl Residency {
     fn evict_down(&self, target: u64, out: &PageOut<'_>) -> Result<Evicted> {
         let level = self.budget.pressure();
         let mut keep = Vec::new();
-        type Chosen = (Arc<dyn ErasedEntry>, Victim);
+        type Chosen = (ErasedRef, Victim);
         let (victims, asked, many_held, _in_flight): (Vec<Chosen>, u64, bool, _) = {
             let mut rs = self.residents.lock();
             // Decided under the residents lock, with the victims of the evictions in progress
@@ -665,8 +691,7 @@ impl Residency {
         if victims.is_empty() {
             return Ok(Evicted::Nothing);
         }
-        let entries: Vec<Arc<dyn ErasedEntry>> =
-            victims.iter().map(|(e, _)| Arc::clone(e)).collect();
+        let entries: Vec<ErasedRef> = victims.iter().map(|(e, _)| e.clone()).collect();
         let stored = out.store_graphs(&entries);
         drop(entries);
         let mut freed = 0;

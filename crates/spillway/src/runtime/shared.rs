@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::sync::Mutex;
 
+use super::counted::Counted;
 use super::erased::{EntryId, ErasedEntry};
 use super::gc::{Collection, Collector, GcOptions, GcReport};
 use super::loading::Loads;
@@ -137,7 +138,7 @@ impl PoolShared {
         &self,
         key: ContentKey,
         make: impl FnOnce() -> E,
-    ) -> Arc<E> {
+    ) -> Counted<E> {
         let (entry, new) = self.registry.find_or_add(key, make);
         // A live entry was in the registry already, where a collection finds it. A new one is
         // registered first, then protected: a collection that starts after this check sees the

@@ -15,7 +15,7 @@ pub(crate) struct Counters {
     pub hits: ThreadCounter,
     /// Live entries (made minus dropped).
     pub entries: AtomicU64,
-    /// Bytes the live entries take (each its `Arc` allocation).
+    /// Bytes the live entries take (each its cell).
     pub entry_bytes: AtomicU64,
     pub misses: AtomicU64,
     pub page_ins: AtomicU64,

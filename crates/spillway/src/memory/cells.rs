@@ -1,0 +1,493 @@
+//! [`Cells`]: the allocator of the pool's entries, which packs small blocks of one size into
+//! chunks of their own.
+//!
+//! A pool keeps one small record (an entry) for every object that has a handle, resident or
+//! not, and a million paged-out objects are a million entries. From the global allocator each
+//! would cost a header and its rounding, and would sit between the values allocated around
+//! it: when those values are paged out, the holes they leave share every page with a live
+//! entry, so no page of them can go back to the system. `Cells` keeps entries apart, densely:
+//!
+//! - A block of at most [`LARGEST`] bytes, aligned to at most [`ALIGN`], is a cell in a
+//!   *class* of cells of its size rounded up to a multiple of [`ALIGN`]; any other block comes
+//!   from the global allocator.
+//! - A class takes its cells from chunks of [`CHUNK`] bytes, aligned to their size, so that a
+//!   cell's chunk is its address rounded down. A chunk starts with its header; its cells follow,
+//!   with no header of their own.
+//! - A chunk hands out its free cells (a list threaded through them) before any it has never
+//!   handed out, so that a chunk's used cells stay few and together.
+//! - A class keeps a list of the chunks that have a free cell and allocates from the last of
+//!   them. A chunk whose last cell is freed is given back to the system, except one per class,
+//!   kept for the next allocations, so that a class that allocates and frees one cell over and
+//!   over does not map and unmap a chunk each time.
+//!
+//! Invariants:
+//! - A block is a cell if and only if its layout says so ([`class_of`]): it is freed with the
+//!   layout it was allocated with, so it goes back the way it came.
+//! - A chunk is in its class's list exactly while it has a free cell, at the index its header
+//!   records; `live` counts its cells in use, `bump` the cells it ever handed out from its end
+//!   (so the cells below `bump` are in use or in its free list, and those above are untouched).
+//! - Every field of a chunk's header and every free cell's link is read and written only under
+//!   its class's lock.
+//!
+//! The lock is a `parking_lot` mutex of the class, not one of `crate::sync`: an allocator's
+//! critical section makes no call into the synchronisation shim, so under the model checker it
+//! is one step, as the global allocator's is.
+
+use std::ptr::NonNull;
+
+use allocator_api2::alloc::{AllocError, Allocator, Global, Layout};
+use parking_lot::Mutex;
+
+/// Bytes of a chunk, and its alignment.
+pub(crate) const CHUNK: usize = 64 << 10;
+/// Cell sizes are multiples of this, and cells are aligned to it.
+pub(crate) const ALIGN: usize = 16;
+/// The largest block that is a cell.
+pub(crate) const LARGEST: usize = 256;
+/// Number of classes: one per multiple of [`ALIGN`] up to [`LARGEST`].
+const CLASSES: usize = LARGEST / ALIGN;
+/// Offset of a chunk's first cell: its header, rounded up to [`ALIGN`].
+const FIRST: usize = std::mem::size_of::<Header>().next_multiple_of(ALIGN);
+/// `Header::listed_at` of a chunk that is not in its class's list.
+const UNLISTED: u32 = u32::MAX;
+
+/// The start of a chunk.
+#[repr(C)]
+struct Header {
+    /// The first free cell, whose first word points to the next (null at the end).
+    free: *mut u8,
+    /// Cells handed out from the chunk's end so far.
+    bump: u32,
+    /// Cells in use.
+    live: u32,
+    /// Cells the chunk holds.
+    capacity: u32,
+    /// The chunk's index in its class's list, or [`UNLISTED`].
+    listed_at: u32,
+}
+
+/// The chunks of one cell size.
+struct Class {
+    /// The chunks that have a free cell; allocations take from the last.
+    listed: Vec<NonNull<Header>>,
+    /// Chunks mapped.
+    chunks: usize,
+    /// Chunks mapped with no cell in use (at most one is kept).
+    empty: usize,
+}
+
+/// The classes, each behind its lock.
+struct Classes([Mutex<Class>; CLASSES]);
+
+// SAFETY: the chunks a class points to are its own, reached only under its lock.
+#[expect(
+    unsafe_code,
+    reason = "the classes own the chunks their pointers reach"
+)]
+unsafe impl Sync for Classes {}
+
+static CLASSES_OF: Classes = Classes(
+    [const {
+        Mutex::new(Class {
+            listed: Vec::new(),
+            chunks: 0,
+            empty: 0,
+        })
+    }; CLASSES],
+);
+
+/// Bytes of a cell of class `class`.
+const fn cell_size(class: usize) -> usize {
+    (class + 1) * ALIGN
+}
+
+/// The class of a block of `layout`, if it is a cell.
+fn class_of(layout: Layout) -> Option<usize> {
+    (layout.size() > 0 && layout.size() <= LARGEST && layout.align() <= ALIGN)
+        .then(|| layout.size().div_ceil(ALIGN) - 1)
+}
+
+/// Bytes a block of `size` bytes (aligned to at most [`ALIGN`]) takes: its cell's size if it
+/// is a cell, else `size` (what the global allocator adds is not known here).
+pub(crate) const fn cell_bytes(size: usize) -> usize {
+    if size > 0 && size <= LARGEST {
+        size.next_multiple_of(ALIGN)
+    } else {
+        size
+    }
+}
+
+/// See the module docs. Stateless: any `Cells` frees any other's blocks.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cells;
+
+impl Class {
+    /// A cell of this class, whose cells are `size` bytes.
+    fn allocate(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
+        let chunk = match self.listed.last() {
+            Some(&c) => c,
+            None => self.map_chunk(size)?,
+        };
+        let base = chunk.as_ptr().cast::<u8>();
+        // SAFETY: a listed chunk is mapped and its header is only touched under the lock held
+        // here (`&mut self`); a listed chunk has a free cell, in its list or past `bump`.
+        #[expect(unsafe_code, reason = "taking a cell from a chunk of this class")]
+        let cell = unsafe {
+            let h = &mut *chunk.as_ptr();
+            let cell = if h.free.is_null() {
+                debug_assert!(h.bump < h.capacity, "a listed chunk has a free cell");
+                let cell = base.add(FIRST + h.bump as usize * size);
+                h.bump += 1;
+                cell
+            } else {
+                let cell = h.free;
+                h.free = cell.cast::<*mut u8>().read();
+                cell
+            };
+            if h.live == 0 {
+                self.empty -= 1;
+            }
+            h.live += 1;
+            if h.free.is_null() && h.bump == h.capacity {
+                self.unlist(chunk);
+            }
+            cell
+        };
+        NonNull::new(cell).ok_or(AllocError)
+    }
+
+    /// Frees `cell`, a cell of this class in `chunk`.
+    ///
+    /// # Safety
+    /// `cell` was allocated by this class, is in `chunk`, and is no longer used.
+    #[expect(unsafe_code, reason = "giving a cell back to its chunk")]
+    unsafe fn free(&mut self, chunk: NonNull<Header>, cell: NonNull<u8>) {
+        // SAFETY: the chunk is mapped while it has a cell in use (this one), and its header
+        // and free cells are only touched under the lock held here; the cell is free, so its
+        // first word may hold the link.
+        unsafe {
+            let h = &mut *chunk.as_ptr();
+            cell.as_ptr().cast::<*mut u8>().write(h.free);
+            h.free = cell.as_ptr();
+            h.live -= 1;
+            if h.listed_at == UNLISTED {
+                self.list(chunk);
+            }
+            if h.live == 0 {
+                self.empty += 1;
+                if self.empty > 1 {
+                    self.unlist(chunk);
+                    self.empty -= 1;
+                    self.chunks -= 1;
+                    unmap(chunk.cast());
+                }
+            }
+        }
+    }
+
+    /// Maps a new chunk of cells of `size` bytes and lists it.
+    fn map_chunk(&mut self, size: usize) -> Result<NonNull<Header>, AllocError> {
+        let chunk = map()?.cast::<Header>();
+        let capacity = ((CHUNK - FIRST) / size) as u32;
+        // SAFETY: the chunk is fresh, `CHUNK` bytes, aligned for its header.
+        #[expect(unsafe_code, reason = "writing a new chunk's header")]
+        unsafe {
+            chunk.as_ptr().write(Header {
+                free: std::ptr::null_mut(),
+                bump: 0,
+                live: 0,
+                capacity,
+                listed_at: UNLISTED,
+            });
+        }
+        self.chunks += 1;
+        self.empty += 1;
+        self.list(chunk);
+        Ok(chunk)
+    }
+
+    fn list(&mut self, chunk: NonNull<Header>) {
+        // SAFETY: the chunk is mapped and its header is only touched under the lock held here.
+        #[expect(unsafe_code, reason = "a chunk header, under its class's lock")]
+        unsafe {
+            (*chunk.as_ptr()).listed_at = self.listed.len() as u32;
+        }
+        self.listed.push(chunk);
+    }
+
+    fn unlist(&mut self, chunk: NonNull<Header>) {
+        // SAFETY: the chunks of the list are mapped and their headers only touched under the
+        // lock held here.
+        #[expect(unsafe_code, reason = "chunk headers, under their class's lock")]
+        unsafe {
+            let at = (*chunk.as_ptr()).listed_at as usize;
+            debug_assert_eq!(self.listed[at], chunk);
+            self.listed.swap_remove(at);
+            if let Some(&moved) = self.listed.get(at) {
+                (*moved.as_ptr()).listed_at = at as u32;
+            }
+            (*chunk.as_ptr()).listed_at = UNLISTED;
+        }
+    }
+}
+
+/// The chunk that holds `cell`.
+fn chunk_of(cell: NonNull<u8>) -> NonNull<Header> {
+    let addr = cell.as_ptr().addr() & !(CHUNK - 1);
+    NonNull::new(cell.as_ptr().with_addr(addr).cast::<Header>()).expect("a chunk is not at 0")
+}
+
+/// A new chunk: `CHUNK` bytes aligned to `CHUNK`.
+#[cfg(all(unix, not(miri)))]
+fn map() -> Result<NonNull<u8>, AllocError> {
+    // Twice the size, then the parts outside an aligned chunk are given back.
+    let len = 2 * CHUNK;
+    let start = super::mapped::map(len)?.as_ptr();
+    let head = start.addr().next_multiple_of(CHUNK) - start.addr();
+    // SAFETY: `start` is a mapping of `len` bytes, of which the chunk kept is `CHUNK` bytes
+    // from `head` on: only the parts before and after it are unmapped.
+    #[expect(unsafe_code, reason = "trimming a mapping to an aligned chunk")]
+    unsafe {
+        if head > 0 {
+            libc::munmap(start.cast(), head);
+        }
+        let tail = len - head - CHUNK;
+        if tail > 0 {
+            libc::munmap(start.add(head + CHUNK).cast(), tail);
+        }
+        NonNull::new(start.add(head)).ok_or(AllocError)
+    }
+}
+
+#[cfg(all(unix, not(miri)))]
+fn unmap(chunk: NonNull<u8>) {
+    // SAFETY: the chunk is a mapping of `CHUNK` bytes made by `map` with no cell in use.
+    #[expect(unsafe_code, reason = "giving back a chunk of cells")]
+    unsafe {
+        libc::munmap(chunk.as_ptr().cast(), CHUNK);
+    }
+}
+
+#[cfg(not(all(unix, not(miri))))]
+fn chunk_layout() -> Layout {
+    Layout::from_size_align(CHUNK, CHUNK).expect("a chunk's layout")
+}
+
+#[cfg(not(all(unix, not(miri))))]
+fn map() -> Result<NonNull<u8>, AllocError> {
+    Global.allocate(chunk_layout()).map(NonNull::cast)
+}
+
+#[cfg(not(all(unix, not(miri))))]
+fn unmap(chunk: NonNull<u8>) {
+    // SAFETY: the chunk came from the global allocator with this layout and has no cell in use.
+    #[expect(unsafe_code, reason = "giving back a chunk of cells")]
+    unsafe {
+        Global.deallocate(chunk, chunk_layout());
+    }
+}
+
+// SAFETY: a cell is at least `layout.size()` bytes (its class's size is that rounded up),
+// aligned to `ALIGN` (chunks are aligned to `CHUNK` and cells sit at multiples of `ALIGN` from
+// a start that is one), which covers every alignment `class_of` accepts; it stays valid until
+// it is freed through `deallocate` with the same layout, which finds the same class and the
+// cell's chunk from its address. Any other block is the global allocator's, allocated and
+// freed through it. The allocator has no state of its own: a copy frees what another made.
+#[expect(unsafe_code, reason = "an allocator is an unsafe trait")]
+unsafe impl Allocator for Cells {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let Some(class) = class_of(layout) else {
+            return Global.allocate(layout);
+        };
+        let cell = CLASSES_OF.0[class].lock().allocate(cell_size(class))?;
+        Ok(NonNull::slice_from_raw_parts(cell, layout.size()))
+    }
+
+    #[expect(unsafe_code, reason = "freeing a block of this allocator")]
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        let Some(class) = class_of(layout) else {
+            // SAFETY: the caller frees a block of this allocator with its layout; a block that
+            // is not a cell came from the global allocator with that layout.
+            unsafe { Global.deallocate(ptr, layout) };
+            return;
+        };
+        // SAFETY: the block is a cell of this class (its layout says so), in the chunk its
+        // address rounds down to, and the caller no longer uses it.
+        unsafe { CLASSES_OF.0[class].lock().free(chunk_of(ptr), ptr) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunks of class `class` mapped, and those of them with no cell in use.
+    fn census(class: usize) -> (usize, usize) {
+        let c = CLASSES_OF.0[class].lock();
+        (c.chunks, c.empty)
+    }
+
+    #[test]
+    fn classes_cover_the_small_blocks_only() {
+        let l = |size, align| Layout::from_size_align(size, align).expect("a layout");
+        assert_eq!(class_of(l(1, 1)), Some(0));
+        assert_eq!(class_of(l(16, 8)), Some(0));
+        assert_eq!(class_of(l(17, 8)), Some(1));
+        assert_eq!(class_of(l(64, 8)), Some(3));
+        assert_eq!(class_of(l(LARGEST, 16)), Some(CLASSES - 1));
+        assert_eq!(class_of(l(LARGEST + 1, 8)), None);
+        assert_eq!(class_of(l(64, 32)), None);
+        assert_eq!(class_of(l(0, 1)), None);
+    }
+
+    /// Allocates and frees blocks of one size in a scrambled order, writing a pattern into each
+    /// and checking every live block still holds its own; at the end every chunk but the one
+    /// kept is given back. Each test uses its own size, so that tests running at once do not
+    /// share a class.
+    fn churn(size: usize, count: usize) {
+        let layout = Layout::from_size_align(size, 8).expect("a layout");
+        let class = class_of(layout).expect("a cell");
+        let mut live: Vec<(NonNull<u8>, u8)> = Vec::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        #[expect(
+            unsafe_code,
+            reason = "writing, reading and freeing the blocks allocated"
+        )]
+        let check = |(p, tag): &(NonNull<u8>, u8)| {
+            // SAFETY: a live block of `size` bytes, written below when it was allocated.
+            let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), size) };
+            assert!(
+                bytes.iter().all(|b| b == tag),
+                "a block kept what was written"
+            );
+        };
+        for round in 0..3 {
+            for i in 0..count {
+                let block = Cells.allocate(layout).expect("a cell").cast::<u8>();
+                assert_eq!(block.as_ptr().addr() % ALIGN, 0);
+                let tag = (i + round) as u8;
+                #[expect(unsafe_code, reason = "writing the block just allocated")]
+                // SAFETY: a fresh block of `size` bytes.
+                unsafe {
+                    std::ptr::write_bytes(block.as_ptr(), tag, size)
+                };
+                live.push((block, tag));
+                if next() % 3 == 0 {
+                    let at = (next() % live.len() as u64) as usize;
+                    let gone = live.swap_remove(at);
+                    check(&gone);
+                    #[expect(unsafe_code, reason = "freeing a block allocated above")]
+                    // SAFETY: allocated with `layout`, no longer used.
+                    unsafe {
+                        Cells.deallocate(gone.0, layout)
+                    };
+                }
+            }
+            live.iter().for_each(check);
+            let mut addrs: Vec<usize> = live.iter().map(|(p, _)| p.as_ptr().addr()).collect();
+            addrs.sort_unstable();
+            assert!(
+                addrs.windows(2).all(|w| w[1] - w[0] >= size),
+                "blocks do not overlap"
+            );
+        }
+        let (chunks, _) = census(class);
+        let per_chunk = (CHUNK - FIRST) / cell_size(class);
+        assert!(chunks >= live.len().div_ceil(per_chunk));
+        while let Some(gone) = live.pop() {
+            check(&gone);
+            #[expect(unsafe_code, reason = "freeing a block allocated above")]
+            // SAFETY: allocated with `layout`, no longer used.
+            unsafe {
+                Cells.deallocate(gone.0, layout)
+            };
+        }
+        assert_eq!(census(class), (1, 1), "every chunk but one went back");
+    }
+
+    #[test]
+    fn cells_of_one_size_hold_what_is_written_and_go_back() {
+        churn(232, 20_000);
+    }
+
+    #[test]
+    fn cells_of_an_odd_size_hold_what_is_written_and_go_back() {
+        churn(200, 5_000);
+    }
+
+    #[test]
+    fn one_cell_allocated_and_freed_over_and_over_keeps_one_chunk() {
+        let layout = Layout::from_size_align(144, 8).expect("a layout");
+        let class = class_of(layout).expect("a cell");
+        for _ in 0..10_000 {
+            let block = Cells.allocate(layout).expect("a cell").cast::<u8>();
+            #[expect(unsafe_code, reason = "freeing the block just allocated")]
+            // SAFETY: allocated with `layout`, not used.
+            unsafe {
+                Cells.deallocate(block, layout)
+            };
+        }
+        assert_eq!(census(class), (1, 1));
+    }
+
+    #[test]
+    fn large_and_overaligned_blocks_come_from_the_global_allocator() {
+        for layout in [
+            Layout::from_size_align(LARGEST + 8, 8).expect("a layout"),
+            Layout::from_size_align(64, 64).expect("a layout"),
+        ] {
+            let block = Cells.allocate(layout).expect("a block").cast::<u8>();
+            assert_eq!(block.as_ptr().addr() % layout.align(), 0);
+            #[expect(unsafe_code, reason = "freeing the block just allocated")]
+            // SAFETY: allocated with `layout`, not used.
+            unsafe {
+                Cells.deallocate(block, layout)
+            };
+        }
+    }
+
+    #[test]
+    fn threads_allocating_one_size_at_once_get_distinct_cells() {
+        let layout = Layout::from_size_align(96, 8).expect("a layout");
+        let class = class_of(layout).expect("a cell");
+        let blocks: Vec<usize> = std::thread::scope(|s| {
+            let spawned: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(move || {
+                        (0..5_000)
+                            .map(|_| {
+                                let cell = Cells.allocate(layout).expect("a cell");
+                                cell.cast::<u8>().as_ptr().expose_provenance()
+                            })
+                            .collect::<Vec<usize>>()
+                    })
+                })
+                .collect();
+            spawned
+                .into_iter()
+                .flat_map(|h| h.join().expect("a thread"))
+                .collect()
+        });
+        let mut sorted = blocks.clone();
+        sorted.sort_unstable();
+        assert!(
+            sorted.windows(2).all(|w| w[1] - w[0] >= 96),
+            "no cell handed out twice"
+        );
+        for addr in blocks {
+            let cell = NonNull::new(std::ptr::with_exposed_provenance_mut::<u8>(addr));
+            #[expect(unsafe_code, reason = "freeing the blocks allocated above")]
+            // SAFETY: allocated with `layout` by a thread that is done with it.
+            unsafe {
+                Cells.deallocate(cell.expect("a cell"), layout)
+            };
+        }
+        assert_eq!(census(class), (1, 1), "every chunk but one went back");
+    }
+}
