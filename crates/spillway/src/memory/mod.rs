@@ -35,6 +35,7 @@ mod kind;
 mod lru;
 mod mapped;
 mod policy;
+mod release;
 mod s3fifo;
 mod watermarks;
 
@@ -44,6 +45,7 @@ pub use watermarks::Watermarks;
 
 pub(crate) use cells::{Cells, cell_bytes};
 pub(crate) use mapped::{IdMap, Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
+pub(crate) use release::Released;
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a
 // custom policy cannot be handed to a pool). The `testing` feature makes them public for the

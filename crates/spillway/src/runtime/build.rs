@@ -332,6 +332,7 @@ fn background(pool: Weak<PoolShared>, signal: Arc<Signal>) {
                     }
                 }
             }
+            p.residency.release_if_due();
         }
         if p.collector.due(p.registry.garbage())
             && let Err(e) = p.gc(GcOptions::default())

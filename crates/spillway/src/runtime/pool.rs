@@ -285,6 +285,11 @@ impl Pool {
     /// Pages out values until at most `bytes` of values are resident (pinned values stay);
     /// returns the bytes freed. Metadata charged to the budget
     /// ([`PoolBuilder::budget_includes_metadata`]) does not count: it is not paged out.
+    ///
+    /// With glibc's allocator, a shrink that freed a mebibyte or more also asks the allocator
+    /// to give its free pages back to the system (`malloc_trim`), as the background page-out
+    /// does once half the budget was paged out: otherwise the memory of paged-out values stays
+    /// in the process for later allocations.
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
         self.take_error()?;
         let bytes = bytes.saturating_add(self.shared.metadata_charged());
@@ -294,6 +299,7 @@ impl Pool {
         loop {
             let resident = self.shared.residency.budget().resident();
             if resident <= bytes {
+                self.shared.residency.release_now();
                 return Ok(freed);
             }
             // The policy does a bounded amount of work per call: call again until it frees
@@ -303,7 +309,10 @@ impl Pool {
                 0 if self.shared.residency.evictions_in_flight() => {
                     crate::sync::thread::yield_now()
                 }
-                0 => return Ok(freed),
+                0 => {
+                    self.shared.residency.release_now();
+                    return Ok(freed);
+                }
                 n => freed += n,
             }
         }

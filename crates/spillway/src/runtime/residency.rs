@@ -51,8 +51,8 @@ use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
 use crate::memory::{
-    Budget, BudgetError, EvictionPolicy, IdMap, Reservation, Residents, Victim, Watermarks,
-    shrink_mapped_map,
+    Budget, BudgetError, EvictionPolicy, IdMap, Released, Reservation, Residents, Victim,
+    Watermarks, shrink_mapped_map,
 };
 
 /// Accesses logged before they are handed to a recency-ordered policy.
@@ -196,6 +196,8 @@ pub(crate) struct Residency {
     waiting: AtomicU64,
     /// Bytes of those victims: about to be released, so not counted again by another eviction.
     releasing: AtomicU64,
+    /// Bytes paged out since the allocator last gave its free pages back.
+    released: Released,
     /// Where background page-out starts and stops; `None` in a deterministic pool, which has
     /// no background page-out.
     watermarks: Option<Watermarks>,
@@ -238,6 +240,7 @@ impl Residency {
             evicted_lock: Mutex::new(()),
             waiting: AtomicU64::new(0),
             releasing: AtomicU64::new(0),
+            released: Released::default(),
             watermarks,
             signal,
             spillers: Mutex::new(Vec::new()),
@@ -337,6 +340,19 @@ impl Residency {
         let limit = self.budget.hard_limit();
         w.passed(limit, self.budget.resident())
             .then(|| w.stop_bytes(limit))
+    }
+
+    /// Asks the allocator to give back the memory that page-outs freed, if enough was (see
+    /// `memory::release`). Called off the readers' path: by the background page-out after a
+    /// pass, and by an explicit shrink.
+    pub fn release_if_due(&self) {
+        self.released.release_if_due(self.budget.hard_limit());
+    }
+
+    /// Asks the allocator to give back the memory that page-outs freed, if at least the least
+    /// worth a pass was: for an explicit shrink, whose caller asked for memory back.
+    pub fn release_now(&self) {
+        self.released.release_if_due(0);
     }
 
     /// True while another eviction holds victims it is about to release.
@@ -718,6 +734,7 @@ impl Residency {
         }
         out.stats.page_outs.fetch_add(count, Ordering::Relaxed);
         self.budget.record_evictions_at(level, count, freed);
+        self.released.freed(freed);
         drop(victims);
         stored.map(|()| Evicted::Freed {
             bytes: freed,
