@@ -15,16 +15,18 @@
 //!   with no header of their own.
 //! - A chunk hands out its free cells (a list threaded through them) before any it has never
 //!   handed out, so that a chunk's used cells stay few and together.
-//! - A class keeps a list of the chunks that have a free cell and allocates from the last of
-//!   them. A chunk whose last cell is freed is given back to the system, except one per class,
-//!   kept for the next allocations, so that a class that allocates and frees one cell over and
-//!   over does not map and unmap a chunk each time.
+//! - A class keeps a list of the chunks that have a cell in use and a free one, and allocates
+//!   from the last of them. A chunk whose last cell is freed leaves the list and is given back
+//!   to the system, except one per class, kept aside as the spare: it serves allocations once
+//!   no listed chunk has a free cell (before a new chunk is mapped), so that the cells in use
+//!   gather in the chunks already in use, and a class that allocates and frees one cell over
+//!   and over does not map and unmap a chunk each time.
 //!
 //! Invariants:
 //! - A block is a cell if and only if its layout says so ([`class_of`]): it is freed with the
 //!   layout it was allocated with, so it goes back the way it came.
-//! - A chunk is in its class's list exactly while it has a free cell, at the index its header
-//!   records; `live` counts its cells in use, `bump` the cells it ever handed out from its end
+//! - A chunk is in its class's list exactly while it has a free cell and a cell in use, at the
+//!   index its header records; the spare has no cell in use and is not listed; `live` counts its cells in use, `bump` the cells it ever handed out from its end
 //!   (so the cells below `bump` are in use or in its free list, and those above are untouched).
 //! - Every field of a chunk's header and every free cell's link is read and written only under
 //!   its class's lock.
@@ -46,8 +48,9 @@ pub(crate) const ALIGN: usize = 16;
 pub(crate) const LARGEST: usize = 256;
 /// Number of classes: one per multiple of [`ALIGN`] up to [`LARGEST`].
 const CLASSES: usize = LARGEST / ALIGN;
-/// Offset of a chunk's first cell: its header, rounded up to [`ALIGN`].
-const FIRST: usize = std::mem::size_of::<Header>().next_multiple_of(ALIGN);
+/// Offset of a chunk's first cell: its header, rounded up to a cache line, so that a cell of
+/// 64 bytes (an entry's) is one cache line.
+const FIRST: usize = std::mem::size_of::<Header>().next_multiple_of(64);
 /// `Header::listed_at` of a chunk that is not in its class's list.
 const UNLISTED: u32 = u32::MAX;
 
@@ -72,8 +75,8 @@ struct Class {
     listed: Vec<NonNull<Header>>,
     /// Chunks mapped.
     chunks: usize,
-    /// Chunks mapped with no cell in use (at most one is kept).
-    empty: usize,
+    /// A mapped chunk with no cell in use, kept for the next allocations.
+    spare: Option<NonNull<Header>>,
 }
 
 /// The classes, each behind its lock.
@@ -91,7 +94,7 @@ static CLASSES_OF: Classes = Classes(
         Mutex::new(Class {
             listed: Vec::new(),
             chunks: 0,
-            empty: 0,
+            spare: None,
         })
     }; CLASSES],
 );
@@ -126,7 +129,14 @@ impl Class {
     fn allocate(&mut self, size: usize) -> Result<NonNull<u8>, AllocError> {
         let chunk = match self.listed.last() {
             Some(&c) => c,
-            None => self.map_chunk(size)?,
+            None => {
+                let c = match self.spare.take() {
+                    Some(c) => c,
+                    None => self.map_chunk(size)?,
+                };
+                self.list(c);
+                c
+            }
         };
         let base = chunk.as_ptr().cast::<u8>();
         // SAFETY: a listed chunk is mapped and its header is only touched under the lock held
@@ -144,11 +154,10 @@ impl Class {
                 h.free = cell.cast::<*mut u8>().read();
                 cell
             };
-            if h.live == 0 {
-                self.empty -= 1;
-            }
             h.live += 1;
-            if h.free.is_null() && h.bump == h.capacity {
+            let full = h.free.is_null() && h.bump == h.capacity;
+            // `h` ends here: `unlist` writes the header through the chunk's pointer.
+            if full {
                 self.unlist(chunk);
             }
             cell
@@ -170,22 +179,26 @@ impl Class {
             cell.as_ptr().cast::<*mut u8>().write(h.free);
             h.free = cell.as_ptr();
             h.live -= 1;
-            if h.listed_at == UNLISTED {
-                self.list(chunk);
-            }
-            if h.live == 0 {
-                self.empty += 1;
-                if self.empty > 1 {
+            let (unlisted, empty) = (h.listed_at == UNLISTED, h.live == 0);
+            // `h` ends here: `list` and `unlist` write the header through the chunk's pointer.
+            if empty {
+                // Listed unless it holds a single cell (it was full with this one in use).
+                if !unlisted {
                     self.unlist(chunk);
-                    self.empty -= 1;
+                }
+                if self.spare.is_none() {
+                    self.spare = Some(chunk);
+                } else {
                     self.chunks -= 1;
                     unmap(chunk.cast());
                 }
+            } else if unlisted {
+                self.list(chunk);
             }
         }
     }
 
-    /// Maps a new chunk of cells of `size` bytes and lists it.
+    /// Maps a new chunk of cells of `size` bytes, for the caller to list.
     fn map_chunk(&mut self, size: usize) -> Result<NonNull<Header>, AllocError> {
         let chunk = map()?.cast::<Header>();
         let capacity = ((CHUNK - FIRST) / size) as u32;
@@ -201,8 +214,6 @@ impl Class {
             });
         }
         self.chunks += 1;
-        self.empty += 1;
-        self.list(chunk);
         Ok(chunk)
     }
 
@@ -287,6 +298,10 @@ fn unmap(chunk: NonNull<u8>) {
     }
 }
 
+// Callers free a block through the pointer `allocate` returned (or one derived from it without
+// narrowing it to a reference): the chunk's header is reached from it by its address, with its
+// provenance, which is the whole chunk's.
+//
 // SAFETY: a cell is at least `layout.size()` bytes (its class's size is that rounded up),
 // aligned to `ALIGN` (chunks are aligned to `CHUNK` and cells sit at multiples of `ALIGN` from
 // a start that is one), which covers every alignment `class_of` accepts; it stays valid until
@@ -321,10 +336,10 @@ unsafe impl Allocator for Cells {
 mod tests {
     use super::*;
 
-    /// The chunks of class `class` mapped, and those of them with no cell in use.
+    /// The chunks of class `class` mapped, and whether one is kept as its spare.
     fn census(class: usize) -> (usize, usize) {
         let c = CLASSES_OF.0[class].lock();
-        (c.chunks, c.empty)
+        (c.chunks, usize::from(c.spare.is_some()))
     }
 
     #[test]

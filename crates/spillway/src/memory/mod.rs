@@ -44,7 +44,7 @@ pub use kind::{PolicyKind, UnknownPolicy};
 pub use watermarks::Watermarks;
 
 pub(crate) use cells::{Cells, cell_bytes};
-pub(crate) use mapped::{IdMap, Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
+pub(crate) use mapped::{IdMap, Mapped, mapped_map_bytes, shrink_mapped_map};
 pub(crate) use release::Released;
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a

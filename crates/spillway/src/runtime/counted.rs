@@ -18,7 +18,11 @@
 //!   count above zero.
 //! - The count is a field of the cell, beside the entry rather than in it, so that reading it
 //!   while the entry is being dropped (its `drop` holds `&mut` to the entry) touches nothing
-//!   the drop borrows.
+//!   the drop borrows. So is the cell's tag: a word that the tables holding the entry
+//!   uncounted may keep about it (the registry keeps its key's hash there, to find the record
+//!   again without storing the key), read and written only under such a table's lock.
+//! - The count is 32 bits, so that the count and the tag take one word: as `Arc` does past
+//!   `isize::MAX`, a count past `i32::MAX` (two billion handles to one object) aborts.
 //! - A `Counted<dyn ErasedEntry>` is the same pointer as the `Counted<Entry<T>>` it was made
 //!   from (the cell's layout is read through its vtable), with the same count.
 //!
@@ -27,7 +31,7 @@
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering, fence};
 
 use allocator_api2::alloc::{Allocator, Layout};
 
@@ -36,7 +40,8 @@ use crate::memory::Cells;
 /// A count and what it counts, in one cell.
 #[repr(C)]
 pub(crate) struct Cell<E: ?Sized> {
-    refs: AtomicUsize,
+    refs: AtomicU32,
+    tag: AtomicU32,
     value: E,
 }
 
@@ -55,7 +60,7 @@ unsafe impl<E: ?Sized + Send + Sync> Send for Counted<E> {}
 unsafe impl<E: ?Sized + Send + Sync> Sync for Counted<E> {}
 
 /// Past this many counts a cell's count could overflow: as `Arc` does, abort.
-const MAX_REFS: usize = isize::MAX as usize;
+const MAX_REFS: u32 = i32::MAX as u32;
 
 impl<E> Counted<E> {
     /// `value` in a new cell, counted once.
@@ -69,7 +74,8 @@ impl<E> Counted<E> {
         #[expect(unsafe_code, reason = "initialising a fresh cell")]
         unsafe {
             cell.as_ptr().write(Cell {
-                refs: AtomicUsize::new(1),
+                refs: AtomicU32::new(1),
+                tag: AtomicU32::new(0),
                 value,
             });
         }
@@ -155,11 +161,21 @@ impl<E: ?Sized> Counted<E> {
 
     /// The number of `Counted` pointers to the cell.
     #[cfg(test)]
-    pub fn count(this: &Self) -> usize {
+    pub fn count(this: &Self) -> u32 {
         this.refs().load(Ordering::Relaxed)
     }
 
-    fn refs(&self) -> &AtomicUsize {
+    /// Sets the cell's tag (see the module docs). Called under the lock of the table that
+    /// reads it.
+    pub fn set_tag(this: &Self, tag: u32) {
+        // SAFETY: the cell is allocated while `this` counts it; the tag is never borrowed
+        // mutably.
+        #[expect(unsafe_code, reason = "the tag of a live cell")]
+        let t = unsafe { &(*this.cell.as_ptr()).tag };
+        t.store(tag, Ordering::Relaxed);
+    }
+
+    fn refs(&self) -> &AtomicU32 {
         // SAFETY: the cell is allocated while `self` counts it; the count is never borrowed
         // mutably.
         #[expect(unsafe_code, reason = "the count of a live cell")]
@@ -211,6 +227,17 @@ impl<E: ?Sized> Uncounted<E> {
     pub unsafe fn upgrade(&self) -> Option<Counted<E>> {
         // SAFETY: the caller's promise.
         unsafe { Counted::upgrade(self.0) }
+    }
+
+    /// The cell's tag (see the module docs), whether or not its entry is being dropped.
+    ///
+    /// # Safety
+    /// As for [`upgrade`](Self::upgrade).
+    #[expect(unsafe_code, reason = "the tag of a cell through an uncounted pointer")]
+    pub unsafe fn tag(&self) -> u32 {
+        // SAFETY: the cell is allocated (the caller's promise); the tag is an atomic outside
+        // the entry, never borrowed mutably.
+        unsafe { (*self.0.as_ptr()).tag.load(Ordering::Relaxed) }
     }
 
     /// The address of the entry (its id), whether or not it is being dropped.
@@ -350,25 +377,40 @@ mod tests {
     #[test]
     fn upgrade_counts_a_live_cell_and_refuses_a_dying_one() {
         /// Tries to upgrade its own cell while it is being dropped, as the registry may.
-        struct Dying(*const NonNull<Cell<Dying>>, AtomicUsize);
-        impl Drop for Dying {
+        struct Dying<'a> {
+            cell: &'a std::cell::Cell<Option<NonNull<Cell<Dying<'a>>>>>,
+            refused: &'a AtomicUsize,
+        }
+        impl Drop for Dying<'_> {
             fn drop(&mut self) {
+                let cell = self.cell.get().expect("the cell is known");
                 // SAFETY: the cell is allocated until this drop returns.
                 #[expect(unsafe_code, reason = "an upgrade during the drop, as the registry's")]
-                let up = unsafe { Counted::upgrade(*self.0) };
-                assert!(up.is_none(), "a dying cell is not counted again");
-                self.1.fetch_add(1, Ordering::Relaxed);
+                let up = unsafe { Counted::upgrade(cell) };
+                if up.is_none() {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                std::mem::forget(up);
             }
         }
-        let mut at = NonNull::dangling();
-        let live = Counted::new(Dying(&at, AtomicUsize::new(0)));
-        at = live.cell;
+        let at = std::cell::Cell::new(None);
+        let refused = AtomicUsize::new(0);
+        let live = Counted::new(Dying {
+            cell: &at,
+            refused: &refused,
+        });
+        at.set(Some(live.cell));
         // SAFETY: `live` counts the cell.
         #[expect(unsafe_code, reason = "an upgrade of a live cell")]
-        let again = unsafe { Counted::upgrade(at) }.expect("a live cell is counted");
+        let again = unsafe { Counted::upgrade(live.cell) }.expect("a live cell is counted");
         assert_eq!(Counted::count(&live), 2);
         drop(again);
         drop(live);
+        assert_eq!(
+            refused.load(Ordering::Relaxed),
+            1,
+            "the value was dropped once, and its cell not counted again"
+        );
     }
 
     #[test]

@@ -86,8 +86,8 @@ pub(crate) type Slot<T> = Option<Arc<T>>;
 /// in line) is only looked up, and at worst counts for the entry that took the address.
 ///
 /// `repr(C)` keeps what a resident read touches (the slot, the pool, the use counter) in the
-/// first 25 bytes, after the `Arc`'s two counts: one cache line for most entries where Rust's
-/// own order spread them over the whole entry, two lines for most.
+/// first 25 bytes, after the cell's count and tag (see `counted`); an entry's cell is one
+/// cache line of its chunk (see `memory::cells`).
 #[repr(C)]
 pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub slot: RwLock<Slot<T>>,

@@ -2,11 +2,11 @@
 //! in memory, and the keys that live handles keep from garbage collection.
 //!
 //! Invariants:
-//! - The registry maps each key to one live entry of each type (the one `Pool::load` and
-//!   page-in hand out, through [`find_or_add`](Registry::find_or_add)) and counts *every* live
-//!   entry stored under that key: a second copy inserted with equal content is counted too, so
-//!   the key stays live for collection until the last of them is dropped. A record goes when
-//!   its last entry does: every key in the registry is live.
+//! - The registry counts *every* live entry stored under a key, and hands out one of them
+//!   (through [`find_or_add`](Registry::find_or_add), for `Pool::load` and page-in): almost
+//!   always the only one; if equal values were inserted apart, any live copy (they are equal).
+//!   A key stays live for collection until the last of its entries is dropped. A record goes
+//!   when its entry does: every key in the registry is live.
 //! - An entry is counted at most once (its `registered` flag), and forgotten under its key only
 //!   if it was counted.
 //! - No count of an entry is dropped while a shard lock is held (dropping the last one takes
@@ -18,18 +18,21 @@
 //!   makes, so that registering an erased entry never has to make a table it cannot name.
 //! - A record points to an allocated cell: it is under its entry's key (set before the entry
 //!   is registered, and never changed), which is the key the entry's `drop` forgets it under,
-//!   before the cell is freed. A record is read only under its shard's lock.
+//!   before the cell is freed. A record is read only under its shard's lock, and its cell's tag
+//!   is written, before the record is added, under the same lock.
 //!
 //! Layout: one table per entry type (an entry is an `Entry<T>` for one value type `T`, and
-//! almost every key is used with one type), so a record is the key and a thin uncounted
-//! pointer to the entry's cell, 24 bytes, with no type to check on a lookup. A table is
-//! sharded, and almost every key has one live entry, so a shard holds two maps: the first entry
-//! of each key (no allocation of its own), and, only for the rare key that has more, the others
-//! in order. An entry is known by its address, which stays its own while the registry holds a
-//! record of it, so that a record needs no id beside the pointer. The tables of a registry are found by
-//! the entry type's `TypeId` in a short list that is read without a lock. A large table is a
-//! mapping of its own (`memory::mapped`), so that the copies a growth or a shrink lets go
-//! leave the process.
+//! almost every key is used with one type), so a record needs no type to check on a lookup. A
+//! table is sharded by the key's first bits. A record is only an uncounted pointer to the
+//! entry's cell, 8 bytes: the key's next 32 bits (its tag) are kept in the cell beside the
+//! count (see `counted`), and a shard's table is hashed by them, read from the cell under the
+//! shard's lock (a growth reads every record's cell). A lookup tells two keys with one tag
+//! apart by the key of the live entry; a record whose entry is being dropped is passed over, as
+//! gone, since its entry cannot be read. An entry is known by its address, which stays its own
+//! while the registry holds a record of it, so that a record needs no id beside the pointer.
+//! The tables of a registry are found by the entry type's `TypeId` in a short list that is
+//! read without a lock. A large table is a mapping of its own (`memory::mapped`), so that the
+//! copies a growth or a shrink lets go leave the process.
 //!
 //! The registry also numbers the pool itself, which tells two pools' batches apart.
 
@@ -41,8 +44,10 @@ use crate::sync::{AtomicU64, Mutex};
 
 use super::counted::{Cell, Counted, Uncounted};
 use super::erased::{ErasedEntry, ErasedRef};
-use crate::key::{BuildKeyHasher, ContentKey};
-use crate::memory::{Mapped, MappedMap, mapped_map_bytes, shrink_mapped_map};
+use crate::key::ContentKey;
+use crate::memory::{Mapped, shrunk_capacity, table_bytes};
+
+use hashbrown::HashTable;
 
 const SHARDS: usize = 16;
 /// Entry types whose tables are found without a lock; a registry used with more types finds
@@ -73,23 +78,43 @@ impl<E> Rec<E> {
             self.0.addr()
         }
     }
+
+    /// The record's hash: its entry's key's, kept in the entry's cell when the record was
+    /// added. Called with the record's shard locked.
+    fn hash(&self) -> u64 {
+        // SAFETY: as for `upgrade`.
+        #[expect(unsafe_code, reason = "the tag of an entry's cell through its record")]
+        let tag = unsafe { self.0.tag() };
+        hash_of(tag)
+    }
+}
+
+/// The 32 bits of a key kept in its entries' cells (see `counted`), apart from the bits that
+/// choose the shard.
+fn tag_of(key: &ContentKey) -> u32 {
+    (key.prefix_u64() >> 32) as u32
+}
+
+/// A record's hash in its shard's table, from its tag: spread over the 64 bits, so that the
+/// table's control bytes (its top bits) tell records apart as well as its buckets (its low
+/// bits) do.
+fn hash_of(tag: u32) -> u64 {
+    u64::from(tag).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// A registry shard of one entry type: every live entry stored under each of its keys,
-/// usually one (more if equal values were inserted separately), in the order they were
-/// counted. `load` and page-in hand out the first one.
+/// usually one (more if equal values were inserted separately). A record is only the entry's
+/// cell, 8 bytes, hashed by the tag the cell keeps: the key itself is read from a live entry
+/// when a lookup must tell keys apart, which a record whose entry is being dropped cannot be
+/// asked (it is skipped, as gone).
 struct Shard<E> {
-    /// The first entry counted under each key.
-    first: MappedMap<ContentKey, Rec<E>, BuildKeyHasher>,
-    /// The others, for the keys that have more than one.
-    more: MappedMap<ContentKey, Vec<Rec<E>>, BuildKeyHasher>,
+    records: HashTable<Rec<E>, Mapped>,
 }
 
 impl<E> Default for Shard<E> {
     fn default() -> Self {
         Shard {
-            first: MappedMap::with_hasher_in(BuildKeyHasher::default(), Mapped),
-            more: MappedMap::with_hasher_in(BuildKeyHasher::default(), Mapped),
+            records: HashTable::new_in(Mapped),
         }
     }
 }
@@ -212,21 +237,21 @@ impl Registry {
         make: impl FnOnce() -> E,
     ) -> (Counted<E>, bool) {
         self.with_table(|table: &Table<E>| {
+            // Entries of other keys counted while looking, dropped once the lock is released.
+            let mut others = Vec::new();
             let mut shard = table.shards[shard_of(&key)].lock();
-            let Shard { first, more } = &mut *shard;
-            let counted = first
-                .get(&key)
-                .into_iter()
-                .chain(more.get(&key).into_iter().flatten());
-            for rec in counted {
-                if let Some(e) = rec.upgrade() {
-                    return (e, false);
-                }
+            if let Some(e) = shard.find(&key, &mut others) {
+                drop(shard);
+                return (e, false);
             }
             // No live entry: a new one, counted like any other.
             let entry = Counted::new(make());
+            // Its record must be under the key its `drop` forgets it by.
+            assert_eq!(entry.key(), Some(key), "an entry is made for its own key");
             entry.mark_registered();
-            shard.add(key, Rec(Uncounted::of(&entry)));
+            shard.add(&key, &entry);
+            drop(shard);
+            drop(others);
             (entry, true)
         })
     }
@@ -302,12 +327,16 @@ impl Registry {
         self.tables().iter().map(|(_, t)| t.memory_bytes()).sum()
     }
 
-    /// Keys of the objects that have live handles (a key used with two types may come twice).
+    /// Keys of the objects that have live handles, each once, in order.
     pub fn live_keys(&self) -> Vec<ContentKey> {
         let mut out = Vec::new();
         for (_, table) in self.tables() {
             table.live_keys(&mut out);
         }
+        // A key comes once per live entry (several if equal values were inserted apart, or
+        // used with several types).
+        out.sort_unstable();
+        out.dedup();
         out
     }
 
@@ -323,72 +352,58 @@ impl Registry {
     }
 }
 
-impl<E> Table<E> {
+impl<E: ErasedEntry> Table<E> {
     fn new() -> Table<E> {
         Table {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
         }
     }
 
-    /// Removes the record of the entry at `entry` under `key`; true if no record of the key is
-    /// left.
+    /// Removes the record of the entry at `entry` under `key`; true if no live entry of the
+    /// key is left.
     fn forget(&self, entry: *const (), key: ContentKey) -> bool {
+        let mut others = Vec::new();
         let mut shard = self.shards[shard_of(&key)].lock();
-        let Shard { first, more } = &mut *shard;
-        let Some(f) = first.get_mut(&key) else {
+        let hash = hash_of(tag_of(&key));
+        let Ok(found) = shard.records.find_entry(hash, |rec| rec.addr() == entry) else {
             return false;
         };
-        if f.addr() != entry {
-            // One of the others.
-            if let Some(others) = more.get_mut(&key) {
-                others.retain(|rec| rec.addr() != entry);
-                if others.is_empty() {
-                    more.remove(&key);
-                }
-            }
-            return false;
-        }
-        // The first: the next one counted takes its place, if there is one.
-        let next = match more.get_mut(&key) {
-            Some(others) => {
-                let next = others.remove(0);
-                if others.is_empty() {
-                    more.remove(&key);
-                }
-                Some(next)
-            }
-            None => None,
-        };
-        let last = match next {
-            Some(next) => {
-                *f = next;
-                false
-            }
-            None => {
-                first.remove(&key);
-                true
-            }
-        };
-        shrink_mapped_map(first);
-        shrink_mapped_map(more);
+        found.remove();
+        let last = shard
+            .find(&key, &mut others)
+            .map(|e| others.push(e))
+            .is_none();
+        shard.shrink();
+        drop(shard);
+        drop(others);
         last
     }
 }
 
-impl<E: Send + Sync + 'static> AnyTable for Table<E> {
+impl<E: ErasedEntry + 'static> AnyTable for Table<E> {
     fn as_any(&self) -> &dyn Any {
         self
     }
 
     fn live_keys(&self, out: &mut Vec<ContentKey>) {
         for shard in &self.shards {
-            // Records go when their last live entry does: every key here is live.
-            out.extend(shard.lock().first.keys().copied());
+            // Records go when their last live entry does: every key here is live. The entries
+            // are counted under the lock and dropped after it.
+            let live: Vec<Counted<E>> = shard
+                .lock()
+                .records
+                .iter()
+                .filter_map(Rec::upgrade)
+                .collect();
+            out.extend(live.iter().filter_map(|e| e.key()));
         }
     }
 
     fn contains(&self, key: &ContentKey) -> bool {
-        self.shards[shard_of(key)].lock().first.contains_key(key)
+        let mut others = Vec::new();
+        let found = self.shards[shard_of(key)].lock().find(key, &mut others);
+        drop(others);
+        found.is_some()
     }
 
     fn add(&self, key: ContentKey, entry: &ErasedRef) {
@@ -398,36 +413,59 @@ impl<E: Send + Sync + 'static> AnyTable for Table<E> {
         );
         // SAFETY: the entry is an `E` (checked above), so its cell is a `Cell<E>`.
         #[expect(unsafe_code, reason = "the record of an entry of this table's type")]
-        let rec = unsafe { Uncounted::of(entry).cast(|c| c.cast::<Cell<E>>()) };
-        self.shards[shard_of(&key)].lock().add(key, Rec(rec));
+        let typed = unsafe { Uncounted::of(entry).cast(|c| c.cast::<Cell<E>>()) };
+        self.shards[shard_of(&key)]
+            .lock()
+            .insert(&key, entry, Rec(typed));
     }
 
     fn memory_bytes(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| {
-                let s = s.lock();
-                let others: usize = s
-                    .more
-                    .values()
-                    .map(|v| v.capacity() * std::mem::size_of::<Rec<E>>())
-                    .sum();
-                mapped_map_bytes(&s.first) + mapped_map_bytes(&s.more) + others
-            })
+            .map(|s| table_bytes(s.lock().records.capacity(), std::mem::size_of::<Rec<E>>()))
             .sum()
     }
 }
 
-impl<E> Shard<E> {
-    /// Counts one more entry under `key`, after those already counted.
-    fn add(&mut self, key: ContentKey, entry: Rec<E>) {
-        match self.first.entry(key) {
-            hashbrown::hash_map::Entry::Vacant(v) => {
-                v.insert(entry);
+impl<E: ErasedEntry> Shard<E> {
+    /// A live entry of `key`, counted; entries of other keys with the same tag that were
+    /// counted to read their keys go to `others`, for the caller to drop once the shard's lock
+    /// is released.
+    fn find(&self, key: &ContentKey, others: &mut Vec<Counted<E>>) -> Option<Counted<E>> {
+        let tag = tag_of(key);
+        for rec in self.records.iter_hash(hash_of(tag)) {
+            // SAFETY: the record is in this shard, locked by the caller.
+            #[expect(unsafe_code, reason = "the tag of an entry's cell through its record")]
+            if unsafe { rec.0.tag() } != tag {
+                continue;
             }
-            hashbrown::hash_map::Entry::Occupied(_) => {
-                self.more.entry(key).or_default().push(entry);
+            // An entry being dropped is gone: skipped.
+            let Some(e) = rec.upgrade() else { continue };
+            if e.key().as_ref() == Some(key) {
+                return Some(e);
             }
+            others.push(e);
+        }
+        None
+    }
+
+    /// Counts one more entry, `entry`, under `key`.
+    fn add(&mut self, key: &ContentKey, entry: &Counted<E>) {
+        self.insert(key, entry, Rec(Uncounted::of(entry)));
+    }
+
+    /// Adds `rec`, the record of `counted`, under `key`: the key's tag goes into the entry's
+    /// cell first, where the record's hash is read from.
+    fn insert<F: ?Sized>(&mut self, key: &ContentKey, counted: &Counted<F>, rec: Rec<E>) {
+        let tag = tag_of(key);
+        Counted::set_tag(counted, tag);
+        self.records.insert_unique(hash_of(tag), rec, Rec::hash);
+    }
+
+    /// Gives back most of the table once it is at most a quarter full (see `memory`).
+    fn shrink(&mut self) {
+        if let Some(to) = shrunk_capacity(self.records.len(), self.records.capacity()) {
+            self.records.shrink_to(to, Rec::hash);
         }
     }
 }
@@ -528,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn every_copy_of_a_key_is_counted_and_the_first_live_one_is_handed_out() {
+    fn every_copy_of_a_key_is_counted_and_a_live_one_is_handed_out() {
         let registry = Arc::new(Registry::new());
         let key = ContentKey::of(b"one", &[]);
         let other = ContentKey::of(b"two", &[]);
@@ -549,14 +587,14 @@ mod tests {
         let mut expected = vec![key, other];
         expected.sort();
         assert_eq!(live, expected);
-        // The first goes: the next counted is handed out, and the key stays live.
+        // The first goes: another copy is handed out, and the key stays live.
         drop(a);
         let (next, new) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert!(!new);
-        assert_eq!(next.id(), b.id());
+        assert!(next.id() == b.id() || next.id() == c.id());
         drop(next);
         assert_eq!(registry.garbage(), 0);
-        // A later copy goes: the first stays.
+        // Another copy goes: the one left is handed out.
         drop(c);
         let (next, _) = registry.find_or_add(key, || fake::<0>(&registry, key));
         assert_eq!(next.id(), b.id());

@@ -549,7 +549,8 @@ impl Residency {
     /// Entry `id` is gone (its last handle dropped).
     pub fn forget(&self, id: EntryId) {
         let mut rs = self.residents.lock();
-        // From both maps, whichever holds it: what either holds must not outlive the entry.
+        // From both maps, though an entry is never in both: what either holds must not
+        // outlive the entry, so the parked map is cleared whatever the tracked one held.
         if rs.entries.remove(&id).is_some() {
             rs.policy.remove(id);
             shrink_mapped_map(&mut rs.entries);
