@@ -13,8 +13,8 @@
 //! - A class takes its cells from chunks of [`CHUNK`] bytes, aligned to their size, so that a
 //!   cell's chunk is its address rounded down. A chunk starts with its header; its cells follow,
 //!   with no header of their own.
-//! - A chunk hands out its free cells (a list threaded through them) before any it has never
-//!   handed out, so that a chunk's used cells stay few and together.
+//! - A chunk hands out its free cells (a list threaded through their last words) before any it
+//!   has never handed out, so that a chunk's used cells stay few and together.
 //! - A class keeps a list of the chunks that have a cell in use and a free one, and allocates
 //!   from the last of them. A chunk whose last cell is freed leaves the list and is given back
 //!   to the system, except one per class, kept aside as the spare: it serves allocations once
@@ -120,6 +120,12 @@ pub(crate) const fn cell_bytes(size: usize) -> usize {
     }
 }
 
+/// Chunks mapped for the class of blocks of `layout` (0 if they are not cells).
+#[cfg(test)]
+pub(crate) fn cell_chunks(layout: Layout) -> usize {
+    class_of(layout).map_or(0, |c| CLASSES_OF.0[c].lock().chunks)
+}
+
 /// See the module docs. Stateless: any `Cells` frees any other's blocks.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Cells;
@@ -151,7 +157,7 @@ impl Class {
                 cell
             } else {
                 let cell = h.free;
-                h.free = cell.cast::<*mut u8>().read();
+                h.free = link(cell, size).read();
                 cell
             };
             h.live += 1;
@@ -165,18 +171,21 @@ impl Class {
         NonNull::new(cell).ok_or(AllocError)
     }
 
-    /// Frees `cell`, a cell of this class in `chunk`.
+    /// Frees `cell`, a cell of `size` bytes of this class in `chunk`.
     ///
     /// # Safety
     /// `cell` was allocated by this class, is in `chunk`, and is no longer used.
     #[expect(unsafe_code, reason = "giving a cell back to its chunk")]
-    unsafe fn free(&mut self, chunk: NonNull<Header>, cell: NonNull<u8>) {
+    unsafe fn free(&mut self, chunk: NonNull<Header>, cell: NonNull<u8>, size: usize) {
         // SAFETY: the chunk is mapped while it has a cell in use (this one), and its header
         // and free cells are only touched under the lock held here; the cell is free, so its
         // first word may hold the link.
         unsafe {
             let h = &mut *chunk.as_ptr();
-            cell.as_ptr().cast::<*mut u8>().write(h.free);
+            if POISON {
+                std::ptr::write_bytes(cell.as_ptr(), POISON_BYTE, size);
+            }
+            link(cell.as_ptr(), size).write(h.free);
             h.free = cell.as_ptr();
             h.live -= 1;
             let (unlisted, empty) = (h.listed_at == UNLISTED, h.live == 0);
@@ -241,6 +250,25 @@ impl Class {
         }
     }
 }
+
+/// Where a free cell of `size` bytes keeps the link to the next: its last word, so that the
+/// first bytes (a counted cell's count) keep the poison (see [`POISON`]).
+///
+/// # Safety
+/// `cell` is a free cell of `size` bytes.
+#[expect(unsafe_code, reason = "the link word of a free cell")]
+unsafe fn link(cell: *mut u8, size: usize) -> *mut *mut u8 {
+    // SAFETY: the cell is `size` bytes, a multiple of `ALIGN`, so its last word is in it and
+    // aligned.
+    unsafe { cell.add(size - std::mem::size_of::<*mut u8>()).cast() }
+}
+
+/// In test and model-checking builds, a freed cell is filled with [`POISON_BYTE`] (but for its
+/// link): a count read from a freed cell is then far past any real count, and counting it
+/// again aborts (see `runtime::counted`), where a use after free would otherwise pass unseen.
+const POISON: bool = cfg!(any(debug_assertions, spillway_shuttle));
+/// See [`POISON`].
+pub(crate) const POISON_BYTE: u8 = 0xa5;
 
 /// The chunk that holds `cell`.
 fn chunk_of(cell: NonNull<u8>) -> NonNull<Header> {
@@ -328,7 +356,11 @@ unsafe impl Allocator for Cells {
         };
         // SAFETY: the block is a cell of this class (its layout says so), in the chunk its
         // address rounds down to, and the caller no longer uses it.
-        unsafe { CLASSES_OF.0[class].lock().free(chunk_of(ptr), ptr) };
+        unsafe {
+            CLASSES_OF.0[class]
+                .lock()
+                .free(chunk_of(ptr), ptr, cell_size(class))
+        };
     }
 }
 
@@ -464,6 +496,62 @@ mod tests {
             unsafe {
                 Cells.deallocate(block, layout)
             };
+        }
+    }
+
+    #[test]
+    fn threads_allocating_and_freeing_one_size_at_once_give_every_chunk_back() {
+        let layout = Layout::from_size_align(176, 8).expect("a layout");
+        let class = class_of(layout).expect("a cell");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                s.spawn(move || {
+                    let mut mine: Vec<NonNull<u8>> = Vec::new();
+                    for i in 0..20_000usize {
+                        let cell = Cells.allocate(layout).expect("a cell").cast::<u8>();
+                        #[expect(unsafe_code, reason = "writing the cell just allocated")]
+                        // SAFETY: a fresh cell of 176 bytes.
+                        unsafe {
+                            std::ptr::write_bytes(cell.as_ptr(), t, 176)
+                        };
+                        mine.push(cell);
+                        if i % 3 != 0 {
+                            let gone = mine.swap_remove((i * 7) % mine.len());
+                            #[expect(unsafe_code, reason = "reading and freeing a cell")]
+                            // SAFETY: allocated above by this thread, written with `t`.
+                            unsafe {
+                                let bytes = std::slice::from_raw_parts(gone.as_ptr(), 176);
+                                assert!(bytes.iter().all(|&b| b == t), "no other thread wrote it");
+                                Cells.deallocate(gone, layout);
+                            }
+                        }
+                    }
+                    for gone in mine {
+                        #[expect(unsafe_code, reason = "freeing a cell")]
+                        // SAFETY: allocated above by this thread, not used any more.
+                        unsafe {
+                            Cells.deallocate(gone, layout)
+                        };
+                    }
+                });
+            }
+        });
+        assert_eq!(census(class), (1, 1), "every chunk but one went back");
+    }
+
+    #[test]
+    fn a_freed_cell_is_poisoned_but_for_its_link() {
+        let layout = Layout::from_size_align(160, 8).expect("a layout");
+        let keep = Cells.allocate(layout).expect("a cell").cast::<u8>();
+        let cell = Cells.allocate(layout).expect("a cell").cast::<u8>();
+        #[expect(unsafe_code, reason = "reading a freed cell, which stays mapped")]
+        // SAFETY: the chunk stays mapped while `keep` is in use; the freed cell's bytes are
+        // only read.
+        unsafe {
+            Cells.deallocate(cell, layout);
+            let bytes = std::slice::from_raw_parts(cell.as_ptr(), 160 - 8);
+            assert!(bytes.iter().all(|&b| b == POISON_BYTE));
+            Cells.deallocate(keep, layout);
         }
     }
 

@@ -43,6 +43,8 @@ pub use budget::{Budget, BudgetConfig, BudgetError, BudgetStats, Pressure, Reser
 pub use kind::{PolicyKind, UnknownPolicy};
 pub use watermarks::Watermarks;
 
+#[cfg(test)]
+pub(crate) use cells::cell_chunks;
 pub(crate) use cells::{Cells, cell_bytes};
 pub(crate) use mapped::{IdMap, Mapped, mapped_map_bytes, shrink_mapped_map};
 pub(crate) use release::Released;

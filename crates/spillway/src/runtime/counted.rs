@@ -414,6 +414,34 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_dropped_through_its_erased_type_goes_back_to_its_class() {
+        /// A value whose cell (224 bytes) is of a class no other test uses.
+        struct Wide(#[expect(dead_code, reason = "size only")] [u64; 26]);
+        trait Sized26 {}
+        impl Sized26 for Wide {}
+        let layout = Layout::new::<Cell<Wide>>();
+        assert_eq!(crate::memory::cell_bytes(layout.size()), 224);
+        let cells: Vec<Counted<dyn Sized26>> = (0..5_000)
+            .map(|_| {
+                // SAFETY: an unsizing coercion.
+                #[expect(unsafe_code, reason = "erasing a counted pointer's type")]
+                unsafe {
+                    Counted::map_cell(Counted::new(Wide([3; 26])), |c| {
+                        c as NonNull<Cell<dyn Sized26>>
+                    })
+                }
+            })
+            .collect();
+        assert!(crate::memory::cell_chunks(layout) > 1);
+        drop(cells);
+        assert_eq!(
+            crate::memory::cell_chunks(layout),
+            1,
+            "freed with the layout of the value's own type: every chunk but the spare went back"
+        );
+    }
+
+    #[test]
     fn counts_from_many_threads_balance() {
         let drops = AtomicUsize::new(0);
         let root = Counted::new(Tally(&drops, [1; 3]));
