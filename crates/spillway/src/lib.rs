@@ -97,14 +97,18 @@
 //! sections it holds beside them, [`Pool::sections`]). The pool's own memory, which grows with
 //! the number of handles rather than with the values' sizes, is reported but not counted by
 //! default: an entry per object it has handles to (resident or paged out), the registry of
-//! live keys, the eviction policy's tables and the store's in-memory index: a few hundred
-//! bytes per handle ([`PoolStats::metadata_bytes`], [`PoolStats::store_index_bytes`]).
+//! live keys, the eviction policy's tables and the store's in-memory index: about 150 bytes
+//! per paged-out handle ([`PoolStats::metadata_bytes`], [`PoolStats::store_index_bytes`]).
 //! [`PoolBuilder::budget_includes_metadata`] counts it too, up to three quarters of the
 //! budget, so that the process's memory follows the budget: the values get what is left.
 //!
 //! The pool's large tables (the registry's, the policy's, the resident set's) are
 //! anonymous mappings of their own, like the store's index, so the copies that their growth
-//! and shrinking let go leave the process whatever the allocator's thresholds.
+//! and shrinking let go leave the process whatever the allocator's thresholds. Its entries
+//! are packed in chunks of their own, apart from the values, so that the pages paged-out
+//! values leave free are wholly free; with glibc, page-out asks the allocator to give them
+//! back (`malloc_trim`, by the background page-out once half the budget was paged out, and
+//! by [`Pool::shrink_to`]).
 //!
 //! The process also holds what its allocator keeps. glibc's malloc raises its mmap threshold
 //! to the size of every large mapping it frees, after which large values come from the heap
