@@ -92,3 +92,35 @@ fn a_vec_field_stored_before_reads_back_as_bytes() {
     assert_eq!(new.name, "before");
     assert!(new.data == mebibyte(2));
 }
+
+/// An entry counts its charged size in 32 bits and keeps a larger one aside: sizes on either
+/// side of 4 GiB are charged, released on page-out, charged again on page-in and released when
+/// the handle goes, exactly.
+#[test]
+fn sizes_of_four_gibibytes_and_more_are_charged_and_released_exactly() {
+    const GIB: u64 = 1 << 30;
+    let pool = pool(20 * GIB);
+    let sizes = [u64::from(u32::MAX) - 1, u64::from(u32::MAX), 6 * GIB];
+    let handles: Vec<Paged<u64>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| pool.insert_with_size(i as u64, s).unwrap())
+        .collect();
+    let all: u64 = sizes.iter().sum();
+    assert_eq!(pool.stats().resident_bytes, all);
+    pool.shrink_to(0).unwrap();
+    assert_eq!(pool.stats().resident_bytes, 0);
+    assert!(handles.iter().all(|h| !h.is_resident()));
+    for (i, h) in handles.iter().enumerate() {
+        assert_eq!(*h.get().unwrap(), i as u64);
+    }
+    assert_eq!(pool.stats().resident_bytes, all, "charged again on page-in");
+    let mut handles = handles;
+    let last = handles.pop().unwrap();
+    drop(last);
+    assert_eq!(pool.stats().resident_bytes, all - 6 * GIB);
+    pool.shrink_to(0).unwrap();
+    assert_eq!(pool.stats().resident_bytes, 0);
+    drop(handles);
+    assert_eq!(pool.stats().resident_bytes, 0);
+}

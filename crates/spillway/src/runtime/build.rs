@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::gc::{Collector, GcOptions};
 use super::loading::Loads;
+use super::pool_table::PoolNumber;
 use super::registry::Registry;
 use super::residency::Residency;
 use super::schema::SchemaBuilder;
@@ -239,9 +240,11 @@ impl PoolBuilder {
         if let Some(e) = store.untagged_values() {
             return Err(e);
         }
+        let number = PoolNumber::claim()?;
         let signal = Arc::new(Signal::default());
         let (io, mut handles) = IoPool::start(self.io_threads.unwrap_or(2))?;
         let shared = Arc::new(PoolShared {
+            number,
             store,
             log,
             schemas,
@@ -257,12 +260,14 @@ impl PoolBuilder {
             collector: Collector::new(self.gc_after.unwrap_or(100_000)),
             loads: Loads::new(),
             fixed_sizes: Default::default(),
+            large_sizes: Default::default(),
             metadata: self
                 .metadata_in_budget
                 .then(|| super::metadata::MetadataCharge::new(limit)),
             io,
             _tmp: tmp,
         });
+        shared.number.publish(Arc::as_ptr(&shared).cast());
         if !self.deterministic {
             let weak = Arc::downgrade(&shared);
             // If this fails, the I/O threads end when `shared`, and with it their queue, is

@@ -43,12 +43,13 @@
 //!   counting the value when the entry is dropped (the guard's owner holds it).
 
 use std::any::Any;
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
-use crate::sync::{AtomicBool, AtomicU8, AtomicU64, RwLock};
+use crate::sync::{AtomicU8, AtomicU32, RwLock};
 
 use super::counted::{Cell, Counted};
 use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry, ErasedRef};
@@ -64,6 +65,24 @@ const REGISTERED: u8 = 1;
 /// [`Entry`] flag: a stored parent's record refers to the entry's key (a handle to it went out
 /// of memory with its paged-out parent), so dropping its last handle makes nothing garbage.
 const REACHED: u8 = 2;
+/// [`Entry`] flag: the value is in the store under the entry's key (only a stored entry is
+/// evicted). Set with release ordering after the key, read with acquire.
+const STORED: u8 = 4;
+/// [`Entry`] flag: the entry was given an explicit size at creation, used instead of the deep
+/// size: rare, so kept in the pool's table of fixed sizes rather than here.
+const FIXED_SIZE: u8 = 8;
+/// [`Entry`] flag: a caller has taken the right to write the key (the one that set this bit).
+const KEY_CLAIMED: u8 = 16;
+/// [`Entry`] flag: the key is written. Set with release ordering once it is, read with acquire
+/// before the key is.
+const KEY_SET: u8 = 32;
+/// [`Entry`] flag: the pool's policy orders by recency, so every use is also logged (see
+/// [`Entry::hit`]); fixed for the pool's life, copied here so that a read need not look.
+const LOGS_ACCESSES: u8 = 64;
+
+/// An entry's `size` that stands for a size of this many bytes or more, kept in the pool's
+/// table of large sizes.
+const LARGE: u32 = u32::MAX;
 
 /// An entry's value: `Some` while resident; `None` while paged out, or loading when the
 /// pool's table of loads holds a load for the entry (started and ended under the slot's write
@@ -74,10 +93,15 @@ pub(crate) type Slot<T> = Option<Arc<T>>;
 /// An entry, shared by every handle to one object.
 ///
 /// Kept small: a paged-out object costs this (in its cell, see `counted`) plus its registry
-/// record. The state
-/// of a page-in in progress is not here but in the pool's table of
-/// [`Loads`](super::loading::Loads), for as long as
-/// the load runs.
+/// record; for a sized value type the entry is 40 bytes and its cell 48. So:
+/// - the state of a page-in in progress is not here but in the pool's table of
+///   [`Loads`](super::loading::Loads), for as long as the load runs;
+/// - the pool is named by its two-byte number (see `pool_table`), not an `Arc`: the entry
+///   holds a count of the pool's `Arc` all the same, from its making to the end of its drop;
+/// - the key is written once (guarded by two flag bits) rather than kept in a `OnceLock`;
+/// - the size charged is 32 bits, a larger one being kept in the pool's table of large sizes;
+/// - what is rare (an explicit size) or fixed for the pool (whether it logs accesses) is a
+///   flag bit.
 ///
 /// An entry's id ([`ErasedEntry::id`]) is its address: unique among the live entries of the
 /// process, and free. Everything keyed by id forgets an entry in its `drop` (through
@@ -85,25 +109,34 @@ pub(crate) type Slot<T> = Option<Arc<T>>;
 /// entry's id afterwards (a logged access not yet handed to the policy, a parked entry's place
 /// in line) is only looked up, and at worst counts for the entry that took the address.
 ///
-/// `repr(C)` keeps what a resident read touches (the slot, the pool, the use counter) in the
-/// first 25 bytes, after the cell's count and tag (see `counted`); an entry's cell is one
-/// cache line of its chunk (see `memory::cells`).
+/// `repr(C)` keeps what a resident read touches (the slot, the use counter, the flags, the
+/// pool's number) in the entry's cell, one cache line (see `memory::cells`).
 #[repr(C)]
 pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub slot: RwLock<Slot<T>>,
-    pub pool: Arc<PoolShared>,
+    /// Written once, under [`KEY_CLAIMED`]; readable once [`KEY_SET`] is seen.
+    key: KeyCell,
+    /// Bytes charged to the budget for this entry (0 when evicted); [`LARGE`] stands for a
+    /// size in the pool's table of large sizes.
+    size: AtomicU32,
+    /// The pool's number (see `pool_table`).
+    pool: u16,
     pub hits: AtomicU8,
-    /// [`REGISTERED`] once the entry is counted in the pool's registry under its key;
-    /// [`REACHED`] once a handle to it went out of memory with a paged-out parent.
+    /// See the flag constants above.
     flags: AtomicU8,
-    pub stored: AtomicBool,
-    /// True if the entry was given an explicit size at creation, used instead of the deep
-    /// size: rare, so kept in the pool's table of fixed sizes rather than here.
-    has_fixed_size: bool,
-    pub key: OnceLock<ContentKey>,
-    /// Bytes charged to the budget for this entry (0 when evicted).
-    pub size: AtomicU64,
 }
+
+/// An entry's key: written once, read once published (see [`KEY_CLAIMED`], [`KEY_SET`]).
+struct KeyCell(UnsafeCell<MaybeUninit<ContentKey>>);
+
+// SAFETY: the key is written once, by the one caller that claimed it (`KEY_CLAIMED`), and read
+// only after its `KEY_SET` is seen with acquire ordering, which the writer sets with release
+// ordering after writing it (see `Entry::key`, `Entry::set_key_once`).
+#[expect(
+    unsafe_code,
+    reason = "a key written once and read only once published"
+)]
+unsafe impl Sync for KeyCell {}
 
 impl<T: ?Sized + Pageable> Entry<T> {
     /// Bytes of an entry's allocation: its cell (the entry and its count), as the cells'
@@ -127,23 +160,111 @@ impl<T: ?Sized + Pageable> Entry<T> {
         key: Option<ContentKey>,
         has_fixed_size: bool,
     ) -> Entry<T> {
-        let k = OnceLock::new();
-        if let Some(key) = key {
-            let _ = k.set(key);
-        }
         pool.stats.entries.fetch_add(1, Ordering::Relaxed);
         pool.stats
             .entry_bytes
             .fetch_add(Self::ALLOCATION as u64, Ordering::Relaxed);
+        let mut flags = 0;
+        if key.is_some() {
+            flags |= KEY_CLAIMED | KEY_SET | STORED;
+        }
+        if has_fixed_size {
+            flags |= FIXED_SIZE;
+        }
+        if pool.residency.logs_accesses() {
+            flags |= LOGS_ACCESSES;
+        }
         Entry {
-            pool: Arc::clone(pool),
-            key: k,
-            stored: AtomicBool::new(key.is_some()),
-            flags: AtomicU8::new(0),
-            hits: Default::default(),
             slot: RwLock::new(slot),
-            size: AtomicU64::new(0),
-            has_fixed_size,
+            key: KeyCell(UnsafeCell::new(
+                key.map_or(MaybeUninit::uninit(), MaybeUninit::new),
+            )),
+            size: AtomicU32::new(0),
+            pool: PoolShared::hold(pool),
+            hits: Default::default(),
+            flags: AtomicU8::new(flags),
+        }
+    }
+
+    /// The pool's shared part.
+    #[inline]
+    pub fn pool(&self) -> &PoolShared {
+        // SAFETY: the entry holds a count of its pool from its making to the end of its drop.
+        #[expect(unsafe_code, reason = "the entry's pool, through its number")]
+        unsafe {
+            PoolShared::of(self.pool)
+        }
+    }
+
+    /// The content key, once known.
+    #[inline]
+    pub fn key(&self) -> Option<ContentKey> {
+        if self.flags.load(Ordering::Acquire) & KEY_SET == 0 {
+            return None;
+        }
+        // SAFETY: `KEY_SET`, seen with acquire ordering, is set after the key is written, and
+        // the key is never written again.
+        #[expect(unsafe_code, reason = "reading a key once published")]
+        unsafe {
+            Some((*self.key.0.get()).assume_init())
+        }
+    }
+
+    /// Sets the key, unless it is set already: the first caller writes it and the others wait
+    /// until it has (a moment), so that on return the key is set.
+    fn set_key_once(&self, key: ContentKey) {
+        if self.flags.fetch_or(KEY_CLAIMED, Ordering::Acquire) & KEY_CLAIMED == 0 {
+            // SAFETY: this caller set `KEY_CLAIMED`, so it is the one writer, and no reader
+            // reads the key before `KEY_SET`.
+            #[expect(unsafe_code, reason = "writing a key once")]
+            unsafe {
+                (*self.key.0.get()).write(key);
+            }
+            self.flags.fetch_or(KEY_SET, Ordering::Release);
+        } else {
+            while self.flags.load(Ordering::Acquire) & KEY_SET == 0 {
+                crate::sync::thread::yield_now();
+            }
+        }
+    }
+
+    /// The bytes charged for the entry now.
+    fn size(&self) -> u64 {
+        match self.size.load(Ordering::Relaxed) {
+            LARGE => self
+                .pool()
+                .large_sizes
+                .lock()
+                .get(&self.id())
+                .copied()
+                .unwrap_or(0),
+            n => u64::from(n),
+        }
+    }
+
+    /// Sets the bytes charged for the entry, which has none: made, or loading.
+    fn set_size(&self, bytes: u64) {
+        let n = match u32::try_from(bytes) {
+            Ok(n) if n < LARGE => n,
+            _ => {
+                self.pool().large_sizes.lock().insert(self.id(), bytes);
+                LARGE
+            }
+        };
+        self.size.store(n, Ordering::Relaxed);
+    }
+
+    /// Takes the bytes charged for the entry back to zero, returning them: under the slot's
+    /// write lock (an eviction) or in the entry's drop.
+    fn take_size(&self) -> u64 {
+        match self.size.swap(0, Ordering::Relaxed) {
+            LARGE => {
+                let mut large = self.pool().large_sizes.lock();
+                let bytes = large.remove(&self.id()).unwrap_or(0);
+                crate::memory::shrink_map(&mut large);
+                bytes
+            }
+            n => u64::from(n),
         }
     }
 
@@ -164,7 +285,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if let Some(f) = fixed {
             pool.fixed_sizes.lock().insert(entry.id(), f.max(1));
         }
-        entry.size.store(reservation.commit(), Ordering::Relaxed);
+        entry.set_size(reservation.commit());
         pool.residency.admit(Self::erased(&entry), size);
         Ok(entry)
     }
@@ -182,10 +303,10 @@ impl<T: ?Sized + Pageable> Entry<T> {
 
     /// The explicit size given at creation, if any.
     pub fn fixed_size(&self) -> Option<u64> {
-        if !self.has_fixed_size {
+        if self.flags.load(Ordering::Relaxed) & FIXED_SIZE == 0 {
             return None;
         }
-        self.pool.fixed_sizes.lock().get(&self.id()).copied()
+        self.pool().fixed_sizes.lock().get(&self.id()).copied()
     }
 
     pub fn size_of(&self, value: &T) -> u64 {
@@ -203,19 +324,20 @@ impl<T: ?Sized + Pageable> Entry<T> {
         if self.hits.load(Ordering::Relaxed) < 3 {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
-        if self.pool.residency.logs_accesses() {
-            self.pool.residency.log_access(self.id());
+        if self.flags.load(Ordering::Relaxed) & LOGS_ACCESSES != 0 {
+            self.pool().residency.log_access(self.id());
         }
     }
 
     /// Loads the value from the store and decodes it. Called by the one thread that moved the
     /// slot from `Evicted` to `Loading`.
     pub fn page_in(&self) -> Result<Arc<T>> {
-        let key = *self
-            .key
-            .get()
+        let key = self
+            .key()
             .ok_or_else(|| Error::Internal("an evicted entry has no key".into()))?;
-        let pool = &self.pool;
+        // SAFETY: as for `pool`.
+        #[expect(unsafe_code, reason = "the entry's pool, through its number")]
+        let pool = unsafe { PoolShared::arc_of(self.pool) };
         let blob = pool.store.get(&key)?.ok_or_else(|| Error::NotFound {
             key,
             store: pool.store.describe(),
@@ -234,7 +356,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         )?;
         let ctx = crate::codec::DecodeCtx {
             children: blob.children,
-            hydrator: Arc::clone(pool) as Arc<dyn Any + Send + Sync>,
+            hydrator: Arc::clone(&pool) as Arc<dyn Any + Send + Sync>,
         };
         // The type tag is checked before the value's bytes are decoded (see `schema`).
         let value =
@@ -248,7 +370,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             r.resize(size);
             r.commit()
         };
-        self.size.store(charged, Ordering::Relaxed);
+        self.set_size(charged);
         Ok(value)
     }
 
@@ -281,7 +403,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             }
             // Looked up under the slot's lock: a load in the table is one whose end (under
             // that lock) is still to come; none means the value is paged out.
-            match this.pool.loads.get(this.id()) {
+            match this.pool().loads.get(this.id()) {
                 Some(load) => {
                     drop(slot);
                     let mut wait = load.wait.lock();
@@ -294,7 +416,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
                     }
                 }
                 None => {
-                    let load = this.pool.loads.start(this.id());
+                    let load = this.pool().loads.start(this.id());
                     drop(slot);
                     return Self::finish_load(this, &load, this.page_in_guarded(), |r| {
                         r.map(|v| (v, true))
@@ -323,7 +445,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
             let mut wait = load.wait.lock();
             let mut slot = this.slot.write();
             *slot = loaded.as_ref().ok().map(Arc::clone);
-            this.pool.loads.end(this.id());
+            this.pool().loads.end(this.id());
             drop(slot);
             wait.done = true;
             wait.failure = match &loaded {
@@ -333,8 +455,8 @@ impl<T: ?Sized + Pageable> Entry<T> {
             std::mem::take(&mut wait.wakers)
         };
         if loaded.is_ok() {
-            let size = this.size.load(Ordering::Relaxed);
-            this.pool.residency.admit(Self::erased(this), size);
+            let size = this.size();
+            this.pool().residency.admit(Self::erased(this), size);
         }
         let out = deliver(loaded);
         load.cv.notify_all();
@@ -351,16 +473,16 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     }
 
     fn key(&self) -> Option<ContentKey> {
-        self.key.get().copied()
+        Entry::key(self)
     }
 
     fn is_stored(&self) -> bool {
-        self.stored.load(Ordering::Acquire)
+        self.flags.load(Ordering::Acquire) & STORED != 0
     }
 
     fn mark_stored(&self, key: ContentKey) {
-        let _ = self.key.set(key);
-        self.stored.store(true, Ordering::Release);
+        self.set_key_once(key);
+        self.flags.fetch_or(STORED, Ordering::Release);
     }
 
     fn mark_registered(&self) -> bool {
@@ -368,7 +490,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     }
 
     fn set_key(&self, key: ContentKey) {
-        let _ = self.key.set(key);
+        self.set_key_once(key);
     }
 
     fn encode(&self) -> Result<Encoded> {
@@ -383,11 +505,11 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 )));
             }
         };
-        let (bytes, ctx) = crate::codec::encode_with(|| self.pool.schemas.encode(&*value));
+        let (bytes, ctx) = crate::codec::encode_with(|| self.pool().schemas.encode(&*value));
         if let Some(other) = take_foreign() {
             return Err(Error::ForeignHandle {
                 what: format!("a value of type {} holding a handle", T::type_name()),
-                pool: self.pool.store.describe(),
+                pool: self.pool().store.describe(),
                 other,
             });
         }
@@ -441,18 +563,18 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 // insertion), and no read can record one until a page-in ends.
                 Some(v) if Arc::strong_count(v) == 1 => {
                     self.hits.store(0, Ordering::Relaxed);
-                    (slot.take(), self.size.swap(0, Ordering::Relaxed))
+                    (slot.take(), self.take_size())
                 }
                 _ => return None,
             }
         };
-        self.pool.residency.release(size);
+        self.pool().residency.release(size);
         super::drop_queue::defer_evicted(Box::new(old));
         Some(size)
     }
 
     fn resident_size(&self) -> u64 {
-        self.size.load(Ordering::Relaxed)
+        self.size()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -462,34 +584,43 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
 
 impl<T: ?Sized + Pageable> Drop for Entry<T> {
     fn drop(&mut self) {
-        self.pool.stats.entries.fetch_sub(1, Ordering::Relaxed);
-        self.pool
-            .stats
+        // SAFETY: as for `pool`, until the count is given back below; not borrowed from `self`,
+        // whose fields are taken below.
+        #[expect(unsafe_code, reason = "the entry's pool, through its number")]
+        let pool: &PoolShared = unsafe { PoolShared::of(self.pool) };
+        pool.stats.entries.fetch_sub(1, Ordering::Relaxed);
+        pool.stats
             .entry_bytes
             .fetch_sub(Self::ALLOCATION as u64, Ordering::Relaxed);
-        let size = *self.size.get_mut();
+        let size = self.take_size();
         if size > 0 {
-            self.pool.residency.release(size);
+            pool.residency.release(size);
         }
-        if self.has_fixed_size {
-            let mut fixed = self.pool.fixed_sizes.lock();
+        let flags = *self.flags.get_mut();
+        if flags & FIXED_SIZE != 0 {
+            let mut fixed = pool.fixed_sizes.lock();
             fixed.remove(&self.id());
             crate::memory::shrink_map(&mut fixed);
         }
-        let flags = *self.flags.get_mut();
         // An entry a paged-out parent's record refers to is reachable through it: its last
         // handle going is not garbage. (A handle dropped with a paged-out value marks its entry
         // before the entry can go, so the mark alone tells.)
-        self.pool.forget::<Self>(
+        pool.forget::<Self>(
             self.id(),
             self as *const Self as *const (),
-            self.key.get().copied().filter(|_| flags & REGISTERED != 0),
+            self.key().filter(|_| flags & REGISTERED != 0),
             flags & REACHED == 0,
         );
         // Dropping the value may drop the last handles of its children, and theirs in turn: a
         // long chain would recurse once per link. The queue turns that into a loop.
         let old = self.slot.get_mut().take();
         super::drop_queue::defer(Box::new(old));
+        // Last: the pool may go with this count.
+        // SAFETY: the count `new` took, given back once, after the last use of the pool.
+        #[expect(unsafe_code, reason = "giving back the entry's count of its pool")]
+        unsafe {
+            PoolShared::let_go(self.pool);
+        }
     }
 }
 
@@ -502,9 +633,9 @@ mod tests {
     #[test]
     fn an_entry_stays_small() {
         let size = std::mem::size_of::<Entry<u64>>();
-        assert!(size <= 56, "Entry<u64> is {size} bytes");
+        assert!(size <= 40, "Entry<u64> is {size} bytes");
         assert_eq!(std::mem::size_of::<Slot<u64>>(), 8);
-        // With its count, a cell of 64 bytes, with no allocator header.
-        const { assert!(Entry::<u64>::ALLOCATION <= 64) };
+        // With its count, a cell of 48 bytes, with no allocator header.
+        const { assert!(Entry::<u64>::ALLOCATION <= 48) };
     }
 }

@@ -119,10 +119,10 @@ impl<T: ?Sized + Pageable> fmt::Debug for Paged<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*self.entry.slot.read_recursive() {
             Some(_) => "resident",
-            None if self.entry.pool.loads.get(self.entry.id()).is_some() => "loading",
+            None if self.entry.pool().loads.get(self.entry.id()).is_some() => "loading",
             None => "paged out",
         };
-        match self.entry.key.get() {
+        match self.entry.key() {
             Some(k) => write!(f, "Paged<{}>({k}, {state})", T::type_name()),
             None => write!(f, "Paged<{}>(new, {state})", T::type_name()),
         }
@@ -147,13 +147,13 @@ impl<T: ?Sized + Pageable> Paged<T> {
     pub fn get(&self) -> Result<Guard<T>> {
         if let Some(v) = &*self.entry.slot.read_recursive() {
             self.entry.hit();
-            self.entry.pool.stats.hits.incr();
+            self.entry.pool().stats.hits.incr();
             return Ok(Guard {
                 value: Arc::clone(v),
             });
         }
         self.entry
-            .pool
+            .pool()
             .stats
             .misses
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -175,7 +175,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
     pub fn read(&self) -> Result<Ref<'_, T>> {
         if let Some(value) = crate::sync::read_part(&self.entry.slot, resident) {
             self.entry.hit();
-            self.entry.pool.stats.hits.incr();
+            self.entry.pool().stats.hits.incr();
             return Ok(Ref { value });
         }
         self.read_slow()
@@ -208,19 +208,17 @@ impl<T: ?Sized + Pageable> Paged<T> {
     /// Fails with [`Error::ForeignHandle`](crate::Error::ForeignHandle) if the graph holds a
     /// handle of another pool.
     pub fn key(&self) -> Result<ContentKey> {
-        if let Some(k) = self.entry.key.get()
+        if let Some(k) = self.entry.key()
             && self.entry.is_stored()
         {
-            return Ok(*k);
+            return Ok(k);
         }
         self.entry
-            .pool
+            .pool()
             .page_out()
             .store_graphs(&[Entry::erased(&self.entry)])?;
         self.entry
-            .key
-            .get()
-            .copied()
+            .key()
             .ok_or_else(|| crate::error::Error::Internal("a stored entry has no key".into()))
     }
 
@@ -307,7 +305,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
             if let Some(v) = &*entry.slot.read_recursive() {
                 entry.hit();
                 if !this.counted_miss {
-                    entry.pool.stats.hits.incr();
+                    entry.pool().stats.hits.incr();
                 }
                 return Poll::Ready(Ok(Guard {
                     value: Arc::clone(v),
@@ -316,7 +314,7 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
             if !this.counted_miss {
                 this.counted_miss = true;
                 entry
-                    .pool
+                    .pool()
                     .stats
                     .misses
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -330,16 +328,16 @@ impl<T: ?Sized + Pageable> Future for GetFuture<T> {
             }
             // Looked up under the slot's lock: a load in the table is one whose end (under
             // that lock) is still to come; none means the value is paged out.
-            match entry.pool.loads.get(entry.id()) {
+            match entry.pool().loads.get(entry.id()) {
                 None => {
-                    let load = entry.pool.loads.start(entry.id());
+                    let load = entry.pool().loads.start(entry.id());
                     drop(slot);
                     // Registered before the job is spawned, so its end cannot be missed.
                     load.wait.lock().wakers.push(cx.waker().clone());
                     let e = entry.clone();
                     let cell = Arc::new(crate::sync::Mutex::new(None));
                     this.result = Some((Arc::clone(&cell), Arc::clone(&load)));
-                    entry.pool.io.spawn(Box::new(move || {
+                    entry.pool().io.spawn(Box::new(move || {
                         // The outcome goes to this future before anyone is woken.
                         Entry::finish_load(&e, &load, e.page_in_guarded(), |loaded| {
                             *cell.lock() = Some(loaded)
@@ -368,9 +366,9 @@ impl<T: ?Sized + Pageable> Serialize for Paged<T> {
         // A pool stores only its own handles: another pool's object may not be in this pool's
         // store, and that pool alone decides when it is paged out or collected.
         if let Some(pool) = current_pool()
-            && pool != self.entry.pool.registry.pool()
+            && pool != self.entry.pool().registry.pool()
         {
-            note_foreign(self.entry.pool.store.describe());
+            note_foreign(self.entry.pool().store.describe());
             return Err(S::Error::custom(format!(
                 "a spillway handle ({}) of another pool",
                 std::any::type_name::<Self>()
@@ -379,7 +377,7 @@ impl<T: ?Sized + Pageable> Serialize for Paged<T> {
         // A child's key is written only if its record is stored, or about to be by the batch
         // this thread is writing (children before parents); otherwise it is stored first.
         let key = if self.entry.is_stored() || in_current_batch(self.entry.id()) {
-            self.entry.key.get().copied()
+            self.entry.key()
         } else {
             None
         };

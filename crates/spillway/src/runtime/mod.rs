@@ -44,10 +44,11 @@
 //! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
 //! | `residency` | budget, reservation, admission, access log, eviction | counted, erased, page_out, threads |
 //! | `metadata` | the pool's own memory charged to its budget (opt-in) | stats |
-//! | `shared` | `PoolShared`: the parts put together | counted, erased, gc, loading, metadata, page_out, registry, residency, schema, stats, threads |
+//! | `pool_table` | pools by number, for entries to name their pool in two bytes | – |
+//! | `shared` | `PoolShared`: the parts put together | counted, erased, gc, loading, metadata, page_out, pool_table, registry, residency, schema, stats, threads |
 //! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | counted, drop_queue, erased, loading, page_out, shared, value |
 //! | `handle` | [`Paged`], [`Guard`], [`Ref`], [`GetFuture`]; handles' serde | counted, drop_queue, entry, erased, loading, page_out, shared, value |
-//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, metadata, registry, residency, schema, shared, stats, threads, value |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, metadata, pool_table, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
 //!
@@ -95,6 +96,7 @@ mod loading;
 mod metadata;
 mod page_out;
 mod pool;
+mod pool_table;
 mod registry;
 mod residency;
 mod schema;
@@ -131,6 +133,7 @@ mod tests {
         ("metadata", include_str!("metadata.rs")),
         ("page_out", include_str!("page_out.rs")),
         ("pool", include_str!("pool.rs")),
+        ("pool_table", include_str!("pool_table.rs")),
         ("registry", include_str!("registry.rs")),
         ("residency", include_str!("residency.rs")),
         ("schema", include_str!("schema.rs")),

@@ -403,13 +403,13 @@ impl Pool {
 
     /// `Ok` if `handle` is this pool's.
     fn own<T: ?Sized + Pageable>(&self, handle: &Paged<T>) -> Result<()> {
-        if Arc::ptr_eq(&handle.entry.pool, &self.shared) {
+        if std::ptr::eq(handle.entry.pool(), &*self.shared) {
             return Ok(());
         }
         Err(Error::ForeignHandle {
             what: format!("a handle ({})", std::any::type_name::<Paged<T>>()),
             pool: self.shared.store.describe(),
-            other: handle.entry.pool.store.describe(),
+            other: handle.entry.pool().store.describe(),
         })
     }
 

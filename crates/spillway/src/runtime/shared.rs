@@ -1,8 +1,9 @@
 //! [`PoolShared`]: the parts of a pool that its handles share, put together, and the few
 //! operations that take more than one part.
 //!
-//! Every entry holds an `Arc<PoolShared>`, so a pool's parts live as long as any handle does,
-//! after the [`Pool`](super::Pool) itself is dropped.
+//! Every entry holds a count of the pool's `Arc<PoolShared>` and names it by its number (see
+//! `pool_table`), so a pool's parts live as long as any handle does, after the
+//! [`Pool`](super::Pool) itself is dropped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::gc::{Collection, Collector, GcOptions, GcReport};
 use super::loading::Loads;
 use super::metadata::MetadataCharge;
 use super::page_out::PageOut;
+use super::pool_table::{PoolNumber, published};
 use super::registry::Registry;
 use super::residency::Residency;
 use super::schema::Schemas;
@@ -27,6 +29,8 @@ use crate::store::{BlobStore, LogStore};
 
 /// The part of a pool shared by its handles.
 pub(crate) struct PoolShared {
+    /// The pool's number in the process's table of pools, by which its entries name it.
+    pub number: PoolNumber,
     pub store: Arc<dyn BlobStore>,
     /// `store` as the log store it is, when the pool opened it (in `PoolBuilder::dir` or a
     /// temporary directory): what `Pool::compact` compacts.
@@ -44,6 +48,9 @@ pub(crate) struct PoolShared {
     /// The explicit sizes of the live entries that were given one (`Pool::insert_with_size`), by
     /// entry id.
     pub fixed_sizes: Mutex<HashMap<EntryId, u64>>,
+    /// The sizes charged for the live entries charged 4 GiB or more (an entry's own count is
+    /// 32 bits), by entry id.
+    pub large_sizes: Mutex<HashMap<EntryId, u64>>,
     /// The metadata charged to the budget, if the pool counts it there
     /// (`PoolBuilder::budget_includes_metadata`).
     pub metadata: Option<MetadataCharge>,
@@ -62,6 +69,53 @@ impl std::fmt::Debug for PoolShared {
 }
 
 impl PoolShared {
+    /// Takes a count of `this` for an entry being made, which names the pool by the number
+    /// returned (see `pool_table`).
+    pub fn hold(this: &Arc<PoolShared>) -> u16 {
+        std::mem::forget(Arc::clone(this));
+        this.number.get()
+    }
+
+    /// The shared part of pool `number`.
+    ///
+    /// # Safety
+    /// The caller holds a count of that pool's `Arc` taken by [`hold`](Self::hold) (an entry's,
+    /// given back by [`let_go`](Self::let_go) at the end of its drop, not yet), for the
+    /// returned lifetime.
+    #[inline]
+    #[expect(unsafe_code, reason = "a pool's shared part, through its number")]
+    pub unsafe fn of<'a>(number: u16) -> &'a PoolShared {
+        let p = published(number).cast::<PoolShared>();
+        debug_assert!(!p.is_null(), "pool number {number} is published");
+        // SAFETY: the caller's count keeps the part alive and published (see `pool_table`).
+        unsafe { &*p }
+    }
+
+    /// A new `Arc` of pool `number`.
+    ///
+    /// # Safety
+    /// As for [`of`](Self::of).
+    #[expect(unsafe_code, reason = "a new count of a pool through its number")]
+    pub unsafe fn arc_of(number: u16) -> Arc<PoolShared> {
+        // SAFETY: as for `of`; the address was published from the `Arc` (`Arc::as_ptr`).
+        unsafe {
+            let p: *const PoolShared = Self::of(number);
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        }
+    }
+
+    /// Gives back the count [`hold`](Self::hold) took for an entry of pool `number`; the pool
+    /// may be dropped here.
+    ///
+    /// # Safety
+    /// As for [`of`](Self::of); the count is given back once and not used again.
+    #[expect(unsafe_code, reason = "giving back a pool's count through its number")]
+    pub unsafe fn let_go(number: u16) {
+        // SAFETY: the count `hold` took, given back once.
+        unsafe { drop(Arc::from_raw(Self::of(number) as *const PoolShared)) }
+    }
+
     /// A page-out through this pool's parts.
     pub fn page_out(&self) -> PageOut<'_> {
         PageOut {
@@ -93,7 +147,8 @@ impl PoolShared {
             + (self.registry.memory_bytes()
                 + self.residency.memory_bytes()
                 + self.loads.memory_bytes()
-                + crate::memory::map_bytes(&self.fixed_sizes.lock())) as u64
+                + crate::memory::map_bytes(&self.fixed_sizes.lock())
+                + crate::memory::map_bytes(&self.large_sizes.lock())) as u64
     }
 
     /// Brings the metadata charged to the budget up to date (see [`metadata`](super::metadata)),
