@@ -55,8 +55,10 @@
 //! slots' sizes, at most main's share.
 //!
 //! The ghosts are kept compact, as there may be a ghost for every value paged out: a FIFO of
-//! (id, bytes) slots, and an index of 4-byte slot numbers hashed by the id in the slot they
-//! point to, so a ghost costs about 16 bytes in the FIFO and 5 per table slot in the index.
+//! 12-byte (id, bytes) slots, and an index of 4-byte slot numbers hashed by the id in the slot
+//! they point to, so a ghost costs about 12 bytes in the FIFO and 5 per table slot in the index.
+//! A ghost's bytes are kept in 32 bits: a value of 4 GiB or more leaves a ghost of 4 GiB less
+//! one byte (the ghosts' total, which bounds how many are kept, counts it so throughout).
 
 use std::collections::VecDeque;
 
@@ -151,12 +153,38 @@ pub struct S3Fifo {
     ghost_hits: u64,
 }
 
+/// One slot of the ghost FIFO: a ghost id and the bytes it stands for, in 12 bytes (no padding
+/// after the 32-bit size, which an 8-byte alignment would add).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct GhostSlot {
+    id: u64,
+    bytes: u32,
+}
+
+impl GhostSlot {
+    fn new(id: u64, bytes: u64) -> GhostSlot {
+        GhostSlot {
+            id,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn bytes(&self) -> u64 {
+        u64::from(self.bytes)
+    }
+}
+
 /// The ghost FIFO and its index. See the module documentation.
 #[derive(Debug, Default)]
 struct Ghosts {
     /// (ghost id, bytes), oldest first; slot `i` is number `first + i` (wrapping). A slot that
     /// the index does not point to is stale (its ghost was taken, or remembered again later).
-    fifo: VecDeque<(u64, u64)>,
+    fifo: VecDeque<GhostSlot>,
     /// Number of the slot at the front of `fifo`.
     first: u32,
     /// The number of each remembered ghost's live slot, hashed by the ghost id in that slot.
@@ -183,11 +211,11 @@ impl Ghosts {
         let Ghosts {
             fifo, first, index, ..
         } = self;
-        let at = |n: &u32| fifo[offset(*n, *first)].0 == ghost;
+        let at = |n: &u32| fifo[offset(*n, *first)].id() == ghost;
         match index.find_entry(ghost_hash(ghost), at) {
             Ok(e) => {
                 let (number, _) = e.remove();
-                self.bytes -= self.fifo[offset(number, self.first)].1;
+                self.bytes -= self.fifo[offset(number, self.first)].bytes();
                 true
             }
             Err(_) => false,
@@ -201,18 +229,19 @@ impl Ghosts {
             self.pop_oldest();
         }
         let number = self.first.wrapping_add(self.fifo.len() as u32);
-        self.fifo.push_back((ghost, bytes));
+        let slot = GhostSlot::new(ghost, bytes);
+        self.fifo.push_back(slot);
         let Ghosts {
             fifo, first, index, ..
         } = self;
-        let hash = |n: &u32| ghost_hash(fifo[offset(*n, *first)].0);
+        let hash = |n: &u32| ghost_hash(fifo[offset(*n, *first)].id());
         index.insert_unique(ghost_hash(ghost), number, hash);
-        self.bytes += bytes;
+        self.bytes += slot.bytes();
     }
 
     /// Drops the oldest slot, forgetting its ghost if it is live; false if there is none.
     fn pop_oldest(&mut self) -> bool {
-        let Some(&(ghost, bytes)) = self.fifo.front() else {
+        let Some((ghost, bytes)) = self.fifo.front().map(|s| (s.id(), s.bytes())) else {
             return false;
         };
         let number = self.first;
@@ -243,11 +272,11 @@ impl Ghosts {
             });
             self.first = 0;
             self.index.clear();
-            for (n, &(ghost, _)) in self.fifo.iter().enumerate() {
+            for (n, slot) in self.fifo.iter().enumerate() {
                 let fifo = &self.fifo;
                 self.index
-                    .insert_unique(ghost_hash(ghost), n as u32, |m: &u32| {
-                        ghost_hash(fifo[*m as usize].0)
+                    .insert_unique(ghost_hash(slot.id()), n as u32, |m: &u32| {
+                        ghost_hash(fifo[*m as usize].id())
                     });
             }
         }
@@ -257,7 +286,7 @@ impl Ghosts {
                 fifo, first, index, ..
             } = self;
             index.shrink_to(index.len() * 2, |n: &u32| {
-                ghost_hash(fifo[offset(*n, *first)].0)
+                ghost_hash(fifo[offset(*n, *first)].id())
             });
         }
     }
@@ -780,6 +809,19 @@ mod tests {
         for g in left {
             assert!(ghosts.take(g), "ghost {g} is remembered");
         }
+        assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_ghost_slot_is_twelve_bytes_and_a_huge_value_counts_as_its_largest_size() {
+        assert_eq!(std::mem::size_of::<GhostSlot>(), 12);
+        let mut ghosts = Ghosts::default();
+        ghosts.push(1, 6 << 30);
+        ghosts.push(2, 5);
+        assert_eq!(ghosts.bytes, u64::from(u32::MAX) + 5);
+        assert!(ghosts.take(1));
+        assert_eq!(ghosts.bytes, 5);
+        assert!(ghosts.pop_oldest() && ghosts.pop_oldest() && !ghosts.pop_oldest());
         assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
     }
 
