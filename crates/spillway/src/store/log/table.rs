@@ -1,13 +1,13 @@
 //! [`KeyTable`]: the index's map from key to record location, dense.
 //!
 //! An open-addressing table with linear probing in Robin Hood order, whose slots hold the key
-//! and a packed location inline: 28 bytes a slot (key 16, segment id `u32`, offset `u32`,
-//! length `u32`, all little-endian), with no control bytes, no padding and no pointer. A lookup
+//! and a packed location inline: 26 bytes a slot (key 16, segment id in 3 bytes, offset in 4,
+//! length in 3, all little-endian), with no control bytes, no padding and no pointer. A lookup
 //! reads one run of adjacent slots starting at the key's home slot, usually one or two cache
-//! lines. A location that does not pack (a segment id or an offset past `u32`, which only a
-//! store made with a segment size over 4 GiB, records starting before the segment size, or
-//! after four billion segments can have, or a zero length) is kept in a side map, `wide`,
-//! instead; it is empty in practice.
+//! lines. A location that does not pack is kept in a side map, `wide`, instead: a segment id
+//! past 2^24 (after sixteen million segments), an offset past `u32` (only a store made with a
+//! segment size over 4 GiB has one), a record of 16 MiB or more (whose own size dwarfs the
+//! side map's cost), or a zero length. It is empty or nearly so in practice.
 //!
 //! Invariants:
 //! - a key is in at most one of the slots and `wide`;
@@ -31,7 +31,13 @@ use crate::format::checkpoint::Location;
 use crate::key::{ContentKey, KEY_LEN, KeyMap};
 
 /// Bytes a slot takes.
-pub(super) const SLOT_LEN: usize = KEY_LEN + 12;
+pub(super) const SLOT_LEN: usize = KEY_LEN + 10;
+/// Where a slot's fields start: segment id (3 bytes), offset (4), length (3).
+const SEGMENT_AT: usize = KEY_LEN;
+const OFFSET_AT: usize = KEY_LEN + 3;
+const LEN_AT: usize = KEY_LEN + 7;
+/// Segment ids and lengths that pack into their 3 bytes are below this.
+const LIMIT_24: u64 = 1 << 24;
 /// Slots of an empty table.
 const MIN_SLOTS: usize = 16;
 /// Tables of this many bytes or more live in an anonymous mapping advised for huge pages.
@@ -124,34 +130,37 @@ fn key_of(s: &Slot) -> &[u8; KEY_LEN] {
     s.first_chunk().unwrap_or(&[0; KEY_LEN])
 }
 
-fn field(s: &Slot, at: usize) -> u32 {
+fn field32(s: &Slot, at: usize) -> u32 {
     u32::from_le_bytes([s[at], s[at + 1], s[at + 2], s[at + 3]])
 }
 
+fn field24(s: &Slot, at: usize) -> u32 {
+    u32::from_le_bytes([s[at], s[at + 1], s[at + 2], 0])
+}
+
 fn occupied(s: &Slot) -> bool {
-    field(s, KEY_LEN + 8) != 0
+    field24(s, LEN_AT) != 0
 }
 
 fn location_of(s: &Slot) -> Location {
     Location {
-        segment: u64::from(field(s, KEY_LEN)),
-        offset: u64::from(field(s, KEY_LEN + 4)),
-        len: field(s, KEY_LEN + 8),
+        segment: u64::from(field24(s, SEGMENT_AT)),
+        offset: u64::from(field32(s, OFFSET_AT)),
+        len: field24(s, LEN_AT),
     }
 }
 
 /// The slot of `key` at `loc`, if the location packs.
 fn pack(key: &ContentKey, loc: Location) -> Option<Slot> {
-    let segment = u32::try_from(loc.segment).ok()?;
     let offset = u32::try_from(loc.offset).ok()?;
-    if loc.len == 0 {
+    if loc.segment >= LIMIT_24 || loc.len == 0 || u64::from(loc.len) >= LIMIT_24 {
         return None;
     }
     let mut s = [0u8; SLOT_LEN];
     s[..KEY_LEN].copy_from_slice(key.as_bytes());
-    s[KEY_LEN..KEY_LEN + 4].copy_from_slice(&segment.to_le_bytes());
-    s[KEY_LEN + 4..KEY_LEN + 8].copy_from_slice(&offset.to_le_bytes());
-    s[KEY_LEN + 8..].copy_from_slice(&loc.len.to_le_bytes());
+    s[SEGMENT_AT..OFFSET_AT].copy_from_slice(&loc.segment.to_le_bytes()[..3]);
+    s[OFFSET_AT..LEN_AT].copy_from_slice(&offset.to_le_bytes());
+    s[LEN_AT..].copy_from_slice(&loc.len.to_le_bytes()[..3]);
     Some(s)
 }
 
@@ -222,7 +231,7 @@ impl KeyTable {
         let slots = self.buf.slots();
         let mut seen = 0u8;
         for k in keys {
-            seen ^= slots[home(hash(k.as_bytes()), self.slots)][KEY_LEN + 8];
+            seen ^= slots[home(hash(k.as_bytes()), self.slots)][LEN_AT];
         }
         std::hint::black_box(seen);
     }
@@ -408,6 +417,12 @@ impl KeyTable {
                 assert!(self.distance(j, &slots[j]) >= d - back);
             }
         }
+        for (key, loc) in &self.wide {
+            assert!(
+                pack(key, *loc).is_none(),
+                "{loc:?} of the side map would pack"
+            );
+        }
     }
 }
 
@@ -431,6 +446,32 @@ mod tests {
         ContentKey::from_bytes(b)
     }
 
+    #[test]
+    fn locations_pack_up_to_the_limits_of_their_fields() {
+        let k = key(1);
+        let cases = [
+            ((1 << 24) - 1, u64::from(u32::MAX), (1 << 24) - 1, true),
+            (0, 0, 1, true),
+            (1 << 24, 0, 36, false),
+            (0, 1 << 32, 36, false),
+            (0, 0, 1 << 24, false),
+            (0, 0, 0, false),
+        ];
+        for (segment, offset, len, packs) in cases {
+            let loc = Location {
+                segment,
+                offset,
+                len,
+            };
+            let slot = pack(&k, loc);
+            assert_eq!(slot.is_some(), packs, "{loc:?}");
+            if let Some(s) = slot {
+                assert_eq!((key_of(&s), location_of(&s)), (k.as_bytes(), loc));
+                assert!(occupied(&s));
+            }
+        }
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u16, Location),
@@ -443,10 +484,13 @@ mod tests {
             8 => (1u64..100, 0u64..1 << 26, 36u32..1 << 20),
             // Locations that do not pack: the side map.
             1 => (0u64..u64::MAX, (1u64 << 32)..u64::MAX, 0u32..u32::MAX),
-            1 => ((1u64 << 32)..u64::MAX, 0u64..100, 36u32..100),
+            1 => ((1u64 << 24)..u64::MAX, 0u64..100, 36u32..100),
+            1 => (1u64..100, 0u64..100, (1u32 << 24)..u32::MAX),
             1 => (1u64..100, 0u64..100, Just(0u32)),
-            // Packs at the edge.
-            1 => (Just(u64::from(u32::MAX)), Just(u64::from(u32::MAX)), Just(u32::MAX)),
+            // Packs at the edge; and just past it, on either field of 3 bytes.
+            1 => (Just((1u64 << 24) - 1), Just(u64::from(u32::MAX)), Just((1u32 << 24) - 1)),
+            1 => (Just(1u64 << 24), Just(u64::from(u32::MAX)), Just((1u32 << 24) - 1)),
+            1 => (Just((1u64 << 24) - 1), Just(u64::from(u32::MAX)), Just(1u32 << 24)),
         ]
         .prop_map(|(segment, offset, len)| Location {
             segment,
