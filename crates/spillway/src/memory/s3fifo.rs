@@ -55,10 +55,13 @@
 //! slots' sizes, at most main's share.
 //!
 //! The ghosts are kept compact, as there may be a ghost for every value paged out: a FIFO of
-//! 12-byte (id, bytes) slots, and an index of 4-byte slot numbers hashed by the id in the slot
-//! they point to, so a ghost costs about 12 bytes in the FIFO and 5 per table slot in the index.
-//! A ghost's bytes are kept in 32 bits: a value of 4 GiB or more leaves a ghost of 4 GiB less
-//! one byte (the ghosts' total, which bounds how many are kept, counts it so throughout).
+//! 8-byte slots (a 32-bit fingerprint of the ghost id, and its bytes), and an index of 4-byte
+//! slot numbers hashed by the fingerprint in the slot they point to, so a ghost costs about 8
+//! bytes in the FIFO and 5 per table slot in the index. Two ids with the same fingerprint are one
+//! ghost to the policy: with a million ghosts remembered, one insert in about four thousand finds
+//! a ghost that is another's, and goes to main instead of small, which costs a cache of that
+//! size nothing measurable. A ghost's bytes are kept in 32 bits: a value of 4 GiB or more leaves a ghost of 4 GiB less one
+//! byte (the ghosts' total, which bounds how many are kept, counts it so throughout).
 
 use std::collections::VecDeque;
 
@@ -153,30 +156,36 @@ pub struct S3Fifo {
     ghost_hits: u64,
 }
 
-/// One slot of the ghost FIFO: a ghost id and the bytes it stands for, in 12 bytes (no padding
-/// after the 32-bit size, which an 8-byte alignment would add).
+/// One slot of the ghost FIFO: a ghost id's fingerprint and the bytes it stands for, in 8
+/// bytes.
 #[derive(Debug, Clone, Copy)]
-#[repr(C, packed(4))]
 struct GhostSlot {
-    id: u64,
+    print: u32,
     bytes: u32,
 }
 
 impl GhostSlot {
-    fn new(id: u64, bytes: u64) -> GhostSlot {
+    fn new(ghost: u64, bytes: u64) -> GhostSlot {
         GhostSlot {
-            id,
+            print: fingerprint(ghost),
             bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         }
-    }
-
-    fn id(&self) -> u64 {
-        self.id
     }
 
     fn bytes(&self) -> u64 {
         u64::from(self.bytes)
     }
+}
+
+/// The 32 bits of a ghost id the ghosts keep: from its hash, so that ids that differ in any
+/// bit (small ones in tests too) have different fingerprints, all but one in 2^32 of the time.
+fn fingerprint(ghost: u64) -> u32 {
+    (ghost.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+}
+
+/// The index's hash of a fingerprint, spread over 64 bits.
+fn print_hash(print: u32) -> u64 {
+    (u64::from(print) << 32 | u64::from(print)).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
 
 /// The ghost FIFO and its index. See the module documentation.
@@ -194,12 +203,6 @@ struct Ghosts {
     bytes: u64,
 }
 
-/// The index's hash of a ghost id: ids are prefixes of content keys, already uniform, but mixed
-/// so that small ids (in tests) spread too.
-fn ghost_hash(ghost: u64) -> u64 {
-    ghost.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(32)
-}
-
 /// Where slot `number` is in a FIFO whose front is slot `first`.
 fn offset(number: u32, first: u32) -> usize {
     number.wrapping_sub(first) as usize
@@ -211,8 +214,9 @@ impl Ghosts {
         let Ghosts {
             fifo, first, index, ..
         } = self;
-        let at = |n: &u32| fifo[offset(*n, *first)].id() == ghost;
-        match index.find_entry(ghost_hash(ghost), at) {
+        let print = fingerprint(ghost);
+        let at = |n: &u32| fifo[offset(*n, *first)].print == print;
+        match index.find_entry(print_hash(print), at) {
             Ok(e) => {
                 let (number, _) = e.remove();
                 self.bytes -= self.fifo[offset(number, self.first)].bytes();
@@ -234,20 +238,20 @@ impl Ghosts {
         let Ghosts {
             fifo, first, index, ..
         } = self;
-        let hash = |n: &u32| ghost_hash(fifo[offset(*n, *first)].id());
-        index.insert_unique(ghost_hash(ghost), number, hash);
+        let hash = |n: &u32| print_hash(fifo[offset(*n, *first)].print);
+        index.insert_unique(print_hash(slot.print), number, hash);
         self.bytes += slot.bytes();
     }
 
     /// Drops the oldest slot, forgetting its ghost if it is live; false if there is none.
     fn pop_oldest(&mut self) -> bool {
-        let Some((ghost, bytes)) = self.fifo.front().map(|s| (s.id(), s.bytes())) else {
+        let Some((print, bytes)) = self.fifo.front().map(|s| (s.print, s.bytes())) else {
             return false;
         };
         let number = self.first;
         if let Ok(e) = self
             .index
-            .find_entry(ghost_hash(ghost), |n: &u32| *n == number)
+            .find_entry(print_hash(print), |n: &u32| *n == number)
         {
             e.remove();
             self.bytes -= bytes;
@@ -275,8 +279,8 @@ impl Ghosts {
             for (n, slot) in self.fifo.iter().enumerate() {
                 let fifo = &self.fifo;
                 self.index
-                    .insert_unique(ghost_hash(slot.id()), n as u32, |m: &u32| {
-                        ghost_hash(fifo[*m as usize].id())
+                    .insert_unique(print_hash(slot.print), n as u32, |m: &u32| {
+                        print_hash(fifo[*m as usize].print)
                     });
             }
         }
@@ -286,7 +290,7 @@ impl Ghosts {
                 fifo, first, index, ..
             } = self;
             index.shrink_to(index.len() * 2, |n: &u32| {
-                ghost_hash(fifo[offset(*n, *first)].id())
+                print_hash(fifo[offset(*n, *first)].print)
             });
         }
     }
@@ -813,8 +817,8 @@ mod tests {
     }
 
     #[test]
-    fn a_ghost_slot_is_twelve_bytes_and_a_huge_value_counts_as_its_largest_size() {
-        assert_eq!(std::mem::size_of::<GhostSlot>(), 12);
+    fn a_ghost_slot_is_eight_bytes_and_a_huge_value_counts_as_its_largest_size() {
+        assert_eq!(std::mem::size_of::<GhostSlot>(), 8);
         let mut ghosts = Ghosts::default();
         ghosts.push(1, 6 << 30);
         ghosts.push(2, 5);
@@ -823,6 +827,25 @@ mod tests {
         assert_eq!(ghosts.bytes, 5);
         assert!(ghosts.pop_oldest() && ghosts.pop_oldest() && !ghosts.pop_oldest());
         assert_eq!((ghosts.index.len(), ghosts.bytes), (0, 0));
+    }
+
+    /// Fingerprints are 32 bits: ids that share one are one ghost.
+    #[test]
+    fn ids_with_one_fingerprint_are_one_ghost() {
+        // The inverse of the fingerprint's multiplier modulo 2^64, by Newton's iteration.
+        let k: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut inv: u64 = 1;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(k.wrapping_mul(inv)));
+        }
+        assert_eq!(k.wrapping_mul(inv), 1);
+        let a = 5u64;
+        let b = ((u64::from(fingerprint(a)) << 32) | 12_345).wrapping_mul(inv);
+        assert!(a != b && fingerprint(a) == fingerprint(b));
+        let mut ghosts = Ghosts::default();
+        ghosts.push(a, 10);
+        assert!(ghosts.take(b), "b finds a's ghost");
+        assert!(!ghosts.take(a));
     }
 
     #[test]
