@@ -73,6 +73,9 @@ const PERSIST_PREFIX: &str = "spillway.persist.";
 // Here rather than in `build`, which comes before the façade and does not know `Pool`.
 impl PoolBuilder {
     /// Builds the pool.
+    ///
+    /// A process can have 65,536 pools alive at once (a pool lives while any of its handles
+    /// does): past that, this fails with [`Error::InvalidArgument`].
     pub fn build(self) -> Result<Pool> {
         let (shared, threads) = self.start()?;
         Ok(Pool { shared, threads })
