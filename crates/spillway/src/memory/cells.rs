@@ -22,20 +22,33 @@
 //!   gather in the chunks already in use, and a class that allocates and frees one cell over
 //!   and over does not map and unmap a chunk each time.
 //!
+//! A cell has a 32-bit *number* ([`cell_number`], [`cell_at`]) for as long as it is
+//! allocated, so that a table that holds many cells (the registry) can hold numbers instead of
+//! pointers: a chunk takes a 20-bit number when it is mapped (the lowest free), kept at its
+//! start and in a process-wide directory of chunks by number, and gives it back when it is
+//! unmapped; a cell's number is its chunk's, then its offset in the chunk in units of
+//! [`ALIGN`] (12 bits). So the cells of a process can take 2^20 chunks, 64 GiB (about 1.4
+//! billion entries of 48 bytes); past that, an allocation of a cell fails.
+//!
 //! Invariants:
 //! - A block is a cell if and only if its layout says so ([`class_of`]): it is freed with the
 //!   layout it was allocated with, so it goes back the way it came.
+//! - A mapped chunk's number is at its start, written before any of its cells is handed out and
+//!   never changed while it is mapped, and the directory's slot for that number points to the
+//!   chunk from then until it is unmapped; a number is held by one mapped chunk at most.
 //! - A chunk is in its class's list exactly while it has a free cell and a cell in use, at the
 //!   index its header records; the spare has no cell in use and is not listed; `live` counts its cells in use, `bump` the cells it ever handed out from its end
 //!   (so the cells below `bump` are in use or in its free list, and those above are untouched).
 //! - Every field of a chunk's header and every free cell's link is read and written only under
-//!   its class's lock.
+//!   its class's lock. (The chunk's number is not in its header but before it, so that reading
+//!   it, without a lock, touches nothing that a class's lock guards.)
 //!
 //! The lock is a `parking_lot` mutex of the class, not one of `crate::sync`: an allocator's
 //! critical section makes no call into the synchronisation shim, so under the model checker it
 //! is one step, as the global allocator's is.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global, Layout};
 use parking_lot::Mutex;
@@ -48,9 +61,45 @@ pub(crate) const ALIGN: usize = 16;
 pub(crate) const LARGEST: usize = 256;
 /// Number of classes: one per multiple of [`ALIGN`] up to [`LARGEST`].
 const CLASSES: usize = LARGEST / ALIGN;
-/// Offset of a chunk's first cell: its header, rounded up to a cache line, so that a cell of
-/// 64 bytes (an entry's) is one cache line.
-const FIRST: usize = std::mem::size_of::<Header>().next_multiple_of(64);
+/// Offset of a chunk's header: after its number.
+const HEADER_AT: usize = 8;
+/// Offset of a chunk's first cell: its number and header, rounded up to a cache line, so that
+/// a cell of 64 bytes (an entry's) is one cache line.
+const FIRST: usize = (HEADER_AT + std::mem::size_of::<Header>()).next_multiple_of(64);
+/// Bits of a cell's number that give its place in its chunk, in units of [`ALIGN`].
+const CELL_BITS: u32 = (CHUNK / ALIGN).trailing_zeros();
+/// Chunks that can be mapped at once: as many as the rest of a cell's number can name.
+const CHUNK_NUMBERS: usize = 1 << (32 - CELL_BITS);
+
+/// Mapped chunks by number (see the module docs): 8 MiB of zeroed memory, of which only the
+/// pages of the numbers in use are touched.
+static DIRECTORY: [AtomicPtr<u8>; CHUNK_NUMBERS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNK_NUMBERS];
+
+/// Chunk numbers never taken start at `next`; numbers given back wait in `freed`.
+struct ChunkNumbers {
+    next: usize,
+    freed: Vec<u32>,
+}
+
+static CHUNK_NUMBERS_FREE: Mutex<ChunkNumbers> = Mutex::new(ChunkNumbers {
+    next: 0,
+    freed: Vec::new(),
+});
+
+impl ChunkNumbers {
+    /// A free number below `capacity`, the lowest given back first.
+    fn take(&mut self, capacity: usize) -> Option<u32> {
+        if let Some(i) = (0..self.freed.len()).min_by_key(|&i| self.freed[i]) {
+            return Some(self.freed.swap_remove(i));
+        }
+        if self.next == capacity {
+            return None;
+        }
+        self.next += 1;
+        Some((self.next - 1) as u32)
+    }
+}
 /// `Header::listed_at` of a chunk that is not in its class's list.
 const UNLISTED: u32 = u32::MAX;
 
@@ -120,6 +169,11 @@ pub(crate) const fn cell_bytes(size: usize) -> usize {
     }
 }
 
+/// True if a block of `size` bytes aligned to `align` is a cell (and so has a number).
+pub(crate) const fn is_cell(size: usize, align: usize) -> bool {
+    size > 0 && size <= LARGEST && align <= ALIGN
+}
+
 /// Chunks mapped for the class of blocks of `layout` (0 if they are not cells).
 #[cfg(test)]
 pub(crate) fn cell_chunks(layout: Layout) -> usize {
@@ -144,7 +198,7 @@ impl Class {
                 c
             }
         };
-        let base = chunk.as_ptr().cast::<u8>();
+        let base = chunk.as_ptr().cast::<u8>().wrapping_sub(HEADER_AT);
         // SAFETY: a listed chunk is mapped and its header is only touched under the lock held
         // here (`&mut self`); a listed chunk has a free cell, in its list or past `bump`.
         #[expect(unsafe_code, reason = "taking a cell from a chunk of this class")]
@@ -199,7 +253,11 @@ impl Class {
                     self.spare = Some(chunk);
                 } else {
                     self.chunks -= 1;
-                    unmap(chunk.cast());
+                    let start = chunk.cast::<u8>().sub(HEADER_AT);
+                    let number = start.cast::<u32>().read();
+                    DIRECTORY[number as usize].store(std::ptr::null_mut(), Ordering::Release);
+                    unmap(start);
+                    CHUNK_NUMBERS_FREE.lock().freed.push(number);
                 }
             } else if unlisted {
                 self.list(chunk);
@@ -207,13 +265,25 @@ impl Class {
         }
     }
 
-    /// Maps a new chunk of cells of `size` bytes, for the caller to list.
+    /// Maps a new chunk of cells of `size` bytes, numbered, for the caller to list.
     fn map_chunk(&mut self, size: usize) -> Result<NonNull<Header>, AllocError> {
-        let chunk = map()?.cast::<Header>();
+        let number = CHUNK_NUMBERS_FREE
+            .lock()
+            .take(CHUNK_NUMBERS)
+            .ok_or(AllocError)?;
+        let start = match map() {
+            Ok(start) => start,
+            Err(e) => {
+                CHUNK_NUMBERS_FREE.lock().freed.push(number);
+                return Err(e);
+            }
+        };
+        let chunk = header_of(start);
         let capacity = ((CHUNK - FIRST) / size) as u32;
-        // SAFETY: the chunk is fresh, `CHUNK` bytes, aligned for its header.
-        #[expect(unsafe_code, reason = "writing a new chunk's header")]
+        // SAFETY: the chunk is fresh, `CHUNK` bytes, aligned for its number and header.
+        #[expect(unsafe_code, reason = "writing a new chunk's number and header")]
         unsafe {
+            start.cast::<u32>().write(number);
             chunk.as_ptr().write(Header {
                 free: std::ptr::null_mut(),
                 bump: 0,
@@ -222,6 +292,7 @@ impl Class {
                 listed_at: UNLISTED,
             });
         }
+        DIRECTORY[number as usize].store(start.as_ptr(), Ordering::Release);
         self.chunks += 1;
         Ok(chunk)
     }
@@ -270,10 +341,48 @@ const POISON: bool = cfg!(any(debug_assertions, spillway_shuttle));
 /// See [`POISON`].
 pub(crate) const POISON_BYTE: u8 = 0xa5;
 
-/// The chunk that holds `cell`.
-fn chunk_of(cell: NonNull<u8>) -> NonNull<Header> {
+/// The start of the chunk that holds `cell`.
+fn chunk_start(cell: NonNull<u8>) -> NonNull<u8> {
     let addr = cell.as_ptr().addr() & !(CHUNK - 1);
-    NonNull::new(cell.as_ptr().with_addr(addr).cast::<Header>()).expect("a chunk is not at 0")
+    NonNull::new(cell.as_ptr().with_addr(addr)).expect("a chunk is not at 0")
+}
+
+/// The header of the chunk that starts at `start`.
+fn header_of(start: NonNull<u8>) -> NonNull<Header> {
+    // SAFETY: the header is inside the chunk.
+    #[expect(unsafe_code, reason = "the header's place in its chunk")]
+    unsafe {
+        start.add(HEADER_AT).cast()
+    }
+}
+
+/// The chunk that holds `cell`, by its header.
+fn chunk_of(cell: NonNull<u8>) -> NonNull<Header> {
+    header_of(chunk_start(cell))
+}
+
+/// The number of `cell`, a cell that is allocated (see the module docs).
+pub(crate) fn cell_number(cell: NonNull<u8>) -> u32 {
+    let start = chunk_start(cell);
+    // SAFETY: the cell is allocated, so its chunk is mapped, and its number, at its start, is
+    // written before the cell was handed out and not changed since.
+    #[expect(unsafe_code, reason = "reading a mapped chunk's number")]
+    let chunk = unsafe { start.cast::<u32>().read() };
+    let place = (cell.as_ptr().addr() - start.as_ptr().addr()) / ALIGN;
+    chunk << CELL_BITS | place as u32
+}
+
+/// The cell numbered `number`.
+///
+/// # Safety
+/// `number` is the [`cell_number`] of a cell that is allocated now (its chunk is then mapped and
+/// holds that number).
+#[expect(unsafe_code, reason = "a cell through its number")]
+pub(crate) unsafe fn cell_at(number: u32) -> NonNull<u8> {
+    let start = DIRECTORY[(number >> CELL_BITS) as usize].load(Ordering::Acquire);
+    debug_assert!(!start.is_null(), "the chunk of cell {number:#x} is mapped");
+    // SAFETY: the chunk is mapped (the caller's promise), and the cell's place is inside it.
+    unsafe { NonNull::new_unchecked(start.add((number & ((1 << CELL_BITS) - 1)) as usize * ALIGN)) }
 }
 
 /// A new chunk: `CHUNK` bytes aligned to `CHUNK`.
@@ -443,6 +552,22 @@ mod tests {
                 addrs.windows(2).all(|w| w[1] - w[0] >= size),
                 "blocks do not overlap"
             );
+            // Every live cell has its own number, which finds it (chunks given back in earlier
+            // rounds have had their numbers taken again).
+            let mut numbers: Vec<u32> = live.iter().map(|(p, _)| cell_number(*p)).collect();
+            for ((p, _), n) in live.iter().zip(&numbers) {
+                #[expect(unsafe_code, reason = "a live cell through its number")]
+                // SAFETY: the number of a cell allocated now.
+                let found = unsafe { cell_at(*n) };
+                assert_eq!(found, *p, "cell {n:#x} is found by its number");
+            }
+            numbers.sort_unstable();
+            numbers.dedup();
+            assert_eq!(
+                numbers.len(),
+                live.len(),
+                "no two live cells share a number"
+            );
         }
         let (chunks, _) = census(class);
         let per_chunk = (CHUNK - FIRST) / cell_size(class);
@@ -456,6 +581,20 @@ mod tests {
             };
         }
         assert_eq!(census(class), (1, 1), "every chunk but one went back");
+    }
+
+    #[test]
+    fn chunk_numbers_are_taken_lowest_first_up_to_the_capacity() {
+        let mut n = ChunkNumbers {
+            next: 0,
+            freed: Vec::new(),
+        };
+        assert_eq!([n.take(2), n.take(2), n.take(2)], [Some(0), Some(1), None]);
+        n.freed.extend([1, 0]);
+        assert_eq!([n.take(2), n.take(2), n.take(2)], [Some(0), Some(1), None]);
+        // A cell's number: 20 bits of chunk, 12 of its place in 16-byte units.
+        assert_eq!((CELL_BITS, CHUNK_NUMBERS), (12, 1 << 20));
+        assert!(FIRST >= HEADER_AT + std::mem::size_of::<Header>());
     }
 
     #[test]

@@ -254,6 +254,29 @@ impl<E: ?Sized> Uncounted<E> {
     }
 }
 
+impl<E> Uncounted<E> {
+    /// The cell's number (see `memory::cells`), which names it while it is allocated.
+    pub fn number(&self) -> u32 {
+        const {
+            assert!(
+                crate::memory::is_cell(size_of::<Cell<E>>(), align_of::<Cell<E>>()),
+                "a numbered cell is small enough to be one of the cells'"
+            );
+        };
+        crate::memory::cell_number(self.0.cast())
+    }
+
+    /// The cell numbered `number`, not counted.
+    ///
+    /// # Safety
+    /// `number` is the [`number`](Self::number) of a `Cell<E>` that is allocated now.
+    #[expect(unsafe_code, reason = "a cell through its number")]
+    pub unsafe fn from_number(number: u32) -> Uncounted<E> {
+        // SAFETY: the caller's promise.
+        Uncounted(unsafe { crate::memory::cell_at(number) }.cast())
+    }
+}
+
 impl<E: ?Sized> Deref for Counted<E> {
     type Target = E;
 

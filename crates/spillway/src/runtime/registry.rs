@@ -23,13 +23,14 @@
 //!
 //! Layout: one table per entry type (an entry is an `Entry<T>` for one value type `T`, and
 //! almost every key is used with one type), so a record needs no type to check on a lookup. A
-//! table is sharded by the key's first bits. A record is only an uncounted pointer to the
-//! entry's cell, 8 bytes: the key's next 32 bits (its tag) are kept in the cell beside the
-//! count (see `counted`), and a shard's table is hashed by them, read from the cell under the
-//! shard's lock (a growth reads every record's cell). A lookup tells two keys with one tag
+//! table is sharded by the key's first bits. A record is only the 32-bit number of the entry's
+//! cell (see `memory::cells`), 4 bytes: the key's next 32 bits (its tag) are kept in the cell
+//! beside the count (see `counted`), and a shard's table is hashed by them, read from the cell
+//! under the shard's lock (a growth reads every record's cell). A lookup tells two keys with one tag
 //! apart by the key of the live entry; a record whose entry is being dropped is passed over, as
-//! gone, since its entry cannot be read. An entry is known by its address, which stays its own
-//! while the registry holds a record of it, so that a record needs no id beside the pointer.
+//! gone, since its entry cannot be read. An entry is known by its address (and its cell's
+//! number), which stays its own while the registry holds a record of it, so that a record needs
+//! no id beside the number.
 //! The tables of a registry are found by the entry type's `TypeId` in a short list that is
 //! read without a lock. A large table is a mapping of its own (`memory::mapped`), so that the
 //! copies a growth or a shrink lets go leave the process.
@@ -37,6 +38,7 @@
 //! The registry also numbers the pool itself, which tells two pools' batches apart.
 
 use std::any::{Any, TypeId};
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -54,19 +56,39 @@ const SHARDS: usize = 16;
 /// the others under a lock.
 const FAST_TYPES: usize = 32;
 
-/// A record: an entry, not counted. It points to an allocated cell for as long as it is in
-/// its shard, because an entry takes its records out in its `drop`, under the shard's lock,
-/// before its cell is freed (see `counted`).
-struct Rec<E>(Uncounted<E>);
+/// A record: an entry, not counted, by its cell's 32-bit number (see `memory::cells`). It
+/// names an allocated cell for as long as it is in its shard, because an entry takes its
+/// records out in its `drop`, under the shard's lock, before its cell is freed (see `counted`).
+struct Rec<E> {
+    cell: u32,
+    of: PhantomData<fn() -> E>,
+}
 
 impl<E> Rec<E> {
+    fn new(entry: &Uncounted<E>) -> Rec<E> {
+        Rec {
+            cell: entry.number(),
+            of: PhantomData,
+        }
+    }
+
+    /// The entry, not counted. Called with the record's shard locked.
+    fn entry(&self) -> Uncounted<E> {
+        // SAFETY: the record is in its shard, whose lock the caller holds, so its cell is
+        // allocated (see `Rec`), and it is a `Cell<E>` (tables are by entry type).
+        #[expect(unsafe_code, reason = "an entry through its record")]
+        unsafe {
+            Uncounted::from_number(self.cell)
+        }
+    }
+
     /// A new count of the entry, unless it is being dropped. Called with the record's shard
     /// locked.
     fn upgrade(&self) -> Option<Counted<E>> {
         // SAFETY: the record is in its shard, whose lock the caller holds (see `Rec`).
         #[expect(unsafe_code, reason = "counting an entry through its record")]
         unsafe {
-            self.0.upgrade()
+            self.entry().upgrade()
         }
     }
 
@@ -75,17 +97,24 @@ impl<E> Rec<E> {
         // SAFETY: as for `upgrade`.
         #[expect(unsafe_code, reason = "the address of an entry through its record")]
         unsafe {
-            self.0.addr()
+            self.entry().addr()
         }
     }
 
-    /// The record's hash: its entry's key's, kept in the entry's cell when the record was
-    /// added. Called with the record's shard locked.
-    fn hash(&self) -> u64 {
+    /// The tag kept in the entry's cell when the record was added. Called with the record's
+    /// shard locked.
+    fn tag(&self) -> u32 {
         // SAFETY: as for `upgrade`.
         #[expect(unsafe_code, reason = "the tag of an entry's cell through its record")]
-        let tag = unsafe { self.0.tag() };
-        hash_of(tag)
+        unsafe {
+            self.entry().tag()
+        }
+    }
+
+    /// The record's hash: its entry's key's, from its tag. Called with the record's shard
+    /// locked.
+    fn hash(&self) -> u64 {
+        hash_of(self.tag())
     }
 }
 
@@ -103,8 +132,8 @@ fn hash_of(tag: u32) -> u64 {
 }
 
 /// A registry shard of one entry type: every live entry stored under each of its keys,
-/// usually one (more if equal values were inserted separately). A record is only the entry's
-/// cell, 8 bytes, hashed by the tag the cell keeps: the key itself is read from a live entry
+/// usually one (more if equal values were inserted separately). A record is only the number of
+/// the entry's cell, 4 bytes, hashed by the tag the cell keeps: the key itself is read from a live entry
 /// when a lookup must tell keys apart, which a record whose entry is being dropped cannot be
 /// asked (it is skipped, as gone).
 struct Shard<E> {
@@ -416,7 +445,7 @@ impl<E: ErasedEntry + 'static> AnyTable for Table<E> {
         let typed = unsafe { Uncounted::of(entry).cast(|c| c.cast::<Cell<E>>()) };
         self.shards[shard_of(&key)]
             .lock()
-            .insert(&key, entry, Rec(typed));
+            .insert(&key, entry, Rec::new(&typed));
     }
 
     fn memory_bytes(&self) -> usize {
@@ -434,9 +463,7 @@ impl<E: ErasedEntry> Shard<E> {
     fn find(&self, key: &ContentKey, others: &mut Vec<Counted<E>>) -> Option<Counted<E>> {
         let tag = tag_of(key);
         for rec in self.records.iter_hash(hash_of(tag)) {
-            // SAFETY: the record is in this shard, locked by the caller.
-            #[expect(unsafe_code, reason = "the tag of an entry's cell through its record")]
-            if unsafe { rec.0.tag() } != tag {
+            if rec.tag() != tag {
                 continue;
             }
             // An entry being dropped is gone: skipped.
@@ -451,7 +478,7 @@ impl<E: ErasedEntry> Shard<E> {
 
     /// Counts one more entry, `entry`, under `key`.
     fn add(&mut self, key: &ContentKey, entry: &Counted<E>) {
-        self.insert(key, entry, Rec(Uncounted::of(entry)));
+        self.insert(key, entry, Rec::new(&Uncounted::of(entry)));
     }
 
     /// Adds `rec`, the record of `counted`, under `key`: the key's tag goes into the entry's
