@@ -16,7 +16,9 @@
 //!   in mappings of their own, so that the copies a growth or shrink frees leave the process.
 //! - `Cells` allocates the pool's entries, packed by size in chunks of their own: no allocator
 //!   header per entry, and no entry left between values, whose freed memory can then go back
-//!   whole pages at a time.
+//!   whole pages at a time. A cell has a 32-bit number while it is allocated, which the
+//!   registry keeps instead of a pointer.
+//! - `Numbers` hands out small numbers lowest first, for tables indexed by them.
 //!
 //! A policy sees exactly the accesses a cache simulator would see for the same requests: a value
 //! coming into memory (created, or paged in) is a miss, told as an insertion after the room for
@@ -34,6 +36,7 @@ mod cells;
 mod kind;
 mod lru;
 mod mapped;
+mod numbers;
 mod policy;
 mod release;
 mod s3fifo;
@@ -47,6 +50,7 @@ pub use watermarks::Watermarks;
 pub(crate) use cells::cell_chunks;
 pub(crate) use cells::{Cells, cell_at, cell_bytes, cell_number, is_cell};
 pub(crate) use mapped::{IdMap, Mapped, mapped_map_bytes, shrink_mapped_map};
+pub(crate) use numbers::Numbers;
 pub(crate) use release::Released;
 
 // The pool chooses a policy by [`PolicyKind`]; the policies themselves are the runtime's (a

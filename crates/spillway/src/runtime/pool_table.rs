@@ -22,6 +22,7 @@ use std::ptr::null_mut;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::error::{Error, Result};
+use crate::memory::Numbers;
 
 /// Pools one process can have at once.
 const CAPACITY: usize = 1 << 16;
@@ -30,32 +31,9 @@ const CAPACITY: usize = 1 << 16;
 /// by number.
 static TABLE: [AtomicPtr<()>; CAPACITY] = [const { AtomicPtr::new(null_mut()) }; CAPACITY];
 
-/// Numbers never claimed start at `next`; numbers given back wait in `freed`.
-struct Numbers {
-    next: usize,
-    freed: Vec<u16>,
-}
-
 /// Claiming and giving back numbers is rare (building and dropping pools): one plain lock,
 /// outside the model checker's view.
-static NUMBERS: std::sync::Mutex<Numbers> = std::sync::Mutex::new(Numbers {
-    next: 0,
-    freed: Vec::new(),
-});
-
-impl Numbers {
-    /// The lowest number given back, else the next never claimed, if below `capacity`.
-    fn take(&mut self, capacity: usize) -> Option<u16> {
-        if let Some(i) = (0..self.freed.len()).min_by_key(|&i| self.freed[i]) {
-            return Some(self.freed.swap_remove(i));
-        }
-        if self.next == capacity {
-            return None;
-        }
-        self.next += 1;
-        Some((self.next - 1) as u16)
-    }
-}
+static NUMBERS: std::sync::Mutex<Numbers> = std::sync::Mutex::new(Numbers::new());
 
 fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
     NUMBERS
@@ -70,7 +48,7 @@ pub(crate) struct PoolNumber(u16);
 impl PoolNumber {
     /// A free number, or an error if every number is held.
     pub fn claim() -> Result<PoolNumber> {
-        numbers().take(CAPACITY).map(PoolNumber).ok_or_else(|| {
+        numbers().take(CAPACITY).map(|n| PoolNumber(n as u16)).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "{CAPACITY} pools are alive in this process, the most it can hold (a pool lives \
                  while any of its handles does): drop pools, or their handles, before building \
@@ -94,7 +72,7 @@ impl PoolNumber {
 impl Drop for PoolNumber {
     fn drop(&mut self) {
         TABLE[usize::from(self.0)].store(null_mut(), Ordering::Release);
-        numbers().freed.push(self.0);
+        numbers().give_back(u32::from(self.0));
     }
 }
 
@@ -106,21 +84,6 @@ pub(crate) fn published(number: u16) -> *const () {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_are_taken_lowest_first_up_to_the_capacity() {
-        let mut n = Numbers {
-            next: 0,
-            freed: Vec::new(),
-        };
-        assert_eq!(
-            [n.take(3), n.take(3), n.take(3)],
-            [Some(0), Some(1), Some(2)]
-        );
-        assert_eq!(n.take(3), None, "every number is held");
-        n.freed.extend([2, 0]);
-        assert_eq!([n.take(3), n.take(3), n.take(3)], [Some(0), Some(2), None]);
-    }
 
     #[test]
     fn a_number_is_held_once_and_its_slot_cleared_when_given_back() {
