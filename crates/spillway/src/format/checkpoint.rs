@@ -72,26 +72,39 @@ pub fn encode<'a>(
     tail: LogPosition,
     entries: impl ExactSizeIterator<Item = (&'a ContentKey, &'a Location)>,
 ) -> Vec<u8> {
-    let count = entries.len();
-    let mut out = Vec::with_capacity(CHECKPOINT_HEADER_LEN + count * CHECKPOINT_ENTRY_LEN);
-    out.extend_from_slice(&CHECKPOINT_MAGIC);
-    out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-    out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(&tail.segment.to_le_bytes());
-    out.extend_from_slice(&tail.offset.to_le_bytes());
-    out.extend_from_slice(&(count as u64).to_le_bytes());
-    out.extend_from_slice(&[0u8; 8]);
-    for (key, loc) in entries {
-        out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&loc.segment.to_le_bytes());
-        out.extend_from_slice(&loc.offset.to_le_bytes());
-        out.extend_from_slice(&loc.len.to_le_bytes());
-    }
-    let body_crc = crc32c::crc32c(&out[CHECKPOINT_HEADER_LEN..]);
-    out[40..44].copy_from_slice(&body_crc.to_le_bytes());
-    let head_crc = crc32c::crc32c(&out[..44]);
-    out[44..48].copy_from_slice(&head_crc.to_le_bytes());
+    let body: Vec<[u8; CHECKPOINT_ENTRY_LEN]> = entries.map(|(k, l)| encode_entry(k, l)).collect();
+    let body = body.as_flattened();
+    let mut out = Vec::with_capacity(CHECKPOINT_HEADER_LEN + body.len());
+    out.extend_from_slice(&encode_header(tail, body));
+    out.extend_from_slice(body);
     out
+}
+
+/// One entry, as the checkpoint holds it: in key order, entries sort as their bytes do.
+pub fn encode_entry(key: &ContentKey, loc: &Location) -> [u8; CHECKPOINT_ENTRY_LEN] {
+    let mut e = [0u8; CHECKPOINT_ENTRY_LEN];
+    e[..KEY_LEN].copy_from_slice(key.as_bytes());
+    e[KEY_LEN..KEY_LEN + 8].copy_from_slice(&loc.segment.to_le_bytes());
+    e[KEY_LEN + 8..KEY_LEN + 16].copy_from_slice(&loc.offset.to_le_bytes());
+    e[KEY_LEN + 16..].copy_from_slice(&loc.len.to_le_bytes());
+    e
+}
+
+/// The header of a checkpoint whose entries region is `body` (whole entries, in the order
+/// written), so that a writer can write the entries where they are, after it.
+pub fn encode_header(tail: LogPosition, body: &[u8]) -> [u8; CHECKPOINT_HEADER_LEN] {
+    debug_assert_eq!(body.len() % CHECKPOINT_ENTRY_LEN, 0);
+    let count = (body.len() / CHECKPOINT_ENTRY_LEN) as u64;
+    let mut h = [0u8; CHECKPOINT_HEADER_LEN];
+    h[..8].copy_from_slice(&CHECKPOINT_MAGIC);
+    h[8..12].copy_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&tail.segment.to_le_bytes());
+    h[24..32].copy_from_slice(&tail.offset.to_le_bytes());
+    h[32..40].copy_from_slice(&count.to_le_bytes());
+    h[40..44].copy_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    let head_crc = crc32c::crc32c(&h[..44]);
+    h[44..48].copy_from_slice(&head_crc.to_le_bytes());
+    h
 }
 
 /// Decodes a checkpoint, checking both checksums and the exact length.

@@ -55,16 +55,25 @@ impl LogStore {
 
     fn checkpoint_locked(&self) -> Result<()> {
         let pipeline = self.writable()?;
+        // The entries go straight into their encoded form (36 bytes each, the least the
+        // snapshot can take), sorted in place and written from there: no second copy of the
+        // index is made, as a list of keys and locations and then its encoding would be.
         let (tail, mut entries) = {
             let mut idx = self.core.index.write();
             idx.since_checkpoint = 0;
-            let entries: Vec<_> = idx.map.iter().collect();
+            let entries: Vec<[u8; checkpoint::CHECKPOINT_ENTRY_LEN]> = idx
+                .map
+                .iter()
+                .map(|(k, l)| checkpoint::encode_entry(&k, &l))
+                .collect();
             (idx.tail, entries)
         };
-        // In key order: the checkpoint is then a function of the index's contents alone.
-        entries.sort_unstable_by_key(|&(k, _)| k);
+        // In key order (an entry starts with its key, and keys are unique): the checkpoint is
+        // then a function of the index's contents alone.
+        entries.sort_unstable();
         pipeline.flush(true)?;
-        let bytes = checkpoint::encode(tail, entries.iter().map(|(k, l)| (k, l)));
+        let body = entries.as_flattened();
+        let header = checkpoint::encode_header(tail, body);
         let tmp = self.core.dir.join(checkpoint::CHECKPOINT_TMP_FILE);
         let dst = self.core.dir.join(checkpoint::CHECKPOINT_FILE);
         let f = self
@@ -72,7 +81,8 @@ impl LogStore {
             .vfs
             .open(&tmp, OpenMode::Create)
             .map_err(|e| self.core.poison("create", tmp.clone(), e))?;
-        f.write_at(&bytes, 0)
+        f.write_at(&header, 0)
+            .and_then(|_| f.write_at(body, checkpoint::CHECKPOINT_HEADER_LEN as u64))
             .and_then(|_| f.sync_data())
             .map_err(|e| self.core.poison("write", tmp.clone(), e))?;
         self.core
