@@ -148,3 +148,32 @@ fn a_panicking_deserialize_fails_the_read_instead_of_hanging_it() {
     // The load ended: the next read loads the value.
     assert_eq!(h.get().unwrap().data, vec![7; PANIC_LEN]);
 }
+
+/// A value whose `Drop` panics when told to.
+#[derive(serde::Serialize, serde::Deserialize, get_size2::GetSize)]
+struct Grenade {
+    armed: bool,
+}
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if self.armed && !std::thread::panicking() {
+            panic!("a value's drop panics");
+        }
+    }
+}
+
+/// A handle's last drop that panics in its value's `Drop` still lets go of the pool: its store
+/// is closed, so the directory can be opened again.
+#[test]
+fn a_panic_in_a_values_drop_still_lets_go_of_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::builder().dir(dir.path()).build().unwrap();
+    let h = pool.insert(Grenade { armed: true }).unwrap();
+    drop(pool);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(h)));
+    assert!(dropped.is_err(), "the value's drop panicked");
+    // The pool, its store and the store's lock went with the handle's entry.
+    let again = Pool::builder().dir(dir.path()).build();
+    assert!(again.is_ok(), "the store is free again: {:?}", again.err());
+}

@@ -68,7 +68,8 @@ const CLASSES: usize = LARGEST / ALIGN;
 /// Offset of a chunk's header: after its number.
 const HEADER_AT: usize = 8;
 /// Offset of a chunk's first cell: its number and header, rounded up to a cache line, so that
-/// a cell of 64 bytes (an entry's) is one cache line.
+/// a cell of 64 bytes (a trait object's entry) is one cache line (a 48-byte one, a sized
+/// value's, spans two lines one time in two).
 const FIRST: usize = (HEADER_AT + std::mem::size_of::<Header>()).next_multiple_of(64);
 /// Bits of a cell's number that give its place in its chunk, in units of [`ALIGN`].
 const CELL_BITS: u32 = (CHUNK / ALIGN).trailing_zeros();

@@ -1,26 +1,29 @@
 //! [`Numbers`]: small numbers handed out lowest first and given back, for the tables indexed
 //! by them (the directory of the cells' chunks, the process's table of pools).
 
-/// Numbers never taken start at `next`; numbers given back wait in `freed`, and are taken
-/// again, lowest first, before any new one.
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Numbers never taken start at `next`; numbers given back wait in `freed` (a min-heap), and
+/// are taken again, lowest first, before any new one.
 #[derive(Debug)]
 pub(crate) struct Numbers {
     next: usize,
-    freed: Vec<u32>,
+    freed: BinaryHeap<Reverse<u32>>,
 }
 
 impl Numbers {
     pub const fn new() -> Numbers {
         Numbers {
             next: 0,
-            freed: Vec::new(),
+            freed: BinaryHeap::new(),
         }
     }
 
     /// A number below `capacity` that is not taken, or `None` if all are.
     pub fn take(&mut self, capacity: usize) -> Option<u32> {
-        if let Some(i) = (0..self.freed.len()).min_by_key(|&i| self.freed[i]) {
-            return Some(self.freed.swap_remove(i));
+        if let Some(Reverse(n)) = self.freed.pop() {
+            return Some(n);
         }
         if self.next == capacity {
             return None;
@@ -31,8 +34,8 @@ impl Numbers {
 
     /// Gives back `number`, which was taken.
     pub fn give_back(&mut self, number: u32) {
-        debug_assert!((number as usize) < self.next && !self.freed.contains(&number));
-        self.freed.push(number);
+        debug_assert!((number as usize) < self.next);
+        self.freed.push(Reverse(number));
     }
 }
 

@@ -50,8 +50,8 @@
 //!
 //! Invariants (between calls): every tracked entry has exactly one queue slot whose stamp
 //! matches its own; `small_bytes`/`main_bytes` and `small_len`/`main_len` are the sums and counts
-//! of the tracked entries in each queue; every remembered ghost id has exactly one live slot in
-//! the ghost FIFO, the one its index entry points to, and `ghost_bytes` is the sum of the live
+//! of the tracked entries in each queue; every remembered ghost (a ghost id's fingerprint, see
+//! below) has exactly one live slot in the ghost FIFO, the one its index entry points to, and `ghost_bytes` is the sum of the live
 //! slots' sizes, at most main's share.
 //!
 //! The ghosts are kept compact, as there may be a ghost for every value paged out: a FIFO of
@@ -191,12 +191,13 @@ fn print_hash(print: u32) -> u64 {
 /// The ghost FIFO and its index. See the module documentation.
 #[derive(Debug, Default)]
 struct Ghosts {
-    /// (ghost id, bytes), oldest first; slot `i` is number `first + i` (wrapping). A slot that
-    /// the index does not point to is stale (its ghost was taken, or remembered again later).
+    /// (ghost id's fingerprint, bytes), oldest first; slot `i` is number `first + i`
+    /// (wrapping). A slot that the index does not point to is stale (its ghost was taken, or
+    /// remembered again later).
     fifo: VecDeque<GhostSlot>,
     /// Number of the slot at the front of `fifo`.
     first: u32,
-    /// The number of each remembered ghost's live slot, hashed by the ghost id in that slot.
+    /// The number of each remembered ghost's live slot, hashed by the fingerprint in that slot.
     /// Numbers are 32-bit and wrap: the FIFO never holds 2^32 slots (see `push`).
     index: HashTable<u32>,
     /// Bytes of the live slots.

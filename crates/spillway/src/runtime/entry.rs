@@ -55,7 +55,7 @@ use super::counted::{Cell, Counted};
 use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry, ErasedRef};
 use super::loading::Load;
 use super::page_out::take_foreign;
-use super::shared::PoolShared;
+use super::shared::{PoolHold, PoolShared};
 use super::value::Pageable;
 use crate::error::{Error, Result};
 use crate::key::ContentKey;
@@ -110,7 +110,8 @@ pub(crate) type Slot<T> = Option<Arc<T>>;
 /// in line) is only looked up, and at worst counts for the entry that took the address.
 ///
 /// `repr(C)` keeps what a resident read touches (the slot, the use counter, the flags, the
-/// pool's number) in the entry's cell, one cache line (see `memory::cells`).
+/// pool's number) together. A cell of 48 bytes is not aligned to a cache line: one cell in two
+/// spans two lines (see `memory::cells`).
 #[repr(C)]
 pub(crate) struct Entry<T: ?Sized + Pageable> {
     pub slot: RwLock<Slot<T>>,
@@ -119,8 +120,8 @@ pub(crate) struct Entry<T: ?Sized + Pageable> {
     /// Bytes charged to the budget for this entry (0 when evicted); [`LARGE`] stands for a
     /// size in the pool's table of large sizes.
     size: AtomicU32,
-    /// The pool's number (see `pool_table`).
-    pool: u16,
+    /// The pool, by its number (see `pool_table`), with a count of its `Arc`.
+    pool: PoolHold,
     pub hits: AtomicU8,
     /// See the flag constants above.
     flags: AtomicU8,
@@ -180,7 +181,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
                 key.map_or(MaybeUninit::uninit(), MaybeUninit::new),
             )),
             size: AtomicU32::new(0),
-            pool: PoolShared::hold(pool),
+            pool: PoolHold::new(pool),
             hits: Default::default(),
             flags: AtomicU8::new(flags),
         }
@@ -189,11 +190,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
     /// The pool's shared part.
     #[inline]
     pub fn pool(&self) -> &PoolShared {
-        // SAFETY: the entry holds a count of its pool from its making to the end of its drop.
-        #[expect(unsafe_code, reason = "the entry's pool, through its number")]
-        unsafe {
-            PoolShared::of(self.pool)
-        }
+        self.pool.get()
     }
 
     /// The content key, once known.
@@ -335,9 +332,7 @@ impl<T: ?Sized + Pageable> Entry<T> {
         let key = self
             .key()
             .ok_or_else(|| Error::Internal("an evicted entry has no key".into()))?;
-        // SAFETY: as for `pool`.
-        #[expect(unsafe_code, reason = "the entry's pool, through its number")]
-        let pool = unsafe { PoolShared::arc_of(self.pool) };
+        let pool = self.pool.arc();
         let blob = pool.store.get(&key)?.ok_or_else(|| Error::NotFound {
             key,
             store: pool.store.describe(),
@@ -584,10 +579,8 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
 
 impl<T: ?Sized + Pageable> Drop for Entry<T> {
     fn drop(&mut self) {
-        // SAFETY: as for `pool`, until the count is given back below; not borrowed from `self`,
-        // whose fields are taken below.
-        #[expect(unsafe_code, reason = "the entry's pool, through its number")]
-        let pool: &PoolShared = unsafe { PoolShared::of(self.pool) };
+        // A new count of the pool rather than a borrow of `self`, whose fields are taken below.
+        let pool = self.pool.arc();
         pool.stats.entries.fetch_sub(1, Ordering::Relaxed);
         pool.stats
             .entry_bytes
@@ -615,12 +608,8 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         // long chain would recurse once per link. The queue turns that into a loop.
         let old = self.slot.get_mut().take();
         super::drop_queue::defer(Box::new(old));
-        // Last: the pool may go with this count.
-        // SAFETY: the count `new` took, given back once, after the last use of the pool.
-        #[expect(unsafe_code, reason = "giving back the entry's count of its pool")]
-        unsafe {
-            PoolShared::let_go(self.pool);
-        }
+        // The entry's hold on the pool goes after this, with its fields (even if a drop above
+        // panics), and may take the pool with it.
     }
 }
 

@@ -4,7 +4,7 @@
 //! A pool claims the lowest free number when it is built ([`PoolNumber::claim`]), publishes
 //! its shared part under it once that part is in its `Arc` ([`PoolNumber::publish`]), and
 //! gives the number back when the shared part is dropped (the number is one of its fields).
-//! `PoolShared` reads the table (`PoolShared::of`): the table holds untyped addresses, so
+//! An entry's `PoolHold` (in `shared`) reads the table: the table holds untyped addresses, so
 //! that it comes before the pool's parts.
 //!
 //! Invariants:
@@ -93,9 +93,15 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), 64, "no number is handed out twice");
         let n = usize::from(held[0].get());
-        held[0].publish(std::ptr::NonNull::<u64>::dangling().as_ptr().cast());
-        assert!(!published(held[0].get()).is_null());
+        let marker = std::ptr::NonNull::<u64>::dangling().as_ptr().cast::<()>();
+        held[0].publish(marker);
+        assert_eq!(published(held[0].get()), marker.cast_const());
         drop(held);
-        assert!(TABLE[n].load(Ordering::Relaxed).is_null());
+        // Another test's pool may have taken the number since, and published itself under it:
+        // what must not be there is this test's marker.
+        assert_ne!(
+            TABLE[n].load(Ordering::Relaxed).cast_const(),
+            marker.cast_const()
+        );
     }
 }

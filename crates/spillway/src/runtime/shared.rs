@@ -68,54 +68,63 @@ impl std::fmt::Debug for PoolShared {
     }
 }
 
-impl PoolShared {
-    /// Takes a count of `this` for an entry being made, which names the pool by the number
-    /// returned (see `pool_table`).
-    pub fn hold(this: &Arc<PoolShared>) -> u16 {
-        std::mem::forget(Arc::clone(this));
-        this.number.get()
+/// An entry's hold on its pool: a count of the pool's `Arc`, taken by
+/// [`PoolHold::new`] and given back when the hold is dropped (with the entry, after its `drop`
+/// has run, and also when that `drop` unwinds), and the pool's number, by which the pool is
+/// found (see `pool_table`): two bytes instead of an `Arc`'s eight.
+pub(crate) struct PoolHold(u16);
+
+impl PoolHold {
+    /// A hold on `pool`.
+    pub fn new(pool: &Arc<PoolShared>) -> PoolHold {
+        std::mem::forget(Arc::clone(pool));
+        PoolHold(pool.number.get())
     }
 
-    /// The shared part of pool `number`.
-    ///
-    /// # Safety
-    /// The caller holds a count of that pool's `Arc` taken by [`hold`](Self::hold) (an entry's,
-    /// given back by [`let_go`](Self::let_go) at the end of its drop, not yet), for the
-    /// returned lifetime.
+    /// The pool's shared part, published in the table under the pool's number from `Arc::as_ptr`
+    /// (so the pointer covers the whole allocation, counts included).
+    fn ptr(&self) -> *const PoolShared {
+        let p = published(self.0).cast::<PoolShared>();
+        debug_assert!(!p.is_null(), "pool number {} is published", self.0);
+        p
+    }
+
+    /// The pool.
     #[inline]
-    #[expect(unsafe_code, reason = "a pool's shared part, through its number")]
-    pub unsafe fn of<'a>(number: u16) -> &'a PoolShared {
-        let p = published(number).cast::<PoolShared>();
-        debug_assert!(!p.is_null(), "pool number {number} is published");
-        // SAFETY: the caller's count keeps the part alive and published (see `pool_table`).
-        unsafe { &*p }
+    pub fn get(&self) -> &PoolShared {
+        // SAFETY: this hold's count keeps the pool alive and published under its number for as
+        // long as the hold lives (see `pool_table`).
+        #[expect(unsafe_code, reason = "a pool's shared part, through its number")]
+        unsafe {
+            &*self.ptr()
+        }
     }
 
-    /// A new `Arc` of pool `number`.
-    ///
-    /// # Safety
-    /// As for [`of`](Self::of).
-    #[expect(unsafe_code, reason = "a new count of a pool through its number")]
-    pub unsafe fn arc_of(number: u16) -> Arc<PoolShared> {
-        // SAFETY: as for `of`; the address was published from the `Arc` (`Arc::as_ptr`).
+    /// A new `Arc` of the pool.
+    pub fn arc(&self) -> Arc<PoolShared> {
+        let p = self.ptr();
+        // SAFETY: as for `get`; the pointer came from `Arc::as_ptr` of the pool's `Arc`, which
+        // this hold counts.
+        #[expect(unsafe_code, reason = "a new count of a pool through its number")]
         unsafe {
-            let p: *const PoolShared = Self::of(number);
             Arc::increment_strong_count(p);
             Arc::from_raw(p)
         }
     }
+}
 
-    /// Gives back the count [`hold`](Self::hold) took for an entry of pool `number`; the pool
-    /// may be dropped here.
-    ///
-    /// # Safety
-    /// As for [`of`](Self::of); the count is given back once and not used again.
-    #[expect(unsafe_code, reason = "giving back a pool's count through its number")]
-    pub unsafe fn let_go(number: u16) {
-        // SAFETY: the count `hold` took, given back once.
-        unsafe { drop(Arc::from_raw(Self::of(number) as *const PoolShared)) }
+impl Drop for PoolHold {
+    fn drop(&mut self) {
+        let p = self.ptr();
+        // SAFETY: the count `new` took, given back once; the pool may be dropped here.
+        #[expect(unsafe_code, reason = "giving back a pool's count through its number")]
+        unsafe {
+            drop(Arc::from_raw(p));
+        }
     }
+}
 
+impl PoolShared {
     /// A page-out through this pool's parts.
     pub fn page_out(&self) -> PageOut<'_> {
         PageOut {

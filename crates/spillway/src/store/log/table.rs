@@ -4,10 +4,12 @@
 //! and a packed location inline: 26 bytes a slot (key 16, segment id in 3 bytes, offset in 4,
 //! length in 3, all little-endian), with no control bytes, no padding and no pointer. A lookup
 //! reads one run of adjacent slots starting at the key's home slot, usually one or two cache
-//! lines. A location that does not pack is kept in a side map, `wide`, instead: a segment id
-//! past 2^24 (after sixteen million segments), an offset past `u32` (only a store made with a
-//! segment size over 4 GiB has one), a record of 16 MiB or more (whose own size dwarfs the
-//! side map's cost), or a zero length. It is empty or nearly so in practice.
+//! lines. A location that does not pack is kept in a side map, `wide`, instead: a segment id of
+//! 2^24 or more (segment ids only grow, so a store that has written sixteen million segments,
+//! a petabyte at the default segment size, keeps every new location there, correctly but at
+//! a map's cost), an offset of 2^32 or more (only a store made with a segment size over 4 GiB
+//! has one), a record of 16 MiB or more (whose own size dwarfs the side map's cost), or a zero
+//! length. It is empty or nearly so in practice.
 //!
 //! Invariants:
 //! - a key is in at most one of the slots and `wide`;
