@@ -97,7 +97,7 @@
 //! sections it holds beside them, [`Pool::sections`]). The pool's own memory, which grows with
 //! the number of handles rather than with the values' sizes, is reported but not counted by
 //! default: an entry per object it has handles to (resident or paged out), the registry of
-//! live keys, the eviction policy's tables and the store's in-memory index: about 130 bytes
+//! live keys, the eviction policy's tables and the store's in-memory index: about 120 bytes
 //! per paged-out handle ([`PoolStats::metadata_bytes`], [`PoolStats::store_index_bytes`]).
 //! [`PoolBuilder::budget_includes_metadata`] counts it too, up to three quarters of the
 //! budget, so that the process's memory follows the budget: the values get what is left.
