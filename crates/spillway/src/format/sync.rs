@@ -118,12 +118,14 @@ pub fn decode_file(b: &[u8]) -> Result<SyncFile, DecodeError> {
     let mut best: Option<SyncRecord> = None;
     let mut problem = None;
     let mut written = 0;
+    let mut written_slot = 0;
     for i in 0..2 {
         let Some(s) = slot(i) else { continue };
         if s.iter().all(|&x| x == 0) {
             continue;
         }
         written += 1;
+        written_slot = i;
         match decode_slot(s) {
             Ok(r) if r.slot_offset() == (i * SLOT_SPACING) as u64 => {
                 if best.is_none_or(|b| r.generation > b.generation) {
@@ -152,7 +154,17 @@ pub fn decode_file(b: &[u8]) -> Result<SyncFile, DecodeError> {
         (None, Some(e @ DecodeError::UnsupportedVersion(_))) => Err(e),
         // One slot written, and not whole: the first record's write was cut short (every later
         // write goes to the other slot, so after a second record both slots hold bytes).
-        (None, Some(_)) if written == 1 => Ok(SyncFile::Blank),
+        // Such a write leaves no byte outside its slot.
+        (None, Some(_))
+            if written == 1 && {
+                let start = written_slot * SLOT_SPACING;
+                b.iter()
+                    .enumerate()
+                    .all(|(at, &x)| x == 0 || (start..start + SLOT_LEN).contains(&at))
+            } =>
+        {
+            Ok(SyncFile::Blank)
+        }
         (None, Some(e)) => Err(e),
         (None, None) if b.iter().all(|&x| x == 0) => Ok(SyncFile::Blank),
         (None, None) => Err(DecodeError::Invalid(
@@ -163,6 +175,15 @@ pub fn decode_file(b: &[u8]) -> Result<SyncFile, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn garbage_past_a_cut_first_write_is_damage() {
+        // One slot of garbage alone reads as a first write cut short; bytes past it cannot be.
+        let mut b = vec![0x5au8; SLOT_LEN];
+        assert!(matches!(decode_file(&b), Ok(SyncFile::Blank)));
+        b.extend_from_slice(&[0x5a; 52]);
+        assert!(decode_file(&b).is_err(), "100 bytes of garbage are damage");
+    }
+
     use super::*;
 
     fn rec(generation: u64, segment: u64, offset: u64) -> SyncRecord {
