@@ -579,8 +579,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
 
 impl<T: ?Sized + Pageable> Drop for Entry<T> {
     fn drop(&mut self) {
-        // A new count of the pool rather than a borrow of `self`, whose fields are taken below.
-        let pool = self.pool.arc();
+        let pool = self.pool();
         pool.stats.entries.fetch_sub(1, Ordering::Relaxed);
         pool.stats
             .entry_bytes
@@ -589,7 +588,7 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
         if size > 0 {
             pool.residency.release(size);
         }
-        let flags = *self.flags.get_mut();
+        let flags = self.flags.load(Ordering::Relaxed);
         if flags & FIXED_SIZE != 0 {
             let mut fixed = pool.fixed_sizes.lock();
             fixed.remove(&self.id());
