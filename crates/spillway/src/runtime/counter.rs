@@ -99,9 +99,12 @@ fn claim() -> Option<usize> {
 struct Stripe(AtomicU64);
 
 /// A counter bumped on the hot path by many threads (see the module docs).
+///
+/// The lines are inline, not behind a pointer: a bump is one load fewer on the path from its
+/// owner (4 KiB in the owner, which holds one or two counters).
 #[derive(Debug)]
 pub(crate) struct ThreadCounter {
-    stripes: Box<[Stripe]>,
+    stripes: [Stripe; STRIPES],
     /// Increments from threads without an index.
     shared: AtomicU64,
 }
@@ -109,7 +112,7 @@ pub(crate) struct ThreadCounter {
 impl Default for ThreadCounter {
     fn default() -> ThreadCounter {
         ThreadCounter {
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            stripes: std::array::from_fn(|_| Stripe::default()),
             shared: AtomicU64::new(0),
         }
     }

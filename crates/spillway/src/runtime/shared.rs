@@ -83,6 +83,7 @@ impl PoolHold {
 
     /// The pool's shared part, published in the table under the pool's number from `Arc::as_ptr`
     /// (so the pointer covers the whole allocation, counts included).
+    #[inline]
     fn ptr(&self) -> *const PoolShared {
         let p = published(self.0).cast::<PoolShared>();
         debug_assert!(!p.is_null(), "pool number {} is published", self.0);
