@@ -232,6 +232,40 @@ fn verify_finds_every_kind_of_damage_to_the_roots_file() {
 }
 
 #[test]
+fn garbage_in_the_sync_file_is_reported_refused_and_repaired() {
+    for (what, bytes) in [
+        (
+            "garbage",
+            b"not a sync record, and longer than one slot of it: 48 bytes".to_vec(),
+        ),
+        ("a flipped byte", Vec::new()),
+    ] {
+        let f = Fixture::new();
+        let sync = f.dir.join("SYNC");
+        if bytes.is_empty() {
+            flip(&sync, 4096 + 20);
+            flip(&sync, 20);
+        } else {
+            fs::write(&sync, bytes).expect("write");
+        }
+        expect(
+            &spillway(&["verify", f.d()]),
+            1,
+            &["the sync record is damaged"],
+        );
+        let before = f.snapshot();
+        for cmd in ["gc", "compact"] {
+            expect(&spillway(&[cmd, f.d()]), 1, &["sync record"]);
+            assert_eq!(f.snapshot(), before, "{what}: {cmd} changed the store");
+        }
+        let o = spillway(&["verify", "--repair", f.d()]);
+        expect(&o, 0, &["wrote the damaged SYNC record again"]);
+        expect(&spillway(&["verify", f.d()]), 0, &["ok"]);
+        assert_eq!(f.vouched(), f.all, "{what}");
+    }
+}
+
+#[test]
 fn maintenance_on_an_empty_directory_exits_2_and_creates_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let d = tmp.path().to_str().expect("utf-8");
@@ -360,6 +394,7 @@ fn json_output_parses_and_carries_the_documented_fields() {
         &v["repair"],
         &[
             "marker_rewritten",
+            "sync_rewritten",
             "torn_tail_cut",
             "damaged",
             "salvage",

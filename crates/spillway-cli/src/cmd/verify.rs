@@ -146,6 +146,10 @@ fn print_repair(dir: &Path, r: &RecoveryReport) {
         crate::say!("  wrote the damaged STORE marker again");
         did = true;
     }
+    if let Some(why) = &r.sync_damaged {
+        crate::say!("  wrote the damaged SYNC record again: {why}");
+        did = true;
+    }
     if let Some(t) = &r.torn_tail {
         crate::say!(
             "  cut {} at offset {}: {} bytes removed ({})",
@@ -249,6 +253,7 @@ fn repair_json(dir: &Path, r: &RecoveryReport) -> Value {
     });
     json!({
         "marker_rewritten": r.marker_rewritten,
+        "sync_rewritten": r.sync_damaged,
         "torn_tail_cut": torn_json(dir, &r.torn_tail),
         "damaged": damaged_json(dir, &r.damaged),
         "salvage": salvage,
