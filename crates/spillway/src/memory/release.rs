@@ -8,9 +8,14 @@
 //! see `memory::cells`).
 //!
 //! [`Released`] counts the bytes page-outs free. The background page-out asks the allocator to
-//! give back its free pages once they add up to half the budget: often enough that the process
-//! follows its budget, rarely enough that the pass over the allocator's free lists (which grows
-//! with the heap) stays a small share of the page-outs that paid for it. An explicit shrink
+//! give back its free pages once they add up to a quarter of the budget: often enough that the
+//! process follows its budget, rarely enough that the pass over the allocator's free lists
+//! (which grows with the heap) stays a small share of the page-outs that paid for it. Values
+//! paged in on one thread and paged out after being made on another live in different arenas
+//! of glibc's allocator, so what one thread frees is not what the next allocation reuses: the
+//! process grows by what was freed since the last pass. At half the budget a pool of 20 MB
+//! over a million reads peaked 5 MiB higher than at a quarter; the passes cost about 0.3 % of
+//! its time. An explicit shrink
 //! (`Pool::shrink_to`) asks once it freed a mebibyte: its caller asked for memory back.
 //! Elsewhere than glibc there is nothing to ask, and this does nothing.
 
@@ -31,10 +36,10 @@ impl Released {
         self.freed.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Asks the allocator to give back its free pages if at least half of `budget` (and at
+    /// Asks the allocator to give back its free pages if at least a quarter of `budget` (and at
     /// least [`LEAST`]) was freed since it last did; true if it asked.
     pub fn release_if_due(&self, budget: u64) -> bool {
-        let due = (budget / 2).max(LEAST);
+        let due = (budget / 4).max(LEAST);
         let freed = self.freed.load(Ordering::Relaxed);
         if freed < due
             || self
@@ -71,11 +76,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gives_back_once_half_the_budget_was_freed() {
+    fn gives_back_once_a_quarter_of_the_budget_was_freed() {
         let r = Released::default();
-        r.freed(400 << 20);
-        assert!(!r.release_if_due(1 << 30));
         r.freed(200 << 20);
+        assert!(!r.release_if_due(1 << 30));
+        r.freed(100 << 20);
         assert!(r.release_if_due(1 << 30));
         assert!(!r.release_if_due(1 << 30), "the count starts again");
         r.freed(LEAST);
