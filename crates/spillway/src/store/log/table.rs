@@ -27,7 +27,9 @@
 //! high half of the hash times the slot count (no power-of-two size is needed, which is what
 //! allows the small growth steps). The buffer of a large table is an anonymous mapping that
 //! the kernel is asked to back with huge pages: a lookup in a table of millions of keys then
-//! misses the TLB far less often.
+//! misses the TLB far less often. On Linux such a table grows in place (the mapping is
+//! extended and the keys moved inside it), so a growth never holds the old and the new buffer
+//! at once: for an index of a hundred million keys, 3.6 GB less at the moment it grows.
 
 use crate::format::checkpoint::Location;
 use crate::key::{ContentKey, KEY_LEN, KeyMap};
@@ -57,6 +59,8 @@ pub(super) struct KeyTable {
     used: usize,
     /// Locations that do not pack into a slot.
     wide: KeyMap<Location>,
+    /// Buffers of this many bytes or more are mapped ([`MAPPED_FROM`]; smaller in tests).
+    mapped_from: usize,
 }
 
 impl std::fmt::Debug for KeyTable {
@@ -82,8 +86,8 @@ enum Buf {
 }
 
 impl Buf {
-    fn zeroed(bytes: usize) -> Buf {
-        if bytes >= MAPPED_FROM
+    fn zeroed(bytes: usize, mapped_from: usize) -> Buf {
+        if bytes >= mapped_from
             && let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon()
         {
             // Only advice: without it (or without transparent huge pages) the table works the
@@ -168,11 +172,16 @@ fn pack(key: &ContentKey, loc: Location) -> Option<Slot> {
 
 impl KeyTable {
     fn with_slots(slots: usize) -> KeyTable {
+        KeyTable::with_slots_mapped_from(slots, MAPPED_FROM)
+    }
+
+    fn with_slots_mapped_from(slots: usize, mapped_from: usize) -> KeyTable {
         KeyTable {
-            buf: Buf::zeroed(slots * SLOT_LEN),
+            buf: Buf::zeroed(slots * SLOT_LEN, mapped_from),
             slots,
             used: 0,
             wide: KeyMap::default(),
+            mapped_from,
         }
     }
 
@@ -315,7 +324,14 @@ impl KeyTable {
     /// those that would wrap around the new table's end, and those read after the walk wraps
     /// around the old table's end.
     fn resize(&mut self, slots: usize) {
-        let old = std::mem::replace(&mut self.buf, Buf::zeroed(slots * SLOT_LEN));
+        #[cfg(target_os = "linux")]
+        if self.grow_mapping(slots) {
+            return;
+        }
+        let old = std::mem::replace(
+            &mut self.buf,
+            Buf::zeroed(slots * SLOT_LEN, self.mapped_from),
+        );
         self.slots = slots;
         self.used = 0;
         let old = old.slots();
@@ -346,6 +362,99 @@ impl KeyTable {
         for s in old[..start].iter().filter(|s| occupied(s)) {
             self.place(*s);
         }
+    }
+
+    /// Grows a mapped buffer to `slots` slots where it is, instead of into a second buffer:
+    /// the mapping is extended (its new bytes are zero, and the kernel moves its pages rather
+    /// than copying them), then the keys are moved to their new places inside it. The table
+    /// then never holds two buffers at once, which a copy would, for a moment, at the size of
+    /// both. False (nothing changed) if the buffer is not mapped, `slots` is not larger, the
+    /// slot numbers would not fit in 32 bits, or the mapping cannot be extended.
+    ///
+    /// The keys read from the first empty slot to the end come in the order of their homes
+    /// (see [`resize`](Self::resize)). Each one's new place `p` follows the last one's, at its
+    /// new home or just after the last if that is further, as when copying; its old place is
+    /// `q`. A key with `p < q` moves at once, in that forward walk: every slot in `p..q` is
+    /// free by then (keys before it are at their new places, which are before `p`, or wait at
+    /// old places before `p`; keys after it are after `q`). A key with `p > q` waits, and those
+    /// move in a second walk, backward: every key after it has left its old place, and every
+    /// key before it sits before its `p`. The keys that break the order (the run at the start,
+    /// which may have wrapped around the end; keys whose new homes are out of order; keys that
+    /// would pass the new end) are set aside and placed again at the end, through
+    /// [`place`](Self::place).
+    #[cfg(target_os = "linux")]
+    fn grow_mapping(&mut self, slots: usize) -> bool {
+        let old_slots = self.slots;
+        if slots <= old_slots || u32::try_from(slots).is_err() {
+            return false;
+        }
+        let Buf::Mapped(map) = &mut self.buf else {
+            return false;
+        };
+        // SAFETY: `&mut self` holds no reference into the mapping, and nothing else refers to
+        // it; an anonymous private mapping keeps its bytes when it grows, and the new ones are
+        // zero.
+        #[expect(unsafe_code, reason = "growing the table's own anonymous mapping")]
+        let grown = unsafe {
+            map.remap(
+                slots * SLOT_LEN,
+                memmap2::RemapOptions::new().may_move(true),
+            )
+        };
+        if grown.is_err() {
+            return false;
+        }
+        let _ = map.advise(memmap2::Advice::HugePage);
+        self.slots = slots;
+        let all = self.buf.slots_mut();
+        let mut aside: Vec<Slot> = Vec::new();
+        // A table is never full, so there is an empty slot.
+        let first_empty = all[..old_slots]
+            .iter()
+            .position(|s| !occupied(s))
+            .unwrap_or(0);
+        for s in &mut all[..first_empty] {
+            aside.push(*s);
+            *s = [0; SLOT_LEN];
+        }
+        let mut later: Vec<(u32, u32)> = Vec::new();
+        let mut end = 0;
+        let mut last_home = 0;
+        let mut kept = 0;
+        for q in first_empty..old_slots {
+            let s = all[q];
+            if !occupied(&s) {
+                continue;
+            }
+            let h = home(hash(key_of(&s)), slots);
+            let p = h.max(end);
+            if h < last_home || p >= slots {
+                aside.push(s);
+                all[q] = [0; SLOT_LEN];
+                continue;
+            }
+            last_home = h;
+            end = p + 1;
+            kept += 1;
+            match p.cmp(&q) {
+                std::cmp::Ordering::Less => {
+                    all[p] = s;
+                    all[q] = [0; SLOT_LEN];
+                }
+                std::cmp::Ordering::Equal => {}
+                // Both fit in 32 bits: `slots` does.
+                std::cmp::Ordering::Greater => later.push((q as u32, p as u32)),
+            }
+        }
+        for &(q, p) in later.iter().rev() {
+            all[p as usize] = all[q as usize];
+            all[q as usize] = [0; SLOT_LEN];
+        }
+        self.used = kept;
+        for s in aside {
+            self.place(s);
+        }
+        true
     }
 
     /// Forgets `key`; returns where it was.
@@ -509,8 +618,14 @@ mod tests {
         ]
     }
 
-    fn run(ops: &[Op], pool: u16) {
-        let mut t = KeyTable::default();
+    /// A table whose buffers are mapped from `mapped_from` bytes on: from the first growth past
+    /// a page, so that growing in place is what the model checks, or never.
+    fn table(mapped: bool) -> KeyTable {
+        KeyTable::with_slots_mapped_from(MIN_SLOTS, if mapped { 4096 } else { usize::MAX })
+    }
+
+    fn run(ops: &[Op], pool: u16, mapped: bool) {
+        let mut t = table(mapped);
         let mut model: HashMap<ContentKey, Location> = HashMap::new();
         for op in ops {
             match *op {
@@ -543,7 +658,7 @@ mod tests {
 
         #[test]
         fn behaves_like_a_hash_map(ops in proptest::collection::vec(op(64), 0..400)) {
-            run(&ops, 64);
+            run(&ops, 64, false);
         }
     }
 
@@ -552,7 +667,14 @@ mod tests {
 
         #[test]
         fn behaves_like_a_hash_map_when_large(ops in proptest::collection::vec(op(3000), 0..4000)) {
-            run(&ops, 3000);
+            run(&ops, 3000, false);
+        }
+
+        #[test]
+        fn behaves_like_a_hash_map_when_mapped_and_grown_in_place(
+            ops in proptest::collection::vec(op(3000), 0..4000)
+        ) {
+            run(&ops, 3000, true);
         }
     }
 
@@ -565,11 +687,20 @@ mod tests {
 
     #[test]
     fn growing_keeps_the_order_with_crowded_and_wrapping_homes() {
+        grow_crowded_and_wrapping(false);
+    }
+
+    #[test]
+    fn growing_in_place_keeps_the_order_with_crowded_and_wrapping_homes() {
+        grow_crowded_and_wrapping(true);
+    }
+
+    fn grow_crowded_and_wrapping(mapped: bool) {
         // Hashes from a fixed sequence, bent into clusters: near the top (homes that wrap
         // around the end), in runs a few apart (one old home, new homes out of order), and
         // spread out; the invariants are checked after every growth.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut t = KeyTable::default();
+        let mut t = table(mapped);
         let mut model = HashMap::new();
         for i in 0..20_000u32 {
             x ^= x << 13;
@@ -591,6 +722,10 @@ mod tests {
             assert_eq!(t.insert(k, loc), model.insert(k, loc));
             if t.slots != slots {
                 t.check();
+                assert_eq!(
+                    matches!(t.buf, Buf::Mapped(_)),
+                    mapped && t.slots * SLOT_LEN >= 4096
+                );
             }
         }
         t.check();
