@@ -15,8 +15,8 @@
 //! of glibc's allocator, so what one thread frees is not what the next allocation reuses: the
 //! process grows by what was freed since the last pass. At half the budget a pool of 20 MB
 //! over a million reads peaked 5 MiB higher than at a quarter; the passes cost about 0.3 % of
-//! its time. An explicit shrink
-//! (`Pool::shrink_to`) asks once it freed a mebibyte: its caller asked for memory back.
+//! its time. An explicit shrink (`Pool::shrink_to`) asks once it freed a mebibyte: its caller
+//! asked for memory back.
 //! Elsewhere than glibc there is nothing to ask, and this does nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -101,7 +101,7 @@ struct Stripe(AtomicU64);
 /// A counter bumped on the hot path by many threads (see the module docs).
 ///
 /// The lines are inline, not behind a pointer: a bump is one load fewer on the path from its
-/// owner (4 KiB in the owner, which holds one or two counters).
+/// owner (4 KiB in the pool's counters, which hold one).
 #[derive(Debug)]
 pub(crate) struct ThreadCounter {
     stripes: [Stripe; STRIPES],
