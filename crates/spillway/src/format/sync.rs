@@ -175,6 +175,8 @@ pub fn decode_file(b: &[u8]) -> Result<SyncFile, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn garbage_past_a_cut_first_write_is_damage() {
         // One slot of garbage alone reads as a first write cut short; bytes past it cannot be.
@@ -183,8 +185,6 @@ mod tests {
         b.extend_from_slice(&[0x5a; 52]);
         assert!(decode_file(&b).is_err(), "100 bytes of garbage are damage");
     }
-
-    use super::*;
 
     fn rec(generation: u64, segment: u64, offset: u64) -> SyncRecord {
         SyncRecord {

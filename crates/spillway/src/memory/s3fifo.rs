@@ -51,8 +51,8 @@
 //! Invariants (between calls): every tracked entry has exactly one queue slot whose stamp
 //! matches its own; `small_bytes`/`main_bytes` and `small_len`/`main_len` are the sums and counts
 //! of the tracked entries in each queue; every remembered ghost (a ghost id's fingerprint, see
-//! below) has exactly one live slot in the ghost FIFO, the one its index entry points to, and `ghost_bytes` is the sum of the live
-//! slots' sizes, at most main's share.
+//! below) has exactly one live slot in the ghost FIFO, the one its index entry points to, and
+//! `ghost_bytes` is the sum of the live slots' sizes, at most main's share.
 //!
 //! The ghosts are kept compact, as there may be a ghost for every value paged out: a FIFO of
 //! 8-byte slots (a 32-bit fingerprint of the ghost id, and its bytes), and an index of 4-byte
