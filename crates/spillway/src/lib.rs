@@ -42,7 +42,8 @@
 //!
 //! [`Paged::get`] returns a [`Guard`], which owns a reference to the value: it may outlive the
 //! handle and move between threads. [`Paged::read`] returns a [`Ref`], which borrows the handle
-//! and costs about half as much: for the hot loop that reads and lets go.
+//! and stays on its thread. For a resident value either costs about what an `Arc::clone` and
+//! its drop cost: two atomic operations, no lock taken by a `get`.
 //!
 //! The store stays open, and locked against other processes, while any handle of its pool
 //! lives, even after the [`Pool`] is dropped: drop the handles too before opening the directory

@@ -14,6 +14,11 @@
 //! condition variable that waits on `&mut MutexGuard`. A timed wait under shuttle may end at any
 //! scheduling point, as a real one may time out at any moment.
 //!
+//! One read takes no lock: [`peek`], for the reads of an entry's slot that a hazard slot
+//! protects instead (see `runtime::hazard`). Under shuttle a write of the value while a `peek`
+//! is under way fails the model, so the protocol that keeps writers away is checked, not
+//! assumed.
+//!
 //! Stores keep their own locks: a store's critical sections make no call into this module, so
 //! shuttle never switches threads inside one, and they behave under it as single steps.
 //!
@@ -25,7 +30,7 @@ mod imp {
     use std::ops::Deref;
 
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
     pub(crate) use std::sync::mpsc;
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
@@ -57,14 +62,30 @@ mod imp {
             &self.0
         }
     }
+
+    /// Reads what `lock` guards without taking it.
+    ///
+    /// # Safety
+    /// No thread may write the value (through a write guard or `get_mut`) until `read`
+    /// returns: the caller's own protocol must exclude it (see `runtime::hazard`).
+    #[inline]
+    #[expect(unsafe_code, reason = "a read its caller keeps writers away from")]
+    pub(crate) unsafe fn peek<T, R>(lock: &RwLock<T>, read: impl FnOnce(&T) -> R) -> R {
+        // SAFETY: no one writes the value meanwhile (the caller's contract), so a shared
+        // reference to it is sound, as under a read lock.
+        read(unsafe { &*lock.data_ptr() })
+    }
 }
 
 #[cfg(spillway_shuttle)]
 mod imp {
+    use std::cell::UnsafeCell;
     use std::ops::{Deref, DerefMut};
     use std::time::Duration;
 
-    pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
+    pub(crate) use shuttle::sync::atomic::{
+        AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+    };
     pub(crate) use shuttle::sync::mpsc;
     pub(crate) use shuttle::thread;
     pub(crate) use shuttle::thread_local;
@@ -115,45 +136,139 @@ mod imp {
         }
     }
 
-    /// `parking_lot::RwLock`'s API over shuttle's lock.
+    /// `parking_lot::RwLock`'s API over shuttle's lock: shuttle's lock guards nothing, and the
+    /// value sits beside it, so that [`peek`] can read it without the lock, as the normal
+    /// build's does (for the reads that take no lock, see `runtime::hazard`).
     #[derive(Debug, Default)]
-    pub(crate) struct RwLock<T>(shuttle::sync::RwLock<T>);
+    pub(crate) struct RwLock<T> {
+        lock: shuttle::sync::RwLock<()>,
+        data: UnsafeCell<T>,
+        /// Reads without the lock under way (see [`peek`]): a write meanwhile fails the model.
+        peeking: AtomicUsize,
+    }
+
+    // SAFETY: the value is reached through the lock's guards (shared by readers, one writer),
+    // as in `std::sync::RwLock`, or through `peek`, whose callers keep to the same rule.
+    #[expect(unsafe_code, reason = "a lock's value beside the lock")]
+    unsafe impl<T: Send + Sync> Sync for RwLock<T> {}
+
+    /// A read lock, showing the value.
+    pub(crate) struct RwLockReadGuard<'a, T> {
+        _lock: shuttle::sync::RwLockReadGuard<'a, ()>,
+        data: &'a T,
+    }
+
+    impl<T> Deref for RwLockReadGuard<'_, T> {
+        type Target = T;
+
+        fn deref(&self) -> &T {
+            self.data
+        }
+    }
+
+    /// The write lock, showing the value.
+    pub(crate) struct RwLockWriteGuard<'a, T> {
+        _lock: shuttle::sync::RwLockWriteGuard<'a, ()>,
+        data: &'a UnsafeCell<T>,
+        peeking: &'a AtomicUsize,
+    }
+
+    impl<T> Deref for RwLockWriteGuard<'_, T> {
+        type Target = T;
+
+        fn deref(&self) -> &T {
+            // SAFETY: the write lock is held.
+            #[expect(unsafe_code, reason = "the value under its write lock")]
+            unsafe {
+                &*self.data.get()
+            }
+        }
+    }
+
+    impl<T> DerefMut for RwLockWriteGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            assert_eq!(
+                self.peeking.load(std::sync::atomic::Ordering::SeqCst),
+                0,
+                "a value written while a thread reads it without the lock"
+            );
+            // SAFETY: the write lock is held, and this guard is borrowed mutably.
+            #[expect(unsafe_code, reason = "the value under its write lock")]
+            unsafe {
+                &mut *self.data.get()
+            }
+        }
+    }
 
     impl<T> RwLock<T> {
         pub(crate) const fn new(value: T) -> RwLock<T> {
-            RwLock(shuttle::sync::RwLock::new(value))
+            RwLock {
+                lock: shuttle::sync::RwLock::new(()),
+                data: UnsafeCell::new(value),
+                peeking: AtomicUsize::new(0),
+            }
         }
 
-        pub(crate) fn read(&self) -> shuttle::sync::RwLockReadGuard<'_, T> {
-            unpoison(self.0.read())
+        pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
+            let lock = unpoison(self.lock.read());
+            // SAFETY: a read lock is held, for as long as the guard that shows the value.
+            #[expect(unsafe_code, reason = "the value under a read lock")]
+            let data = unsafe { &*self.data.get() };
+            RwLockReadGuard { _lock: lock, data }
         }
 
         /// Shuttle's lock has no recursive read: a plain one (a thread that reads one lock
         /// twice is reported as a deadlock under shuttle).
-        pub(crate) fn read_recursive(&self) -> shuttle::sync::RwLockReadGuard<'_, T> {
+        pub(crate) fn read_recursive(&self) -> RwLockReadGuard<'_, T> {
             self.read()
         }
 
-        pub(crate) fn write(&self) -> shuttle::sync::RwLockWriteGuard<'_, T> {
-            unpoison(self.0.write())
-        }
-
-        pub(crate) fn try_write(&self) -> Option<shuttle::sync::RwLockWriteGuard<'_, T>> {
-            match self.0.try_write() {
-                Ok(g) => Some(g),
-                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
+        pub(crate) fn write(&self) -> RwLockWriteGuard<'_, T> {
+            RwLockWriteGuard {
+                _lock: unpoison(self.lock.write()),
+                data: &self.data,
+                peeking: &self.peeking,
             }
         }
 
-        pub(crate) fn get_mut(&mut self) -> &mut T {
-            unpoison(self.0.get_mut())
+        pub(crate) fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
+            let lock = match self.lock.try_write() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            };
+            Some(RwLockWriteGuard {
+                _lock: lock,
+                data: &self.data,
+                peeking: &self.peeking,
+            })
         }
+
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.data.get_mut()
+        }
+    }
+
+    /// Reads what `lock` guards without taking it; a write of the value before `read` returns
+    /// fails the model (with a switch to other threads in between, so that one may try).
+    ///
+    /// # Safety
+    /// As for the normal build's `peek`: no thread may write the value until `read` returns.
+    #[expect(unsafe_code, reason = "a read its caller keeps writers away from")]
+    pub(crate) unsafe fn peek<T, R>(lock: &RwLock<T>, read: impl FnOnce(&T) -> R) -> R {
+        use std::sync::atomic::Ordering::SeqCst;
+        lock.peeking.fetch_add(1, SeqCst);
+        shuttle::thread::yield_now();
+        // SAFETY: no one writes the value meanwhile (the caller's contract, checked by the
+        // write guards while `peeking` counts this read).
+        let out = read(unsafe { &*lock.data.get() });
+        lock.peeking.fetch_sub(1, SeqCst);
+        out
     }
 
     /// A read lock on an `RwLock<S>` that shows one part `U` of what it guards.
     pub(crate) struct ReadPart<'a, S, U: ?Sized> {
-        guard: shuttle::sync::RwLockReadGuard<'a, S>,
+        guard: RwLockReadGuard<'a, S>,
         part: fn(&S) -> Option<&U>,
     }
 

@@ -95,6 +95,44 @@ mod real {
         );
     }
 
+    /// A resident `get` counts its value without the slot's lock, under a hazard slot: an
+    /// eviction that races it either sees the reader and leaves the value, or takes it only
+    /// once the reader is done; a page-in never writes the slot while a reader reads it
+    /// without the lock (the model fails on such a write, see `sync::peek`).
+    #[test]
+    fn gets_without_the_lock_race_evictions_and_page_ins() {
+        shuttle::check_random(
+            || {
+                let pool = pool(1 << 20);
+                let a = stored(&pool, 1);
+                let readers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let a = a.clone();
+                        thread::spawn(move || {
+                            for _ in 0..3 {
+                                let g = a.get().expect("get");
+                                assert_eq!(*g, value(1), "a guard saw another value");
+                                thread::yield_now();
+                                assert_eq!(*g, value(1), "a held value changed");
+                            }
+                        })
+                    })
+                    .collect();
+                for _ in 0..2 {
+                    pool.shrink_to(0).expect("shrink");
+                    assert_eq!(*a.get().expect("get"), value(1));
+                }
+                for r in readers {
+                    r.join().expect("reader");
+                }
+                pool.shrink_to(0).expect("shrink");
+                assert_eq!(pool.stats().resident_bytes, 0);
+                assert_eq!(*a.get().expect("get"), value(1));
+            },
+            iters(),
+        );
+    }
+
     /// The same with a borrowed [`spillway::Ref`], which pins by the slot's read lock rather
     /// than a reference count; and a `read` of a paged-out value racing evictions loads it and
     /// shows it whole.

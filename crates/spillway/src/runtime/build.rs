@@ -240,6 +240,8 @@ impl PoolBuilder {
         if let Some(e) = store.untagged_values() {
             return Err(e);
         }
+        // Before any value of the pool can be read (see `hazard`).
+        super::hazard::init();
         let number = PoolNumber::claim()?;
         let signal = Arc::new(Signal::default());
         let (io, mut handles) = IoPool::start(self.io_threads.unwrap_or(2))?;

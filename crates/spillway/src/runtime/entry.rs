@@ -53,6 +53,7 @@ use crate::sync::{AtomicU8, AtomicU32, RwLock};
 
 use super::counted::{Cell, Counted};
 use super::erased::{ChildRef, Encoded, EntryId, ErasedEntry, ErasedRef};
+use super::hazard::Held;
 use super::loading::Load;
 use super::page_out::take_foreign;
 use super::shared::{PoolHold, PoolShared};
@@ -79,6 +80,12 @@ const KEY_SET: u8 = 32;
 /// [`Entry`] flag: the pool's policy orders by recency, so every use is also logged (see
 /// [`Entry::hit`]); fixed for the pool's life, copied here so that a read need not look.
 const LOGS_ACCESSES: u8 = 64;
+/// [`Entry`] flag: the slot is resident and no eviction has claimed it, so that a reader
+/// named in a hazard slot may read it without the lock (see `hazard`). Set with release
+/// ordering once the slot holds a value (made resident, paged in, or kept by an eviction that
+/// let it be); cleared only by the eviction that holds the entry as its victim, before its
+/// barrier. The slot is written only while it is clear.
+const SETTLED: u8 = 128;
 
 /// An entry's `size` that stands for a size of this many bytes or more, kept in the pool's
 /// table of large sizes.
@@ -171,6 +178,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
         }
         if has_fixed_size {
             flags |= FIXED_SIZE;
+        }
+        if slot.is_some() {
+            flags |= SETTLED;
         }
         if pool.residency.logs_accesses() {
             flags |= LOGS_ACCESSES;
@@ -312,6 +322,32 @@ impl<T: ?Sized + Pageable> Entry<T> {
             .max(1)
     }
 
+    /// The value, counted, if it is resident and settled, read without the slot's lock (see
+    /// `hazard`); `None` sends the caller to the lock.
+    #[inline]
+    pub fn settled_value(&self) -> Option<Arc<T>> {
+        super::hazard::protect(std::ptr::from_ref(self).addr(), || {
+            if self.flags.load(Ordering::Acquire) & SETTLED == 0 {
+                return None;
+            }
+            // SAFETY: the slot is written only while `SETTLED` is clear, and an eviction that
+            // cleared it takes the value only once its barrier has passed and no hazard slot
+            // names this entry; this thread's slot has named it since before the flag was
+            // read set (see `hazard`). So the slot is not written while it is read here, and
+            // the value is counted before the hazard is cleared.
+            #[expect(unsafe_code, reason = "a read under a hazard, without the lock")]
+            unsafe {
+                crate::sync::peek(&self.slot, |slot| slot.as_ref().map(Arc::clone))
+            }
+        })
+    }
+
+    /// Marks the entry as settled again, its slot holding a value: by an eviction that let it
+    /// be, which holds the entry as its victim, so that no one else writes the slot meanwhile.
+    fn settle(&self) {
+        self.flags.fetch_or(SETTLED, Ordering::Release);
+    }
+
     /// Records a use of the resident value for the eviction policy: a saturating counter, no
     /// lock; and, for a policy that orders by recency (LRU), the access itself, in the pool's
     /// access log. The read that pages a value in is not a use (the policy is told of an
@@ -440,6 +476,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
             let mut wait = load.wait.lock();
             let mut slot = this.slot.write();
             *slot = loaded.as_ref().ok().map(Arc::clone);
+            if slot.is_some() {
+                this.settle();
+            }
             this.pool().loads.end(this.id());
             drop(slot);
             wait.done = true;
@@ -544,23 +583,39 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
         }
     }
 
-    fn try_evict(&self) -> Option<u64> {
-        if !self.is_stored() {
+    fn withdraw(&self) {
+        self.flags.fetch_and(!SETTLED, Ordering::AcqRel);
+    }
+
+    fn try_evict(&self, held: &Held) -> Option<u64> {
+        // A victim that stays is settled again. Its slot holds a value: it is resident, and
+        // only this eviction, which holds it, could take the value.
+        if !self.is_stored() || held.contains(std::ptr::from_ref(self).addr()) {
+            self.settle();
             return None;
         }
         let (old, size) = {
             // A read lock held is a `Ref` (or a moment's read): pinned either way.
-            let mut slot = self.slot.try_write()?;
+            let Some(mut slot) = self.slot.try_write() else {
+                self.settle();
+                return None;
+            };
             match &*slot {
                 // The size is taken under the lock: once the lock is released a page-in may
                 // start and charge the entry again. So are the hits cleared: uses of the value
                 // that leaves count for nothing when it comes back (a page-in is a new
-                // insertion), and no read can record one until a page-in ends.
+                // insertion), and no read can record one until a page-in ends. A count taken
+                // without the lock shows here: its reader cleared its hazard slot (release)
+                // after taking it, and the caller read the slots (acquire) after.
                 Some(v) if Arc::strong_count(v) == 1 => {
                     self.hits.store(0, Ordering::Relaxed);
                     (slot.take(), self.take_size())
                 }
-                _ => return None,
+                Some(_) => {
+                    self.settle();
+                    return None;
+                }
+                None => return None,
             }
         };
         self.pool().residency.release(size);
@@ -615,6 +670,73 @@ impl<T: ?Sized + Pageable> Drop for Entry<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemStore;
+    use crate::{Paged, Pool};
+
+    fn pool() -> Pool {
+        Pool::builder()
+            .budget(1 << 20)
+            .store(Arc::new(MemStore::new()))
+            .deterministic(true)
+            .build()
+            .expect("a pool over a memory store")
+    }
+
+    /// A resident `get` takes no lock: it returns while another thread holds the slot's
+    /// write lock (a read under the lock would wait for it).
+    #[test]
+    fn a_resident_get_takes_no_lock() {
+        let pool = pool();
+        let h: Paged<u64> = pool.insert(7).expect("insert");
+        let writer = h.entry.slot.write();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let got = h.get().map(|g| *g);
+                tx.send(got).expect("send");
+            })
+        };
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(writer);
+        reader.join().expect("the reader");
+        assert_eq!(
+            got.expect("get returned while the lock was held")
+                .expect("get"),
+            7
+        );
+    }
+
+    /// A withdrawn entry (a victim of an eviction under way) is read under the lock; settled
+    /// again, without it; an evicted one never without it, until its page-in settles it.
+    #[test]
+    fn only_a_settled_entry_is_read_without_the_lock() {
+        let pool = pool();
+        let h: Paged<u64> = pool.insert(7).expect("insert");
+        h.key().expect("stored");
+        let e = &*h.entry;
+        assert_eq!(e.settled_value().as_deref(), Some(&7));
+        e.withdraw();
+        assert!(e.settled_value().is_none());
+        assert_eq!(*h.get().expect("get under the lock"), 7);
+        e.settle();
+        assert_eq!(e.settled_value().as_deref(), Some(&7));
+        // Named by this thread's hazard slot: the eviction leaves it, settled.
+        let held = crate::runtime::hazard::protect(std::ptr::from_ref(e).addr(), || {
+            e.withdraw();
+            Some(crate::runtime::hazard::barrier())
+        })
+        .expect("a hazard slot");
+        assert_eq!(e.try_evict(&held), None);
+        assert!(h.is_resident());
+        assert_eq!(e.settled_value().as_deref(), Some(&7));
+        // Named by none: evicted, and not settled until paged in again.
+        pool.shrink_to(0).expect("shrink");
+        assert!(!h.is_resident());
+        assert!(e.settled_value().is_none());
+        assert_eq!(*h.get().expect("a page-in"), 7);
+        assert_eq!(e.settled_value().as_deref(), Some(&7));
+    }
 
     /// A paged-out object costs its entry: keep it small. The bound is the layout today (see
     /// `Entry`'s fields); a field that grows it should be a deliberate choice.

@@ -41,9 +41,14 @@ pub(crate) trait ErasedEntry: Send + Sync {
     fn encode(&self) -> Result<Encoded>;
     fn take_hits(&self) -> u8;
     fn is_pinned(&self) -> bool;
-    /// Drops the value from memory if it is resident, stored and unpinned; returns the bytes
-    /// released.
-    fn try_evict(&self) -> Option<u64>;
+    /// Takes the entry, a victim of the caller's eviction, off the reads that take no lock
+    /// (see `hazard`): the first step of evicting it, before the eviction's barrier.
+    fn withdraw(&self);
+    /// Drops the value from memory if it is resident, stored and unpinned, and no reader named
+    /// in `held` (read after the barrier that followed [`withdraw`](Self::withdraw)) is
+    /// counting it; returns the bytes released. A value that stays is put back on the reads
+    /// that take no lock.
+    fn try_evict(&self, held: &super::hazard::Held) -> Option<u64>;
     fn resident_size(&self) -> u64;
     /// The entry as its own type, for the registry's table of that type.
     fn as_any(&self) -> &dyn Any;

@@ -1,6 +1,7 @@
 //! [`Paged<T>`], the handle users hold, and the two pinned views of its value: [`Guard<T>`],
 //! which owns a reference to the value and may outlive the handle, and [`Ref<'_, T>`], which
-//! borrows the handle and costs about half as much to make and drop.
+//! borrows the handle. For a resident value, making and dropping either is two atomic
+//! operations, as an `Arc::clone` and its drop are.
 
 use std::any::Any;
 use std::fmt;
@@ -72,8 +73,8 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Guard<T> {
 /// Where a [`Guard`] pins its value with a reference count of its own (so it may outlive the
 /// handle, be sent to another thread, or become an `Arc`), a `Ref` pins it by holding a read
 /// lock on the handle's state, as `RwLock::read` does: making and dropping one is two atomic
-/// operations rather than four, about the cost of an `Arc::clone` and its drop. Like a
-/// read lock, it stays on the thread that made it. Another read of the same handle on the same
+/// operations (the lock and its release), as a resident `get` and its guard's drop are (the
+/// count and its release). Like a read lock, it stays on the thread that made it. Another read of the same handle on the same
 /// thread while it lives (a `read` or a `get`) is fine; an eviction passes it over.
 pub struct Ref<'a, T: ?Sized> {
     value: crate::sync::ReadPart<'a, Slot<T>, T>,
@@ -143,8 +144,29 @@ impl<T: ?Sized + Pageable> Paged<T> {
     /// The value, loading it from the store if it was paged out. Concurrent loads of one object
     /// read and decode it once. Blocks the calling thread during the load; async code uses
     /// [`get_async`](Self::get_async).
-    #[inline]
+    ///
+    /// A resident value is counted without a lock: the thread names the object in a hazard
+    /// slot of its own while it counts, which an eviction looks at before it takes the value.
+    /// (The first 128 threads that read at once each get one; a thread beyond them reads under
+    /// the object's lock.)
+    ///
+    /// Always inlined: the resident path is a few instructions and one atomic increment, and
+    /// a call would cost about as much again.
+    #[inline(always)]
     pub fn get(&self) -> Result<Guard<T>> {
+        if let Some(value) = self.entry.settled_value() {
+            self.entry.hit();
+            self.entry.pool().stats.hits.incr();
+            return Ok(Guard { value });
+        }
+        self.get_slow()
+    }
+
+    /// [`get`](Self::get) when the value cannot be read without the lock: paged out, loading,
+    /// being evicted, or this thread has no hazard slot.
+    #[cold]
+    #[inline(never)]
+    fn get_slow(&self) -> Result<Guard<T>> {
         if let Some(v) = &*self.entry.slot.read_recursive() {
             self.entry.hit();
             self.entry.pool().stats.hits.incr();
@@ -168,7 +190,7 @@ impl<T: ?Sized + Pageable> Paged<T> {
 
     /// The value as a [`Ref`], which borrows this handle: like [`get`](Self::get) (loading the
     /// value if it was paged out, counted and seen by the eviction policy the same way), at
-    /// about half the cost when the value is resident. For reads that end before the handle
+    /// about the same cost when the value is resident. For reads that end before the handle
     /// goes and stay on one thread; [`get`](Self::get) for a guard that must outlive the handle
     /// or move between threads.
     #[inline]

@@ -34,21 +34,22 @@
 //! | `schema` | stored types: the type tag of a value, its check on decode, upgrades | value |
 //! | `counter` | `ThreadCounter`: a count bumped on every read, a cache line per thread | – |
 //! | `stats` | counters, background errors, [`PoolStats`] | counter |
+//! | `hazard` | the hazard slots and fences that let a resident `get` read without the slot's lock | – |
 //! | `drop_queue` | iterative dropping of deep graphs; which drops descend from a page-out | – |
 //! | `counted` | `Counted`: the counted pointer to an entry, in a cell of its own | – |
-//! | `erased` | an entry without its value type (`ErasedEntry`, `ErasedRef`), `Encoded` | counted |
+//! | `erased` | an entry without its value type (`ErasedEntry`, `ErasedRef`), `Encoded` | counted, hazard |
 //! | `threads` | the I/O threads, the background thread's wake-up signal | – |
 //! | `loading` | page-ins in progress: what their waiters share, by entry id | erased |
 //! | `registry` | live entries by key; entry ids | counted, erased |
 //! | `gc` | mark and sweep; [`GcOptions`], [`GcReport`]; what writers protect | registry, stats |
 //! | `page_out` | encoding graphs bottom-up, writing batches; the thread's batch (its pool, its entries) | erased, gc, registry, stats |
-//! | `residency` | budget, reservation, admission, access log, eviction | counted, erased, page_out, threads |
+//! | `residency` | budget, reservation, admission, access log, eviction | counted, erased, hazard, page_out, threads |
 //! | `metadata` | the pool's own memory charged to its budget (opt-in) | stats |
 //! | `pool_table` | pools by number, for entries to name their pool in two bytes | – |
 //! | `shared` | `PoolShared`: the parts put together | counted, erased, gc, loading, metadata, page_out, pool_table, registry, residency, schema, stats, threads |
-//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | counted, drop_queue, erased, loading, page_out, shared, value |
+//! | `entry` | one object's state and lifecycle: insert, page-in, single flight, evict | counted, drop_queue, erased, hazard, loading, page_out, shared, value |
 //! | `handle` | [`Paged`], [`Guard`], [`Ref`], [`GetFuture`]; handles' serde | counted, drop_queue, entry, erased, loading, page_out, shared, value |
-//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, loading, metadata, pool_table, registry, residency, schema, shared, stats, threads, value |
+//! | `build` | [`PoolBuilder`], starting and stopping the threads, the background loop | gc, hazard, loading, metadata, pool_table, registry, residency, schema, shared, stats, threads, value |
 //! | `sections` | [`Sections`]: container sections under the budget, spilled when values cannot go | residency, shared |
 //! | `pool` | the façade, [`Pool`]: the public API | build, entry, gc, handle, sections, shared, stats, value |
 //!
@@ -61,6 +62,10 @@
 //!
 //! - `entry`: an object's lifecycle (`Resident` → `Evicted` → `Loading` → `Resident`), pins,
 //!   single flight, and the bytes an entry is charged.
+//! - `hazard`: a slot is written only while its entry is not settled, and a value is taken
+//!   from its slot only after a barrier that followed the entry's withdrawal and a look at the
+//!   hazard slots that found none naming it; so a `get` that counts a value without the lock
+//!   never counts one being taken.
 //! - `loading`: a load is in the table exactly while its entry is `Loading`.
 //! - `residency`: resident bytes within the budget, every resident entry tracked, when a
 //!   reservation may pass the hard limit.
@@ -92,6 +97,7 @@ mod entry;
 mod erased;
 mod gc;
 mod handle;
+mod hazard;
 mod loading;
 mod metadata;
 mod page_out;
@@ -129,6 +135,7 @@ mod tests {
         ("erased", include_str!("erased.rs")),
         ("gc", include_str!("gc.rs")),
         ("handle", include_str!("handle.rs")),
+        ("hazard", include_str!("hazard.rs")),
         ("loading", include_str!("loading.rs")),
         ("metadata", include_str!("metadata.rs")),
         ("page_out", include_str!("page_out.rs")),

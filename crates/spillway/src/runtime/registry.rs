@@ -552,7 +552,8 @@ mod tests {
         fn is_pinned(&self) -> bool {
             false
         }
-        fn try_evict(&self) -> Option<u64> {
+        fn withdraw(&self) {}
+        fn try_evict(&self, _: &crate::runtime::hazard::Held) -> Option<u64> {
             None
         }
         fn resident_size(&self) -> u64 {

@@ -714,8 +714,14 @@ impl Residency {
         let mut freed = 0;
         let mut count = 0;
         let mut ghosts = Vec::new();
+        // Off the reads that take no lock, then one barrier for the batch, then the readers
+        // still at work on a victim (see `hazard`).
+        for (e, _) in &victims {
+            e.withdraw();
+        }
+        let held = super::hazard::barrier();
         for (e, v) in &victims {
-            match e.try_evict() {
+            match e.try_evict(&held) {
                 Some(n) => {
                     freed += n;
                     count += 1;
