@@ -30,7 +30,7 @@ mod imp {
     use std::ops::Deref;
 
     pub(crate) use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
     pub(crate) use std::sync::mpsc;
     pub(crate) use std::thread;
     pub(crate) use std::thread_local;
@@ -83,9 +83,8 @@ mod imp {
     use std::ops::{Deref, DerefMut};
     use std::time::Duration;
 
-    pub(crate) use shuttle::sync::atomic::{
-        AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
-    };
+    use shuttle::sync::atomic::AtomicUsize;
+    pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64};
     pub(crate) use shuttle::sync::mpsc;
     pub(crate) use shuttle::thread;
     pub(crate) use shuttle::thread_local;

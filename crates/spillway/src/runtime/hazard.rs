@@ -43,7 +43,7 @@
 //! reader as present and evicts nothing.
 //!
 //! Under the model checker (`--cfg spillway_shuttle`) both fences are its sequentially
-//! consistent fence, and the slots are its atomics: it explores the interleavings of readers
+//! consistent fence, at which it may switch threads: it explores the interleavings of readers
 //! and evictions, not the weak memory of the light fence, which is the kernel's contract.
 //!
 //! # Invariants
@@ -56,9 +56,13 @@
 //!   clearing and a look at the slots that found none naming it.
 
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
-
-use crate::sync::{AtomicBool, AtomicUsize};
+// The standard library's atomics even under the model checker: the table is a static of the
+// process, which outlives each of the checker's executions, and a thread's slot is given back
+// by a thread-local destructor that may run while the checker tears a failed execution down,
+// when its atomics can no longer be touched. The checker still switches threads between a
+// reader's steps: at its fence (the light fence is a full one there), at the entry's flag,
+// and inside `sync::peek`.
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Slots in the table: threads reading at once without the lock. A thread beyond these reads
 /// under the lock.
