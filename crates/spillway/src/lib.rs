@@ -42,8 +42,8 @@
 //!
 //! [`Paged::get`] returns a [`Guard`], which owns a reference to the value: it may outlive the
 //! handle and move between threads. [`Paged::read`] returns a [`Ref`], which borrows the handle
-//! and stays on its thread. For a resident value either costs about what an `Arc::clone` and
-//! its drop cost: two atomic operations, no lock taken by a `get`.
+//! and stays on its thread. For a resident value either costs two atomic read-modify-writes,
+//! as an `Arc::clone` and its drop do (a `get` takes no lock).
 //!
 //! The store stays open, and locked against other processes, while any handle of its pool
 //! lives, even after the [`Pool`] is dropped: drop the handles too before opening the directory

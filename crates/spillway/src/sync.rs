@@ -1,13 +1,14 @@
 //! The synchronisation the runtime is built on, chosen in one place.
 //!
 //! Every lock, condition variable, atomic, channel, thread and thread-local of the pool's
-//! runtime (`runtime`) and of its budget (`memory`) comes from here. A normal build re-exports
-//! `parking_lot`'s locks and the standard library's atomics, channels, threads and
-//! thread-locals, unchanged: this module costs nothing. A build with `--cfg spillway_shuttle` (in `RUSTFLAGS`) gets [shuttle]'s instead, with
-//! the same API, so that the pool's own code (not a restatement of it) runs under shuttle's
-//! scheduler, which explores the interleavings of its threads at every one of these operations
-//! and reports a deadlock or a failed assertion with the schedule that led to it
-//! (`tests/pool_shuttle.rs`).
+//! runtime (`runtime`) and of its budget (`memory`) comes from here, except the counts of
+//! `Counted` cells and the table of hazard slots (`runtime::hazard`, which says why). A normal
+//! build re-exports `parking_lot`'s locks and the standard library's atomics, channels,
+//! threads and thread-locals, unchanged: this module costs nothing. A build with
+//! `--cfg spillway_shuttle` (in `RUSTFLAGS`) gets [shuttle]'s instead, with the same API, so
+//! that the pool's own code (not a restatement of it) runs under shuttle's scheduler, which
+//! explores the interleavings of its threads at every one of these operations and reports a
+//! deadlock or a failed assertion with the schedule that led to it (`tests/pool_shuttle.rs`).
 //!
 //! The wrappers below keep `parking_lot`'s shape where shuttle's locks follow the standard
 //! library's: no poisoning (a poisoned lock is taken as it is, as `parking_lot` would), and a

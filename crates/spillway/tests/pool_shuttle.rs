@@ -15,6 +15,8 @@
 //! - held values: a value pinned while evictions run is set aside and comes back under the
 //!   policy once its guard is dropped;
 //! - two value types: handles loaded while collections and a page-out run keep their objects;
+//! - gets without the lock: resident `get`s (under hazard slots) racing evictions and page-ins
+//!   never read a slot while it is written;
 //! - a failed check fails its test without taking the test process down.
 //!
 //! Run with

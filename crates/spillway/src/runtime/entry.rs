@@ -15,9 +15,18 @@
 //!   or any [`Ref`](super::Ref) holds the slot's read lock: eviction requires the slot's `Arc`
 //!   to be the only one (strong count 1), checked under the slot's write lock, which it only
 //!   *tries* to take, so a guard can never outlive its value in memory and an eviction never
-//!   waits for a reader.
-//! - Every read of the slot is recursive (never queued behind a waiting writer), so that a
-//!   thread holding a `Ref` can read the slot again while another thread waits to write it.
+//!   waits for a reader. A `get` that finds the value resident takes its clone without the
+//!   lock, under its thread's hazard slot (see `hazard`): an eviction takes a value only once
+//!   no such read is under way, and the clone it took shows in the count.
+//! - An entry is *settled* ([`SETTLED`]) only while its slot holds a value that no eviction is
+//!   about to take; the slot is written (a page-in ending, an eviction taking the value) only
+//!   while the entry is not settled, or through `&mut` in its drop. One eviction at a time
+//!   holds an entry as its victim (it takes the entry out of the resident set under the
+//!   residents lock, and puts it back only after it is done with it), and only that eviction
+//!   clears the flag.
+//! - Every read of the slot under its lock is recursive (never queued behind a waiting
+//!   writer), so that a thread holding a `Ref` can read the slot again while another thread
+//!   waits to write it.
 //!   The writers that wait (a page-in starting or ending) find the slot not resident, so no
 //!   `Ref` holds it, except in the moment between a reader seeing it evicted and taking the
 //!   write lock, in which a page-in by another caller may end: the wait is then for that
@@ -83,8 +92,9 @@ const LOGS_ACCESSES: u8 = 64;
 /// [`Entry`] flag: the slot is resident and no eviction has claimed it, so that a reader
 /// named in a hazard slot may read it without the lock (see `hazard`). Set with release
 /// ordering once the slot holds a value (made resident, paged in, or kept by an eviction that
-/// let it be); cleared only by the eviction that holds the entry as its victim, before its
-/// barrier. The slot is written only while it is clear.
+/// let it be, seen holding it under the lock); cleared only by the eviction that holds the
+/// entry as its victim, before its barrier. The slot is written only while it is clear (or
+/// through `&mut`, in the entry's drop).
 const SETTLED: u8 = 128;
 
 /// An entry's `size` that stands for a size of this many bytes or more, kept in the pool's
@@ -342,8 +352,9 @@ impl<T: ?Sized + Pageable> Entry<T> {
         })
     }
 
-    /// Marks the entry as settled again, its slot holding a value: by an eviction that let it
-    /// be, which holds the entry as its victim, so that no one else writes the slot meanwhile.
+    /// Marks the entry as settled, its slot holding a value: by a page-in that put it there, or
+    /// an eviction that let it be (which holds the entry as its victim, so that no one else
+    /// writes the slot meanwhile).
     fn settle(&self) {
         self.flags.fetch_or(SETTLED, Ordering::Release);
     }
@@ -584,38 +595,46 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
     }
 
     fn withdraw(&self) {
-        self.flags.fetch_and(!SETTLED, Ordering::AcqRel);
+        let was = self.flags.fetch_and(!SETTLED, Ordering::AcqRel);
+        debug_assert!(
+            was & SETTLED != 0,
+            "a victim not settled: resident entries are, and one eviction at a time holds one"
+        );
     }
 
     fn try_evict(&self, held: &Held) -> Option<u64> {
-        // A victim that stays is settled again. Its slot holds a value: it is resident, and
-        // only this eviction, which holds it, could take the value.
-        if !self.is_stored() || held.contains(std::ptr::from_ref(self).addr()) {
-            self.settle();
-            return None;
-        }
         let (old, size) = {
-            // A read lock held is a `Ref` (or a moment's read): pinned either way.
+            // A read lock held is a `Ref` (or a moment's read): pinned either way. The victim
+            // is resident (only this eviction, which holds it, could take its value), so it is
+            // settled again, lock or not.
             let Some(mut slot) = self.slot.try_write() else {
                 self.settle();
                 return None;
             };
             match &*slot {
-                // The size is taken under the lock: once the lock is released a page-in may
-                // start and charge the entry again. So are the hits cleared: uses of the value
-                // that leaves count for nothing when it comes back (a page-in is a new
-                // insertion), and no read can record one until a page-in ends. A count taken
-                // without the lock shows here: its reader cleared its hazard slot (release)
-                // after taking it, and the caller read the slots (acquire) after.
-                Some(v) if Arc::strong_count(v) == 1 => {
-                    self.hits.store(0, Ordering::Relaxed);
-                    (slot.take(), self.take_size())
-                }
-                Some(_) => {
+                None => return None,
+                // A reader counting the value without the lock, or one that did and has
+                // moved on, shows here: in the hazard slots, or in the count (its reader
+                // stored to its hazard slot, with release, after taking it, and the caller
+                // read the slots, with acquire, after).
+                Some(v)
+                    if !self.is_stored()
+                        || held.contains(std::ptr::from_ref(self).addr())
+                        || Arc::strong_count(v) > 1 =>
+                {
                     self.settle();
                     return None;
                 }
-                None => return None,
+                // The size is taken under the lock: once the lock is released a page-in may
+                // start and charge the entry again. So are the hits cleared: uses of the value
+                // that leaves count for nothing when it comes back (a page-in is a new
+                // insertion). A read that counted the value before the eviction may still
+                // record a use after this (a lost update of a saturating counter: the policy
+                // may see one use too many).
+                Some(_) => {
+                    self.hits.store(0, Ordering::Relaxed);
+                    (slot.take(), self.take_size())
+                }
             }
         };
         self.pool().residency.release(size);

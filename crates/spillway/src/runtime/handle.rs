@@ -1,7 +1,7 @@
 //! [`Paged<T>`], the handle users hold, and the two pinned views of its value: [`Guard<T>`],
 //! which owns a reference to the value and may outlive the handle, and [`Ref<'_, T>`], which
 //! borrows the handle. For a resident value, making and dropping either is two atomic
-//! operations, as an `Arc::clone` and its drop are.
+//! read-modify-writes, as an `Arc::clone` and its drop are.
 
 use std::any::Any;
 use std::fmt;
@@ -73,8 +73,9 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for Guard<T> {
 /// Where a [`Guard`] pins its value with a reference count of its own (so it may outlive the
 /// handle, be sent to another thread, or become an `Arc`), a `Ref` pins it by holding a read
 /// lock on the handle's state, as `RwLock::read` does: making and dropping one is two atomic
-/// operations (the lock and its release), as a resident `get` and its guard's drop are (the
-/// count and its release). Like a read lock, it stays on the thread that made it. Another read of the same handle on the same
+/// read-modify-writes (the lock and its release), as a resident `get` and its guard's drop
+/// are (the count and its release, beside plain loads and stores). Like a read lock, it
+/// stays on the thread that made it. Another read of the same handle on the same
 /// thread while it lives (a `read` or a `get`) is fine; an eviction passes it over.
 pub struct Ref<'a, T: ?Sized> {
     value: crate::sync::ReadPart<'a, Slot<T>, T>,
@@ -147,8 +148,8 @@ impl<T: ?Sized + Pageable> Paged<T> {
     ///
     /// A resident value is counted without a lock: the thread names the object in a hazard
     /// slot of its own while it counts, which an eviction looks at before it takes the value.
-    /// (The first 128 threads that read at once each get one; a thread beyond them reads under
-    /// the object's lock.)
+    /// (A thread takes its slot at its first read and keeps it for its life; while 128 threads
+    /// hold one, another thread reads under the object's lock.)
     ///
     /// Always inlined: the resident path is a few instructions and one atomic increment, and
     /// a call would cost about as much again.
