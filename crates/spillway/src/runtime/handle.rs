@@ -151,8 +151,8 @@ impl<T: ?Sized + Pageable> Paged<T> {
     /// (A thread takes its slot at its first read and keeps it for its life; while 128 threads
     /// hold one, another thread reads under the object's lock.)
     ///
-    /// Always inlined: the resident path is a few instructions and one atomic increment, and
-    /// a call would cost about as much again.
+    /// Always inlined, so that the caller holds the resident path (a few instructions and one
+    /// atomic increment) and the lock path stays a call (`get_slow`).
     #[inline(always)]
     pub fn get(&self) -> Result<Guard<T>> {
         if let Some(value) = self.entry.settled_value() {
