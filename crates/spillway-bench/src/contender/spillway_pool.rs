@@ -172,8 +172,19 @@ fn run_graph(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement
     Ok(m)
 }
 
-/// Resident `Paged::get` and `Paged::read` against `Arc` deref, `ops` reads per thread over
-/// 1,024 small values, on `threads` threads reading the same values.
+/// Rounds of R1 (see [`run_resident_get`]).
+const R1_ROUNDS: u64 = 9;
+
+/// The median of some figures (`NaN` if there are none).
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Resident `Paged::get` and `Paged::read` against `Arc` deref, `ops` reads per thread per
+/// loop over 1,024 small values, on `threads` threads reading the same values. Each figure is
+/// the median of [`R1_ROUNDS`] rounds; the ratios (`get_over_clone`, `read_over_clone`) are
+/// the medians of each round's own ratio.
 fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Measurement> {
     const VALUES: usize = 1024;
     let mut m = Measurement::default();
@@ -191,10 +202,12 @@ fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Meas
     };
 
     // Each closure returns the sum it read, so that nothing is optimized away.
-    let time = |f: &(dyn Fn() -> Res<u64> + Sync)| -> Res<f64> {
+    let time = |f: &(dyn Fn(usize) -> Res<u64> + Sync), ops: u64| -> Res<f64> {
         let t = Instant::now();
         let sums: Vec<Res<u64>> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads).map(|_| s.spawn(f)).collect();
+            let hs: Vec<_> = (0..threads)
+                .map(|_| s.spawn(move || f(ops as usize)))
+                .collect();
             hs.into_iter()
                 .map(|h| h.join().unwrap_or_else(|_| Err("a reader panicked".into())))
                 .collect()
@@ -205,42 +218,65 @@ fn run_resident_get(job: &Job, policy: PolicyKind, backend: Backend) -> Res<Meas
         }
         Ok(secs * 1e9 / ops as f64)
     };
-    let paged = || -> Res<u64> {
+    let paged = |ops: usize| -> Res<u64> {
         let mut sum = 0u64;
-        for k in 0..ops as usize {
+        for k in 0..ops {
             sum = sum.wrapping_add(*handles[order[k & 4095]].get()?);
         }
         Ok(sum)
     };
-    let read = || -> Res<u64> {
+    let read = |ops: usize| -> Res<u64> {
         let mut sum = 0u64;
-        for k in 0..ops as usize {
+        for k in 0..ops {
             sum = sum.wrapping_add(*handles[order[k & 4095]].read()?);
         }
         Ok(sum)
     };
-    let deref = || -> Res<u64> {
+    let deref = |ops: usize| -> Res<u64> {
         let mut sum = 0u64;
-        for k in 0..ops as usize {
+        for k in 0..ops {
             sum = sum.wrapping_add(*black_box(&arcs[order[k & 4095]]).as_ref());
         }
         Ok(sum)
     };
-    let clone = || -> Res<u64> {
+    let clone = |ops: usize| -> Res<u64> {
         let mut sum = 0u64;
-        for k in 0..ops as usize {
+        for k in 0..ops {
             let a = Arc::clone(&arcs[order[k & 4095]]);
             sum = sum.wrapping_add(*black_box(a));
         }
         Ok(sum)
     };
-    // Warm up once, then measure each.
-    time(&paged)?;
-    m.values.insert("ns_paged_get".into(), time(&paged)?);
-    time(&read)?;
-    m.values.insert("ns_paged_read".into(), time(&read)?);
-    m.values.insert("ns_arc_deref".into(), time(&deref)?);
-    m.values.insert("ns_arc_clone".into(), time(&clone)?);
+    // Warm up once, then measure in rounds, each timing the four loops one after the other
+    // on a share of the operations: a ratio is taken between loops timed seconds apart, not
+    // minutes, so that a drift in the machine's clock speed moves both sides of it.
+    time(&paged, ops)?;
+    time(&read, ops)?;
+    let per_round = (ops / R1_ROUNDS).max(1);
+    let mut rounds: [Vec<f64>; 4] = Default::default();
+    for _ in 0..R1_ROUNDS {
+        rounds[0].push(time(&paged, per_round)?);
+        rounds[1].push(time(&read, per_round)?);
+        rounds[2].push(time(&deref, per_round)?);
+        rounds[3].push(time(&clone, per_round)?);
+    }
+    let ratios =
+        |of: &[f64]| -> Vec<f64> { of.iter().zip(&rounds[3]).map(|(a, b)| a / b).collect() };
+    let get_ratio = median_of(ratios(&rounds[0]));
+    let read_ratio = median_of(ratios(&rounds[1]));
+    for (name, r) in [
+        "ns_paged_get",
+        "ns_paged_read",
+        "ns_arc_deref",
+        "ns_arc_clone",
+    ]
+    .into_iter()
+    .zip(rounds)
+    {
+        m.values.insert(name.into(), median_of(r));
+    }
+    m.values.insert("get_over_clone".into(), get_ratio);
+    m.values.insert("read_over_clone".into(), read_ratio);
     let s = pool.stats();
     m.counters.insert("misses".into(), s.misses);
     m.peak_rss_bytes = peak_rss_bytes().unwrap_or(0);

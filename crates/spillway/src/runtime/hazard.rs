@@ -49,8 +49,9 @@
 //! # Invariants
 //!
 //! - A slot holds 0 or the id of one entry that its thread is reading; a thread's slot is
-//!   cleared before the thread lets go of it (when it exits). A thread keeps its slot for its
-//!   life; one that found the table full reads under the lock for its life. (In a child
+//!   cleared before the thread lets go of it (when it exits, by a thread-local destructor,
+//!   after which its reads take the lock). A thread keeps its slot for its life; one that
+//!   found the table full reads under the lock for its life. (In a child
 //!   forked while another thread read, that thread's slot stays taken, naming what it read:
 //!   that one value is never evicted in the child.)
 //! - An entry's value is written (taken by an eviction, put by a page-in) only while its
@@ -91,74 +92,94 @@ static TABLE: [Slot; SLOTS] = [const {
 /// Slots ever taken: a writer reads this many.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
-/// This thread's slot, as one word, so that a read finds it with one load: the slot's address,
-/// with [`FULL_FENCE`] set if this thread's light fence must be a full one (chosen when the
-/// slot was taken, after [`init`]); or [`UNCLAIMED`] before its first read, [`NO_SLOT`] if the
-/// table was full then.
-struct Claim(Cell<usize>);
-
+/// A thread's claim on a slot, as one word, so that a read finds it with one load: the slot's
+/// address, with [`FULL_FENCE`] set if this thread's light fence must be a full one (chosen
+/// when the slot was taken, after [`init`]); or [`UNCLAIMED`] before its first read,
+/// [`NO_SLOT`] if the table was full then or the thread is ending.
 const UNCLAIMED: usize = 0;
 const NO_SLOT: usize = 2;
 /// Set in a claim's word: the light fence is a full one. Slots are aligned to 128 bytes, so
 /// the low bits of their address are free.
 const FULL_FENCE: usize = 1;
 
-impl Claim {
-    /// This thread's slot and whether its light fence is a full one; the slot is taken on the
-    /// thread's first call.
-    #[inline]
-    fn slot(&self) -> Option<(&'static Slot, bool)> {
-        match self.0.get() {
-            UNCLAIMED => Self::decode(self.claim()),
-            word => Self::decode(word),
-        }
-    }
+crate::sync::thread_local! {
+    /// This thread's claim. A constant-initialised `Cell` without a destructor: the read path
+    /// loads it with no lazy state to check first.
+    static CLAIM: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Gives the slot back when the thread ends. Touched only when the slot is taken, which
+    /// registers its destructor.
+    static RELEASE: Release = const { Release(Cell::new(UNCLAIMED)) };
+}
 
-    /// The slot a claim's word names, if it names one, and its fence.
-    #[inline]
-    fn decode(word: usize) -> Option<(&'static Slot, bool)> {
-        if word == UNCLAIMED || word == NO_SLOT {
-            return None;
-        }
-        let slot = (word & !FULL_FENCE) as *const Slot;
-        // SAFETY: the word holds the address of an element of `TABLE`, a static.
-        #[expect(unsafe_code, reason = "a slot of the static table, by its address")]
-        let slot = unsafe { &*slot };
-        Some((slot, word & FULL_FENCE != 0))
-    }
-
-    #[cold]
-    fn claim(&self) -> usize {
-        let found = (0..SLOTS).find(|&i| {
-            TABLE[i]
-                .taken
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        });
-        let word = match found {
-            Some(i) => {
-                USED.fetch_max(i + 1, Ordering::AcqRel);
-                let full = if fences::expedited() { 0 } else { FULL_FENCE };
-                std::ptr::from_ref(&TABLE[i]).addr() | full
-            }
-            None => NO_SLOT,
-        };
-        self.0.set(word);
-        word
+/// This thread's slot and whether its light fence is a full one; the slot is taken on the
+/// thread's first call.
+#[inline]
+fn slot() -> Option<(&'static Slot, bool)> {
+    match CLAIM.try_with(Cell::get).unwrap_or(NO_SLOT) {
+        UNCLAIMED => decode(claim()),
+        word => decode(word),
     }
 }
 
-impl Drop for Claim {
+/// The slot a claim's word names, if it names one, and its fence.
+#[inline]
+fn decode(word: usize) -> Option<(&'static Slot, bool)> {
+    if word == UNCLAIMED || word == NO_SLOT {
+        return None;
+    }
+    let slot = (word & !FULL_FENCE) as *const Slot;
+    // SAFETY: the word holds the address of an element of `TABLE`, a static.
+    #[expect(unsafe_code, reason = "a slot of the static table, by its address")]
+    let slot = unsafe { &*slot };
+    Some((slot, word & FULL_FENCE != 0))
+}
+
+/// Takes a free slot for this thread, if there is one and the thread can still be told to
+/// give it back (its destructor registered); the new claim's word.
+#[cold]
+fn claim() -> usize {
+    let word = RELEASE
+        .try_with(|release| {
+            let found = (0..SLOTS).find(|&i| {
+                TABLE[i]
+                    .taken
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            });
+            let word = match found {
+                Some(i) => {
+                    USED.fetch_max(i + 1, Ordering::AcqRel);
+                    let full = if fences::expedited() { 0 } else { FULL_FENCE };
+                    std::ptr::from_ref(&TABLE[i]).addr() | full
+                }
+                None => NO_SLOT,
+            };
+            release.0.set(word);
+            word
+        })
+        // The thread is ending: a slot taken now would never be given back.
+        .unwrap_or(NO_SLOT);
+    let _ = CLAIM.try_with(|c| c.set(word));
+    word
+}
+
+/// Gives this thread's slot back when it ends (see [`RELEASE`]): holds the same word as
+/// [`CLAIM`], so that its destructor needs no other thread-local.
+struct Release(Cell<usize>);
+
+impl Drop for Release {
     fn drop(&mut self) {
-        if let Some((slot, _)) = Self::decode(self.0.get()) {
+        // Reads from here on (by other thread-locals' destructors) take the lock. A
+        // thread-local without a destructor can be reached until the thread's end; the model
+        // checker's cannot be once an execution is torn down, and its threads read nothing
+        // from destructors.
+        #[cfg(not(spillway_shuttle))]
+        CLAIM.with(|c| c.set(NO_SLOT));
+        if let Some((slot, _)) = decode(self.0.replace(NO_SLOT)) {
             slot.hazard.store(0, Ordering::Release);
             slot.taken.store(false, Ordering::Release);
         }
     }
-}
-
-crate::sync::thread_local! {
-    static MINE: Claim = const { Claim(Cell::new(UNCLAIMED)) };
 }
 
 /// Runs `read` with entry `id` named in this thread's slot, and clears the slot after. `None`
@@ -167,7 +188,7 @@ crate::sync::thread_local! {
 /// entry's value, and read nothing if it is clear.
 #[inline]
 pub(crate) fn protect<R>(id: usize, read: impl FnOnce() -> Option<R>) -> Option<R> {
-    let (slot, full_fence) = MINE.try_with(Claim::slot).ok().flatten()?;
+    let (slot, full_fence) = slot()?;
     debug_assert_eq!(
         slot.hazard.load(Ordering::Relaxed),
         0,
@@ -347,5 +368,29 @@ mod tests {
                 .expect("a thread");
             assert_eq!(got, Some(()));
         }
+    }
+
+    #[test]
+    fn a_read_from_a_destructor_after_the_slot_went_back_takes_the_lock() {
+        use std::sync::Mutex;
+        static SEEN: Mutex<Vec<Option<()>>> = Mutex::new(Vec::new());
+        struct Late;
+        impl Drop for Late {
+            fn drop(&mut self) {
+                SEEN.lock().expect("lock").push(protect(1, || Some(())));
+            }
+        }
+        std::thread_local! {
+            static LATE: Late = const { Late };
+        }
+        init();
+        std::thread::spawn(|| {
+            // Registered before the slot is taken, so destroyed after it is given back.
+            LATE.with(|_| ());
+            assert_eq!(protect(1, || Some(())), Some(()));
+        })
+        .join()
+        .expect("a thread");
+        assert_eq!(*SEEN.lock().expect("lock"), vec![None]);
     }
 }
