@@ -202,6 +202,8 @@ pub mod write {
 pub use get_size2;
 #[doc(hidden)]
 pub use postcard as __postcard;
+#[doc(hidden)]
+pub use runtime::encode_into as __encode_into;
 /// The serde crate that [`Pageable`]'s encoding goes through: see "Values" above.
 pub use serde;
 

@@ -100,6 +100,54 @@ fn mem_pool(budget: u64) -> Pool {
         .expect("pool")
 }
 
+/// A value whose encoding fails after it wrote part of its bytes (or not, if `fails` is
+/// false).
+#[derive(serde::Deserialize, get_size2::GetSize)]
+struct HalfWritten {
+    fails: bool,
+    data: Vec<u8>,
+}
+
+impl serde::Serialize for HalfWritten {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("HalfWritten", 2)?;
+        st.serialize_field("fails", &false)?;
+        st.serialize_field("data", &self.data)?;
+        if self.fails {
+            return Err(serde::ser::Error::custom("failed after writing its data"));
+        }
+        st.end()
+    }
+}
+
+#[test]
+fn a_value_whose_encoding_fails_midway_leaves_nothing_in_the_batch_of_the_others() {
+    let pool = mem_pool(64 << 10);
+    // Good and failing values alternate, so that they share page-out batches.
+    let values: Vec<_> = (0..200u32)
+        .map(|i| {
+            let data: Vec<u8> = (0..1000 + i).map(|j| (i * 7 + j) as u8).collect();
+            let h = pool.insert(HalfWritten {
+                fails: i % 3 == 1,
+                data: data.clone(),
+            });
+            (i, h.expect("insert"), data)
+        })
+        .collect();
+    pool.shrink_to(0)
+        .expect_err("the failing values cannot be paged out");
+    for (i, h, data) in &values {
+        if i % 3 == 1 {
+            assert!(h.is_resident(), "value {i} cannot leave memory");
+            assert!(h.key().is_err());
+        } else {
+            assert!(!h.is_resident(), "value {i} was paged out");
+            assert_eq!(&h.get().expect("read back").data, data, "value {i}");
+        }
+    }
+}
+
 #[test]
 fn a_value_that_cannot_be_encoded_does_not_block_the_page_out_of_others() {
     let pool = mem_pool(64 << 10);

@@ -538,7 +538,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
         self.set_key_once(key);
     }
 
-    fn encode(&self) -> Result<Encoded> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<Encoded> {
         let value = match &*self.slot.read_recursive() {
             Some(v) => Arc::clone(v),
             // Only a stored entry leaves `Resident`: another page-out got there first.
@@ -550,15 +550,23 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 )));
             }
         };
-        let (bytes, ctx) = crate::codec::encode_with(|| self.pool().schemas.encode(&*value));
-        if let Some(other) = take_foreign() {
+        let start = out.len();
+        let (encoded, ctx) =
+            crate::codec::encode_with(|| self.pool().schemas.encode_into(&*value, out));
+        let payload = start..out.len();
+        let foreign = take_foreign();
+        if encoded.is_err() || !ctx.missing.is_empty() || foreign.is_some() {
+            // Nothing of a value that is not done stays in the caller's buffer.
+            out.truncate(start);
+        }
+        if let Some(other) = foreign {
             return Err(Error::ForeignHandle {
                 what: format!("a value of type {} holding a handle", T::type_name()),
                 pool: self.pool().store.describe(),
                 other,
             });
         }
-        let payload = bytes.map_err(|e| Error::Codec {
+        encoded.map_err(|e| Error::Codec {
             type_name: T::type_name(),
             key: self.key(),
             detail: e.to_string(),
@@ -572,7 +580,7 @@ impl<T: ?Sized + Pageable> ErasedEntry for Entry<T> {
                 .collect();
             return Ok(Encoded::Missing(missing));
         }
-        let key = ContentKey::of(&payload, &ctx.children);
+        let key = ContentKey::of(&out[payload.clone()], &ctx.children);
         Ok(Encoded::Done {
             key,
             children: ctx.children,

@@ -17,11 +17,12 @@ pub(crate) type EntryId = u64;
 
 /// The result of encoding an entry's value.
 pub(crate) enum Encoded {
-    /// Payload and child keys; the key is computed from both.
+    /// Payload (where it was appended in the caller's buffer) and child keys; the key is
+    /// computed from both.
     Done {
         key: ContentKey,
         children: Vec<ContentKey>,
-        payload: Vec<u8>,
+        payload: std::ops::Range<usize>,
     },
     /// Children not stored yet: encode them first.
     Missing(Vec<ErasedRef>),
@@ -38,7 +39,9 @@ pub(crate) trait ErasedEntry: Send + Sync {
     /// Marks the entry as counted in the registry; false if it already was.
     fn mark_registered(&self) -> bool;
     fn set_key(&self, key: ContentKey);
-    fn encode(&self) -> Result<Encoded>;
+    /// Encodes the value, appending its payload to `out`; appends nothing unless it is
+    /// [`Encoded::Done`].
+    fn encode(&self, out: &mut Vec<u8>) -> Result<Encoded>;
     fn take_hits(&self) -> u8;
     fn is_pinned(&self) -> bool;
     /// Takes the entry, a victim of the caller's eviction, off the reads that take no lock

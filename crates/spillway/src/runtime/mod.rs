@@ -119,7 +119,7 @@ pub use pool::Pool;
 pub use sections::{Priority, SectionOptions, SectionStats, Sections, Tier};
 pub(crate) use shared::PoolShared;
 pub use stats::PoolStats;
-pub use value::{DeepSize, Pageable};
+pub use value::{DeepSize, Pageable, encode_into};
 
 #[cfg(test)]
 mod tests {

@@ -543,7 +543,7 @@ mod tests {
             !self.registered.swap(true, Ordering::AcqRel)
         }
         fn set_key(&self, _key: ContentKey) {}
-        fn encode(&self) -> Result<Encoded> {
+        fn encode(&self, _out: &mut Vec<u8>) -> Result<Encoded> {
             Ok(Encoded::Stored)
         }
         fn take_hits(&self) -> u8 {

@@ -204,7 +204,18 @@ impl Schemas {
     /// The payload of `value`: its type tag, then its encoding.
     pub fn encode<T: ?Sized + Pageable>(&self, value: &T) -> Result<Vec<u8>, postcard::Error> {
         let mut out = Vec::with_capacity(64);
-        tag::encode(self.name_and_tag::<T>().1, &mut out);
+        self.encode_into(value, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`encode`](Self::encode), appending to `out`; on an error, `out` may hold part of the
+    /// payload after what it held: the caller cuts it.
+    pub fn encode_into<T: ?Sized + Pageable>(
+        &self,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), postcard::Error> {
+        tag::encode(self.name_and_tag::<T>().1, out);
         value.encode_value(out)
     }
 

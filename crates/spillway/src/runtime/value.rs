@@ -17,8 +17,9 @@ use serde::de::DeserializeOwned;
 )]
 pub trait Pageable: Send + Sync + 'static {
     /// Serializes the value (handles inside it become child indexes), appending to `out`,
-    /// which holds the value's type tag already.
-    fn encode_value(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error>;
+    /// which holds the value's type tag already (and may hold other values before it: on an
+    /// error the caller cuts what was appended).
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error>;
     /// Deserializes a value (child indexes become lazy handles) from the bytes after its type
     /// tag.
     fn decode_value(bytes: &[u8]) -> Result<Arc<Self>, postcard::Error>;
@@ -41,8 +42,8 @@ impl<T> Pageable for T
 where
     T: Serialize + DeserializeOwned + GetSize + Send + Sync + 'static,
 {
-    fn encode_value(&self, out: Vec<u8>) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_extend(self, out)
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error> {
+        encode_into(self, out)
     }
 
     fn decode_value(bytes: &[u8]) -> Result<Arc<Self>, postcard::Error> {
@@ -51,6 +52,26 @@ where
 
     fn deep_size(&self) -> usize {
         GetSize::get_size(self)
+    }
+}
+
+/// Serializes `value` with postcard, appending to `out` (which a page-out shares between the
+/// values of a batch, so that they take no allocation each). Not for use outside the crate's
+/// own macros.
+#[doc(hidden)]
+pub fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    postcard::to_extend(value, Append(out)).map(drop)
+}
+
+/// `out` as postcard's writer: appends to the vector it borrows.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
     }
 }
 
@@ -142,9 +163,9 @@ macro_rules! pageable_dyn {
         impl $crate::Pageable for dyn $trait {
             fn encode_value(
                 &self,
-                out: ::std::vec::Vec<u8>,
-            ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::__postcard::Error> {
-                $crate::__postcard::to_extend(self, out)
+                out: &mut ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<(), $crate::__postcard::Error> {
+                $crate::__encode_into(self, out)
             }
             fn decode_value(
                 bytes: &[u8],
