@@ -108,7 +108,7 @@
 //! and shrinking let go leave the process whatever the allocator's thresholds. Its entries
 //! are packed in chunks of their own, apart from the values, so that the pages paged-out
 //! values leave free are wholly free; with glibc, page-out asks the allocator to give them
-//! back (`malloc_trim`, by the background page-out once a quarter of the budget was paged
+//! back (`malloc_trim`, by the background page-out once an eighth of the budget was paged
 //! out, and by [`Pool::shrink_to`]).
 //!
 //! The process also holds what its allocator keeps. glibc's malloc raises its mmap threshold

@@ -291,7 +291,7 @@ impl Pool {
     ///
     /// With glibc's allocator, a shrink that freed a mebibyte or more also asks the allocator
     /// to give its free pages back to the system (`malloc_trim`), as the background page-out
-    /// does once a quarter of the budget was paged out: otherwise the memory of paged-out
+    /// does once an eighth of the budget was paged out: otherwise the memory of paged-out
     /// values stays in the process for later allocations.
     pub fn shrink_to(&self, bytes: u64) -> Result<u64> {
         self.take_error()?;
