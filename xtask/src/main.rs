@@ -113,9 +113,31 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Cargo, with none of the variables that the `cargo run` that started this task set for it
+/// alone (`CARGO_MANIFEST_DIR` and the like): a build script that reads one (ring's does)
+/// would otherwise run again, and everything above it build again, each time a build
+/// alternates between here and a plain `cargo` command (minutes in CI).
 fn cargo() -> Command {
-    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if PER_PACKAGE_VARS.contains(&name) || name.starts_with("CARGO_PKG_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
+
+/// What `cargo run` sets for the package it runs (besides `CARGO_PKG_*`).
+const PER_PACKAGE_VARS: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+];
 
 fn has_cargo_fuzz() -> bool {
     Command::new("cargo")
