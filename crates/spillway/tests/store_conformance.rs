@@ -327,6 +327,11 @@ fn every_backend_agrees_with_a_model() {
                     );
                 }
             }
+            // The whole listing after every step; on the S3 emulator (a few hundred requests
+            // a second, seven of them for this check) after every tenth and the last.
+            if name == "s3" && step % 10 != 9 && step != 599 {
+                continue;
+            }
             let mut want: Vec<ContentKey> = model.keys().copied().collect();
             want.sort_unstable();
             assert_eq!(user_keys(store.as_ref()), want, "{name} step {step}");
