@@ -17,8 +17,8 @@
 //! (W4's child: values loaded on one thread, read on another) peaked 5 MiB higher at half the
 //! budget than at a quarter, and at 62.2–62.6 MiB at an eighth against 63.7–65.6 MiB at a
 //! quarter (three alternating runs; a sixteenth gained nothing more); the passes take about
-//! 0.3 % of its time. An explicit shrink (`Pool::shrink_to`) asks once it freed a mebibyte: its caller
-//! asked for memory back.
+//! 0.3 % of its time. An explicit shrink (`Pool::shrink_to`) asks once it freed a mebibyte:
+//! its caller asked for memory back.
 //! Elsewhere than glibc there is nothing to ask, and this does nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -92,19 +92,20 @@ static TABLE: [Slot; SLOTS] = [const {
 /// Slots ever taken: a writer reads this many.
 static USED: AtomicUsize = AtomicUsize::new(0);
 
-/// A thread's claim on a slot, as one word, so that a read finds it with one load: the slot's
-/// address, with [`FULL_FENCE`] set if this thread's light fence must be a full one (chosen
-/// when the slot was taken, after [`init`]); or [`UNCLAIMED`] before its first read,
-/// [`NO_SLOT`] if the table was full then or the thread is ending.
+/// A claim's word before the thread's first read.
 const UNCLAIMED: usize = 0;
+/// A claim's word when the table was full at the thread's first read, or the thread is ending.
 const NO_SLOT: usize = 2;
 /// Set in a claim's word: the light fence is a full one. Slots are aligned to 128 bytes, so
 /// the low bits of their address are free.
 const FULL_FENCE: usize = 1;
 
 crate::sync::thread_local! {
-    /// This thread's claim. A constant-initialised `Cell` without a destructor: the read path
-    /// loads it with no lazy state to check first.
+    /// This thread's claim on a slot, as one word, so that a read finds it with one load: the
+    /// slot's address, with [`FULL_FENCE`] set if this thread's light fence must be a full one
+    /// (chosen when the slot was taken, after [`init`]); or [`UNCLAIMED`], or [`NO_SLOT`]. A
+    /// constant-initialised `Cell` without a destructor: the read path loads it with no lazy
+    /// state to check first.
     static CLAIM: Cell<usize> = const { Cell::new(UNCLAIMED) };
     /// Gives the slot back when the thread ends. Touched only when the slot is taken, which
     /// registers its destructor.
