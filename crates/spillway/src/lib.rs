@@ -125,8 +125,11 @@
 //! a while. A program that loads on one thread and reads on others can cap the arenas
 //! (`mallopt(M_ARENA_MAX, 1)` at start, or `MALLOC_ARENA_MAX=1`; more contention on the
 //! allocator's lock in exchange). W4's child (200,000 values of 1 KiB under a 20 MB budget,
-//! loaded on the main thread, read on a thread of its own) peaked at 62–75 MiB in fourteen
-//! runs with glibc's defaults, and at 60.2–61.2 MiB in three runs with one arena.
+//! loaded on the main thread, read on a thread of its own) peaked at 62.2–64.4 MiB in seven
+//! runs with glibc's defaults, and at 58.6–59.5 MiB in three runs with one arena. The peak
+//! comes as the reads begin: the values paged in fill the reading thread's heap while pages
+//! of the loading thread's heap still hold a value or two each; after it the child holds
+//! about 59 MiB with either setting.
 //!
 //! # Changing a stored type
 //!
