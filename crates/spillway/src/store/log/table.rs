@@ -25,12 +25,16 @@
 //!
 //! Keys are BLAKE3 outputs, so their bytes serve as the hash directly; the home slot is the
 //! high half of the hash times the slot count (no power-of-two size is needed, which is what
-//! allows the small growth steps). The buffer of a large table is an anonymous mapping that
-//! the kernel is asked to back with huge pages: a lookup in a table of millions of keys then
-//! misses the TLB far less often. On Linux such a table grows in place (the mapping is
-//! extended and the keys moved inside it), so a growth never holds the old and the new buffer
-//! at once, only the table and a list of 8 bytes per key: for an index of a hundred million
-//! keys, about 2.2 GB less at the moment it grows (its old buffer is about 3 GB).
+//! allows the small growth steps). The buffer of a table of [`MAPPED_FROM`] bytes or more is
+//! an anonymous mapping of its own, never a block of the system allocator: glibc's serves
+//! such a block from a mapping too, and when that is freed at a growth it raises its
+//! thresholds to the block's size, after which the process keeps that much more freed memory
+//! in each heap (see `memory::mapped`). From [`HUGE_FROM`] bytes on the kernel is asked to back the mapping with
+//! huge pages: a lookup in a table of millions of keys then misses the TLB far less often. On
+//! Linux a mapped table grows in place (the mapping is extended and the keys moved inside
+//! it), so a growth never holds the old and the new buffer at once, only the table and a list
+//! of 8 bytes per key: for an index of a hundred million keys, about 2.2 GB less at the moment
+//! it grows (its old buffer is about 3 GB).
 
 use crate::format::checkpoint::Location;
 use crate::key::{ContentKey, KEY_LEN, KeyMap};
@@ -45,8 +49,11 @@ const LEN_AT: usize = KEY_LEN + 7;
 const LIMIT_24: u64 = 1 << 24;
 /// Slots of an empty table.
 const MIN_SLOTS: usize = 16;
-/// Tables of this many bytes or more live in an anonymous mapping advised for huge pages.
-const MAPPED_FROM: usize = 4 << 20;
+/// Tables of this many bytes or more live in an anonymous mapping of their own: the size from
+/// which the pool's other tables do (see `memory::mapped`).
+const MAPPED_FROM: usize = crate::memory::MAPPED_FROM;
+/// Mapped tables of this many bytes or more are advised for huge pages.
+const HUGE_FROM: usize = 4 << 20;
 
 /// A slot's bytes.
 type Slot = [u8; SLOT_LEN];
@@ -94,10 +101,7 @@ impl Buf {
         if bytes >= mapped_from
             && let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon()
         {
-            // Only advice: without it (or without transparent huge pages) the table works the
-            // same, with more TLB misses.
-            #[cfg(target_os = "linux")]
-            let _ = map.advise(memmap2::Advice::HugePage);
+            advise_huge(&map);
             return Buf::Mapped(map);
         }
         Buf::Heap(vec![0u8; bytes].into_boxed_slice())
@@ -118,6 +122,18 @@ impl Buf {
         };
         bytes.as_chunks_mut().0
     }
+}
+
+/// Asks for huge pages for a mapped table of [`HUGE_FROM`] bytes or more. Only advice:
+/// without it (or without transparent huge pages) the table works the same, with more TLB
+/// misses.
+fn advise_huge(map: &memmap2::MmapMut) {
+    #[cfg(target_os = "linux")]
+    if map.len() >= HUGE_FROM {
+        let _ = map.advise(memmap2::Advice::HugePage);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = map;
 }
 
 /// The hash of a key: its first eight bytes (uniform for a content key) mixed with the next
@@ -410,7 +426,7 @@ impl KeyTable {
         if grown.is_err() {
             return false;
         }
-        let _ = map.advise(memmap2::Advice::HugePage);
+        advise_huge(map);
         self.slots = slots;
         let all = self.buf.slots_mut();
         let mut aside: Vec<Slot> = Vec::new();
