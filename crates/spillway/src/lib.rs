@@ -125,7 +125,7 @@
 //! a while. A program that loads on one thread and reads on others can cap the arenas
 //! (`mallopt(M_ARENA_MAX, 1)` at start, or `MALLOC_ARENA_MAX=1`; more contention on the
 //! allocator's lock in exchange). W4's child (200,000 values of 1 KiB under a 20 MB budget,
-//! loaded on the main thread, read on a thread of its own) peaked at 62.2–64.4 MiB in seven
+//! loaded on the main thread, read on a thread of its own) peaked at 61.8–64.4 MiB in ten
 //! runs with glibc's defaults, and at 58.6–59.5 MiB in three runs with one arena. The peak
 //! comes as the reads begin: the values paged in fill the reading thread's heap while pages
 //! of the loading thread's heap still hold a value or two each; after it the child holds
