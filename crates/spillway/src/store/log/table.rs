@@ -29,12 +29,12 @@
 //! an anonymous mapping of its own, never a block of the system allocator: glibc's serves
 //! such a block from a mapping too, and when that is freed at a growth it raises its
 //! thresholds to the block's size, after which the process keeps that much more freed memory
-//! in each heap (see `memory::mapped`). From [`HUGE_FROM`] bytes on the kernel is asked to back the mapping with
-//! huge pages: a lookup in a table of millions of keys then misses the TLB far less often. On
-//! Linux a mapped table grows in place (the mapping is extended and the keys moved inside
-//! it), so a growth never holds the old and the new buffer at once, only the table and a list
-//! of 8 bytes per key: for an index of a hundred million keys, about 2.2 GB less at the moment
-//! it grows (its old buffer is about 3 GB).
+//! in each heap (see `memory::mapped`). From [`HUGE_FROM`] bytes on, the kernel is asked to
+//! back the mapping with huge pages: a lookup in a table of millions of keys then misses the
+//! TLB far less often. On Linux a mapped table grows in place (the mapping is extended and
+//! the keys moved inside it), so a growth never holds the old and the new buffer at once,
+//! only the table and a list of 8 bytes per key: for an index of a hundred million keys,
+//! about 2.2 GB less at the moment it grows (its old buffer is about 3 GB).
 
 use crate::format::checkpoint::Location;
 use crate::key::{ContentKey, KEY_LEN, KeyMap};
