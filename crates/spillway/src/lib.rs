@@ -128,8 +128,8 @@
 //! loaded on the main thread, read on a thread of its own) peaked at 61.8–64.4 MiB in ten
 //! runs with glibc's defaults, and at 58.6–59.5 MiB in three runs with one arena. The peak
 //! comes as the reads begin: the values paged in fill the reading thread's heap while pages
-//! of the loading thread's heap still hold a value or two each; after it the child holds
-//! about 59 MiB with either setting.
+//! of the loading thread's heap still hold a value or two each; after it the child held
+//! about 59 MiB (glibc's defaults, one run followed second by second).
 //!
 //! # Changing a stored type
 //!
