@@ -28,18 +28,31 @@ use super::stats::{Counters, Errors};
 use crate::error::{Error, Result};
 use crate::format::record::{MAX_CHILDREN, MAX_PAYLOAD_LEN};
 use crate::key::{BuildKeyHasher, ContentKey};
+use crate::memory::MAPPED_FROM;
 use crate::store::{BlobStore, Put};
 
-/// Page-out writes are grouped into batches of about this many payload bytes. A batch lives
-/// twice while it is handed over (the encoded values here, the store's records until they are
-/// written), outside the budget, so it is kept small: 1 MiB pages out as fast as 4 MiB did and
-/// takes about 16 MiB off the peak RSS of a pool inserting far more than its budget.
+/// Page-out writes are grouped into batches of about [`BlobStore::batch_bytes`] payload bytes
+/// (1 MiB by default, 64 KiB for the log store). A batch lives twice while it is handed over
+/// (the encoded values here, the store's records until they are written), outside the budget,
+/// so it is kept small: 1 MiB paged out as fast as 4 MiB did and took about 16 MiB off the
+/// peak RSS of a pool inserting far more than its budget.
 ///
 /// A batch's payloads are encoded one after another into one buffer ([`Outgoing::bytes`]), kept
 /// from batch to batch of a page-out: encoding a value allocates nothing of its own, where a
 /// vector per value grew by doubling (a 1 KiB value took 2 KiB, in several reallocations) and
 /// left its holes between the values in the heap.
-const BATCH_BYTES: usize = 1 << 20;
+///
+/// A buffer that can stay below glibc's threshold for mappings ([`MAPPED_FROM`]) with room for
+/// half a batch more than the batch is given that room before its first value, so that it does
+/// not grow by doubling past the threshold: only a value of more than half a batch makes it
+/// grow. A 64 KiB batch's buffer (the log store's) thus comes from the heap, where the next
+/// page-out reuses it; a mapping of glibc's would raise its thresholds when freed (see
+/// `memory::mapped`). A larger batch's buffer grows as values are added, from nothing, so that
+/// a page-out of a few small values allocates little.
+fn first_room(batch_bytes: usize) -> usize {
+    let room = batch_bytes.saturating_add(batch_bytes / 2);
+    if room < MAPPED_FROM { room } else { 0 }
+}
 
 /// An encoded object waiting to be written: the entry, its key, child keys and where its
 /// payload is in the batch's buffer.
@@ -66,6 +79,7 @@ impl PageOut<'_> {
     /// have no keys yet is encoded again after them.
     pub fn store_graphs(&self, roots: &[ErasedRef]) -> Result<()> {
         let mut stack: Vec<ErasedRef> = roots.to_vec();
+        let batch_bytes = self.store.batch_bytes();
         let mut batch = Outgoing::default();
         let _batch = BatchScope::enter(self.registry.pool());
         // Values that cannot be stored (their encoding fails or passes the store's limits), and
@@ -76,6 +90,9 @@ impl PageOut<'_> {
             if e.is_stored() || in_current_batch(e.id()) || failed.contains_key(&e.id()) {
                 stack.pop();
                 continue;
+            }
+            if batch.bytes.capacity() == 0 {
+                batch.bytes.reserve_exact(first_room(batch_bytes));
             }
             let encoded = e.encode(&mut batch.bytes).and_then(|enc| match enc {
                 Encoded::Done {
@@ -110,7 +127,7 @@ impl PageOut<'_> {
                     e.set_key(key);
                     BATCH.with(|b| b.borrow_mut().entries.insert(e.id()));
                     batch.pending.push((e, key, children, payload));
-                    if batch.bytes.len() >= BATCH_BYTES {
+                    if batch.bytes.len() >= batch_bytes {
                         self.write_batch(&mut batch)?;
                     }
                 }
@@ -279,5 +296,31 @@ impl Drop for BatchScope {
             b.entries.clear();
             b.foreign = None;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_store_batch_buffer_is_given_room_below_the_mapping_threshold() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = crate::store::LogStore::open(dir.path()).expect("a new log store");
+        let batch = store.batch_bytes();
+        let room = first_room(batch);
+        assert!(
+            room > batch && room < MAPPED_FROM,
+            "a log store's batch of {batch} bytes gets room {room}, which should be more than \
+             the batch and below {MAPPED_FROM}"
+        );
+    }
+
+    #[test]
+    fn a_batch_too_large_to_stay_below_the_threshold_starts_with_no_room() {
+        assert_eq!(first_room(1 << 20), 0);
+        assert_eq!(first_room(MAPPED_FROM), 0);
+        assert_eq!(first_room(usize::MAX), 0);
+        assert_eq!(first_room(0), 0);
     }
 }

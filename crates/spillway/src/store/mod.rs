@@ -239,6 +239,16 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         keys.iter().map(|k| self.contains(k)).collect()
     }
 
+    /// About how many payload bytes a pool's page-out groups into one
+    /// [`put_batch`](Self::put_batch): it sends a batch once its payloads reach this many. A
+    /// batch is held in memory outside the budget while it is written, so this bounds what a
+    /// page-out holds beyond the values; a backend that pays per batch (a transaction, a round of
+    /// concurrent uploads) wants it large. The default is 1 MiB; the log store asks for 64 KiB
+    /// (see [`LogStore`](crate::store::LogStore)).
+    fn batch_bytes(&self) -> usize {
+        1 << 20
+    }
+
     /// Stores one object.
     fn put(&self, put: Put<'_>) -> Result<()> {
         self.put_batch(std::slice::from_ref(&put))

@@ -16,6 +16,16 @@
 //! while the next one fills. A segment is sealed by syncing it before the next one is created,
 //! so only the last segment can ever have a torn tail.
 //!
+//! A pool pages out to the store in batches of about [`BATCH_BYTES`] (64 KiB, see
+//! [`BlobStore::batch_bytes`]). Each is one `put_batch`, whose records are encoded into one
+//! buffer that becomes a chunk of the delta as it is and is freed once the flusher has written
+//! it. Below 128 KiB, glibc's default threshold for mappings, such a buffer comes from the heap,
+//! where the next batch reuses it; a larger one would be a mapping of its own, and freeing that
+//! raises glibc's thresholds for the whole process, after which each of its heaps keeps that
+//! much more freed memory (see `memory::mapped`). A batch costs the pipeline one apply: batches
+//! of 64 KiB page out as fast as batches of 1 MiB did (W3's page-out, W4's load), and a pool
+//! holds less outside its budget while they are written.
+//!
 //! # Invariants
 //! - The index maps each live key to the location of its newest put record; a location past
 //!   the written part of the log is in the pipeline's live delta or in a frozen batch not yet
@@ -57,6 +67,9 @@ mod segments;
 mod table;
 mod verify;
 mod window;
+
+/// Payload bytes a pool's page-out groups into one batch for this store (see the module docs).
+const BATCH_BYTES: usize = 64 << 10;
 
 pub use compact::CompactionReport;
 pub use delta::Appended;
@@ -429,6 +442,10 @@ impl BlobStore for LogStore {
             return Ok(());
         }
         pipeline.apply(LogWrite::Put(enc)).map(|_| ())
+    }
+
+    fn batch_bytes(&self) -> usize {
+        BATCH_BYTES
     }
 
     fn get(&self, key: &ContentKey) -> Result<Option<Blob>> {
