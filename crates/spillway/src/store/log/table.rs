@@ -34,10 +34,13 @@
 //! TLB far less often. On Linux a mapped table grows in place (the mapping is extended and
 //! the keys moved inside it), so a growth never holds the old and the new buffer at once,
 //! only the table and a list of 8 bytes per key: for an index of a hundred million keys,
-//! about 2.2 GB less at the moment it grows (its old buffer is about 3 GB).
+//! about 2.2 GB less at the moment it grows (its old buffer is about 3 GB). That list is a
+//! [`Mapped`] block too, for the same reason as the table: from glibc's allocator, a list of
+//! 1.5 MB (at 192,000 keys) was a mapping whose release raised its thresholds.
 
 use crate::format::checkpoint::Location;
 use crate::key::{ContentKey, KEY_LEN, KeyMap};
+use crate::memory::Mapped;
 
 /// Bytes a slot takes.
 pub(super) const SLOT_LEN: usize = KEY_LEN + 10;
@@ -429,7 +432,8 @@ impl KeyTable {
         advise_huge(map);
         self.slots = slots;
         let all = self.buf.slots_mut();
-        let mut aside: Vec<Slot> = Vec::new();
+        // Both lists are the pool's own mappings once large (see the module docs).
+        let mut aside = allocator_api2::vec::Vec::<Slot, Mapped>::new_in(Mapped);
         // A table is never full, so there is an empty slot.
         let first_empty = all[..old_slots]
             .iter()
@@ -439,7 +443,8 @@ impl KeyTable {
             aside.push(*s);
             *s = [0; SLOT_LEN];
         }
-        let mut later: Vec<(u32, u32)> = Vec::with_capacity(self.used);
+        let mut later =
+            allocator_api2::vec::Vec::<(u32, u32), Mapped>::with_capacity_in(self.used, Mapped);
         let mut end = 0;
         let mut last_home = 0;
         let mut kept = 0;
