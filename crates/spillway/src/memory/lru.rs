@@ -12,10 +12,8 @@
 //! Invariants: the map and the list hold the same ids; `bytes` is the sum of the listed sizes;
 //! free slots are never linked.
 
-use std::collections::HashMap;
-
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
-use super::{MIN_SHRINK, shrink_map};
+use super::{IdMap, MIN_SHRINK, mapped_map_bytes, shrink_mapped_map};
 
 const NIL: usize = usize::MAX;
 
@@ -32,7 +30,8 @@ struct Node {
 pub struct Lru {
     nodes: Vec<Node>,
     free: Vec<usize>,
-    slots: HashMap<EntryId, usize>,
+    /// A large table is a mapping of its own (see `memory::mapped`).
+    slots: IdMap<usize>,
     /// Least recently used.
     head: usize,
     /// Most recently used.
@@ -108,7 +107,7 @@ impl Lru {
     /// compacted.
     fn compact_if_sparse(&mut self) {
         if self.nodes.len() <= MIN_SHRINK || self.free.len() * 4 < self.nodes.len() * 3 {
-            shrink_map(&mut self.slots);
+            shrink_mapped_map(&mut self.slots);
             return;
         }
         let mut nodes = Vec::with_capacity(self.slots.len());
@@ -224,7 +223,7 @@ impl EvictionPolicy for Lru {
     fn memory_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.free.capacity() * std::mem::size_of::<usize>()
-            + super::map_bytes(&self.slots)
+            + mapped_map_bytes(&self.slots)
     }
 
     fn len(&self) -> usize {

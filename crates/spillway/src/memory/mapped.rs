@@ -19,12 +19,13 @@
 //! (the one for mappings to the block's size, the one for giving back the top of a heap to
 //! twice that), and from then on each heap of the process keeps that much more freed memory.
 //! The store's index grew through glibc's mappings up to 3.6 MB in W4's child (200,000 values
-//! of 1 KiB), and the pool's tables from 128 to 256 KiB did too. The page-out's batch buffers
-//! and the log store's write buffers (about 1 MiB each) still are glibc's mappings: with the
-//! thresholds fixed at glibc's defaults (`MALLOC_MMAP_THRESHOLD_=131072`) the child peaked at
-//! 60.0–60.5 MiB in two runs, against 61.8–64.4 MiB in ten with glibc's own (both before the
-//! tables moved to 128 KiB, which alone moved the peak less than its noise: 61.4–62.7 MiB
-//! against 61.8–63.6 in three alternating runs).
+//! of 1 KiB), and the pool's tables from 128 to 256 KiB did too.
+//!
+//! What else the pool and the log store free in such sizes avoids glibc's mappings as well: the
+//! list an index growing in place keeps of the keys it moves, and the checkpoint's sorted
+//! entries, are `Mapped`; the log store takes page-out batches of 64 KiB, whose buffers stay in
+//! glibc's heap (see `store::log`). A gdb trace of `munmap` in W4's child found no release of
+//! one of glibc's mappings left before the end of its reads.
 //!
 //! Invariants:
 //! - A block is mapped if and only if its layout says so ([`maps`]): the layout a block is

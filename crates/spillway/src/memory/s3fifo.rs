@@ -66,7 +66,7 @@
 use std::collections::VecDeque;
 
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
-use super::{IdMap, MIN_SHRINK, shrink_mapped_map, shrink_queue};
+use super::{IdMap, MIN_SHRINK, Mapped, shrink_mapped_map, shrink_queue};
 use hashbrown::HashTable;
 
 /// Highest frequency an entry can reach.
@@ -198,8 +198,9 @@ struct Ghosts {
     /// Number of the slot at the front of `fifo`.
     first: u32,
     /// The number of each remembered ghost's live slot, hashed by the fingerprint in that slot.
-    /// Numbers are 32-bit and wrap: the FIFO never holds 2^32 slots (see `push`).
-    index: HashTable<u32>,
+    /// Numbers are 32-bit and wrap: the FIFO never holds 2^32 slots (see `push`). A large table
+    /// is a mapping of its own, as the policy's other tables are (see `memory::mapped`).
+    index: HashTable<u32, Mapped>,
     /// Bytes of the live slots.
     bytes: u64,
 }
