@@ -244,7 +244,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// batch is held in memory outside the budget while it is written, so this bounds what a
     /// page-out holds beyond the values; a backend that pays per batch (a transaction, a round of
     /// concurrent uploads) wants it large. The default is 1 MiB; the log store asks for 64 KiB
-    /// (see [`LogStore`](crate::store::LogStore)).
+    /// (see [`LogStore`]).
     fn batch_bytes(&self) -> usize {
         1 << 20
     }

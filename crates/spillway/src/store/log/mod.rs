@@ -16,7 +16,7 @@
 //! while the next one fills. A segment is sealed by syncing it before the next one is created,
 //! so only the last segment can ever have a torn tail.
 //!
-//! A pool pages out to the store in batches of about [`BATCH_BYTES`] (64 KiB, see
+//! A pool pages out to the store in batches of about `BATCH_BYTES` (64 KiB, see
 //! [`BlobStore::batch_bytes`]). Each is one `put_batch`, whose records are encoded into one
 //! buffer that becomes a chunk of the delta as it is and is freed once the flusher has written
 //! it. Below 128 KiB, glibc's default threshold for mappings, such a buffer comes from the heap,
