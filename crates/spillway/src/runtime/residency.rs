@@ -51,7 +51,7 @@ use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
 use crate::memory::{
-    Budget, BudgetError, EvictionPolicy, IdMap, Released, Reservation, Residents, Victim,
+    Budget, BudgetError, EvictionPolicy, IdMap, Mapped, Released, Reservation, Residents, Victim,
     Watermarks, shrink_mapped_map,
 };
 
@@ -299,14 +299,22 @@ impl Residency {
     /// Bytes of resident values that a guard holds now (a pass over the resident entries, made
     /// outside the residents lock).
     pub fn held_bytes(&self) -> u64 {
-        // Counted under the lock, dropped after it.
-        let all: Vec<ErasedRef> = {
+        // Counted under the lock, dropped after it. The list is a mapping of the pool's own
+        // once large, as its tables are: one of glibc's would raise its thresholds when freed
+        // (see `memory::mapped`).
+        let all = {
             let r = self.residents.lock();
-            r.entries
-                .values()
-                .chain(r.parked.entries.values())
-                .filter_map(Resident::upgrade)
-                .collect()
+            let mut all = allocator_api2::vec::Vec::<ErasedRef, Mapped>::with_capacity_in(
+                r.entries.len() + r.parked.entries.len(),
+                Mapped,
+            );
+            all.extend(
+                r.entries
+                    .values()
+                    .chain(r.parked.entries.values())
+                    .filter_map(Resident::upgrade),
+            );
+            all
         };
         all.iter()
             .filter(|e| e.is_pinned())
