@@ -113,7 +113,9 @@
 //!
 //! The process also holds what its allocator keeps. glibc's malloc raises its mmap threshold
 //! to the size of every large mapping it frees, after which large values come from the heap
-//! and the holes that paged-out values leave there stay in the process. A program whose
+//! and the holes that paged-out values leave there stay in the process. The pool and the log
+//! store free none of glibc's mappings of their own: their large tables and lists are mappings
+//! of their own, and the log store's page-out batches (64 KiB) stay in the heap. A program whose
 //! values run to hundreds of KiB can fix the threshold (`mallopt(M_MMAP_THRESHOLD, 128 *
 //! 1024)` at start, or `MALLOC_MMAP_THRESHOLD_=131072` in the environment), as the `spillway`
 //! tool does: its demo's peak RSS at a 64 MiB budget went from 101–102 MiB to 90–91 MiB, for
@@ -125,11 +127,13 @@
 //! a while. A program that loads on one thread and reads on others can cap the arenas
 //! (`mallopt(M_ARENA_MAX, 1)` at start, or `MALLOC_ARENA_MAX=1`; more contention on the
 //! allocator's lock in exchange). W4's child (200,000 values of 1 KiB under a 20 MB budget,
-//! loaded on the main thread, read on a thread of its own) peaked at 61.8–64.4 MiB in ten
-//! runs with glibc's defaults, and at 58.6–59.5 MiB in three runs with one arena. The peak
-//! comes as the reads begin: the values paged in fill the reading thread's heap while pages
-//! of the loading thread's heap still hold a value or two each; after it the child held
-//! about 59 MiB (glibc's defaults, one run followed second by second).
+//! loaded on the main thread, read on a thread of its own, glibc's defaults) peaked at
+//! 58.7–61.0 MiB in ten runs, against 60.0–63.0 MiB in five alternating runs of the build
+//! before the log store's batches shrank to 64 KiB and its last large lists became mappings of
+//! their own. The peak comes as the reads begin: the values paged in fill the reading thread's
+//! heap while pages of the loading thread's heap still hold a value or two each; after it the
+//! child holds about 56 MiB (one run followed every 10 ms; 59 MiB before, in one run followed
+//! second by second).
 //!
 //! # Changing a stored type
 //!
