@@ -239,12 +239,14 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
         keys.iter().map(|k| self.contains(k)).collect()
     }
 
-    /// About how many payload bytes a pool's page-out groups into one
-    /// [`put_batch`](Self::put_batch): it sends a batch once its payloads reach this many. A
-    /// batch is held in memory outside the budget while it is written, so this bounds what a
-    /// page-out holds beyond the values; a backend that pays per batch (a transaction, a round of
-    /// concurrent uploads) wants it large. The default is 1 MiB; the log store asks for 64 KiB
-    /// (see [`LogStore`]).
+    /// About how many bytes a pool's page-out groups into one [`put_batch`](Self::put_batch):
+    /// it sends a batch once its objects reach this many, counting each one's payload, the rest
+    /// of its record (header and child keys) and its place in the batch. A batch is held in
+    /// memory outside the budget while it is written, so this bounds what a page-out holds
+    /// beyond the values, give or take its last object; a backend that pays per batch (a
+    /// transaction, a round of concurrent uploads) wants it large. The default is 1 MiB; the
+    /// log store asks for 64 KiB (see [`LogStore`]), and a [`CachedStore`] for what its local
+    /// store asks.
     fn batch_bytes(&self) -> usize {
         1 << 20
     }

@@ -20,7 +20,9 @@
 //! [`BlobStore::batch_bytes`]). Each is one `put_batch`, whose records are encoded into one
 //! buffer that becomes a chunk of the delta as it is and is freed once the flusher has written
 //! it. Below 128 KiB, glibc's default threshold for mappings, such a buffer comes from the heap,
-//! where the next batch reuses it; a larger one would be a mapping of its own, and freeing that
+//! where the next batch reuses it (a batch whose last object is larger than about 32 KiB passes
+//! it, as that object's own allocation does); a larger one would be a mapping of its own, and
+//! freeing that
 //! raises glibc's thresholds for the whole process, after which each of its heaps keeps that
 //! much more freed memory (see `memory::mapped`). A batch costs the pipeline one apply: batches
 //! of 64 KiB page out as fast as batches of 1 MiB did (W3's page-out, W4's load), and a pool
