@@ -180,6 +180,11 @@ impl BlobStore for CachedStore {
         Ok(())
     }
 
+    /// The local store's: a page-out writes there, and uploads go in groups of their own.
+    fn batch_bytes(&self) -> usize {
+        self.local.batch_bytes()
+    }
+
     fn get(&self, key: &ContentKey) -> Result<Option<Blob>> {
         if let Some(b) = self.local.get(key)? {
             return Ok(Some(b));
