@@ -114,8 +114,9 @@
 //! The process also holds what its allocator keeps. glibc's malloc raises its mmap threshold
 //! to the size of every large mapping it frees, after which large values come from the heap
 //! and the holes that paged-out values leave there stay in the process. The pool and the log
-//! store free none of glibc's mappings of their own: their large tables and lists are mappings
-//! of their own, and the log store's page-out batches (64 KiB) stay in the heap. A program whose
+//! store keep their own large blocks out of glibc's mappings while they run: their large tables
+//! and lists are mappings of their own, and the log store's page-out batches (64 KiB) stay in
+//! the heap unless one object is larger than about half a batch. A program whose
 //! values run to hundreds of KiB can fix the threshold (`mallopt(M_MMAP_THRESHOLD, 128 *
 //! 1024)` at start, or `MALLOC_MMAP_THRESHOLD_=131072` in the environment), as the `spillway`
 //! tool does: its demo's peak RSS at a 64 MiB budget went from 101–102 MiB to 90–91 MiB, for

@@ -13,7 +13,7 @@
 //! free slots are never linked.
 
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
-use super::{IdMap, MIN_SHRINK, mapped_map_bytes, shrink_mapped_map};
+use super::{IdMap, MIN_SHRINK, Mapped, mapped_map_bytes, shrink_mapped_map};
 
 const NIL: usize = usize::MAX;
 
@@ -25,11 +25,15 @@ struct Node {
     next: usize,
 }
 
+/// A slab's vector: a mapping of its own once large, as the policy's tables are (see
+/// `memory::mapped`).
+type Slab<T> = allocator_api2::vec::Vec<T, Mapped>;
+
 /// Least-recently-used eviction by bytes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lru {
-    nodes: Vec<Node>,
-    free: Vec<usize>,
+    nodes: Slab<Node>,
+    free: Slab<usize>,
     /// A large table is a mapping of its own (see `memory::mapped`).
     slots: IdMap<usize>,
     /// Least recently used.
@@ -39,13 +43,22 @@ pub struct Lru {
     bytes: u64,
 }
 
+impl Default for Lru {
+    fn default() -> Lru {
+        Lru::new()
+    }
+}
+
 impl Lru {
     /// An empty LRU.
     pub fn new() -> Lru {
         Lru {
+            nodes: Slab::new_in(Mapped),
+            free: Slab::new_in(Mapped),
+            slots: IdMap::default(),
             head: NIL,
             tail: NIL,
-            ..Lru::default()
+            bytes: 0,
         }
     }
 
@@ -110,7 +123,7 @@ impl Lru {
             shrink_mapped_map(&mut self.slots);
             return;
         }
-        let mut nodes = Vec::with_capacity(self.slots.len());
+        let mut nodes = Slab::with_capacity_in(self.slots.len(), Mapped);
         let mut at = self.head;
         while at != NIL {
             let n = &self.nodes[at];
@@ -130,7 +143,7 @@ impl Lru {
         self.head = if nodes.is_empty() { NIL } else { 0 };
         self.tail = nodes.len().checked_sub(1).unwrap_or(NIL);
         self.nodes = nodes;
-        self.free = Vec::new();
+        self.free = Slab::new_in(Mapped);
     }
 }
 

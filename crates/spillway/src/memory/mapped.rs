@@ -22,10 +22,13 @@
 //! of 1 KiB), and the pool's tables from 128 to 256 KiB did too.
 //!
 //! What else the pool and the log store free in such sizes avoids glibc's mappings as well: the
-//! list an index growing in place keeps of the keys it moves, and the checkpoint's sorted
-//! entries, are `Mapped`; the log store takes page-out batches of 64 KiB, whose buffers stay in
-//! glibc's heap (see `store::log`). A gdb trace of `munmap` in W4's child found no release of
-//! one of glibc's mappings left before the end of its reads.
+//! list an index growing in place keeps of the keys it moves, the checkpoint's sorted entries,
+//! the LRU's slab and the list that counts held bytes for the stats are `Mapped`; the log store
+//! takes page-out batches of 64 KiB, records and bookkeeping counted, whose buffers stay in
+//! glibc's heap unless a batch's last object is larger than about 32 KiB (see `store::log`). A
+//! gdb trace of `munmap` in W4's child found no release of one of glibc's mappings left before
+//! the end of its reads. Still glibc's: what the log store reads when it opens (its checkpoint,
+//! decoded into a list), and the page-out's lists of victims (at most a round's, about 4,096).
 //!
 //! Invariants:
 //! - A block is mapped if and only if its layout says so ([`maps`]): the layout a block is
