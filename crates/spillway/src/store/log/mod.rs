@@ -20,13 +20,13 @@
 //! [`BlobStore::batch_bytes`]). Each is one `put_batch`, whose records are encoded into one
 //! buffer that becomes a chunk of the delta as it is and is freed once the flusher has written
 //! it. Below 128 KiB, glibc's default threshold for mappings, such a buffer comes from the heap,
-//! where the next batch reuses it (a batch whose last object is larger than about 32 KiB passes
-//! it, as that object's own allocation does); a larger one would be a mapping of its own, and
-//! freeing that
-//! raises glibc's thresholds for the whole process, after which each of its heaps keeps that
-//! much more freed memory (see `memory::mapped`). A batch costs the pipeline one apply: batches
-//! of 64 KiB page out as fast as batches of 1 MiB did (W3's page-out, W4's load), and a pool
-//! holds less outside its budget while they are written.
+//! where the next batch reuses it; it passes 128 KiB only when the batch's last object is
+//! larger than about 64 KiB (and the page-out's own buffer when that object is larger than
+//! about 32 KiB, see `runtime::page_out`). A larger buffer is a mapping of glibc's, and freeing
+//! that raises glibc's thresholds for the whole process, after which each of its heaps keeps
+//! that much more freed memory (see `memory::mapped`). A batch costs the pipeline one apply:
+//! batches of 64 KiB page out as fast as batches of 1 MiB did (W3's page-out, W4's load), and a
+//! pool holds less outside its budget while they are written.
 //!
 //! # Invariants
 //! - The index maps each live key to the location of its newest put record; a location past
@@ -70,7 +70,8 @@ mod table;
 mod verify;
 mod window;
 
-/// Payload bytes a pool's page-out groups into one batch for this store (see the module docs).
+/// Bytes a pool's page-out groups into one batch for this store, payloads, records and the
+/// batch's own bookkeeping counted (see the module docs).
 const BATCH_BYTES: usize = 64 << 10;
 
 pub use compact::CompactionReport;
