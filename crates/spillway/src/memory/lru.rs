@@ -13,7 +13,7 @@
 //! free slots are never linked.
 
 use super::policy::{EntryId, EvictionPolicy, Residents, Victim};
-use super::{IdMap, MIN_SHRINK, Mapped, mapped_map_bytes, shrink_mapped_map};
+use super::{IdMap, MIN_SHRINK, Mapped, MappedVec, mapped_map_bytes, shrink_mapped_map};
 
 const NIL: usize = usize::MAX;
 
@@ -25,15 +25,13 @@ struct Node {
     next: usize,
 }
 
-/// A slab's vector: a mapping of its own once large, as the policy's tables are (see
-/// `memory::mapped`).
-type Slab<T> = allocator_api2::vec::Vec<T, Mapped>;
-
 /// Least-recently-used eviction by bytes.
 #[derive(Debug)]
 pub struct Lru {
-    nodes: Slab<Node>,
-    free: Slab<usize>,
+    /// The slab and its free list are mappings of their own once large, as the policy's tables
+    /// are (see `memory::mapped`).
+    nodes: MappedVec<Node>,
+    free: MappedVec<usize>,
     /// A large table is a mapping of its own (see `memory::mapped`).
     slots: IdMap<usize>,
     /// Least recently used.
@@ -53,8 +51,8 @@ impl Lru {
     /// An empty LRU.
     pub fn new() -> Lru {
         Lru {
-            nodes: Slab::new_in(Mapped),
-            free: Slab::new_in(Mapped),
+            nodes: MappedVec::new_in(Mapped),
+            free: MappedVec::new_in(Mapped),
             slots: IdMap::default(),
             head: NIL,
             tail: NIL,
@@ -123,7 +121,7 @@ impl Lru {
             shrink_mapped_map(&mut self.slots);
             return;
         }
-        let mut nodes = Slab::with_capacity_in(self.slots.len(), Mapped);
+        let mut nodes = MappedVec::with_capacity_in(self.slots.len(), Mapped);
         let mut at = self.head;
         while at != NIL {
             let n = &self.nodes[at];
@@ -143,7 +141,7 @@ impl Lru {
         self.head = if nodes.is_empty() { NIL } else { 0 };
         self.tail = nodes.len().checked_sub(1).unwrap_or(NIL);
         self.nodes = nodes;
-        self.free = Slab::new_in(Mapped);
+        self.free = MappedVec::new_in(Mapped);
     }
 }
 

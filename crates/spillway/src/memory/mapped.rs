@@ -132,6 +132,9 @@ unsafe impl Allocator for Mapped {
 /// A hash map whose large tables are mappings of their own.
 pub(crate) type MappedMap<K, V, S> = hashbrown::HashMap<K, V, S, Mapped>;
 
+/// A vector whose large buffers are mappings of their own.
+pub(crate) type MappedVec<T> = allocator_api2::vec::Vec<T, Mapped>;
+
 /// A [`MappedMap`] keyed by entry id.
 pub(crate) type IdMap<V> = MappedMap<super::policy::EntryId, V, std::hash::RandomState>;
 

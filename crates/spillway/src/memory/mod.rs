@@ -49,7 +49,9 @@ pub use watermarks::Watermarks;
 #[cfg(test)]
 pub(crate) use cells::cell_chunks;
 pub(crate) use cells::{Cells, cell_at, cell_bytes, cell_number, is_cell};
-pub(crate) use mapped::{IdMap, MAPPED_FROM, Mapped, mapped_map_bytes, shrink_mapped_map};
+pub(crate) use mapped::{
+    IdMap, MAPPED_FROM, Mapped, MappedVec, mapped_map_bytes, shrink_mapped_map,
+};
 pub(crate) use numbers::Numbers;
 pub(crate) use release::Released;
 

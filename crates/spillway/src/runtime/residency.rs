@@ -51,8 +51,8 @@ use super::page_out::PageOut;
 use super::threads::Signal;
 use crate::error::{Error, Result};
 use crate::memory::{
-    Budget, BudgetError, EvictionPolicy, IdMap, Mapped, Released, Reservation, Residents, Victim,
-    Watermarks, shrink_mapped_map,
+    Budget, BudgetError, EvictionPolicy, IdMap, Mapped, MappedVec, Released, Reservation,
+    Residents, Victim, Watermarks, shrink_mapped_map,
 };
 
 /// Accesses logged before they are handed to a recency-ordered policy.
@@ -304,7 +304,7 @@ impl Residency {
         // (see `memory::mapped`).
         let all = {
             let r = self.residents.lock();
-            let mut all = allocator_api2::vec::Vec::<ErasedRef, Mapped>::with_capacity_in(
+            let mut all = MappedVec::<ErasedRef>::with_capacity_in(
                 r.entries.len() + r.parked.entries.len(),
                 Mapped,
             );

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Location, LogPosition};
 use crate::format::record;
 use crate::format::segment;
-use crate::memory::Mapped;
+use crate::memory::{Mapped, MappedVec};
 use crate::vfs::OpenMode;
 
 /// What a compaction did.
@@ -65,10 +65,10 @@ impl LogStore {
         let (tail, mut entries) = {
             let mut idx = self.core.index.write();
             idx.since_checkpoint = 0;
-            let mut entries = allocator_api2::vec::Vec::<
-                [u8; checkpoint::CHECKPOINT_ENTRY_LEN],
+            let mut entries = MappedVec::<[u8; checkpoint::CHECKPOINT_ENTRY_LEN]>::with_capacity_in(
+                idx.map.len(),
                 Mapped,
-            >::with_capacity_in(idx.map.len(), Mapped);
+            );
             entries.extend(
                 idx.map
                     .iter()

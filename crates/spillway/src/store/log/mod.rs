@@ -24,9 +24,10 @@
 //! larger than about 64 KiB (and the page-out's own buffer when that object is larger than
 //! about 32 KiB, see `runtime::page_out`). A larger buffer is a mapping of glibc's, and freeing
 //! that raises glibc's thresholds for the whole process, after which each of its heaps keeps
-//! that much more freed memory (see `memory::mapped`). A batch costs the pipeline one apply:
-//! batches of 64 KiB page out as fast as batches of 1 MiB did (W3's page-out, W4's load), and a
-//! pool holds less outside its budget while they are written.
+//! that much more freed memory (see `memory::mapped`). A batch costs the pipeline one apply; in
+//! alternating runs of the W3 and W4 children, batches of 64 KiB paged out within the noise of
+//! batches of 1 MiB (BENCHMARKS.md gives the figures), and a pool holds less outside its budget
+//! while they are written.
 //!
 //! # Invariants
 //! - The index maps each live key to the location of its newest put record; a location past

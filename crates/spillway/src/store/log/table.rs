@@ -40,7 +40,7 @@
 
 use crate::format::checkpoint::Location;
 use crate::key::{ContentKey, KEY_LEN, KeyMap};
-use crate::memory::Mapped;
+use crate::memory::{Mapped, MappedVec};
 
 /// Bytes a slot takes.
 pub(super) const SLOT_LEN: usize = KEY_LEN + 10;
@@ -433,7 +433,7 @@ impl KeyTable {
         self.slots = slots;
         let all = self.buf.slots_mut();
         // Both lists are the pool's own mappings once large (see the module docs).
-        let mut aside = allocator_api2::vec::Vec::<Slot, Mapped>::new_in(Mapped);
+        let mut aside = MappedVec::<Slot>::new_in(Mapped);
         // A table is never full, so there is an empty slot.
         let first_empty = all[..old_slots]
             .iter()
@@ -443,8 +443,7 @@ impl KeyTable {
             aside.push(*s);
             *s = [0; SLOT_LEN];
         }
-        let mut later =
-            allocator_api2::vec::Vec::<(u32, u32), Mapped>::with_capacity_in(self.used, Mapped);
+        let mut later = MappedVec::<(u32, u32)>::with_capacity_in(self.used, Mapped);
         let mut end = 0;
         let mut last_home = 0;
         let mut kept = 0;
